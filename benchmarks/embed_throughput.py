@@ -1,0 +1,249 @@
+"""Images/s of ``cliplab.embed`` against the straightforward loop, on this machine.
+
+    python benchmarks/embed_throughput.py [--n 512] [--batch-size 64] [--repeats 1] [--no-bf16]
+
+Writes ``--n`` photo-like JPEGs (~400x300: smooth gradients, shapes, sensor noise, quality 90) to a
+temporary folder and embeds them with a random-init open_clip ViT-B-32 (224 px) in two ways, with
+the same model and batch size:
+
+  naive   one process: for each batch, ``Image.open`` + ``model.preprocess`` every file, then
+          ``model.encode_pixels`` (which already runs under ``torch.inference_mode``);
+  embed   ``cliplab.embed`` with a fresh, empty ``cache_dir`` (so every image is decoded and encoded,
+          and the chunks are written).
+
+``--repeats`` alternates the two (naive, embed, naive, ...) and reports the best of each, because
+the machine may be shared. Also printed: the fp32 matmul peak (a 2048^2 ``torch.mm``), the encoder's
+own images/s on a ready tensor (the ceiling for both), and bf16 autocast speed and agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+# --- data ------------------------------------------------------------------------------------------
+def photo_like(rng: np.random.Generator, w: int = 400, h: int = 300) -> Image.Image:
+    """Smooth colour gradients, a few filled shapes and sensor noise (so JPEG decoding costs what it
+    costs on photos). Sizes are relative to 400x300; big images draw their gradients at 400 px wide
+    and upscale them (the noise is always full resolution)."""
+    k = max(1, w // 400)
+    bw, bh = w // k, h // k
+    yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
+    img = np.empty((bh, bw, 3), np.float32)
+    for c in range(3):
+        a, b, phase = rng.uniform(-1, 1, 3)
+        img[..., c] = 128 + 60 * np.sin(a * xx / 40 + b * yy / 50 + phase * 6) + rng.uniform(-40, 40) * xx / bw
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(4, 10))):
+        x0, y0 = int(rng.integers(0, bw)), int(rng.integers(0, bh))
+        box = [x0, y0, x0 + int(rng.integers(20, 150)), y0 + int(rng.integers(20, 120))]
+        color = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)(box, fill=color)
+    if k > 1:
+        im = im.resize((w, h), Image.BILINEAR)
+    noise = rng.normal(0, 8, (h, w, 3)) if k == 1 else rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
+    noisy = np.asarray(im).astype(np.int16) + noise.astype(np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def write_images(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{size[0]}x{size[1]}-{i:05d}.jpg"
+        photo_like(rng, *size).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+# --- model ---------------------------------------------------------------------------------------
+def load_vitb32(precision: str = "fp32"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from cliplab.models import load_model
+        except ImportError:
+            return _fallback_model(precision)
+        torch.manual_seed(0)
+        return load_model("openclip:ViT-B-32", device="cpu", precision=precision)
+
+
+def _fallback_model(precision: str):
+    """A minimal ``Model`` over open_clip, for when ``cliplab.models.load_model`` is not there."""
+    import open_clip
+
+    from cliplab.models.base import Model
+
+    torch.manual_seed(0)
+    module, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+
+    class Bare(Model):
+        name, device, embed_dim = "openclip:ViT-B-32", torch.device("cpu"), 512
+        identity = f"openclip:ViT-B-32|random-seed-0|{precision}"
+
+        def tokenize(self, texts):
+            raise NotImplementedError
+
+        def token_counts(self, texts):
+            raise NotImplementedError
+
+        def image_features(self, pixels):
+            return self.torch_module.encode_image(pixels)
+
+        def text_features(self, tokens):
+            raise NotImplementedError
+
+    m = Bare()
+    m.torch_module, m.preprocess, m.precision = module.eval(), preprocess, precision
+    return m
+
+
+# --- measurements --------------------------------------------------------------------------------
+def matmul_gflops(n: int = 2048, seconds: float = 1.5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def encoder_only(model, batch_size: int, batches: int = 2) -> float:
+    x = torch.randn(batch_size, 3, 224, 224)
+    model.encode_pixels(x[:2])
+    t = time.perf_counter()
+    for _ in range(batches):
+        model.encode_pixels(x)
+    return batches * batch_size / (time.perf_counter() - t)
+
+
+def decode_preprocess(model, paths: list[Path], fast_jpeg: bool) -> float:
+    """Images/s of read + decode + preprocess alone, in this process (what one worker does)."""
+    from cliplab.embed.pipeline import decode, draft_side
+
+    draft = draft_side(model) if fast_jpeg else None
+    t = time.perf_counter()
+    for path in paths:
+        model.preprocess(decode(path.read_bytes(), str(path), None, draft))
+    return len(paths) / (time.perf_counter() - t)
+
+
+def naive(model, paths: list[Path], batch_size: int) -> tuple[float, np.ndarray]:
+    """The honest straightforward loop: open, preprocess and encode, batch by batch, one process."""
+    t = time.perf_counter()
+    out = []
+    for i in range(0, len(paths), batch_size):
+        pixels = []
+        for path in paths[i : i + batch_size]:
+            with Image.open(path) as im:
+                pixels.append(model.preprocess(im.convert("RGB")))
+        out.append(model.encode_pixels(torch.stack(pixels)))
+    return len(paths) / (time.perf_counter() - t), np.concatenate(out)
+
+
+def pipelined(model, paths: list[Path], batch_size: int, workers: int | None) -> tuple[float, np.ndarray, dict]:
+    from cliplab.embed import embed
+
+    cache = Path(tempfile.mkdtemp(prefix="cliplab-bench-cache-"))
+    try:
+        t = time.perf_counter()
+        feats = embed(model, [str(p) for p in paths], cache_dir=cache, batch_size=batch_size, num_workers=workers,
+                      progress=False)
+        rate = len(feats) / (time.perf_counter() - t)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return rate, feats.X, feats.stats
+
+
+def native_bf16() -> bool:
+    checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]
+    return any(f() for f in checks if f is not None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None, help="decode workers for embed (default: its own choice)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--bf16-images", type=int, default=64, help="images for the bf16 run (0: skip)")
+    ap.add_argument("--photo-size", default="400x300", help="WxH of the generated JPEGs (e.g. 4032x3024)")
+    ap.add_argument("--images", type=Path, default=None, help="reuse/keep the JPEGs in this folder")
+    args = ap.parse_args()
+    size = tuple(int(v) for v in args.photo_size.lower().split("x"))
+
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+          f"torch threads {torch.get_num_threads()}, native bf16: {native_bf16()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average before start: {load:.2f}")
+    print(f"fp32 matmul peak: {matmul_gflops():.1f} GFLOP/s (2048x2048 torch.mm, {torch.get_num_threads()} threads)")
+
+    tmp = None
+    folder = args.images
+    if folder is None:
+        tmp = tempfile.mkdtemp(prefix="cliplab-bench-img-")
+        folder = Path(tmp)
+    paths = sorted(folder.glob(f"{size[0]}x{size[1]}-*.jpg"))[: args.n]
+    if len(paths) < args.n:
+        t = time.perf_counter()
+        paths = write_images(folder, args.n, size)
+        print(f"wrote {len(paths)} JPEGs in {time.perf_counter() - t:.1f}s")
+    kib = sum(p.stat().st_size for p in paths) / len(paths) / 1024
+    print(f"{len(paths)} photo-like JPEGs, {size[0]}x{size[1]}, {kib:.0f} KiB on average")
+    try:
+        model = load_vitb32("fp32")
+        print(f"model: {model.name} (random init), batch size {args.batch_size}")
+        enc = encoder_only(model, args.batch_size)
+        sample = paths[: min(len(paths), 64)]
+        dec_full = decode_preprocess(model, sample, fast_jpeg=False)
+        dec_fast = decode_preprocess(model, sample, fast_jpeg=True)
+        print(f"encoder alone on ready tensors: {enc:.2f} img/s ({1e3 / enc:.1f} ms/img)")
+        print(f"read+decode+preprocess alone, one process: {dec_full:.1f} img/s ({1e3 / dec_full:.1f} ms/img); "
+              f"with reduced-scale JPEG decoding: {dec_fast:.1f} img/s ({1e3 / dec_fast:.1f} ms/img)")
+        serial = 1 / (1 / dec_full + 1 / enc)
+        print(f"  -> bounds: serial loop <= {serial:.2f} img/s; perfect overlap <= {min(enc, dec_fast):.2f} img/s "
+              f"(ratio <= {min(enc, dec_fast) / serial:.2f}x, if decoding took no core away from the encoder)")
+        best_naive, best_embed, stats = 0.0, 0.0, {}
+        for r in range(args.repeats):
+            rate_n, x_naive = naive(model, paths, args.batch_size)
+            rate_e, x_embed, stats = pipelined(model, paths, args.batch_size, args.workers)
+            print(f"  round {r + 1}: naive {rate_n:.2f} img/s, embed {rate_e:.2f} img/s")
+            best_naive, best_embed = max(best_naive, rate_n), max(best_embed, rate_e)
+        cos = (x_naive * x_embed).sum(1)
+        print(f"naive loop : {best_naive:.2f} img/s")
+        print(f"cliplab.embed: {best_embed:.2f} img/s  (workers {stats.get('num_workers')}, "
+              f"torch threads {stats.get('torch_threads')})")
+        print(f"ratio embed/naive: {best_embed / best_naive:.2f}x   (same embeddings: min cosine {cos.min():.6f})")
+
+        if args.bf16_images:
+            sub = paths[: args.bf16_images]
+            bf16 = load_vitb32("bf16")
+            bf16.torch_module.load_state_dict(model.torch_module.state_dict())
+            rate_b, x_b, _ = pipelined(bf16, sub, args.batch_size, args.workers)
+            rate_f, x_f, _ = pipelined(model, sub, args.batch_size, args.workers)
+            cos = (x_b * x_f).sum(1)
+            kind = "native" if native_bf16() else "EMULATED (no avx512_bf16/amx on this CPU)"
+            print(f"bf16 autocast ({kind}), {len(sub)} images: {rate_b:.2f} img/s vs fp32 {rate_f:.2f} img/s "
+                  f"= {rate_b / rate_f:.2f}x; cosine to fp32: min {cos.min():.5f}, mean {cos.mean():.5f}")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

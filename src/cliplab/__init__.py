@@ -1,0 +1,1 @@
+"""cliplab: one toolkit for the CLIP family of vision-language models."""

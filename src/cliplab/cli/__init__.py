@@ -1,0 +1,23 @@
+"""The ``cliplab`` command: a thin layer over the Python API, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="cliplab",
+    help="One toolkit for CLIP-family models: embed, classify, search, train and evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each module adds its commands to ``app``; import order is the order of ``--help``.
+    from cliplab.cli import demo, data, embed, classify, evaluate  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    app()

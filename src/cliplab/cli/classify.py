@@ -1,0 +1,110 @@
+"""``cliplab classify``: zero-shot labels for a collection of images, written as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cliplab.cli import app
+from cliplab.cli.common import (
+    BATCH_SIZE_OPTION,
+    CACHE_DIR_OPTION,
+    MODEL_OPTION,
+    PRETRAINED_OPTION,
+    PROGRESS_OPTION,
+    WORKERS_OPTION,
+    read_names,
+    user_errors,
+    warnings_as_lines,
+)
+
+
+def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, probabilities) of the ``k`` most probable classes per row, best first (ties: lower index)."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
+
+
+def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray, scores: np.ndarray) -> str:
+    """CSV text: ``id, label_1, score_1, ..., label_k, score_k``."""
+    k = order.shape[1]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", *[f"{name}_{j}" for j in range(1, k + 1) for name in ("label", "score")]])
+    for id_, idx, sc in zip(ids, order, scores):
+        writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")]])
+    return buf.getvalue()
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` atomically (temporary name in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def print_summary(labels: Sequence[str], order: np.ndarray, scores: np.ndarray, n_skipped: int, accuracy: float | None) -> None:
+    counts = Counter(order[:, 0].tolist())
+    table = Table(title=f"{len(order)} images classified" + (f", {n_skipped} skipped" if n_skipped else ""))
+    table.add_column("label")
+    table.add_column("top-1 count", justify="right")
+    table.add_column("mean top-1 score", justify="right")
+    shown = sorted(range(len(labels)), key=lambda i: (-counts.get(i, 0), i))[:20]
+    for i in shown:
+        mean = float(scores[order[:, 0] == i, 0].mean()) if counts.get(i) else float("nan")
+        table.add_row(labels[i], str(counts.get(i, 0)), "–" if np.isnan(mean) else f"{mean:.3f}")
+    console = Console()
+    console.print(table)
+    if len(labels) > len(shown):
+        console.print(f"... and {len(labels) - len(shown)} more labels")
+    if accuracy is not None:
+        console.print(f"top-1 accuracy against the dataset's labels: {accuracy:.4f}")
+
+
+@app.command("classify")
+def classify_command(
+    images: str = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    labels: str = typer.Option(..., "--labels", "-l", help="Candidate labels 'cat,dog,...' or a file with one per line."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label_1, score_1, ..., label_k, score_k (scores are softmax probabilities)."),
+    model: str = MODEL_OPTION,
+    pretrained: Optional[str] = PRETRAINED_OPTION,
+    templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
+    k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of labels)."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    workers: Optional[int] = WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
+) -> None:
+    """Zero-shot classify images into the given labels; write the top-k labels per image as CSV."""
+    from cliplab.data.sources import open_source
+    from cliplab.embed import embed
+    from cliplab.models import load_model
+    from cliplab.zeroshot import ZeroShotClassifier
+
+    with user_errors(), warnings_as_lines():
+        names = read_names(labels, "--labels")
+        source = open_source(images)
+        clip = load_model(model, pretrained=pretrained)
+        feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
+        order, scores = top_k(probs, min(k, len(names)))
+        write_text(predictions_csv(feats.ids, names, order, scores), out)
+    accuracy = None
+    if feats.labels is not None and len(feats) and all(lab in names for lab in feats.labels):
+        accuracy = float(np.mean([names[i] == lab for i, lab in zip(order[:, 0], feats.labels)]))
+    print_summary(names, order, scores, len(feats.skipped), accuracy)
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,11 @@
+"""Batched image embedding and the content-addressed feature store.
+
+``embed(model, source, cache_dir=...)`` -> ``Features`` (float32 L2-normalised rows with ids,
+labels, captions, metadata and the list of skipped images).
+"""
+
+from cliplab.embed.cache import CacheWarning, ChunkCache
+from cliplab.embed.features import Features, FeaturesFileError
+from cliplab.embed.pipeline import default_num_workers, embed
+
+__all__ = ["CacheWarning", "ChunkCache", "Features", "FeaturesFileError", "default_num_workers", "embed"]

@@ -1,0 +1,228 @@
+"""Content-addressed embedding cache: chunk files of (image sha256, embedding) rows.
+
+Layout under ``cache_dir``::
+
+    <namespace>/                    sha256 of the model identity, precision and decode policy
+        model.txt                   that text, for people (never read back)
+        chunk-<random>.safetensors  "hashes" uint8 (n, 32), "embeddings" float32 (n, d);
+                                    metadata: format, rows, dim, sha256 of both tensors' bytes
+
+A chunk is written to a temporary name and ``os.replace``d, so a chunk is either complete or absent;
+several processes may add chunks to one namespace at once. There is no index file: the index is
+rebuilt by scanning the chunk files each time a cache is opened. A chunk whose header, shapes or
+checksum are wrong is reported in a ``CacheWarning`` naming the file, deleted, and its rows count as
+misses (so they are recomputed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+CHUNK_FORMAT = "cliplab.embedding-chunk"
+CHUNK_VERSION = "1"
+HASH_BYTES = 32
+STALE_TMP_SECONDS = 24 * 3600
+
+
+class CacheWarning(UserWarning):
+    """Something in the embedding cache was damaged and has been dealt with."""
+
+
+def namespace_key(identity: str, precision: str, decode: str = "") -> str:
+    """The folder name for one model: sha256 of its identity, precision and decode policy."""
+    text = f"{identity}\nprecision={precision}" + (f"\ndecode={decode}" if decode else "")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_hash(data: bytes) -> bytes:
+    """The cache key of an image: sha256 of its encoded bytes (32 raw bytes)."""
+    return hashlib.sha256(data).digest()
+
+
+def _checksum(hashes: np.ndarray, embeddings: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(hashes).tobytes())
+    h.update(np.ascontiguousarray(embeddings).tobytes())
+    return h.hexdigest()
+
+
+class ChunkCache:
+    """The chunk files of one namespace. ``get_many`` reads embeddings; ``put`` adds a chunk."""
+
+    def __init__(self, root: str | os.PathLike, namespace: str, dim: int | None = None, description: str = ""):
+        self.root = Path(root)
+        self.dir = self.root / namespace
+        self.dim = dim
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if description:
+            label = self.dir / "model.txt"
+            if not label.exists():
+                try:
+                    label.write_text(description + "\n", encoding="utf-8")
+                except OSError:
+                    pass
+        self._index: dict[bytes, str] = {}  # content hash -> chunk file name
+        self._rows: dict[str, int] = {}  # chunk file name -> rows
+        self.discarded: list[Path] = []
+        self.scan()
+
+    # --- index --------------------------------------------------------------------------------------
+    def scan(self) -> None:
+        """Rebuild the index from the chunk files on disk (headers and hash lists only)."""
+        self._index.clear()
+        self._rows.clear()
+        now = time.time()
+        for path in sorted(self.dir.iterdir()):
+            name = path.name
+            if name.startswith(".tmp-"):
+                _remove_if_stale(path, now)
+                continue
+            if not (name.startswith("chunk-") and name.endswith(".safetensors")):
+                continue
+            try:
+                hashes, _ = self._read(path, with_embeddings=False)
+            except FileNotFoundError:
+                continue  # removed by another process meanwhile
+            except ChunkError as e:
+                self._discard(path, str(e))
+                continue
+            for h in hashes:
+                self._index.setdefault(bytes(h), name)
+            self._rows[name] = len(hashes)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def chunk_files(self) -> list[Path]:
+        return [self.dir / name for name in sorted(self._rows)]
+
+    # --- reading --------------------------------------------------------------------------------------
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, np.ndarray]:
+        """Embeddings for those ``keys`` that are cached, read from their chunks and checksum-verified.
+
+        A chunk that fails verification is reported, deleted and dropped from the index: its keys are
+        simply absent from the result.
+        """
+        by_chunk: dict[str, list[bytes]] = {}
+        for key in set(keys):
+            name = self._index.get(key)
+            if name is not None:
+                by_chunk.setdefault(name, []).append(key)
+        found: dict[bytes, np.ndarray] = {}
+        for name, wanted in by_chunk.items():
+            path = self.dir / name
+            try:
+                hashes, embeddings = self._read(path, with_embeddings=True)
+            except (ChunkError, FileNotFoundError) as e:
+                reason = "file vanished" if isinstance(e, FileNotFoundError) else str(e)
+                self._discard(path, reason)
+                continue
+            row_of = {bytes(h): i for i, h in enumerate(hashes)}
+            for key in wanted:
+                found[key] = embeddings[row_of[key]]
+        return found
+
+    def _read(self, path: Path, with_embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                keys = set(f.keys())
+                if keys != {"hashes", "embeddings"} or meta.get("format") != CHUNK_FORMAT:
+                    raise ChunkError("not a cliplab embedding chunk")
+                emb_slice = f.get_slice("embeddings")
+                shape, dtype = tuple(emb_slice.get_shape()), emb_slice.get_dtype()
+                hashes = f.get_tensor("hashes")
+                embeddings = f.get_tensor("embeddings") if with_embeddings else None
+        except FileNotFoundError:
+            raise
+        except ChunkError:
+            raise
+        except Exception as e:  # safetensors raises several types for a damaged header / short file
+            raise ChunkError(f"unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+        rows = int(meta.get("rows", -1))
+        if hashes.dtype != np.uint8 or hashes.shape != (rows, HASH_BYTES):
+            raise ChunkError(f"hash list has shape {hashes.shape} {hashes.dtype}, expected ({rows}, {HASH_BYTES}) uint8")
+        if dtype != "F32" or len(shape) != 2 or shape[0] != rows:
+            raise ChunkError(f"embeddings have shape {shape} {dtype}, expected ({rows}, d) F32")
+        if self.dim is not None and shape[1] != self.dim:
+            raise ChunkError(f"embeddings have {shape[1]} dims, the model has {self.dim}")
+        if embeddings is not None:
+            if _checksum(hashes, embeddings) != meta.get("sha256"):
+                raise ChunkError("checksum mismatch (damaged file)")
+            if not np.isfinite(embeddings).all():
+                raise ChunkError("non-finite values")
+        return hashes, embeddings
+
+    # --- writing --------------------------------------------------------------------------------------
+    def put(self, keys: list[bytes], embeddings: np.ndarray) -> Path | None:
+        """Write one chunk holding ``keys`` -> ``embeddings`` rows (atomically); returns its path."""
+        if not keys:
+            return None
+        from safetensors.numpy import save
+
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.shape[0] != len(keys) or embeddings.ndim != 2:
+            raise ValueError(f"{len(keys)} keys but embeddings of shape {embeddings.shape}")
+        hashes = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), HASH_BYTES)
+        meta = {
+            "format": CHUNK_FORMAT,
+            "version": CHUNK_VERSION,
+            "rows": str(len(keys)),
+            "dim": str(embeddings.shape[1]),
+            "sha256": _checksum(hashes, embeddings),
+        }
+        blob = save({"hashes": hashes, "embeddings": embeddings}, metadata=meta)
+        name = f"chunk-{uuid.uuid4().hex}.safetensors"
+        tmp = self.dir / f".tmp-{name}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / name)
+        for key in keys:
+            self._index.setdefault(key, name)
+        self._rows[name] = len(keys)
+        return self.dir / name
+
+    # --- damage -----------------------------------------------------------------------------------------
+    def _discard(self, path: Path, reason: str) -> None:
+        warnings.warn(
+            f"embedding cache: {path} is corrupt ({reason}); removed it, its images will be recomputed",
+            CacheWarning,
+            stacklevel=3,
+        )
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        name = path.name
+        self._rows.pop(name, None)
+        for key in [k for k, v in self._index.items() if v == name]:
+            del self._index[key]
+        self.discarded.append(path)
+
+
+class ChunkError(Exception):
+    """A chunk file that is not what it should be."""
+
+
+def _remove_if_stale(path: Path, now: float) -> None:
+    """Delete a temporary file left by a killed writer, once it is old enough not to be in use."""
+    try:
+        if now - path.stat().st_mtime > STALE_TMP_SECONDS:
+            path.unlink()
+    except OSError:
+        pass

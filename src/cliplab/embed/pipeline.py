@@ -1,0 +1,421 @@
+"""``embed``: images -> ``Features``, decoding in worker processes while the model runs here.
+
+Three steps:
+
+1. hash: read every item's bytes and sha256 them (a thread pool: file reads and hashlib release the
+   GIL). Unreadable items are skipped here.
+2. look up: with a ``cache_dir``, embeddings already stored for these bytes under this model's
+   namespace are read from the chunk files (see ``cache.py``).
+3. compute: the misses (one per distinct content) go through a torch ``DataLoader`` whose workers
+   read, re-hash, decode (``decode_image``) and preprocess them; the main process gathers full
+   batches and calls ``model.encode_pixels``. Every ``chunk_size`` new embeddings are written as one
+   chunk, so a killed run loses at most one chunk of work.
+
+The workers re-hash the bytes they decode, so an embedding is always stored under the hash of the
+exact bytes it was computed from.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from cliplab.data.items import ImageItem, Skipped
+from cliplab.embed.cache import ChunkCache, content_hash, namespace_key
+from cliplab.embed.features import Features
+
+DEFAULT_CHUNK_SIZE = 1024
+DRAFT_TAG = "jpeg-draft>=2x"
+
+
+# --- sources --------------------------------------------------------------------------------------
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def as_source(source: Any):
+    """An ``ImageSource`` for ``source``: one as is, a list of image paths, or a spec for ``open_source``."""
+    from cliplab.data.sources import ImageSource, open_source
+
+    if isinstance(source, ImageSource) or (hasattr(source, "items") and hasattr(source, "skipped")):
+        return source
+    if isinstance(source, (list, tuple)):
+        if all(isinstance(s, ImageItem) for s in source):
+            return ImageSource(name="items", items=list(source))
+        if all(isinstance(s, (str, os.PathLike)) for s in source) and not _all_tar(source):
+            items = [ImageItem(id=os.fspath(p), read_bytes=partial(_read_file, os.fspath(p))) for p in source]
+            return ImageSource(name="files", items=items)
+    return open_source(source)
+
+
+def _all_tar(paths: Sequence[Any]) -> bool:
+    return bool(paths) and all(os.fspath(p).lower().endswith(".tar") for p in paths)
+
+
+# --- decoding (runs in the workers) ---------------------------------------------------------------
+def draft_side(model: Any) -> int | None:
+    """The side length the model's preprocessing resizes to, when it can be found (else None)."""
+    cfg = getattr(model, "preprocess_cfg", None)
+    size = cfg.get("size") if isinstance(cfg, dict) else None
+    if size is None:
+        for t in getattr(getattr(model, "preprocess", None), "transforms", []) or []:
+            if type(t).__name__ == "Resize":
+                size = getattr(t, "size", None)
+                break
+    if isinstance(size, (list, tuple)):
+        size = max(size) if size else None
+    return int(size) if isinstance(size, (int, np.integer)) and size > 0 else None
+
+
+def decode(data: bytes, source_id: str, max_pixels: int | None, draft: int | None = None):
+    """``decode_image``, except that a JPEG at least twice ``draft`` on both sides is decoded at a
+    reduced scale (libjpeg DCT scaling: 1/2, 1/4 or 1/8) that keeps both sides >= 2 * ``draft``."""
+    from cliplab.data.images import decode_image
+
+    if draft and data[:3] == b"\xff\xd8\xff":
+        im = _decode_jpeg_draft(data, max_pixels, 2 * draft)
+        if im is not None:
+            return im
+    return decode_image(data, source_id, max_pixels=max_pixels)
+
+
+def _decode_jpeg_draft(data: bytes, max_pixels: int | None, min_side: int):
+    """A reduced-scale RGB decode, or None to let ``decode_image`` handle it (and any error)."""
+    from PIL import Image, ImageOps
+
+    from cliplab.data.images import to_rgb
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if (max_pixels is not None and w * h > max_pixels) or min(w, h) < 2 * min_side:
+                return None
+            if im.draft("RGB", (min_side, min_side)) is None:
+                return None
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001 - orientation is a nicety
+                pass
+            return to_rgb(im)
+    except Exception:  # noqa: BLE001 - decode_image classifies the failure
+        return None
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    """Item index -> (index, sha256, CHW tensor | None, skip reason | None)."""
+
+    def __init__(self, items: list[ImageItem], order: list[int], preprocess: Callable, max_pixels, draft):
+        self.items, self.order, self.preprocess = items, order, preprocess
+        self.max_pixels, self.draft = max_pixels, draft
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int):
+        from cliplab.data.images import BadImage
+
+        i = self.order[k]
+        item = self.items[i]
+        try:
+            data = item.read_bytes()
+        except Exception as e:  # noqa: BLE001
+            return i, None, None, _read_error(e)
+        key = content_hash(data)
+        try:
+            image = decode(data, item.id, self.max_pixels, self.draft)
+        except BadImage as e:
+            return i, key, None, e.reason
+        try:
+            pixels = self.preprocess(image)
+        except Exception as e:  # noqa: BLE001 - a transform that chokes on this image
+            return i, key, None, f"preprocessing failed ({type(e).__name__})"
+        return i, key, pixels, None
+
+
+def _collate(batch):
+    good = [(i, key, px) for i, key, px, _ in batch if px is not None]
+    bad = [(i, key, reason) for i, key, px, reason in batch if px is None]
+    pixels = torch.stack([px for _, _, px in good]) if good else None
+    return [i for i, _, _ in good], [key for _, key, _ in good], pixels, bad
+
+
+def _read_error(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "file not found"
+    return "unreadable"
+
+
+# --- the run --------------------------------------------------------------------------------------
+def default_num_workers(device: torch.device | None = None) -> int:
+    """Decode workers: on a CPU model the encoder needs the cores, and decoding a photo costs a
+    few ms against tens of ms to encode it, so one worker per 4 cores (at least 1, at most 4); on
+    an accelerator, decoding is the bottleneck: every core but one (at most 8)."""
+    cores = _cores()
+    if device is not None and torch.device(device).type != "cpu":
+        return max(1, min(8, cores - 1))
+    return max(1, min(4, cores // 4))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _mp_context():
+    # fork: workers inherit the items and the preprocessing callable (which may be a bound method
+    # of a model) without pickling them. Elsewhere, the platform default.
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
+
+
+def _hash_all(items: list[ImageItem], threads: int) -> list[bytes | str]:
+    """sha256 of each item's bytes, or the reason it could not be read."""
+
+    def one(item: ImageItem) -> bytes | str:
+        try:
+            return content_hash(item.read_bytes())
+        except Exception as e:  # noqa: BLE001
+            return _read_error(e)
+
+    if len(items) < 32 or threads <= 1:
+        return [one(it) for it in items]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, items, chunksize=16))
+
+
+def embed(
+    model,
+    source,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    progress: bool = True,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    fast_jpeg: bool = True,
+    max_pixels: int | None = None,
+) -> Features:
+    """Embed every image of ``source`` with ``model``: a ``Features`` in the source's order.
+
+    source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
+        "synthetic:<n>"), or a list of image paths.
+    cache_dir: a folder for the content-addressed cache; images whose bytes were embedded before by
+        the same model (same weights, preprocessing and precision) are not computed again.
+    num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``.
+    chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
+    fast_jpeg: decode large JPEGs at a reduced scale that still leaves >= 2x the model's input size.
+    Images that cannot be read or decoded are left out and listed in ``Features.skipped``.
+    """
+    from cliplab.data.images import DEFAULT_MAX_PIXELS
+
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError("batch_size and chunk_size must be >= 1")
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    t_start = time.perf_counter()
+    src = as_source(source)
+    items: list[ImageItem] = list(src.items)
+    device = getattr(model, "device", torch.device("cpu"))
+    workers = default_num_workers(device) if num_workers is None else int(num_workers)
+    draft = draft_side(model) if fast_jpeg else None
+
+    # 1. hash -------------------------------------------------------------------------------------
+    keys = _hash_all(items, threads=min(8, 2 * _cores()))
+    failed: dict[int, str] = {i: k for i, k in enumerate(keys) if isinstance(k, str)}
+    t_hashed = time.perf_counter()
+
+    # 2. look up ------------------------------------------------------------------------------------
+    cache = None
+    vectors: dict[bytes, np.ndarray] = {}
+    if cache_dir is not None:
+        identity = model.identity
+        ns = namespace_key(identity, model.precision, DRAFT_TAG if draft else "")
+        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=identity)
+        vectors = cache.get_many(k for k in keys if isinstance(k, bytes))
+    first_item: dict[bytes, int] = {}
+    for i, k in enumerate(keys):
+        if isinstance(k, bytes) and k not in vectors:
+            first_item.setdefault(k, i)
+    todo = sorted(first_item.values())
+    hits = sum(1 for k in keys if isinstance(k, bytes) and k in vectors)
+
+    # 3. compute ------------------------------------------------------------------------------------
+    bad_keys: dict[bytes, str] = {}
+    forward_images = 0
+    t_compute = time.perf_counter()
+    if todo:
+        forward_images = _compute(
+            model, items, todo, keys, vectors, bad_keys, failed, cache,
+            batch_size=batch_size, workers=workers, chunk_size=chunk_size,
+            max_pixels=max_pixels, draft=draft, progress=progress, cached=hits,
+        )
+    t_done = time.perf_counter()
+
+    # assemble, in source order ------------------------------------------------------------------------
+    rows, kept = [], []
+    for i, k in enumerate(keys):
+        if i in failed:
+            continue
+        if k in bad_keys:
+            failed[i] = bad_keys[k]
+        elif k in vectors:
+            rows.append(vectors[k])
+            kept.append(i)
+        else:  # its bytes changed between hashing and decoding
+            failed[i] = "changed while reading"
+    dim = int(getattr(model, "embed_dim", 0) or (rows[0].shape[0] if rows else 0))
+    X = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, dim), np.float32)
+    kept_items = [items[i] for i in kept]
+    skipped = list(getattr(src, "skipped", []) or [])
+    skipped += [Skipped(items[i].id, reason) for i, reason in sorted(failed.items())]
+    has_labels = any(it.label is not None for it in items) or bool(getattr(src, "classes", None))
+    has_captions = any(it.captions for it in items)
+    has_meta = any(it.meta for it in items)
+    total = t_done - t_start
+    stats = {
+        "images": len(items),
+        "embedded": len(kept),
+        "skipped": len(skipped),
+        "cache_hits": hits,
+        "cache_misses": forward_images,
+        "seconds": round(total, 4),
+        "hash_seconds": round(t_hashed - t_start, 4),
+        "encode_seconds": round(t_done - t_compute, 4),
+        "images_per_s": round(len(kept) / total, 3) if total > 0 else 0.0,
+        "encode_images_per_s": round(forward_images / (t_done - t_compute), 3) if forward_images else 0.0,
+        "num_workers": workers,
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "precision": getattr(model, "precision", "fp32"),
+        "corrupt_chunks": [str(p) for p in cache.discarded] if cache else [],
+    }
+    features = Features(
+        X=X,
+        ids=[it.id for it in kept_items],
+        labels=[it.label for it in kept_items] if has_labels else None,
+        captions=[list(it.captions) for it in kept_items] if has_captions else None,
+        meta=[dict(it.meta) for it in kept_items] if has_meta else None,
+        classes=list(src.classes) if getattr(src, "classes", None) else None,
+        skipped=skipped,
+        stats=stats,
+        model=getattr(model, "name", type(model).__name__),
+        identity=getattr(model, "identity", ""),
+    )
+    if skipped:
+        warnings.warn(skip_summary(skipped, len(items) + len(getattr(src, "skipped", []) or [])), stacklevel=2)
+    return features
+
+
+def skip_summary(skipped: Sequence[Skipped], total: int) -> str:
+    """'3 of 120 images skipped: 2 truncated, 1 not an image; see .skipped'."""
+    counts = Counter(s.reason for s in skipped).most_common()
+    shown = ", ".join(f"{n} {reason}" for reason, n in counts[:5])
+    if len(counts) > 5:
+        shown += f", {sum(n for _, n in counts[5:])} other"
+    return f"{len(skipped)} of {total} images skipped: {shown}; see .skipped"
+
+
+def _compute(
+    model, items, todo, keys, vectors, bad_keys, failed, cache, *,
+    batch_size, workers, chunk_size, max_pixels, draft, progress, cached,
+) -> int:
+    """Decode ``todo`` in workers and encode full batches here; returns the number of images encoded."""
+    dataset = _DecodeDataset(items, todo, model.preprocess, max_pixels, draft)
+    fetch = max(1, min(batch_size, 32))
+    loader_kw: dict[str, Any] = dict(batch_size=fetch, shuffle=False, num_workers=workers, collate_fn=_collate)
+    if workers > 0:
+        loader_kw.update(prefetch_factor=max(2, -(-2 * batch_size // (fetch * workers))), multiprocessing_context=_mp_context())
+    if getattr(model, "device", torch.device("cpu")).type == "cuda":
+        loader_kw["pin_memory"] = True
+    loader = torch.utils.data.DataLoader(dataset, **loader_kw)
+
+    bar = _progress_bar(len(todo), progress, cached)
+    buf_px: list[torch.Tensor] = []
+    buf_keys: list[bytes] = []
+    pending_keys: list[bytes] = []
+    pending_vecs: list[np.ndarray] = []
+    encoded = 0
+
+    def run_batch(n: int) -> None:
+        nonlocal buf_px, buf_keys, encoded
+        pixels = torch.cat(buf_px) if len(buf_px) > 1 else buf_px[0]
+        batch, rest = pixels[:n], pixels[n:]
+        out = model.encode_pixels(batch)
+        batch_keys, buf_keys = buf_keys[:n], buf_keys[n:]
+        buf_px = [rest] if len(rest) else []
+        for key, vec in zip(batch_keys, out):
+            vectors[key] = vec
+        encoded += n
+        if cache is not None:
+            pending_keys.extend(batch_keys)
+            pending_vecs.extend(out)
+            while len(pending_keys) >= chunk_size:
+                flush(chunk_size)
+        bar.update(n)
+
+    def flush(n: int) -> None:
+        if n:
+            cache.put(pending_keys[:n], np.stack(pending_vecs[:n]))
+            del pending_keys[:n], pending_vecs[:n]
+
+    try:
+        buffered = 0
+        for idxs, new_keys, pixels, bad in loader:
+            for i, key, reason in bad:
+                if key is None:
+                    failed[i] = reason
+                else:
+                    bad_keys[key] = reason
+                    keys[i] = key
+            bar.update(len(bad))
+            for i, key in zip(idxs, new_keys):
+                keys[i] = key  # the hash of the bytes actually decoded
+            if pixels is not None:
+                buf_px.append(pixels)
+                buf_keys.extend(new_keys)
+                buffered += len(new_keys)
+            while buffered >= batch_size:
+                run_batch(batch_size)
+                buffered -= batch_size
+        if buffered:
+            run_batch(buffered)
+    finally:
+        if cache is not None and pending_keys:
+            flush(len(pending_keys))  # whatever was encoded is kept, even when interrupted
+        bar.close()
+    return encoded
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool, cached: int):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    desc = f"embedding ({cached} cached)" if cached else "embedding"
+    return tqdm(total=total, desc=desc, unit="img", smoothing=0.1, dynamic_ncols=True)

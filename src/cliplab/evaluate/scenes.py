@@ -1,0 +1,112 @@
+"""Quality of a model on synthetic scenes: zero-shot accuracy per attribute, caption retrieval.
+
+These are the figures the bundled model's card reports and ``cliplab demo`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cliplab.data import synthetic
+from cliplab.data.synthetic import SceneRecord
+from cliplab.models.base import Model
+
+# One prompt per attribute; each names only that attribute, so the score isolates it.
+ATTRIBUTE_PROMPTS: dict[str, str] = {
+    "shape": "a photo of a {c}",
+    "color": "a {c} shape",
+    "size": "a photo of a {c} shape",
+    "position": "a shape {c}",
+    "background": "a shape on a {c} background",
+}
+
+
+def attribute_classes(attribute: str) -> list[str]:
+    return {
+        "shape": list(synthetic.SHAPES),
+        "color": list(synthetic.COLORS),
+        "size": list(synthetic.SIZES),
+        "position": list(synthetic.POSITIONS),
+        "background": list(synthetic.BACKGROUNDS),
+    }[attribute]
+
+
+def attribute_prompts(attribute: str) -> list[str]:
+    """The prompt of every class of ``attribute`` (positions are phrased as in captions)."""
+    values = attribute_classes(attribute)
+    if attribute == "position":
+        values = [synthetic.position_phrase(v) for v in values]
+    return [ATTRIBUTE_PROMPTS[attribute].format(c=v) for v in values]
+
+
+def attribute_labels(records: list[SceneRecord], attribute: str) -> np.ndarray:
+    """Index of the true class of the first object (or the background) of each record."""
+    classes = attribute_classes(attribute)
+    if attribute == "background":
+        return np.array([classes.index(r.background) for r in records])
+    return np.array([classes.index(r.objects[0][attribute]) for r in records])
+
+
+@dataclass
+class AttributeResult:
+    attribute: str
+    classes: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    logits: np.ndarray = field(repr=False)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.y_true == self.y_pred))
+
+
+def zero_shot_attribute(model: Model, image_emb: np.ndarray, records: list[SceneRecord], attribute: str) -> AttributeResult:
+    """Zero-shot classification of one attribute of single-object scenes."""
+    text_emb = model.encode_texts(attribute_prompts(attribute))
+    logits = model.logit_scale * image_emb @ text_emb.T
+    return AttributeResult(attribute, attribute_classes(attribute), attribute_labels(records, attribute), logits.argmax(1), logits)
+
+
+def caption_retrieval(image_emb: np.ndarray, text_emb: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k with one caption per image (caption i describes image i), both directions."""
+    scores = text_emb @ image_emb.T  # texts x images
+    diag = np.diag(scores)[:, None]
+    # Rank of the true match = number of candidates scoring strictly higher (ties favour the match).
+    rank_t2i = (scores > diag).sum(1)
+    rank_i2t = (scores.T > diag).sum(1)
+    out = {}
+    for k in ks:
+        out[f"image_retrieval_recall@{k}"] = float(np.mean(rank_t2i < k))
+        out[f"text_retrieval_recall@{k}"] = float(np.mean(rank_i2t < k))
+    return out
+
+
+def evaluate_scenes(
+    model: Model,
+    n_classify: int = 1000,
+    n_retrieval: int = 1000,
+    seed: int = 2026,
+    split: str = "test",
+    attributes: tuple[str, ...] = ("shape", "color", "size", "position", "background"),
+    image_size: int = 64,
+) -> dict[str, Any]:
+    """Zero-shot accuracy per attribute on single-object scenes, and retrieval with full captions
+    over 1-2-object scenes, both generated with ``seed`` (use one never used in training)."""
+    singles = synthetic.generate(n_classify, seed=seed, image_size=image_size, split=split, max_objects=1)
+    single_emb = model.encode_images([r.image for r in singles])
+    results = {a: zero_shot_attribute(model, single_emb, singles, a) for a in attributes}
+    scenes = synthetic.generate(n_retrieval, seed=seed + 1, image_size=image_size, split=split, max_objects=2)
+    retrieval = caption_retrieval(model.encode_images([r.image for r in scenes]), model.encode_texts([r.caption for r in scenes]))
+    return {
+        "split": split,
+        "seed": seed,
+        "zeroshot_accuracy": {a: r.accuracy for a, r in results.items()},
+        "retrieval": retrieval,
+        "n_classify": n_classify,
+        "n_retrieval": n_retrieval,
+        "_attribute_results": results,
+        "_retrieval_records": scenes,
+    }

@@ -1,0 +1,49 @@
+"""Loading CLIP-style models behind one interface (:class:`Model`).
+
+``load_model("openclip:ViT-B-32", pretrained="laion2b_s34b_b79k")``, ``load_model("hf:openai/clip-vit-base-patch32")``,
+``load_model("hf:/path/to/folder")``, ``load_model()`` (the bundled ``cliplab:shapes-tiny``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from cliplab.models.base import Model
+from cliplab.models.errors import ModelLoadError
+from cliplab.models.spec import GRAMMAR, ModelSpec, parse_spec
+
+DEFAULT_MODEL = "cliplab:shapes-tiny"
+
+__all__ = ["DEFAULT_MODEL", "GRAMMAR", "Model", "ModelLoadError", "ModelSpec", "load_model", "parse_spec"]
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    pretrained: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> Model:
+    """Load a model by spec.
+
+    spec: ``openclip:<arch>`` | ``hf:<repo id or folder>`` | ``cliplab:<name>`` | a bundled alias (``tiny``).
+    pretrained: for ``openclip:`` an open_clip tag, a checkpoint file (.safetensors/.pt/.pth/.bin) or
+        ``hf-hub:org/name``; for ``cliplab:`` a weights file that replaces the shipped one; unused for ``hf:``.
+    device: default cuda when available, else cpu. precision: "fp32" | "bf16" | "fp16" (CUDA only).
+    Errors a user can fix raise :class:`ModelLoadError` with a one-line message.
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind == "openclip":
+        from cliplab.models.openclip_backend import OpenClipModel
+
+        return OpenClipModel.load(parsed.target, pretrained=pretrained, device=device, precision=precision)
+    if parsed.kind == "hf":
+        from cliplab.models.hf_backend import HFModel
+
+        if pretrained is not None:
+            raise ModelLoadError(f"pretrained is not used with hf: specs; name the repo id or folder in the spec (hf:{pretrained})")
+        return HFModel.load(parsed.target, device=device, precision=precision)
+    from cliplab.models.bundled import load_bundled
+
+    return load_bundled(parsed.target, weights=pretrained, device=device, precision=precision)

@@ -1,0 +1,132 @@
+"""The one model interface every backend implements.
+
+A backend subclass supplies four things: how to tokenize, how many tokens a text needs before
+truncation, and how to turn a pixel batch / a token batch into (unnormalised) embeddings. The base
+class does the rest the same way for everyone: input conversion, batching, the truncation warning,
+normalisation and the float32 numpy output.
+"""
+
+from __future__ import annotations
+
+import abc
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+ImageInput = Image.Image | str | Path | np.ndarray
+
+
+def to_pil(image: ImageInput) -> Image.Image:
+    """Convert a PIL image, a file path or a uint8 array (HxW or HxWxC) to an RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, (str, Path)):
+        from cliplab.data.images import open_image
+
+        return open_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(f"image array has dtype {image.dtype}; pass uint8 pixels (0-255)")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(f"image array has shape {image.shape}; pass HxW, HxWx3 or HxWx4")
+        return Image.fromarray(image).convert("RGB")
+    raise TypeError(f"cannot read an image from {type(image).__name__}; pass a PIL image, a path or a uint8 array")
+
+
+def l2_normalise(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+class Model(abc.ABC):
+    """A CLIP-style dual encoder with the same surface for every backend.
+
+    Attributes: ``name`` (the spec it was loaded from), ``device``, ``precision``, ``torch_module``
+    (the underlying ``nn.Module`` in eval mode), ``preprocess`` (PIL image -> CHW float tensor),
+    ``context_length``, ``embed_dim``, ``logit_scale`` (already exponentiated), ``identity`` (a
+    string that changes whenever the weights or preprocessing change; used as a cache key).
+    """
+
+    name: str
+    device: torch.device
+    precision: str
+    torch_module: torch.nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    context_length: int
+    embed_dim: int
+    logit_scale: float
+    identity: str
+
+    # --- what a backend implements -------------------------------------------------------------
+    @abc.abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """Token batch for ``texts``, truncated to ``context_length``; passed to ``text_features``."""
+
+    @abc.abstractmethod
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text needs (special tokens included) before any truncation."""
+
+    @abc.abstractmethod
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings for a preprocessed NCHW batch already on ``device``."""
+
+    @abc.abstractmethod
+    def text_features(self, tokens: Any) -> torch.Tensor:
+        """Unnormalised text embeddings for the output of ``tokenize``."""
+
+    # --- shared behaviour ----------------------------------------------------------------------
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def _autocast(self):
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def preprocess_batch(self, images: Iterable[ImageInput]) -> torch.Tensor:
+        return torch.stack([self.preprocess(to_pil(im)) for im in images])
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed an already preprocessed NCHW batch: float32, L2-normalised rows."""
+        with self._autocast():
+            feats = self.image_features(pixels.to(self.device))
+        return l2_normalise(feats).cpu().numpy()
+
+    def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
+        """Embed images (PIL images, file paths or uint8 arrays): float32, L2-normalised rows."""
+        images = list(images)
+        out = [
+            self.encode_pixels(self.preprocess_batch(images[i : i + batch_size]))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    def warn_if_truncated(self, texts: Sequence[str]) -> None:
+        cut = sum(n > self.context_length for n in self.token_counts(texts))
+        if cut:
+            warnings.warn(
+                f"{cut} of {len(texts)} texts are longer than {self.name}'s context length "
+                f"({self.context_length} tokens) and were truncated",
+                stacklevel=3,
+            )
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Embed texts: float32, L2-normalised rows. Warns once if any text was truncated."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        self.warn_if_truncated(texts)
+        out = []
+        for i in range(0, len(texts), batch_size):
+            with self._autocast():
+                feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
+            out.append(l2_normalise(feats).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, embed_dim={self.embed_dim}, device={self.device}, precision={self.precision!r})"

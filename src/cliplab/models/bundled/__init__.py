@@ -1,0 +1,74 @@
+"""Models that ship with cliplab: name -> config json, weights file and model card.
+
+A new bundled model is one entry in ``BUNDLED`` (and, optionally, an alias in ``ALIASES``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cliplab.models.errors import ModelLoadError
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    config: Path  # json with "model_cfg" (open_clip CLIP kwargs) and "preprocess_cfg" (PreprocessCfg fields)
+    weights: Path  # safetensors state dict of the open_clip module
+    card: Path  # markdown model card
+    rebuild: str  # command that recreates the weights file
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "shapes-tiny": BundledModel(
+        config=HERE / "shapes-tiny.json",
+        weights=HERE / "shapes-tiny.safetensors",
+        card=HERE / "shapes-tiny.md",
+        rebuild="python scripts/train_tiny.py",
+    ),
+}
+ALIASES: dict[str, str] = {"tiny": "shapes-tiny"}
+
+
+def names() -> list[str]:
+    """Every name and alias that resolves to a bundled model."""
+    return sorted([*BUNDLED, *ALIASES])
+
+
+def canonical_name(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in BUNDLED:
+        raise ModelLoadError(f"unknown bundled model {name!r}; bundled models: {', '.join(names())}")
+    return name
+
+
+def read_config(name: str) -> dict:
+    entry = BUNDLED[canonical_name(name)]
+    try:
+        config = json.loads(entry.config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read the config of bundled model {name!r} at {entry.config}: {exc}") from None
+    if "model_cfg" not in config:
+        raise ModelLoadError(f"config of bundled model {name!r} at {entry.config} has no 'model_cfg'")
+    return config
+
+
+def load_bundled(name: str, weights: str | os.PathLike | None = None, device=None, precision: str = "fp32"):
+    """Load a bundled model; ``weights`` replaces the shipped weights file (e.g. a retrained one)."""
+    from cliplab.models.openclip_backend import OpenClipModel
+
+    name = canonical_name(name)
+    entry = BUNDLED[name]
+    path = Path(weights) if weights is not None else entry.weights
+    if not path.is_file():
+        if weights is not None:
+            raise ModelLoadError(f"weights file not found: {path}")
+        raise ModelLoadError(f"bundled model {name!r} has no weights file at {path}; rebuild it with `{entry.rebuild}`")
+    config = read_config(name)
+    return OpenClipModel.from_config(
+        f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision
+    )

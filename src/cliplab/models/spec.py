@@ -1,0 +1,63 @@
+"""Parsing a model spec and the load options (device, precision) shared by every backend.
+
+Grammar: ``openclip:<arch>`` | ``hf:<repo id or local folder>`` | ``cliplab:<bundled name>`` | a bare
+bundled name or alias (``tiny``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cliplab.models.errors import ModelLoadError
+
+KINDS = ("openclip", "hf", "cliplab")
+GRAMMAR = "openclip:<arch> (e.g. openclip:ViT-B-32), hf:<repo id or folder>, cliplab:<bundled name> or a bundled alias (tiny)"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # one of KINDS
+    target: str  # arch, repo id / folder, or bundled name
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Split ``spec`` into backend kind and target; bare words are bundled names."""
+    from cliplab.models import bundled
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelLoadError(f"empty model spec; use {GRAMMAR}")
+    spec = spec.strip()
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in KINDS:
+        if not rest.strip():
+            raise ModelLoadError(f"model spec {spec!r} names no model after '{prefix}:'; use {GRAMMAR}")
+        kind, target = prefix, rest.strip()
+        if kind == "cliplab":
+            target = bundled.canonical_name(target)
+        return ModelSpec(kind, target)
+    if not sep and spec in bundled.names():
+        return ModelSpec("cliplab", bundled.canonical_name(spec))
+    raise ModelLoadError(f"unknown model spec {spec!r}; use {GRAMMAR}")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"unknown device {device!r}: {exc}") from None
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ModelLoadError(f"precision 'fp16' needs a CUDA device (got {device.type}); use 'bf16' or 'fp32' there")
+    return precision

@@ -1,0 +1,71 @@
+"""Training batches of synthetic scenes built around hard negatives.
+
+Each batch holds pairs of scenes that differ in one attribute of one object (shape, colour, size
+or position). A caption of one twin is then a wrong-but-close caption for the other, so the model
+cannot solve the batch from colour, layout or background alone: it has to see every attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cliplab.data import synthetic
+
+# Which caption kinds can tell apart two twins that differ in the given attribute.
+_CAPTION_KINDS = {
+    "shape": ("full", "short", "paraphrase"),
+    "color": ("full", "short", "paraphrase"),
+    "size": ("full",),
+    "position": ("full",),
+}
+
+
+def caption_for(spec: synthetic.SceneSpec, kind: str, rng: np.random.Generator) -> str:
+    if kind == "full":
+        return synthetic.full_caption(spec)
+    if kind == "short":
+        return synthetic.short_caption(spec)
+    return synthetic.paraphrase(spec, rng)
+
+
+class TwinSceneBatches(torch.utils.data.IterableDataset):
+    """Endless batches ``(pixels, tokens, caption_ids)`` of ``batch_size`` scenes (pairs of twins).
+
+    Batch ``b`` is drawn from ``np.random.default_rng([seed, b])``, so a resumed run that starts at
+    batch ``start`` sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, preprocess: Callable[[Image.Image], torch.Tensor], tokenize: Callable[[list[str]], torch.Tensor],
+                 batch_size: int = 128, seed: int = 0, start: int = 0, image_size: int = 64, max_objects: int = 2) -> None:  # fmt: skip
+        super().__init__()
+        if batch_size % 2:
+            raise ValueError(f"batch_size must be even (pairs of twins), got {batch_size}")
+        self.preprocess, self.tokenize = preprocess, tokenize
+        self.batch_size, self.seed, self.start = batch_size, seed, start
+        self.image_size, self.max_objects = image_size, max_objects
+
+    def make_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        images, captions = [], []
+        for _ in range(self.batch_size // 2):
+            spec = synthetic.sample_spec(rng, "train", self.max_objects)
+            attribute = ("shape", "color", "size", "position")[rng.integers(4)]
+            twin = synthetic.perturb_spec(spec, rng, "train", attribute)
+            kinds = _CAPTION_KINDS[attribute]
+            kind = kinds[rng.integers(len(kinds))]
+            for s in (spec, twin):
+                images.append(synthetic.render(s, self.image_size).image)
+                captions.append(caption_for(s, kind, rng))
+        ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+        pixels = torch.stack([self.preprocess(im) for im in images])
+        return pixels, self.tokenize(captions), torch.tensor([ids[c] for c in captions])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        index = self.start
+        while True:
+            yield self.make_batch(index)
+            index += 1

@@ -1,0 +1,140 @@
+"""PerceptionCLIP two-step zero-shot inference (An et al., "More Context, Less Distraction",
+ICLR'24): first infer contextual attributes z (background, orientation, ...) from the image, then
+classify conditioned on them, marginalising: ``P(y|x) = sum_z P(z|x) P(y|x,z)``."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from cliplab.zeroshot._base import SharedModelClone, check_features, logsumexp, normalise_rows, softmax
+from cliplab.zeroshot.classifier import check_labels
+from cliplab.zeroshot.templates import fill_template
+
+Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]
+INFER_MODES = ("with_y", "without_y")
+
+
+def compose_contexts(attributes: Attributes) -> tuple[list[dict[str, str]], list[list[str]]]:
+    """Cartesian product of the factors' values -> (context labels, descriptions per context).
+
+    A context's descriptions are the product of its values' description lists, each joined with
+    ", "; empty descriptions (e.g. background "others": "") are left out of the join.
+    No factors gives a single context with the empty description.
+    """
+    factors = list(attributes)
+    values: list[list[tuple[str, list[str]]]] = []
+    for f in factors:
+        vals = attributes[f]
+        if not isinstance(vals, Mapping) or not vals:
+            raise ValueError(f"attribute {f!r} needs a non-empty dict value -> description(s)")
+        row = []
+        for v, descs in vals.items():
+            descs = [descs] if isinstance(descs, str) else list(descs)
+            if not descs:
+                raise ValueError(f"attribute {f!r} value {v!r} has no description")
+            row.append((str(v), descs))
+        values.append(row)
+    labels, descriptions = [], []
+    for combo in itertools.product(*values):
+        labels.append({f: v for f, (v, _) in zip(factors, combo)})
+        descriptions.append([", ".join(p for p in parts if p) for parts in itertools.product(*(d for _, d in combo))])
+    return labels, descriptions
+
+
+def context_text(main: str, description: str) -> str:
+    """``main + ", " + description + "."``, or ``main + "."`` when the description is empty."""
+    return f"{main}, {description}." if description else f"{main}."
+
+
+class ContextualClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
+    """Two-step PerceptionCLIP classifier over L2-normalised image embeddings.
+
+    f(y, z; x) = logit_scale * cos(x, t(y, z)), t(y, z) the renormalised mean of the normalised
+    embeddings of ``template(y) + ", " + description + "."`` over z's descriptions.
+
+    Step 1, ``infer_mode="with_y"``: P(z|x) = sum_y exp(f(y,z;x)/T) / sum_{z'} sum_y exp(f(y,z';x)/T);
+    ``"without_y"``: P(z|x) = softmax_z f(z;x)/T with the class name replaced by ``convert_text``.
+    Step 2: P(y|x,z) = softmax_y f(y,z;x) (temperature 1); P(y|x) = sum_z P(z|x) P(y|x,z).
+    """
+
+    def __init__(self, model, classnames: Sequence[str], attributes: Attributes,
+                 template: str = "a photo of a {c}", temperature: float = 1.0,
+                 infer_mode: str = "with_y", convert_text: str = "object"):
+        self.model = model
+        self.classnames = classnames
+        self.attributes = attributes
+        self.template = template
+        self.temperature = temperature
+        self.infer_mode = infer_mode
+        self.convert_text = convert_text
+
+    def _texts(self, names: list[str], descriptions: list[list[str]]) -> tuple[list[str], list[int]]:
+        texts, counts = [], []
+        for name in names:
+            main = fill_template(self.template, name)
+            for descs in descriptions:
+                texts += [context_text(main, d) for d in descs]
+                counts.append(len(descs))
+        return texts, counts
+
+    def fit(self, X: Any = None, y: Any = None) -> "ContextualClassifier":
+        """Encode the (y, z) texts (and the z-only texts for "without_y") in one batched call."""
+        if self.infer_mode not in INFER_MODES:
+            raise ValueError(f"infer_mode must be one of {', '.join(INFER_MODES)}, got {self.infer_mode!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if len(set(self.classnames)) != len(self.classnames) or not len(self.classnames):
+            raise ValueError("class names must be non-empty and unique")
+        self.classes_ = np.array(list(self.classnames))
+        self.contexts_, descriptions = compose_contexts(self.attributes)
+        names = self.classes_.tolist() + ([self.convert_text] if self.infer_mode == "without_y" else [])
+        texts, counts = self._texts(names, descriptions)
+        emb = normalise_rows(self.model.encode_texts(texts))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        means = np.add.reduceat(emb, starts, axis=0) / np.asarray(counts, np.float32)[:, None]
+        weights = normalise_rows(means).reshape(len(names), len(self.contexts_), -1)
+        self.text_weights_ = weights[: len(self.classes_)]  # (Y, Z, D)
+        self.context_weights_ = weights[-1] if self.infer_mode == "without_y" else None  # (Z, D)
+        self.n_features_in_ = weights.shape[-1]
+        if X is not None:
+            check_features(X, self.n_features_in_)
+        check_labels(y, self.classes_)
+        return self
+
+    def _logits(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "text_weights_"):
+            self.fit()
+        X = check_features(X, self.n_features_in_)
+        return np.float32(self.model.logit_scale) * np.einsum("nd,yzd->nyz", X, self.text_weights_)
+
+    def _context_proba(self, X: Any, logits: np.ndarray) -> np.ndarray:
+        T = float(self.temperature)
+        if self.infer_mode == "with_y":
+            # PerceptionCLIP eq. for "w/ y": marginal over y of the joint softmax over (y, z).
+            return softmax(logsumexp(logits / T, axis=1), axis=1)
+        f_z = np.float32(self.model.logit_scale) * (check_features(X, self.n_features_in_) @ self.context_weights_.T)
+        return softmax(f_z / T, axis=1)
+
+    def context_proba(self, X: Any) -> np.ndarray:
+        """(N, Z) P(z|x); column j is the context ``contexts_[j]`` (a dict factor -> value)."""
+        return self._context_proba(X, self._logits(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, Y) P(y|x) = sum_z P(z|x) P(y|x,z)."""
+        logits = self._logits(X)
+        p_z = self._context_proba(X, logits)
+        p_y_given_z = softmax(logits, axis=1)  # softmax over y, per z
+        return np.einsum("nz,nyz->ny", p_z, p_y_given_z)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """log P(y|x)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]

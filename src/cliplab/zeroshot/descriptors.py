@@ -1,0 +1,147 @@
+"""Classification by description (Menon & Vondrick, "Visual Classification via Description from
+Large Language Models", ICLR'23): a class scores the mean cosine between the image and prompts
+``"{classname}, which has {descriptor}"`` built from LLM-written descriptors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from cliplab.zeroshot._base import SharedModelClone, check_features, normalise_rows, softmax
+from cliplab.zeroshot.classifier import check_labels
+
+Descriptors = Mapping[str, list[str]] | str | Path
+AGGREGATES = ("mean", "max", "sum")
+_VERB_PREFIXES = ("has", "often", "typically", "may", "can")
+
+
+def load_descriptors(source: Descriptors) -> dict[str, list[str]]:
+    """Descriptors as ``{classname: [descriptor, ...]}`` from a dict or a JSON file of that shape."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"descriptor file not found: {path}")
+        try:
+            source = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(source, Mapping) or not source:
+        raise ValueError("descriptors must be a non-empty dict classname -> list of descriptor strings")
+    out: dict[str, list[str]] = {}
+    for cls, descs in source.items():
+        if not isinstance(descs, list) or not descs or not all(isinstance(d, str) for d in descs):
+            raise ValueError(f"class {cls!r} needs a non-empty list of descriptor strings")
+        out[str(cls)] = list(descs)
+    return out
+
+
+def make_descriptor_sentence(descriptor: str, strict_articles: bool = False) -> str:
+    """Turn a descriptor into a relative clause, following the paper's release code
+    (``descriptor_strings.make_descriptor_sentence``), first matching rule wins:
+
+    1. starts with an article -> ``"which is {d}"``. QUIRK (reproduced by default): the release
+       checks a plain ``startswith('a')``, so *any* word starting with "a" matches ("antennae" ->
+       "which is antennae"). ``strict_articles=True`` matches only the words "a" / "an".
+    2. starts with has / often / typically / may / can -> ``"which {d}"`` (plain prefix test).
+    3. starts with "used" -> ``"which is {d}"``.
+    4. otherwise -> ``"which has {d}"``.
+    """
+    if strict_articles:
+        words = descriptor.split(maxsplit=1)
+        is_article = bool(words) and words[0] in ("a", "an")
+    else:
+        is_article = descriptor.startswith("a")
+    if is_article:
+        return f"which is {descriptor}"
+    if descriptor.startswith(_VERB_PREFIXES):
+        return f"which {descriptor}"
+    if descriptor.startswith("used"):
+        return f"which is {descriptor}"
+    return f"which has {descriptor}"
+
+
+def descriptor_prompt(classname: str, descriptor: str, after_text: str = "", strict_articles: bool = False) -> str:
+    """``"{classname}, {sentence}{after_text}"`` (category name prepended, between_text ", ")."""
+    return f"{classname}, {make_descriptor_sentence(descriptor, strict_articles)}{after_text}"
+
+
+class DescriptorClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
+    """Scores class k as ``aggregate_{d in D_k} cos(x, t(d))`` (mean by default; "max", "sum"
+    are the release's other options). Scores carry no logit scale, as in the paper.
+
+    ``predict_proba`` is ``softmax(model.logit_scale * scores)``: the release only applies a plain
+    softmax to the raw scores for its top-k metric; scaling by the model's temperature gives
+    probabilities as peaked as ordinary zero-shot ones. The argmax is unchanged either way.
+    """
+
+    def __init__(self, model, descriptors: Descriptors, aggregate: str = "mean",
+                 after_text: str = "", strict_articles: bool = False):
+        self.model = model
+        self.descriptors = descriptors
+        self.aggregate = aggregate
+        self.after_text = after_text
+        self.strict_articles = strict_articles
+
+    def fit(self, X: Any = None, y: Any = None) -> "DescriptorClassifier":
+        """Encode every descriptor prompt (one batched call); ``X`` is only shape-checked."""
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        descs = load_descriptors(self.descriptors)
+        self.classes_ = np.array(list(descs))
+        self.descriptor_texts_ = [d for ds in descs.values() for d in ds]
+        self.prompts_ = [descriptor_prompt(c, d, self.after_text, self.strict_articles)
+                         for c, ds in descs.items() for d in ds]
+        self.descriptor_class_ = np.repeat(np.arange(len(descs)), [len(ds) for ds in descs.values()])
+        self.descriptor_embeddings_ = normalise_rows(self.model.encode_texts(self.prompts_))
+        self.n_features_in_ = self.descriptor_embeddings_.shape[1]
+        if X is not None:
+            check_features(X, self.n_features_in_)
+        check_labels(y, self.classes_)
+        return self
+
+    def _similarities(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "descriptor_embeddings_"):
+            self.fit()
+        X = check_features(X, self.n_features_in_)
+        return X @ self.descriptor_embeddings_.T  # (N, M) cosines, both sides unit-norm
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """(N, C) class scores: the aggregate cosine over each class's descriptors."""
+        sims = self._similarities(X)
+        starts = np.searchsorted(self.descriptor_class_, np.arange(len(self.classes_)))
+        if self.aggregate == "max":
+            return np.maximum.reduceat(sims, starts, axis=1)
+        total = np.add.reduceat(sims, starts, axis=1)
+        if self.aggregate == "sum":
+            return total
+        return total / np.bincount(self.descriptor_class_).astype(np.float32)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``softmax(model.logit_scale * decision_function(X))``; rows sum to 1."""
+        return softmax(np.float32(self.model.logit_scale) * self.decision_function(X), axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        scores = self.decision_function(X)
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def explain(self, X: Any, top: int | None = 3) -> list[dict]:
+        """Per image: ``{"label", "score", "descriptors": [{"descriptor", "similarity"}, ...]}``,
+        the predicted class's descriptors ranked by similarity (their contribution to the score),
+        highest first; ties keep the descriptor order. ``top=None`` lists them all."""
+        sims = self._similarities(X)
+        scores = self.decision_function(X)
+        out = []
+        for s_row, c_row in zip(sims, scores):
+            k = int(np.argmax(c_row))
+            idx = np.flatnonzero(self.descriptor_class_ == k)
+            ranked = idx[np.argsort(-s_row[idx], kind="stable")][:top]
+            out.append({
+                "label": str(self.classes_[k]),
+                "score": float(c_row[k]),
+                "descriptors": [{"descriptor": self.descriptor_texts_[i], "similarity": float(s_row[i])} for i in ranked],
+            })
+        return out

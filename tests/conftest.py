@@ -1,0 +1,51 @@
+"""Fixtures shared by every test folder.
+
+``tiny_model``: a random-init tiny open_clip CLIP, loaded through ``load_model`` exactly as a user's
+checkpoint would be: an architecture registered with open_clip (``TINY_ARCH``) plus a weights file.
+``tiny_model_files`` gives the spec and the file, for CLI tests (``--model SPEC --pretrained FILE``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_ARCH = "cliplab-test-tiny"
+TINY_ARCH_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_files(tmp_path_factory) -> dict:
+    """``{"spec": "openclip:cliplab-test-tiny", "weights": Path}``: the architecture is registered with
+    open_clip for this process and seeded random weights (perturbed, so no tensor is degenerate)
+    are saved as safetensors."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    cfg_path = folder / f"{TINY_ARCH}.json"
+    cfg_path.write_text(json.dumps(TINY_ARCH_CFG))
+    open_clip.add_model_config(cfg_path)
+    torch.manual_seed(0)
+    module = open_clip.CLIP(**TINY_ARCH_CFG)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    weights = folder / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(weights))
+    return {"spec": f"openclip:{TINY_ARCH}", "weights": weights}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_files):
+    """A tiny random-init CLIP on the CPU behind the ``Model`` interface (embed_dim 32, 32 px images)."""
+    from cliplab.models import load_model
+
+    return load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")

@@ -1,0 +1,164 @@
+"""embed(): sources, bad files, alignment with skipped items, workers, reduced-scale JPEG decoding."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cliplab.data.items import ImageItem
+from cliplab.data.sources import ImageSource, open_source
+from cliplab.embed import Features, embed
+from cliplab.embed.pipeline import decode, default_num_workers, draft_side, skip_summary
+
+
+def quiet_embed(*args, **kw) -> tuple[Features, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats = embed(*args, progress=False, **kw)
+    return feats, [str(w.message) for w in caught]
+
+
+def add_bad_files(folder: Path) -> dict[str, str]:
+    good = next(folder.rglob("*.jpg")).read_bytes()
+    bad = {
+        folder / "cat" / "truncated1.jpg": good[: len(good) // 2],
+        folder / "dog" / "truncated2.jpg": good[: len(good) // 3],
+        folder / "cat" / "empty.jpg": b"",
+        folder / "dog" / "notes.png": b"these are not pixels\n" * 10,
+    }
+    for path, data in bad.items():
+        path.write_bytes(data)
+    return {str(p): r for p, r in zip(bad, ["truncated", "truncated", "empty file", "not an image"])}
+
+
+def test_embeddings_match_the_model(tiny, folder):
+    feats = embed(tiny, folder, batch_size=5, num_workers=0, progress=False)
+    assert feats.X.dtype == np.float32 and feats.X.shape == (24, 32)
+    np.testing.assert_allclose(np.linalg.norm(feats.X, axis=1), 1.0, atol=1e-5)
+    direct = tiny.encode_images(feats.ids, batch_size=5)
+    np.testing.assert_allclose(feats.X, direct, atol=1e-5)
+    assert feats.classes == ["cat", "dog"]
+    assert feats.labels == [Path(i).parent.name for i in feats.ids]
+    assert feats.model == "test:tiny" and feats.identity == tiny.identity
+    assert feats.stats["cache_misses"] == 24 and feats.stats["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_give_the_same_result(tiny, folder, workers):
+    ref = embed(tiny, folder, batch_size=7, num_workers=0, progress=False)
+    par = embed(tiny, folder, batch_size=7, num_workers=workers, progress=False)
+    assert par.ids == ref.ids and par.stats["num_workers"] == workers
+    np.testing.assert_allclose(par.X, ref.X, atol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_files_are_skipped_listed_and_summarised(tiny, folder, tmp_path, workers):
+    expected = add_bad_files(folder)
+    feats, messages = quiet_embed(tiny, folder, batch_size=4, num_workers=workers, cache_dir=tmp_path / "c")
+    assert len(feats) == 24
+    assert {s.id: s.reason for s in feats.skipped} == expected
+    assert not set(expected) & set(feats.ids)
+    assert feats.labels == [Path(i).parent.name for i in feats.ids]  # still aligned with the kept rows
+    summary = [m for m in messages if "skipped" in m]
+    assert summary == ["4 of 28 images skipped: 2 truncated, 1 empty file, 1 not an image; see .skipped"]
+    clean = embed(tiny, feats.ids, batch_size=4, num_workers=0, progress=False)
+    np.testing.assert_allclose(feats.X, clean.X, atol=1e-6)
+
+
+def test_unreadable_and_missing_paths_are_skipped(tiny, folder, tmp_path):
+    files = [str(p) for p in sorted(folder.rglob("*.jpg"))[:3]]
+    missing = str(tmp_path / "gone.jpg")
+    feats, messages = quiet_embed(tiny, [files[0], missing, *files[1:]], num_workers=0)
+    assert feats.ids == files
+    assert [(s.id, s.reason) for s in feats.skipped] == [(missing, "file not found")]
+    assert any("1 of 4 images skipped: 1 file not found" in m for m in messages)
+
+
+def test_source_skips_are_carried_over(tiny, folder, tmp_path):
+    rows = [f"{p},a caption {i},{p.parent.name}" for i, p in enumerate(sorted(folder.rglob("*.jpg"))[:4])]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,caption,label,extra\n" + "\n".join(r + ",x" for r in rows) + f"\n{tmp_path}/nope.jpg,c,cat,y\n")
+    src = open_source(manifest)
+    feats, messages = quiet_embed(tiny, src, num_workers=0)
+    assert len(feats) == 4 and feats.captions == [[f"a caption {i}"] for i in range(4)]
+    assert feats.meta == [{"extra": "x"}] * 4
+    assert [s.reason for s in feats.skipped] == ["file not found"]
+    assert any(m.startswith("1 of 5 images skipped") for m in messages)
+
+
+def test_all_source_kinds(tiny, folder):
+    files = sorted(str(p) for p in folder.rglob("*.jpg"))
+    by_list = embed(tiny, files, num_workers=0, progress=False)
+    assert by_list.ids == files and by_list.labels is None
+    items = [ImageItem(id=f"x{i}", read_bytes=Path(f).read_bytes, label="a") for i, f in enumerate(files[:3])]
+    by_src = embed(tiny, ImageSource(name="mine", items=items, classes=["a"]), num_workers=0, progress=False)
+    np.testing.assert_allclose(by_src.X, by_list.X[:3], atol=1e-6)
+    assert by_src.labels == ["a"] * 3 and list(by_src.y) == [0, 0, 0]
+    synth = embed(tiny, "synthetic:6:1", num_workers=1, progress=False)
+    assert len(synth) == 6 and all(c for c in synth.captions) and synth.meta is not None
+
+
+def test_empty_source(tiny):
+    feats = embed(tiny, ImageSource(name="none", items=[]), progress=False)
+    assert feats.X.shape == (0, 32) and feats.ids == []
+
+
+def test_progress_bar_shows_rate(tiny, folder, capsys):
+    embed(tiny, folder, num_workers=0, progress=True)
+    err = capsys.readouterr().err
+    assert "img/s" in err and "24/24" in err
+    embed(tiny, folder, num_workers=0, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_default_workers():
+    assert default_num_workers(torch.device("cpu")) >= 1
+    assert default_num_workers(torch.device("cuda")) >= 1
+
+
+def test_skip_summary_format():
+    from cliplab.data.items import Skipped
+
+    s = [Skipped("a", "truncated"), Skipped("b", "not an image"), Skipped("c", "truncated")]
+    assert skip_summary(s, 120) == "3 of 120 images skipped: 2 truncated, 1 not an image; see .skipped"
+
+
+# --- reduced-scale JPEG decoding -----------------------------------------------------------------------
+def big_jpeg(w=640, h=520) -> bytes:
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
+    img += np.random.default_rng(0).normal(0, 4, img.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_large_jpeg_decodes_at_reduced_scale_but_at_least_twice_the_input(tiny):
+    assert draft_side(tiny) == 32
+    data = big_jpeg()
+    full = decode(data, "x", None, draft=None)
+    small = decode(data, "x", None, draft=32)
+    assert full.size == (640, 520)
+    assert small.mode == "RGB" and min(small.size) >= 64 and small.size[0] < 640
+    a = tiny.encode_pixels(torch.stack([tiny.preprocess(full)]))
+    b = tiny.encode_pixels(torch.stack([tiny.preprocess(small)]))
+    assert float((a * b).sum()) > 0.999
+    assert decode(data, "x", None, draft=400).size == (640, 520)  # not large enough to reduce
+
+
+def test_reduced_decode_keeps_bad_jpeg_reasons():
+    from cliplab.data.images import BadImage
+
+    data = big_jpeg()
+    with pytest.raises(BadImage) as e:
+        decode(data[: len(data) // 3], "x", None, draft=32)
+    assert e.value.reason == "truncated"
+    with pytest.raises(BadImage) as e:
+        decode(data, "x", 1000, draft=32)
+    assert e.value.reason == "decompression bomb"

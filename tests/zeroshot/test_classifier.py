@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer
+
+from cliplab.zeroshot import ZeroShotClassifier
+
+TABLE = {"a photo of a cat.": [1, 0, 0], "a photo of a dog.": [0, 1, 0], "a photo of a car.": [0, 0, 1]}
+CLASSES = ["cat", "dog", "car"]
+
+
+def test_decision_function_by_hand(make_model):
+    clf = ZeroShotClassifier(make_model(TABLE, logit_scale=10.0), CLASSES).fit()
+    X = np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(clf.decision_function(X), [[6, 8, 0], [0, 0, 10]], atol=1e-5)
+    p = clf.predict_proba(X)
+    e = np.exp([6.0, 8.0, 0.0])
+    np.testing.assert_allclose(p[0], e / e.sum(), rtol=1e-5)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
+    assert clf.predict(X).tolist() == ["dog", "car"]
+    assert clf.classes_.tolist() == CLASSES and clf.text_weights_.dtype == np.float32
+    assert clf.score(X, ["dog", "cat"]) == 0.5
+
+
+def test_lazy_fit_and_params(make_model):
+    model = make_model(TABLE)
+    clf = ZeroShotClassifier(model, CLASSES)
+    assert clf.predict([[1, 0, 0]]).tolist() == ["cat"]
+    assert clf.get_params() == {"model": model, "classnames": CLASSES, "templates": "default"}
+
+
+def test_clone_shares_model_and_keeps_args(make_model):
+    model = make_model(TABLE)
+    clf = ZeroShotClassifier(model, CLASSES, templates=["a photo of a {c}."]).fit()
+    c = clone(clf)
+    assert c.model is model and c.classnames == CLASSES and c.templates == ["a photo of a {c}."]
+    assert not hasattr(c, "text_weights_")
+
+
+def test_cross_val_score_in_pipeline(make_model):
+    model = make_model(TABLE)
+    rng = np.random.default_rng(0)
+    y_idx = np.arange(30) % 3
+    X = np.eye(3)[y_idx] * 5 + 0.1 * rng.random((30, 3))  # unnormalised; the pipeline normalises
+    y = np.array(CLASSES)[y_idx]
+    pipe = make_pipeline(Normalizer(), ZeroShotClassifier(model, CLASSES))
+    scores = cross_val_score(pipe, X, y, cv=3)
+    np.testing.assert_allclose(scores, 1.0)
+
+
+def test_input_validation(make_model):
+    clf = ZeroShotClassifier(make_model(TABLE), CLASSES)
+    with pytest.raises(ValueError, match=r"expected image features of shape \(n_images, 3\)"):
+        clf.predict(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="expected image features"):
+        clf.predict(np.zeros(3))
+    with pytest.raises(ValueError, match="labels must be class names"):
+        clf.fit(np.zeros((2, 3)), [0, 1])
+    with pytest.raises(ValueError, match="unique"):
+        ZeroShotClassifier(make_model(TABLE), ["cat", "cat"]).fit()
