@@ -132,38 +132,50 @@ def encoder_only(model, batch_size: int, batches: int = 2) -> float:
     return batches * batch_size / (time.perf_counter() - t)
 
 
-def decode_preprocess(model, paths: list[Path], fast_jpeg: bool) -> float:
-    """Images/s of read + decode + preprocess alone, in this process (what one worker does)."""
+def decode_preprocess(model, paths: list[Path], fast_jpeg: bool, threads: int) -> float:
+    """Images/s of read + decode + preprocess alone, in this process with ``threads`` torch threads."""
     from cliplab.embed.pipeline import decode, draft_side
 
     draft = draft_side(model) if fast_jpeg else None
-    t = time.perf_counter()
-    for path in paths:
-        model.preprocess(decode(path.read_bytes(), str(path), None, draft))
-    return len(paths) / (time.perf_counter() - t)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t = time.perf_counter()
+        for path in paths:
+            model.preprocess(decode(path.read_bytes(), str(path), None, draft))
+        return len(paths) / (time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(before)
 
 
-def naive(model, paths: list[Path], batch_size: int) -> tuple[float, np.ndarray]:
-    """The honest straightforward loop: open, preprocess and encode, batch by batch, one process."""
+def naive(model, paths: list[Path], batch_size: int, preprocess_threads: int | None = None) -> tuple[float, np.ndarray]:
+    """The honest straightforward loop: open, preprocess and encode, batch by batch, one process.
+
+    ``preprocess_threads`` (ablation only) switches torch to that many threads while preprocessing.
+    """
+    threads = torch.get_num_threads()
     t = time.perf_counter()
     out = []
     for i in range(0, len(paths), batch_size):
         pixels = []
+        if preprocess_threads:
+            torch.set_num_threads(preprocess_threads)
         for path in paths[i : i + batch_size]:
             with Image.open(path) as im:
                 pixels.append(model.preprocess(im.convert("RGB")))
+        torch.set_num_threads(threads)
         out.append(model.encode_pixels(torch.stack(pixels)))
     return len(paths) / (time.perf_counter() - t), np.concatenate(out)
 
 
-def pipelined(model, paths: list[Path], batch_size: int, workers: int | None) -> tuple[float, np.ndarray, dict]:
+def pipelined(model, paths: list[Path], batch_size: int, workers: int | None, **kw) -> tuple[float, np.ndarray, dict]:
     from cliplab.embed import embed
 
     cache = Path(tempfile.mkdtemp(prefix="cliplab-bench-cache-"))
     try:
         t = time.perf_counter()
         feats = embed(model, [str(p) for p in paths], cache_dir=cache, batch_size=batch_size, num_workers=workers,
-                      progress=False)
+                      progress=False, **kw)
         rate = len(feats) / (time.perf_counter() - t)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -182,6 +194,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="decode workers for embed (default: its own choice)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--bf16-images", type=int, default=64, help="images for the bf16 run (0: skip)")
+    ap.add_argument("--ablate", action="store_true", help="also time embed without workers / without reduced "
+                    "JPEG decoding, and the naive loop with 1 torch thread while preprocessing")
     ap.add_argument("--photo-size", default="400x300", help="WxH of the generated JPEGs (e.g. 4032x3024)")
     ap.add_argument("--images", type=Path, default=None, help="reuse/keep the JPEGs in this folder")
     args = ap.parse_args()
@@ -210,14 +224,16 @@ def main() -> None:
         print(f"model: {model.name} (random init), batch size {args.batch_size}")
         enc = encoder_only(model, args.batch_size)
         sample = paths[: min(len(paths), 64)]
-        dec_full = decode_preprocess(model, sample, fast_jpeg=False)
-        dec_fast = decode_preprocess(model, sample, fast_jpeg=True)
-        print(f"encoder alone on ready tensors: {enc:.2f} img/s ({1e3 / enc:.1f} ms/img)")
-        print(f"read+decode+preprocess alone, one process: {dec_full:.1f} img/s ({1e3 / dec_full:.1f} ms/img); "
-              f"with reduced-scale JPEG decoding: {dec_fast:.1f} img/s ({1e3 / dec_fast:.1f} ms/img)")
-        serial = 1 / (1 / dec_full + 1 / enc)
-        print(f"  -> bounds: serial loop <= {serial:.2f} img/s; perfect overlap <= {min(enc, dec_fast):.2f} img/s "
-              f"(ratio <= {min(enc, dec_fast) / serial:.2f}x, if decoding took no core away from the encoder)")
+        threads = torch.get_num_threads()
+        dec_main = decode_preprocess(model, sample, fast_jpeg=False, threads=threads)
+        dec_one = decode_preprocess(model, sample, fast_jpeg=False, threads=1)
+        dec_fast = decode_preprocess(model, sample, fast_jpeg=True, threads=1)
+        ms = lambda rate: f"{1e3 / rate:.1f} ms/img"  # noqa: E731
+        print(f"encoder alone on ready tensors: {enc:.2f} img/s ({ms(enc)})")
+        print(f"read+decode+preprocess alone: {ms(dec_main)} with {threads} torch threads (as in the naive loop), "
+              f"{ms(dec_one)} with 1 (as in a worker), {ms(dec_fast)} with 1 and reduced-scale JPEG decoding")
+        serial = 1 / (1 / dec_main + 1 / enc)
+        print(f"  -> serial loop <= {serial:.2f} img/s; decode overlapped with the encoder <= {min(enc, dec_fast):.2f} img/s")
         best_naive, best_embed, stats = 0.0, 0.0, {}
         for r in range(args.repeats):
             rate_n, x_naive = naive(model, paths, args.batch_size)
@@ -229,6 +245,15 @@ def main() -> None:
         print(f"cliplab.embed: {best_embed:.2f} img/s  (workers {stats.get('num_workers')}, "
               f"torch threads {stats.get('torch_threads')})")
         print(f"ratio embed/naive: {best_embed / best_naive:.2f}x   (same embeddings: min cosine {cos.min():.6f})")
+
+        if args.ablate:
+            print("ablations (one run each):")
+            rate, _ = naive(model, paths, args.batch_size, preprocess_threads=1)
+            print(f"  naive loop, 1 torch thread while preprocessing: {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
+            rate, _, _ = pipelined(model, paths, args.batch_size, 0)
+            print(f"  embed, num_workers=0 (decode in the main process): {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
+            rate, _, _ = pipelined(model, paths, args.batch_size, args.workers, fast_jpeg=False)
+            print(f"  embed, fast_jpeg=False (full-size JPEG decoding): {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
 
         if args.bf16_images:
             sub = paths[: args.bf16_images]

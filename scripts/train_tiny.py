@@ -19,47 +19,26 @@ import sys
 import time
 from pathlib import Path
 
-import open_clip
 import torch
 from safetensors.torch import save_file
 
-from cliplab.models.base import Model
+from cliplab.models.bundled import BUNDLED
+from cliplab.models.openclip_backend import OpenClipModel
 from cliplab.train.objectives import multi_positive_clip_loss
 from cliplab.train.scene_batches import TwinSceneBatches
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "src" / "cliplab" / "models" / "bundled"
+TINY = BUNDLED["shapes-tiny"]
 
 
-class LiveModel(Model):
-    """A view of the model being trained, for the periodic evaluation."""
-
-    def __init__(self, module: open_clip.CLIP, preprocess, context_length: int) -> None:
-        self.name, self.device, self.precision = "shapes-tiny (training)", torch.device("cpu"), "fp32"
-        self.torch_module, self.preprocess, self.context_length = module, preprocess, context_length
-        self.embed_dim = module.text_projection.shape[1]
-        self.logit_scale = float(module.logit_scale.detach().exp())
-        self.identity = "training"
-        self._tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=context_length)
-
-    def tokenize(self, texts):
-        return self._tokenizer(list(texts))
-
-    def token_counts(self, texts):
-        return [len(open_clip.tokenizer._tokenizer.encode(t)) + 2 for t in texts]
-
-    def image_features(self, pixels):
-        return self.torch_module.encode_image(pixels.contiguous(memory_format=torch.channels_last))
-
-    def text_features(self, tokens):
-        return self.torch_module.encode_text(tokens)
-
-
-def evaluate(module, preprocess, context_length: int, n: int) -> dict:
+def evaluate(model: OpenClipModel, n: int) -> dict:
+    """Per-attribute zero-shot accuracy and caption retrieval of the model being trained."""
     from cliplab.evaluate.scenes import evaluate_scenes
 
+    module = model.torch_module
     module.eval()
-    result = evaluate_scenes(LiveModel(module, preprocess, context_length), n_classify=n, n_retrieval=n, seed=777)
+    model.logit_scale = float(module.logit_scale.detach().exp())
+    result = evaluate_scenes(model, n_classify=n, n_retrieval=n, seed=777)
     module.train()
     return {"zeroshot_accuracy": result["zeroshot_accuracy"], "retrieval": result["retrieval"]}
 
@@ -78,7 +57,7 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1800)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
@@ -88,15 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--run-dir", type=Path, default=REPO / "runs" / "shapes-tiny")
-    p.add_argument("--out", type=Path, default=BUNDLED / "shapes-tiny.safetensors")
+    p.add_argument("--out", type=Path, default=TINY.weights)
     args = p.parse_args(argv)
 
-    cfg = json.loads((BUNDLED / "shapes-tiny.json").read_text())
+    cfg = json.loads(TINY.config.read_text())
     torch.manual_seed(args.seed)
-    module = open_clip.model.CLIP(**cfg["model_cfg"]).to(memory_format=torch.channels_last)
-    preprocess = open_clip.transform.image_transform_v2(open_clip.transform.PreprocessCfg(**cfg["preprocess_cfg"]), is_train=False)
-    context_length = cfg["model_cfg"]["text_cfg"]["context_length"]
-    tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=context_length)
+    model = OpenClipModel.from_config("cliplab:shapes-tiny", cfg["model_cfg"], cfg["preprocess_cfg"], None, device="cpu")
+    module = model.torch_module.to(memory_format=torch.channels_last)
     decay = [p_ for n, p_ in module.named_parameters() if p_.ndim >= 2 and "embedding" not in n]
     no_decay = [p_ for n, p_ in module.named_parameters() if not (p_.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -113,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resuming from step {start}", flush=True)
 
     torch.set_num_threads(2)
-    batches = TwinSceneBatches(preprocess, tokenizer, args.batch_size, seed=args.seed, start=start)
+    batches = TwinSceneBatches(model.preprocess, model.tokenize, args.batch_size, seed=args.seed, start=start)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=False)
     module.train()
     t0, step = time.time(), start
@@ -135,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             log["steps"].append({"step": done, "loss": round(loss.item(), 4), "logit_scale": round(scale.item(), 2)})
             print(f"step {done}/{args.steps} loss {loss.item():.3f} scale {scale.item():.1f} {rate:.2f} it/s", flush=True)
         if done % args.eval_every == 0 or done == args.steps:
-            log["evals"].append({"step": done, **evaluate(module, preprocess, context_length, args.eval_n)})
+            log["evals"].append({"step": done, **evaluate(model, args.eval_n)})
             print(json.dumps(log["evals"][-1]), flush=True)
         if done % args.ckpt_every == 0 or done == args.steps:
             atomic_torch_save({"model": module.state_dict(), "optimizer": opt.state_dict(), "step": done,

@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 
 @pytest.fixture(scope="session")
 def app():
+    from cliplab.cli import _register
     from cliplab.cli import app as cliplab_app
-    from cliplab.cli import classify, embed, evaluate  # noqa: F401  (each adds its command)
 
+    _register()
     return cliplab_app
 
 

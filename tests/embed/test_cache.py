@@ -122,3 +122,32 @@ def test_stray_files_in_the_cache_are_ignored(tiny, folder, tmp_path, counter):
         warnings.simplefilter("error", CacheWarning)
         embed(tiny, folder, cache_dir=cache, num_workers=0, progress=False)
     assert count.calls == 0
+
+
+def test_many_small_runs_are_compacted(tiny, tmp_path, counter, add_images):
+    folder, cache = tmp_path / "images", tmp_path / "cache"
+    add_images(folder, 2)
+    for i in range(10):  # ten runs, each adding one image: ten one-row chunks unless compacted
+        add_images(folder, 1, seed=100 + i, start=10 + i)
+        embed(tiny, folder, cache_dir=cache, chunk_size=64, num_workers=0, progress=False)
+    assert len(chunks(cache)) < 8
+    count = counter(tiny)
+    final = embed(tiny, folder, cache_dir=cache, num_workers=0, progress=False)
+    assert count.calls == 0 and len(final) == 12
+    clean = embed(tiny, folder, num_workers=0, progress=False)
+    np.testing.assert_allclose(final.X, clean.X, atol=1e-6)
+
+
+def test_a_chunk_merged_away_by_another_process_is_found_again(tiny, folder, tmp_path):
+    from cliplab.embed.cache import ChunkCache
+
+    cache = tmp_path / "cache"
+    embed(tiny, folder, cache_dir=cache, chunk_size=3, num_workers=0, progress=False)
+    ns = chunks(cache)[0].parent
+    reader = ChunkCache(cache, ns.name)  # indexed before the merge
+    ChunkCache(cache, ns.name).compact(chunk_rows=64)
+    keys = list(reader._index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        found = reader.get_many(keys)
+    assert len(found) == 24

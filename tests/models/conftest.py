@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-TINY_JSON = Path(__file__).resolve().parents[2] / "src/cliplab/models/bundled/shapes-tiny.json"
+TINY_JSON = Path(__file__).resolve().parents[2] / "src/cliplab/models/bundled/shapes-tiny/config.json"
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ def test_spec_grammar():
 
 def test_registry_entry_shape():
     entry = bundled.BUNDLED["shapes-tiny"]
-    assert entry.config.is_file() and entry.weights.name == "shapes-tiny.safetensors"
+    assert entry.config.is_file() and entry.weights.name == "model.safetensors"
     assert bundled.ALIASES["tiny"] == "shapes-tiny" and "tiny" in bundled.names()
 
 

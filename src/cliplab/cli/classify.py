@@ -18,6 +18,7 @@ from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    IMAGES_OPTION,
     MODEL_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
@@ -77,7 +78,7 @@ def print_summary(labels: Sequence[str], order: np.ndarray, scores: np.ndarray, 
 
 @app.command("classify")
 def classify_command(
-    images: str = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    images: str = IMAGES_OPTION,
     labels: str = typer.Option(..., "--labels", "-l", help="Candidate labels 'cat,dog,...' or a file with one per line."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label_1, score_1, ..., label_k, score_k (scores are softmax probabilities)."),
     model: str = MODEL_OPTION,

@@ -17,6 +17,7 @@ from cliplab.models import DEFAULT_MODEL, ModelLoadError
 MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir>.")
 PRETRAINED_OPTION = typer.Option(None, "--pretrained", "-p", help="open_clip tag, local checkpoint file, or hf-hub:org/name.")
 # Options of the commands that embed a collection (embed, classify, eval).
+IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
 BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass.")
 CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")

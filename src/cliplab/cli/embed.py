@@ -12,6 +12,7 @@ from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    IMAGES_OPTION,
     MODEL_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
@@ -29,7 +30,7 @@ class Precision(str, Enum):
 
 @app.command("embed")
 def embed_command(
-    images: str = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    images: str = IMAGES_OPTION,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write features.safetensors and features.json to (created if needed)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,

@@ -339,7 +339,7 @@ def paraphrase(spec: SceneSpec, rng: np.random.Generator) -> str:
         u = rng.random()
         if u < 0.1:
             words = [o.color, ("shape", "object")[rng.integers(2)]]  # colour only, as in "a red shape"
-        elif u < 0.2:
+        elif u < 0.3:
             words = [o.shape]  # shape only, as in "a star"
         if rng.random() < 0.6:
             words.insert(0, _SIZE_SYNONYMS[o.size][rng.integers(len(_SIZE_SYNONYMS[o.size]))])

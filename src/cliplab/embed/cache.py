@@ -108,7 +108,7 @@ class ChunkCache:
         return [self.dir / name for name in sorted(self._rows)]
 
     # --- reading --------------------------------------------------------------------------------------
-    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, np.ndarray]:
+    def get_many(self, keys: Iterable[bytes], _retry: bool = True) -> dict[bytes, np.ndarray]:
         """Embeddings for those ``keys`` that are cached, read from their chunks and checksum-verified.
 
         A chunk that fails verification is reported, deleted and dropped from the index: its keys are
@@ -120,17 +120,24 @@ class ChunkCache:
             if name is not None:
                 by_chunk.setdefault(name, []).append(key)
         found: dict[bytes, np.ndarray] = {}
+        vanished: list[bytes] = []
         for name, wanted in by_chunk.items():
             path = self.dir / name
             try:
                 hashes, embeddings = self._read(path, with_embeddings=True)
-            except (ChunkError, FileNotFoundError) as e:
-                reason = "file vanished" if isinstance(e, FileNotFoundError) else str(e)
-                self._discard(path, reason)
+            except FileNotFoundError:  # merged into another chunk by a concurrent compact()
+                self._forget(name)
+                vanished.extend(wanted)
+                continue
+            except ChunkError as e:
+                self._discard(path, str(e))
                 continue
             row_of = {bytes(h): i for i, h in enumerate(hashes)}
             for key in wanted:
                 found[key] = embeddings[row_of[key]]
+        if vanished and _retry:
+            self.scan()
+            found.update(self.get_many(vanished, _retry=False))
         return found
 
     def _read(self, path: Path, with_embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -208,11 +215,56 @@ class ChunkCache:
             path.unlink()
         except FileNotFoundError:
             pass
-        name = path.name
+        self._forget(path.name)
+        self.discarded.append(path)
+
+    def _forget(self, name: str) -> None:
         self._rows.pop(name, None)
         for key in [k for k, v in self._index.items() if v == name]:
             del self._index[key]
-        self.discarded.append(path)
+
+    # --- housekeeping -----------------------------------------------------------------------------------
+    def compact(self, chunk_rows: int, min_small: int = 8) -> int:
+        """Merge chunks of fewer than ``chunk_rows // 2`` rows (left by small incremental runs) into
+        full chunks, once there are at least ``min_small`` of them; returns the chunks removed.
+
+        The merged chunks are written before the small ones are deleted, so an interruption leaves
+        duplicates (harmless), never a loss.
+        """
+        small = [name for name, rows in self._rows.items() if rows < chunk_rows // 2]
+        if len(small) < min_small:
+            return 0
+        keys: list[bytes] = []
+        vectors: list[np.ndarray] = []
+        seen: set[bytes] = set()
+        merged = []
+        for name in small:
+            try:
+                hashes, embeddings = self._read(self.dir / name, with_embeddings=True)
+            except FileNotFoundError:
+                self._forget(name)
+                continue
+            except ChunkError as e:
+                self._discard(self.dir / name, str(e))
+                continue
+            merged.append(name)
+            for h, v in zip(hashes, embeddings):
+                key = bytes(h)
+                if key not in seen:
+                    seen.add(key)
+                    keys.append(key)
+                    vectors.append(v)
+        for start in range(0, len(keys), chunk_rows):
+            new = self.put(keys[start : start + chunk_rows], np.stack(vectors[start : start + chunk_rows]))
+            for key in keys[start : start + chunk_rows]:
+                self._index[key] = new.name
+        for name in merged:
+            try:
+                (self.dir / name).unlink()
+            except FileNotFoundError:
+                pass
+            self._rows.pop(name, None)
+        return len(merged)
 
 
 class ChunkError(Exception):

@@ -214,7 +214,8 @@ def embed(
     fast_jpeg: bool = True,
     max_pixels: int | None = None,
 ) -> Features:
-    """Embed every image of ``source`` with ``model``: a ``Features`` in the source's order.
+    """Embed every image of ``source`` with ``model`` (a ``Model`` or a spec for ``load_model``):
+    a ``Features`` whose rows follow the source's order.
 
     source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
         "synthetic:<n>"), or a list of image paths.
@@ -230,6 +231,10 @@ def embed(
     if batch_size < 1 or chunk_size < 1:
         raise ValueError("batch_size and chunk_size must be >= 1")
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(model, str):
+        from cliplab.models import load_model
+
+        model = load_model(model)
     t_start = time.perf_counter()
     src = as_source(source)
     items: list[ImageItem] = list(src.items)
@@ -267,6 +272,8 @@ def embed(
             batch_size=batch_size, workers=workers, chunk_size=chunk_size,
             max_pixels=max_pixels, draft=draft, progress=progress, cached=hits,
         )
+    if cache is not None:
+        cache.compact(chunk_size)
     t_done = time.perf_counter()
 
     # assemble, in source order ------------------------------------------------------------------------
@@ -347,6 +354,7 @@ def _compute(
         loader_kw["pin_memory"] = True
     loader = torch.utils.data.DataLoader(dataset, **loader_kw)
 
+    batches = iter(loader)  # workers fork here, before the progress bar starts its monitor thread
     bar = _progress_bar(len(todo), progress, cached)
     buf_px: list[torch.Tensor] = []
     buf_keys: list[bytes] = []
@@ -378,7 +386,15 @@ def _compute(
 
     try:
         buffered = 0
-        for idxs, new_keys, pixels, bad in loader:
+        while True:
+            # decoding in this process: one torch thread for the small preprocessing ops (with
+            # several, each op waits on a thread barrier; on a busy machine that costs more than
+            # the op), all of them again for the encoder
+            with _torch_threads(1 if workers == 0 else None):
+                got = next(batches, None)
+            if got is None:
+                break
+            idxs, new_keys, pixels, bad = got
             for i, key, reason in bad:
                 if key is None:
                     failed[i] = reason
@@ -402,6 +418,20 @@ def _compute(
             flush(len(pending_keys))  # whatever was encoded is kept, even when interrupted
         bar.close()
     return encoded
+
+
+class _torch_threads:
+    def __init__(self, n: int | None):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        if self.n is not None and torch.get_num_threads() != self.n:
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            torch.set_num_threads(self.before)
 
 
 class _NoBar:

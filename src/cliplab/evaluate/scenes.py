@@ -12,6 +12,7 @@ import numpy as np
 
 from cliplab.data import synthetic
 from cliplab.data.synthetic import SceneRecord
+from cliplab.evaluate.metrics import retrieval_metrics
 from cliplab.models.base import Model
 
 # One prompt per attribute; each names only that attribute, so the score isolates it.
@@ -70,18 +71,19 @@ def zero_shot_attribute(model: Model, image_emb: np.ndarray, records: list[Scene
     return AttributeResult(attribute, attribute_classes(attribute), attribute_labels(records, attribute), logits.argmax(1), logits)
 
 
+def single_object_scenes(n: int, seed: int, split: str = "test", image_size: int = 64) -> list[SceneRecord]:
+    """Scenes with one object each: the attribute label of every image is unambiguous."""
+    return synthetic.generate(n, seed=seed, image_size=image_size, split=split, max_objects=1)
+
+
+def retrieval_scenes(n: int, seed: int, split: str = "test", image_size: int = 64) -> list[SceneRecord]:
+    """Scenes with one or two objects, each with its full caption (seeded apart from the singles)."""
+    return synthetic.generate(n, seed=seed + 1, image_size=image_size, split=split, max_objects=2)
+
+
 def caption_retrieval(image_emb: np.ndarray, text_emb: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """Recall@k with one caption per image (caption i describes image i), both directions."""
-    scores = text_emb @ image_emb.T  # texts x images
-    diag = np.diag(scores)[:, None]
-    # Rank of the true match = number of candidates scoring strictly higher (ties favour the match).
-    rank_t2i = (scores > diag).sum(1)
-    rank_i2t = (scores.T > diag).sum(1)
-    out = {}
-    for k in ks:
-        out[f"image_retrieval_recall@{k}"] = float(np.mean(rank_t2i < k))
-        out[f"text_retrieval_recall@{k}"] = float(np.mean(rank_i2t < k))
-    return out
+    """CLIP_benchmark recall@k in both directions when caption i describes image i."""
+    return retrieval_metrics(image_emb, text_emb, np.arange(len(text_emb)), ks=ks)
 
 
 def evaluate_scenes(
@@ -95,10 +97,10 @@ def evaluate_scenes(
 ) -> dict[str, Any]:
     """Zero-shot accuracy per attribute on single-object scenes, and retrieval with full captions
     over 1-2-object scenes, both generated with ``seed`` (use one never used in training)."""
-    singles = synthetic.generate(n_classify, seed=seed, image_size=image_size, split=split, max_objects=1)
+    singles = single_object_scenes(n_classify, seed, split, image_size)
     single_emb = model.encode_images([r.image for r in singles])
     results = {a: zero_shot_attribute(model, single_emb, singles, a) for a in attributes}
-    scenes = synthetic.generate(n_retrieval, seed=seed + 1, image_size=image_size, split=split, max_objects=2)
+    scenes = retrieval_scenes(n_retrieval, seed, split, image_size)
     retrieval = caption_retrieval(model.encode_images([r.image for r in scenes]), model.encode_texts([r.caption for r in scenes]))
     return {
         "split": split,
@@ -107,6 +109,4 @@ def evaluate_scenes(
         "retrieval": retrieval,
         "n_classify": n_classify,
         "n_retrieval": n_retrieval,
-        "_attribute_results": results,
-        "_retrieval_records": scenes,
     }

@@ -15,13 +15,22 @@ from PIL import Image
 
 from cliplab.data import synthetic
 
-# Which caption kinds can tell apart two twins that differ in the given attribute.
-_CAPTION_KINDS = {
-    "shape": ("full", "short", "paraphrase"),
-    "color": ("full", "short", "paraphrase"),
-    "size": ("full",),
-    "position": ("full",),
+# How often a pair of twins differs in each attribute. Shape is the attribute a shortcut skips
+# (colour, layout and background already tell most captions apart), so it gets the largest share.
+TWIN_ATTRIBUTES = {"shape": 0.4, "color": 0.1, "size": 0.25, "position": 0.25}
+# Caption kinds (with probabilities) that can tell apart two twins differing in the attribute:
+# short captions ("a red star and a blue square") leave nothing but colour and shape to match on.
+CAPTION_KINDS = {
+    "shape": {"short": 0.5, "paraphrase": 0.25, "full": 0.25},
+    "color": {"short": 0.5, "paraphrase": 0.25, "full": 0.25},
+    "size": {"full": 1.0},
+    "position": {"full": 1.0},
 }
+
+
+def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    return keys[rng.choice(len(keys), p=np.array(list(weights.values())) / sum(weights.values()))]
 
 
 def caption_for(spec: synthetic.SceneSpec, kind: str, rng: np.random.Generator) -> str:
@@ -53,10 +62,9 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
         images, captions = [], []
         for _ in range(self.batch_size // 2):
             spec = synthetic.sample_spec(rng, "train", self.max_objects)
-            attribute = ("shape", "color", "size", "position")[rng.integers(4)]
+            attribute = _choose(rng, TWIN_ATTRIBUTES)
             twin = synthetic.perturb_spec(spec, rng, "train", attribute)
-            kinds = _CAPTION_KINDS[attribute]
-            kind = kinds[rng.integers(len(kinds))]
+            kind = _choose(rng, CAPTION_KINDS[attribute])
             for s in (spec, twin):
                 images.append(synthetic.render(s, self.image_size).image)
                 captions.append(caption_for(s, kind, rng))

@@ -1,4 +1,4 @@
-"""Models that ship with cliplab: name -> config json, weights file and model card.
+"""Models that ship with cliplab: name -> folder with config.json, model.safetensors, MODEL_CARD.md.
 
 A new bundled model is one entry in ``BUNDLED`` (and, optionally, an alias in ``ALIASES``).
 """
@@ -25,9 +25,9 @@ class BundledModel:
 
 BUNDLED: dict[str, BundledModel] = {
     "shapes-tiny": BundledModel(
-        config=HERE / "shapes-tiny.json",
-        weights=HERE / "shapes-tiny.safetensors",
-        card=HERE / "shapes-tiny.md",
+        config=HERE / "shapes-tiny" / "config.json",
+        weights=HERE / "shapes-tiny" / "model.safetensors",
+        card=HERE / "shapes-tiny" / "MODEL_CARD.md",
         rebuild="python scripts/train_tiny.py",
     ),
 }

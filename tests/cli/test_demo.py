@@ -1,0 +1,28 @@
+import json
+import subprocess
+import sys
+
+
+def test_demo_prints_tables_and_writes_report(cli, tmp_path):
+    report, out = tmp_path / "demo.html", tmp_path / "demo.json"
+    result = cli("demo", "--n", 40, "--report", report, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "zero-shot accuracy" in result.stdout and "caption retrieval" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["model"] == "cliplab:shapes-tiny"
+    assert set(figures["zeroshot_accuracy"]) == {"shape", "color", "size", "position", "background"}
+    assert 0 <= figures["retrieval"]["image_retrieval_recall@1"] <= figures["retrieval"]["image_retrieval_recall@5"] <= 1
+    html = report.read_text()
+    assert html.count("data:image/png;base64") >= 3 and "Confusion matrix: shape" in html
+
+
+def test_demo_rejects_unknown_split(cli, tmp_path):
+    result = cli("demo", "--n", 10, "--split", "validation", "--report", tmp_path / "r.html")
+    assert result.exit_code == 2 and "validation" in result.output
+
+
+def test_console_script_lists_every_command():
+    result = subprocess.run([sys.executable, "-c", "from cliplab.cli import main; main()", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("demo", "data", "embed", "classify", "eval"):
+        assert command in result.stdout
