@@ -13,7 +13,7 @@ def test_synth_writes_images_metadata_and_class_folders(cli, tmp_path):
     assert [r["caption"] for r in rows] == [r.caption for r in recs]
     assert all((out / r["image"]).is_file() and (out / r["semantic_mask"]).is_file() for r in rows)
     assert [r["label"] for r in rows] == [r.objects[0]["shape"] for r in recs]
-    source = open_source(out)  # class-per-folder layout: labels from folder names
+    source = open_source(out / "images")  # class-per-folder layout: labels from folder names
     assert len(source) == 12 and set(source.classes) == {r.objects[0]["shape"] for r in recs}
     assert not list(tmp_path.glob(".*partial"))
 

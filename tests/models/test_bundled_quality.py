@@ -8,9 +8,9 @@ from cliplab.models import load_model
 
 # measured (MODEL_CARD.md) -> asserted lower bound
 BOUNDS = {
-    "shape": 0.0,
-    "color": 0.0,
-    "image_retrieval_recall@5": 0.0,
+    "shape": 0.95,  # measured 0.985
+    "color": 0.96,  # measured 0.993
+    "image_retrieval_recall@5": 0.97,  # measured 1.000
 }
 
 

@@ -20,7 +20,8 @@ app.add_typer(data_app, name="data")
 
 
 def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_objects: int, class_folders: str | None, masks: bool, progress: bool = True) -> int:
-    """Write ``n`` scenes to ``out`` (images, optional masks, ``metadata.jsonl``); returns n.
+    """Write ``n`` scenes to ``out``: ``images/`` (one subfolder per class with ``class_folders``),
+    optional ``masks/``, and ``metadata.jsonl``; returns n.
 
     Everything goes to a temporary sibling folder first and is renamed into place at the end, so
     an interrupted run never leaves a half-written dataset behind.
@@ -38,8 +39,8 @@ def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_
             label = None
             if class_folders:
                 label = rec.background if class_folders == "background" else rec.objects[0][class_folders]
-            rel = Path(label.replace(" ", "_") if label else "images") / f"{i:06d}.png"
-            (tmp / rel.parent).mkdir(exist_ok=True)
+            rel = Path("images", label.replace(" ", "_") if label else "", f"{i:06d}.png")
+            (tmp / rel.parent).mkdir(parents=True, exist_ok=True)
             rec.image.save(tmp / rel)
             row = {"image": str(rel), "caption": rec.caption, "short_caption": rec.short_caption, "label": label,
                    "background": rec.background, "objects": rec.objects}  # fmt: skip
@@ -68,8 +69,8 @@ def synth(
 ) -> None:
     """Write synthetic scenes with captions and ground truth: images + metadata.jsonl.
 
-    The folder then works as a dataset anywhere cliplab takes one: ``--dataset OUT/metadata.jsonl``
-    (captions, labels) or, with --class-folders, ``--dataset OUT`` (labels from folder names).
+    The result works as a dataset anywhere cliplab takes one: ``OUT/metadata.jsonl`` (captions,
+    labels) or, with --class-folders, the folder ``OUT/images`` (labels from folder names).
     """
     with user_errors():
         if split not in synthetic.SPLITS:
