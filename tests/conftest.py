@@ -8,7 +8,6 @@ checkpoint would be: an architecture registered with open_clip (``TINY_ARCH``) p
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
