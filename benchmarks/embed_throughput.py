@@ -228,7 +228,7 @@ def main() -> None:
         dec_main = decode_preprocess(model, sample, fast_jpeg=False, threads=threads)
         dec_one = decode_preprocess(model, sample, fast_jpeg=False, threads=1)
         dec_fast = decode_preprocess(model, sample, fast_jpeg=True, threads=1)
-        ms = lambda rate: f"{1e3 / rate:.1f} ms/img"  # noqa: E731
+        ms = lambda rate: f"{1e3 / rate:.1f} ms/img"
         print(f"encoder alone on ready tensors: {enc:.2f} img/s ({ms(enc)})")
         print(f"read+decode+preprocess alone: {ms(dec_main)} with {threads} torch threads (as in the naive loop), "
               f"{ms(dec_one)} with 1 (as in a worker), {ms(dec_fast)} with 1 and reduced-scale JPEG decoding")

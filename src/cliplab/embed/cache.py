@@ -21,8 +21,8 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class ChunkCache:
             raise
         except ChunkError:
             raise
-        except Exception as e:  # safetensors raises several types for a damaged header / short file
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
             raise ChunkError(f"unreadable ({type(e).__name__}: {str(e)[:120]})") from None
         rows = int(meta.get("rows", -1))
         if hashes.dtype != np.uint8 or hashes.shape != (rows, HASH_BYTES):

@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class Features:
     def dim(self) -> int:
         return int(self.X.shape[1])
 
-    def __getitem__(self, index: Any) -> "Features":
+    def __getitem__(self, index: Any) -> Features:
         """Rows picked by a boolean mask, an index array/list or a slice, as a new ``Features``."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -80,7 +81,7 @@ class Features:
                 rows = arr.reshape(-1).astype(np.int64)
             else:
                 raise IndexError(f"cannot index Features with {arr.dtype} values; use a boolean mask, integers or a slice")
-        pick = lambda xs: None if xs is None else [xs[i] for i in rows]  # noqa: E731
+        pick = lambda xs: None if xs is None else [xs[i] for i in rows]
         return replace(
             self,
             X=self.X[rows],
@@ -92,7 +93,7 @@ class Features:
             stats=dict(self.stats),
         )
 
-    def select_ids(self, ids: Sequence[str]) -> "Features":
+    def select_ids(self, ids: Sequence[str]) -> Features:
         """Rows for ``ids``, in that order; ``KeyError`` names the first unknown id."""
         where = {id_: i for i, id_ in enumerate(self.ids)}
         try:
@@ -140,7 +141,7 @@ class Features:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "Features":
+    def load(cls, folder: str | os.PathLike) -> Features:
         from safetensors.numpy import load as st_load
 
         folder = Path(folder)

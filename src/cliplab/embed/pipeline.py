@@ -13,6 +13,14 @@ Three steps:
 
 The workers re-hash the bytes they decode, so an embedding is always stored under the hash of the
 exact bytes it was computed from.
+
+Where the time goes (2-core AMD EPYC, ViT-B-32 fp32 at 224 px, batch 64; benchmarks/embed_throughput.py):
+the encoder takes ~64 ms/img at the machine's matmul peak, so for 400x300 JPEGs (decode+preprocess
+~3.4 ms/img) overlapping decoding gains nothing measurable on an idle machine. What pays:
+- large JPEGs are decoded at a reduced scale (libjpeg DCT scaling, keeping >= 2x the model input):
+  12 MP photos 194 -> 48 ms/img; with the overlap, 2.45x the plain loop (embeddings: cosine >= 0.99999);
+- preprocessing runs with one torch thread: on a busy machine torch's multi-threaded small ops wait
+  at thread barriers (3.5 -> 50 ms/img with 2 threads when other processes hold the cores).
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +45,7 @@ from cliplab.embed.cache import ChunkCache, content_hash, namespace_key
 from cliplab.embed.features import Features
 
 DEFAULT_CHUNK_SIZE = 1024
+SMALL_JOB = 16  # images; fewer are decoded in this process when num_workers is None
 DRAFT_TAG = "jpeg-draft>=2x"
 
 
@@ -110,7 +119,7 @@ def _decode_jpeg_draft(data: bytes, max_pixels: int | None, min_side: int):
             im.load()
             try:
                 im = ImageOps.exif_transpose(im)
-            except Exception:  # noqa: BLE001 - orientation is a nicety
+            except Exception:  # noqa: BLE001, S110 - orientation is a nicety, the pixels are fine
                 pass
             return to_rgb(im)
     except Exception:  # noqa: BLE001 - decode_image classifies the failure
@@ -148,11 +157,26 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return i, key, pixels, None
 
 
+class _TimedDataset(torch.utils.data.Dataset):
+    """The decode dataset, also reporting the CPU seconds each image took (to plan threads)."""
+
+    def __init__(self, inner: _DecodeDataset):
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, k: int):
+        t = time.thread_time()  # CPU time: what decoding costs, however busy the machine is
+        i, key, px, reason = self.inner[k]
+        return i, key, px, reason, time.thread_time() - t
+
+
 def _collate(batch):
-    good = [(i, key, px) for i, key, px, _ in batch if px is not None]
-    bad = [(i, key, reason) for i, key, px, reason in batch if px is None]
-    pixels = torch.stack([px for _, _, px in good]) if good else None
-    return [i for i, _, _ in good], [key for _, key, _ in good], pixels, bad
+    good = [(i, key, px, dt) for i, key, px, _, dt in batch if px is not None]
+    bad = [(i, key, reason) for i, key, px, reason, _ in batch if px is None]
+    pixels = torch.stack([g[2] for g in good]) if good else None
+    return [g[0] for g in good], [g[1] for g in good], pixels, bad, sum(g[3] for g in good)
 
 
 def _read_error(e: BaseException) -> str:
@@ -161,15 +185,20 @@ def _read_error(e: BaseException) -> str:
     return "unreadable"
 
 
-# --- the run --------------------------------------------------------------------------------------
+# --- how many workers --------------------------------------------------------------------------------
 def default_num_workers(device: torch.device | None = None) -> int:
-    """Decode workers: on a CPU model the encoder needs the cores, and decoding a photo costs a
-    few ms against tens of ms to encode it, so one worker per 4 cores (at least 1, at most 4); on
-    an accelerator, decoding is the bottleneck: every core but one (at most 8)."""
+    """Decode workers: on an accelerator every core but one (at most 8); for a CPU model 2 up to 5
+    cores, one more per 4 cores beyond. The encoder keeps all its torch threads.
+
+    Measured on 2 cores, ViT-B-32 fp32, batch 16, idle machine: 12 MP JPEGs (decode ~49 ms/img
+    at reduced scale, encode ~55 ms/img) 2 workers 9.2 img/s, 1 worker 7.6-8.0, in-process 8.2-8.4;
+    giving the workers a core of their own (1 encoder thread) 6.3-7.1. 400x300 JPEGs (decode
+    ~4 ms/img) 1 or 2 workers: within noise of each other.
+    """
     cores = _cores()
     if device is not None and torch.device(device).type != "cpu":
         return max(1, min(8, cores - 1))
-    return max(1, min(4, cores // 4))
+    return max(1, min(cores, 2 + max(0, cores - 5) // 4))
 
 
 def _cores() -> int:
@@ -221,7 +250,8 @@ def embed(
         "synthetic:<n>"), or a list of image paths.
     cache_dir: a folder for the content-addressed cache; images whose bytes were embedded before by
         the same model (same weights, preprocessing and precision) are not computed again.
-    num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``.
+    num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``
+        (none for 16 images or fewer).
     chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
     fast_jpeg: decode large JPEGs at a reduced scale that still leaves >= 2x the model's input size.
     Images that cannot be read or decoded are left out and listed in ``Features.skipped``.
@@ -238,8 +268,7 @@ def embed(
     t_start = time.perf_counter()
     src = as_source(source)
     items: list[ImageItem] = list(src.items)
-    device = getattr(model, "device", torch.device("cpu"))
-    workers = default_num_workers(device) if num_workers is None else int(num_workers)
+    device = torch.device(getattr(model, "device", "cpu"))
     draft = draft_side(model) if fast_jpeg else None
 
     # 1. hash -------------------------------------------------------------------------------------
@@ -266,11 +295,17 @@ def embed(
     bad_keys: dict[bytes, str] = {}
     forward_images = 0
     t_compute = time.perf_counter()
+    dataset = _TimedDataset(_DecodeDataset(items, todo, model.preprocess, max_pixels, draft))
+    if num_workers is None:  # a handful of images is done before a worker process would be up
+        workers = default_num_workers(device) if len(todo) > SMALL_JOB else 0
+    else:
+        workers = int(num_workers)
+    timer = _Timer()
     if todo:
         forward_images = _compute(
-            model, items, todo, keys, vectors, bad_keys, failed, cache,
+            model, dataset, keys, vectors, bad_keys, failed, cache,
             batch_size=batch_size, workers=workers, chunk_size=chunk_size,
-            max_pixels=max_pixels, draft=draft, progress=progress, cached=hits,
+            progress=progress, cached=hits, timer=timer,
         )
     if cache is not None:
         cache.compact(chunk_size)
@@ -311,6 +346,7 @@ def embed(
         "num_workers": workers,
         "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),
+        **timer.stats(),
         "precision": getattr(model, "precision", "fp32"),
         "corrupt_chunks": [str(p) for p in cache.discarded] if cache else [],
     }
@@ -340,14 +376,32 @@ def skip_summary(skipped: Sequence[Skipped], total: int) -> str:
     return f"{len(skipped)} of {total} images skipped: {shown}; see .skipped"
 
 
+class _Timer:
+    """CPU seconds per image spent decoding (in the workers) and wall seconds per image encoding."""
+
+    def __init__(self):
+        self.decode_s = self.encode_s = 0.0
+        self.decode_n = self.encode_n = 0
+
+    def decoded(self, seconds: float, n: int) -> None:
+        self.decode_s += seconds
+        self.decode_n += n
+
+    def encoded(self, seconds: float, n: int) -> None:
+        self.encode_s += seconds
+        self.encode_n += n
+
+    def stats(self) -> dict[str, Any]:
+        ms = lambda s, n: round(1e3 * s / n, 2) if n else None
+        return {"decode_ms_per_image": ms(self.decode_s, self.decode_n), "encode_ms_per_image": ms(self.encode_s, self.encode_n)}
+
+
 def _compute(
-    model, items, todo, keys, vectors, bad_keys, failed, cache, *,
-    batch_size, workers, chunk_size, max_pixels, draft, progress, cached,
+    model, dataset, keys, vectors, bad_keys, failed, cache, *, batch_size, workers, chunk_size, progress, cached, timer,
 ) -> int:
-    """Decode ``todo`` in workers and encode full batches here; returns the number of images encoded."""
-    dataset = _DecodeDataset(items, todo, model.preprocess, max_pixels, draft)
+    """Decode ``dataset`` in workers and encode full batches here; returns the number of images encoded."""
     fetch = max(1, min(batch_size, 32))
-    loader_kw: dict[str, Any] = dict(batch_size=fetch, shuffle=False, num_workers=workers, collate_fn=_collate)
+    loader_kw: dict[str, Any] = {"batch_size": fetch, "shuffle": False, "num_workers": workers, "collate_fn": _collate}
     if workers > 0:
         loader_kw.update(prefetch_factor=max(2, -(-2 * batch_size // (fetch * workers))), multiprocessing_context=_mp_context())
     if getattr(model, "device", torch.device("cpu")).type == "cuda":
@@ -355,7 +409,7 @@ def _compute(
     loader = torch.utils.data.DataLoader(dataset, **loader_kw)
 
     batches = iter(loader)  # workers fork here, before the progress bar starts its monitor thread
-    bar = _progress_bar(len(todo), progress, cached)
+    bar = _progress_bar(len(dataset), progress, cached)
     buf_px: list[torch.Tensor] = []
     buf_keys: list[bytes] = []
     pending_keys: list[bytes] = []
@@ -366,7 +420,9 @@ def _compute(
         nonlocal buf_px, buf_keys, encoded
         pixels = torch.cat(buf_px) if len(buf_px) > 1 else buf_px[0]
         batch, rest = pixels[:n], pixels[n:]
+        t = time.perf_counter()
         out = model.encode_pixels(batch)
+        timer.encoded(time.perf_counter() - t, n)
         batch_keys, buf_keys = buf_keys[:n], buf_keys[n:]
         buf_px = [rest] if len(rest) else []
         for key, vec in zip(batch_keys, out):
@@ -394,7 +450,8 @@ def _compute(
                 got = next(batches, None)
             if got is None:
                 break
-            idxs, new_keys, pixels, bad = got
+            idxs, new_keys, pixels, bad, decode_seconds = got
+            timer.decoded(decode_seconds, len(idxs))
             for i, key, reason in bad:
                 if key is None:
                     failed[i] = reason
