@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from cliplab.data.items import ImageItem, Skipped
+from cliplab.data.sources.base import read_file
 from cliplab.embed.cache import ChunkCache, content_hash, namespace_key
 from cliplab.embed.features import Features
 
@@ -50,11 +51,6 @@ DRAFT_TAG = "jpeg-draft>=2x"
 
 
 # --- sources --------------------------------------------------------------------------------------
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def as_source(source: Any):
     """An ``ImageSource`` for ``source``: one as is, a list of image paths, or a spec for ``open_source``."""
     from cliplab.data.sources import ImageSource, open_source
@@ -65,7 +61,7 @@ def as_source(source: Any):
         if all(isinstance(s, ImageItem) for s in source):
             return ImageSource(name="items", items=list(source))
         if all(isinstance(s, (str, os.PathLike)) for s in source) and not _all_tar(source):
-            items = [ImageItem(id=os.fspath(p), read_bytes=partial(_read_file, os.fspath(p))) for p in source]
+            items = [ImageItem(id=os.fspath(p), read_bytes=partial(read_file, os.fspath(p))) for p in source]
             return ImageSource(name="files", items=items)
     return open_source(source)
 
