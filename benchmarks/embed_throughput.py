@@ -134,7 +134,8 @@ def encoder_only(model, batch_size: int, batches: int = 2) -> float:
 
 def decode_preprocess(model, paths: list[Path], fast_jpeg: bool, threads: int) -> float:
     """Images/s of read + decode + preprocess alone, in this process with ``threads`` torch threads."""
-    from cliplab.embed.pipeline import decode, draft_side
+    from cliplab.data.images import decode_image
+    from cliplab.embed.pipeline import draft_side
 
     draft = draft_side(model) if fast_jpeg else None
     before = torch.get_num_threads()
@@ -142,7 +143,7 @@ def decode_preprocess(model, paths: list[Path], fast_jpeg: bool, threads: int) -
     try:
         t = time.perf_counter()
         for path in paths:
-            model.preprocess(decode(path.read_bytes(), str(path), None, draft))
+            model.preprocess(decode_image(path.read_bytes(), str(path), None, min_side=2 * draft if draft else None))
         return len(paths) / (time.perf_counter() - t)
     finally:
         torch.set_num_threads(before)

@@ -14,7 +14,8 @@ from PIL import Image
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, open_source
 from cliplab.embed import Features, embed
-from cliplab.embed.pipeline import decode, default_num_workers, draft_side, skip_summary
+from cliplab.data.images import decode_image
+from cliplab.embed.pipeline import default_num_workers, draft_side, skip_summary
 
 
 def quiet_embed(*args, **kw) -> tuple[Features, list[str]]:
@@ -142,14 +143,14 @@ def big_jpeg(w=640, h=520) -> bytes:
 def test_large_jpeg_decodes_at_reduced_scale_but_at_least_twice_the_input(tiny):
     assert draft_side(tiny) == 32
     data = big_jpeg()
-    full = decode(data, "x", None, draft=None)
-    small = decode(data, "x", None, draft=32)
+    full = decode_image(data, "x", None)
+    small = decode_image(data, "x", None, min_side=64)
     assert full.size == (640, 520)
     assert small.mode == "RGB" and min(small.size) >= 64 and small.size[0] < 640
     a = tiny.encode_pixels(torch.stack([tiny.preprocess(full)]))
     b = tiny.encode_pixels(torch.stack([tiny.preprocess(small)]))
     assert float((a * b).sum()) > 0.999
-    assert decode(data, "x", None, draft=400).size == (640, 520)  # not large enough to reduce
+    assert decode_image(data, "x", None, min_side=800).size == (640, 520)  # not large enough to reduce
 
 
 def test_reduced_decode_keeps_bad_jpeg_reasons():
@@ -157,8 +158,8 @@ def test_reduced_decode_keeps_bad_jpeg_reasons():
 
     data = big_jpeg()
     with pytest.raises(BadImage) as e:
-        decode(data[: len(data) // 3], "x", None, draft=32)
+        decode_image(data[: len(data) // 3], "x", None, min_side=64)
     assert e.value.reason == "truncated"
     with pytest.raises(BadImage) as e:
-        decode(data, "x", 1000, draft=32)
+        decode_image(data, "x", 1000, min_side=64)
     assert e.value.reason == "decompression bomb"

@@ -25,7 +25,6 @@ the encoder takes ~64 ms/img at the machine's matmul peak, so for 400x300 JPEGs 
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
 from cliplab.embed.cache import ChunkCache, content_hash, namespace_key
@@ -85,43 +85,6 @@ def draft_side(model: Any) -> int | None:
     return int(size) if isinstance(size, (int, np.integer)) and size > 0 else None
 
 
-def decode(data: bytes, source_id: str, max_pixels: int | None, draft: int | None = None):
-    """``decode_image``, except that a JPEG at least twice ``draft`` on both sides is decoded at a
-    reduced scale (libjpeg DCT scaling: 1/2, 1/4 or 1/8) that keeps both sides >= 2 * ``draft``."""
-    from cliplab.data.images import decode_image
-
-    if draft and data[:3] == b"\xff\xd8\xff":
-        im = _decode_jpeg_draft(data, max_pixels, 2 * draft)
-        if im is not None:
-            return im
-    return decode_image(data, source_id, max_pixels=max_pixels)
-
-
-def _decode_jpeg_draft(data: bytes, max_pixels: int | None, min_side: int):
-    """A reduced-scale RGB decode, or None to let ``decode_image`` handle it (and any error)."""
-    from PIL import Image, ImageOps
-
-    from cliplab.data.images import to_rgb
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if (max_pixels is not None and w * h > max_pixels) or min(w, h) < 2 * min_side:
-                return None
-            if im.draft("RGB", (min_side, min_side)) is None:
-                return None
-            im.load()
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # noqa: BLE001, S110 - orientation is a nicety, the pixels are fine
-                pass
-            return to_rgb(im)
-    except Exception:  # noqa: BLE001 - decode_image classifies the failure
-        return None
-
-
 class _DecodeDataset(torch.utils.data.Dataset):
     """Item index -> (index, sha256, CHW tensor | None, skip reason | None)."""
 
@@ -143,7 +106,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
             return i, None, None, _read_error(e)
         key = content_hash(data)
         try:
-            image = decode(data, item.id, self.max_pixels, self.draft)
+            image = decode_image(data, item.id, self.max_pixels, min_side=2 * self.draft if self.draft else None)
         except BadImage as e:
             return i, key, None, e.reason
         try:
