@@ -38,9 +38,9 @@ def evaluate(model: OpenClipModel, n: int) -> dict:
     module = model.torch_module
     module.eval()
     model.logit_scale = float(module.logit_scale.detach().exp())
-    result = evaluate_scenes(model, n_classify=n, n_retrieval=n, seed=777)
+    figures = evaluate_scenes(model, n_classify=n, n_retrieval=n, seed=777).figures()
     module.train()
-    return {"zeroshot_accuracy": result["zeroshot_accuracy"], "retrieval": result["retrieval"]}
+    return {"zeroshot_accuracy": figures["zeroshot_accuracy"], "retrieval": figures["retrieval"]}
 
 
 def lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:

@@ -16,7 +16,7 @@ BOUNDS = {
 
 @pytest.fixture(scope="module")
 def figures():
-    return evaluate_scenes(load_model("cliplab:shapes-tiny", device="cpu"), n_classify=1000, n_retrieval=1000, seed=2026)
+    return evaluate_scenes(load_model("cliplab:shapes-tiny", device="cpu"), n_classify=1000, n_retrieval=1000, seed=2026).figures()
 
 
 def test_zero_shot_shape_and_colour(figures):

@@ -42,50 +42,36 @@ def demo(
     with user_errors(), Progress(console=console, transient=True) as progress:
         if split not in synthetic.SPLITS:
             raise ValueError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
-        task = progress.add_task("loading model", total=5 + len(ATTRIBUTES))
+        task = progress.add_task("loading model", total=6 + len(ATTRIBUTES))
         model = load_model(model_spec, pretrained=pretrained)
-        progress.update(task, advance=1, description=f"generating {n} single-object scenes")
-        singles = scenes.single_object_scenes(n, seed, split)
-        progress.update(task, advance=1, description="embedding them")
-        single_emb = model.encode_images([r.image for r in singles])
-        results = {}
-        for attribute in ATTRIBUTES:
-            progress.update(task, advance=1, description=f"zero-shot {attribute}")
-            results[attribute] = scenes.zero_shot_attribute(model, single_emb, singles, attribute)
-        progress.update(task, advance=1, description=f"generating {n} captioned scenes")
-        captioned = scenes.retrieval_scenes(n, seed, split)
-        progress.update(task, advance=1, description="embedding images and captions")
-        image_emb = model.encode_images([r.image for r in captioned])
-        text_emb = model.encode_texts([r.caption for r in captioned])
-        retrieval = scenes.caption_retrieval(image_emb, text_emb)
-        progress.update(task, advance=1, description="writing the report")
-        figures = {
-            "model": model.name,
-            "split": split,
-            "seed": seed,
-            "n": n,
-            "zeroshot_accuracy": {a: r.accuracy for a, r in results.items()},
-            "retrieval": retrieval,
-        }
-        _report(figures, results, captioned, image_emb, text_emb).save(report)
+
+        def step(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        evaluation = scenes.evaluate_scenes(model, n, n, seed, split, ATTRIBUTES, on_step=step)
+        step("writing the report")
+        figures = {"model": model.name, "n": n, **evaluation.figures()}
+        _report(figures, evaluation).save(report)
         if out:
             write_json(figures, out)
     _print_tables(figures)
     typer.echo(f"report: {report}")
 
 
-def _report(figures: dict, results: dict, captioned: list, image_emb: np.ndarray, text_emb: np.ndarray) -> Report:
+def _report(figures: dict, evaluation: scenes.SceneEvaluation) -> Report:
     rep = Report(f"cliplab demo: {figures['model']}", f"{figures['n']} fresh {figures['split']} scenes, seed {figures['seed']}")
     rep.add_table("Zero-shot accuracy (single-object scenes)", [
         {"attribute": a, "accuracy": r.accuracy, "classes": len(r.classes), "prompt": scenes.ATTRIBUTE_PROMPTS[a]}
-        for a, r in results.items()
+        for a, r in evaluation.attributes.items()
     ])  # fmt: skip
     rep.add_table("Caption retrieval (full captions, 1-2 objects)", _retrieval_rows(figures["retrieval"]))
     for attribute in ("shape", "color"):
-        r = results[attribute]
+        r = evaluation.attributes[attribute]
         cm = confusion_matrix(r.y_true, r.y_pred, len(r.classes))
         rep.add_figure(f"Confusion matrix: {attribute}", plots.confusion_matrix_png(cm, r.classes))
-    grid = retrieval_grid(text_emb, image_emb, [r.caption for r in captioned], np.arange(len(captioned)), lambda i: captioned[i].image, k=5)
+    captioned = evaluation.captioned
+    grid = retrieval_grid(evaluation.text_emb, evaluation.image_emb, [r.caption for r in captioned], np.arange(len(captioned)),
+                          lambda i: captioned[i].image, k=5)  # fmt: skip
     rep.add_figure("Example retrievals (text to image, top 5)", grid, "The true image is outlined green, others red.")
     return rep
 

@@ -6,7 +6,7 @@ These are the figures the bundled model's card reports and ``cliplab demo`` prin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,6 +86,29 @@ def caption_retrieval(image_emb: np.ndarray, text_emb: np.ndarray, ks: tuple[int
     return retrieval_metrics(image_emb, text_emb, np.arange(len(text_emb)), ks=ks)
 
 
+@dataclass
+class SceneEvaluation:
+    """Everything ``evaluate_scenes`` measured; ``figures()`` is the JSON-ready summary."""
+
+    split: str
+    seed: int
+    attributes: dict[str, AttributeResult]
+    retrieval: dict[str, float]
+    captioned: list[SceneRecord] = field(repr=False)
+    image_emb: np.ndarray = field(repr=False)
+    text_emb: np.ndarray = field(repr=False)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "seed": self.seed,
+            "n_classify": len(next(iter(self.attributes.values())).y_true) if self.attributes else 0,
+            "n_retrieval": len(self.captioned),
+            "zeroshot_accuracy": {a: r.accuracy for a, r in self.attributes.items()},
+            "retrieval": self.retrieval,
+        }
+
+
 def evaluate_scenes(
     model: Model,
     n_classify: int = 1000,
@@ -94,19 +117,23 @@ def evaluate_scenes(
     split: str = "test",
     attributes: tuple[str, ...] = ("shape", "color", "size", "position", "background"),
     image_size: int = 64,
-) -> dict[str, Any]:
+    on_step: Callable[[str], None] | None = None,
+) -> SceneEvaluation:
     """Zero-shot accuracy per attribute on single-object scenes, and retrieval with full captions
-    over 1-2-object scenes, both generated with ``seed`` (use one never used in training)."""
+    over 1-2-object scenes, both generated with ``seed`` (use one never used in training).
+    ``on_step(description)`` is called before each step (for a progress display)."""
+    step = on_step or (lambda description: None)
+    step(f"generating {n_classify} single-object scenes")
     singles = single_object_scenes(n_classify, seed, split, image_size)
+    step("embedding them")
     single_emb = model.encode_images([r.image for r in singles])
-    results = {a: zero_shot_attribute(model, single_emb, singles, a) for a in attributes}
-    scenes = retrieval_scenes(n_retrieval, seed, split, image_size)
-    retrieval = caption_retrieval(model.encode_images([r.image for r in scenes]), model.encode_texts([r.caption for r in scenes]))
-    return {
-        "split": split,
-        "seed": seed,
-        "zeroshot_accuracy": {a: r.accuracy for a, r in results.items()},
-        "retrieval": retrieval,
-        "n_classify": n_classify,
-        "n_retrieval": n_retrieval,
-    }
+    results = {}
+    for attribute in attributes:
+        step(f"zero-shot {attribute}")
+        results[attribute] = zero_shot_attribute(model, single_emb, singles, attribute)
+    step(f"generating {n_retrieval} captioned scenes")
+    captioned = retrieval_scenes(n_retrieval, seed, split, image_size)
+    step("embedding images and captions")
+    image_emb = model.encode_images([r.image for r in captioned])
+    text_emb = model.encode_texts([r.caption for r in captioned])
+    return SceneEvaluation(split, seed, results, caption_retrieval(image_emb, text_emb), captioned, image_emb, text_emb)
