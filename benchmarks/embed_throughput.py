@@ -135,7 +135,7 @@ def encoder_only(model, batch_size: int, batches: int = 2) -> float:
 def decode_preprocess(model, paths: list[Path], fast_jpeg: bool, threads: int) -> float:
     """Images/s of read + decode + preprocess alone, in this process with ``threads`` torch threads."""
     from cliplab.data.images import decode_image
-    from cliplab.embed.pipeline import draft_side
+    from cliplab.features.pipeline import draft_side
 
     draft = draft_side(model) if fast_jpeg else None
     before = torch.get_num_threads()
@@ -170,7 +170,7 @@ def naive(model, paths: list[Path], batch_size: int, preprocess_threads: int | N
 
 
 def pipelined(model, paths: list[Path], batch_size: int, workers: int | None, **kw) -> tuple[float, np.ndarray, dict]:
-    from cliplab.embed import embed
+    from cliplab.features import embed
 
     cache = Path(tempfile.mkdtemp(prefix="cliplab-bench-cache-"))
     try:

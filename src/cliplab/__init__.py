@@ -8,14 +8,20 @@
 """
 
 from cliplab import metrics
-from cliplab.embed import Features, embed
+from cliplab import _embed_alias
+from cliplab.errors import CliplabError
+from cliplab.features import Features
 from cliplab.models import DEFAULT_MODEL, Model, load_model
 from cliplab.zeroshot import ContextualClassifier, DescriptorClassifier, ZeroShotClassifier
 
 __version__ = "0.1.0"
 
+# ``cliplab.embed(model, source)`` is the function; the module object also serves old package imports.
+embed = _embed_alias.install()
+
 __all__ = [
     "DEFAULT_MODEL",
+    "CliplabError",
     "ContextualClassifier",
     "DescriptorClassifier",
     "Features",

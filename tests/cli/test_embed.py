@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cliplab.embed import Features
+from cliplab.features import Features
 
 FAST = ["--batch-size", "8", "--workers", "0", "--no-progress"]
 

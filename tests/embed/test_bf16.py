@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cliplab.embed import embed
+from cliplab.features import embed
 
 
 def bf16_autocast_works() -> bool:

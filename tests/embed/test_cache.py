@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from cliplab.embed import CacheWarning, embed
+from cliplab.features import CacheWarning, embed
 
 
 def chunks(cache_dir):
@@ -139,7 +139,7 @@ def test_many_small_runs_are_compacted(tiny, tmp_path, counter, add_images):
 
 
 def test_a_chunk_merged_away_by_another_process_is_found_again(tiny, folder, tmp_path):
-    from cliplab.embed.cache import ChunkCache
+    from cliplab.features.cache import ChunkCache
 
     cache = tmp_path / "cache"
     embed(tiny, folder, cache_dir=cache, chunk_size=3, num_workers=0, progress=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cliplab.data.items import Skipped
-from cliplab.embed import Features, FeaturesFileError
+from cliplab.features import Features, FeaturesFileError
 
 
 def sample(n=6, d=4) -> Features:

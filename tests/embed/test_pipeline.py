@@ -13,9 +13,9 @@ from PIL import Image
 
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, open_source
-from cliplab.embed import Features, embed
+from cliplab.features import Features, embed
 from cliplab.data.images import decode_image
-from cliplab.embed.pipeline import default_num_workers, draft_side, skip_summary
+from cliplab.features.pipeline import default_num_workers, draft_side, skip_summary
 
 
 def quiet_embed(*args, **kw) -> tuple[Features, list[str]]:

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cliplab.embed import embed
+from cliplab.features import embed
 
 SCRIPT = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {tests!r})
     from conftest import load_tiny
-    from cliplab.embed import embed
+    from cliplab.features import embed
 
     model = load_tiny({weights!r})
     inner = model.encode_pixels

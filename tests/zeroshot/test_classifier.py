@@ -5,6 +5,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
+from sklearn.exceptions import NotFittedError
+
+from cliplab.errors import InputError
 from cliplab.zeroshot import ZeroShotClassifier
 
 TABLE = {"a photo of a cat.": [1, 0, 0], "a photo of a dog.": [0, 1, 0], "a photo of a car.": [0, 0, 1]}
@@ -24,10 +27,12 @@ def test_decision_function_by_hand(make_model):
     assert clf.score(X, ["dog", "cat"]) == 0.5
 
 
-def test_lazy_fit_and_params(make_model):
+def test_unfitted_raises_and_params(make_model):
     model = make_model(TABLE)
     clf = ZeroShotClassifier(model, CLASSES)
-    assert clf.predict([[1, 0, 0]]).tolist() == ["cat"]
+    with pytest.raises(NotFittedError):
+        clf.predict([[1.0, 0, 0]])
+    assert clf.fit().predict([[1.0, 0, 0]]).tolist() == ["cat"]
     assert clf.get_params() == {"model": model, "classnames": CLASSES, "templates": "default"}
 
 
@@ -51,10 +56,10 @@ def test_cross_val_score_in_pipeline(make_model):
 
 
 def test_input_validation(make_model):
-    clf = ZeroShotClassifier(make_model(TABLE), CLASSES)
-    with pytest.raises(ValueError, match=r"expected image features of shape \(n_images, 3\)"):
+    clf = ZeroShotClassifier(make_model(TABLE), CLASSES).fit()
+    with pytest.raises(InputError, match=r"X has 4 features per row but this head expects 3"):
         clf.predict(np.zeros((2, 4)))
-    with pytest.raises(ValueError, match="expected image features"):
+    with pytest.raises(InputError, match="must be 2-D"):
         clf.predict(np.zeros(3))
     with pytest.raises(ValueError, match="labels must be class names"):
         clf.fit(np.zeros((2, 3)), [0, 1])

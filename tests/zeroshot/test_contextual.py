@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.base import clone
 
 from cliplab.zeroshot import ContextualClassifier, compose_contexts
@@ -89,4 +90,6 @@ def test_errors_and_clone(make_model):
         ContextualClassifier(model, ["cat"], {"bg": {"x": []}}).fit()
     c = clone(ContextualClassifier(model, ["cat", "dog"], ATTRS, temperature=T))
     assert c.model is model and c.attributes == ATTRS
-    np.testing.assert_allclose(c.predict_proba(X).sum(1), 1, rtol=1e-6)  # lazy fit
+    with pytest.raises(NotFittedError):
+        c.predict_proba(X)
+    np.testing.assert_allclose(c.fit().predict_proba(X).sum(1), 1, rtol=1e-6)

@@ -66,17 +66,17 @@ def test_mean_aggregation_by_hand(make_model):
 
 
 def test_max_and_sum(make_model):
-    clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="max")
+    clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="max").fit()
     np.testing.assert_allclose(clf.decision_function(X), [[0.8, 0.0], [0.6, 0.8], [0.8, 0.6]], atol=1e-6)
     assert clf.predict(X).tolist() == ["tiger", "zebra", "tiger"]
-    clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="sum")
+    clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="sum").fit()
     np.testing.assert_allclose(clf.decision_function(X)[:, 0], [1.4, 0.6, 0.8], atol=1e-6)
     with pytest.raises(ValueError, match="aggregate must be one of"):
         DescriptorClassifier(make_model(TABLE), DESCS, aggregate="median").fit()
 
 
 def test_explain_ranks_descriptors(make_model):
-    clf = DescriptorClassifier(make_model(TABLE), DESCS)
+    clf = DescriptorClassifier(make_model(TABLE), DESCS).fit()
     rows = clf.explain(np.array([[0.8, 0.6, 0.0], [0.6, 0.8, 0.0]]), top=3)
     assert rows[0]["label"] == "tiger" and rows[0]["score"] == pytest.approx(0.7)
     assert [d["descriptor"] for d in rows[0]["descriptors"]] == ["stripes", "a long tail"]
@@ -92,7 +92,7 @@ def test_load_from_json_and_errors(tmp_path, make_model):
     assert load_descriptors(path) == DESCS
     clf = DescriptorClassifier(make_model(TABLE), str(path))
     assert clone(clf).descriptors == str(path)
-    assert clf.predict(X[:1]).tolist() == ["tiger"]
+    assert clf.fit().predict(X[:1]).tolist() == ["tiger"]
     with pytest.raises(ValueError, match="non-empty list"):
         load_descriptors({"tiger": []})
     with pytest.raises(FileNotFoundError):

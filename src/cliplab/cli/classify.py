@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cliplab.cli import app
+from cliplab.files import atomic_write
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
@@ -44,18 +44,6 @@ def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray
     for id_, idx, sc in zip(ids, order, scores):
         writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")]])
     return buf.getvalue()
-
-
-def write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` atomically (temporary name in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def print_summary(labels: Sequence[str], order: np.ndarray, scores: np.ndarray, n_skipped: int, accuracy: float | None) -> None:
@@ -92,7 +80,7 @@ def classify_command(
 ) -> None:
     """Zero-shot classify images into the given labels; write the top-k labels per image as CSV."""
     from cliplab.data.sources import open_source
-    from cliplab.embed import embed
+    from cliplab.features import embed
     from cliplab.models import load_model
     from cliplab.zeroshot import ZeroShotClassifier
 
@@ -103,7 +91,7 @@ def classify_command(
         feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
         probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
-        write_text(predictions_csv(feats.ids, names, order, scores), out)
+        atomic_write(out, predictions_csv(feats.ids, names, order, scores))
     accuracy = None
     if feats.labels is not None and len(feats) and all(lab in names for lab in feats.labels):
         accuracy = float(np.mean([names[i] == lab for i, lab in zip(order[:, 0], feats.labels)]))

@@ -1,38 +1,90 @@
-"""What every command shares: clean one-line failures, JSON output, the model option."""
+"""What every command shares: one-line failures, the shared options (one flag per idea), name lists."""
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator, TypeVar
 
 import typer
 
-from cliplab.models import DEFAULT_MODEL, ModelLoadError
+from cliplab.errors import CliplabError, InputError
+from cliplab.models import DEFAULT_MODEL
+from cliplab.validation import check_classnames
+
+T = TypeVar("T")
 
 MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir>.")
 PRETRAINED_OPTION = typer.Option(None, "--pretrained", "-p", help="open_clip tag, local checkpoint file, or hf-hub:org/name.")
-# Options of the commands that embed a collection (embed, classify, eval).
-IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
+# Options of the commands that embed a collection (embed, classify, eval, ...): one flag per idea.
+IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
+CLASSNAMES_OPTION = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")
+PRECISION_OPTION = typer.Option("fp32", "--precision", help="Compute precision: fp32, bf16 or fp16 (fp16 needs CUDA). Embeddings are float32 either way.")
 BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass.")
 CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
-PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show a progress bar while embedding.")
+PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
+OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
+
+
+def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:
+    """The value of a renamed option: the new flag's, or the old (hidden) flag's with a deprecation warning."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise InputError(f"{old_flag} is the old name of {new_flag}; pass only {new_flag}")
+    warnings.warn(f"{old_flag} is deprecated; use {new_flag}", DeprecationWarning, stacklevel=2)
+    return old_value
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn expected failures (bad input, missing files) into one line on stderr and exit 2."""
+    """Turn errors a user can fix (``CliplabError``, ``OSError``) into one line on stderr and exit 2.
+
+    Anything else is a bug and keeps its traceback.
+    """
     try:
         yield
-    except (ValueError, FileNotFoundError, KeyError, OSError, ModelLoadError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(2) from None
+    except CliplabError as exc:
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
+        raise typer.Exit(2) from exc
+    except OSError as exc:
+        typer.echo(f"error: {os_error_message(exc)}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "failed"
+
+
+_OS_WORDS = {
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "path exists and is a file",
+    errno.EISDIR: "path is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on the disk",
+    errno.EROFS: "the file system is read-only",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OS error in plain words naming the path it concerns: 'permission denied: out/x.json'."""
+    words = _OS_WORDS.get(exc.errno or -1) or (exc.strerror or "").lower() or one_line(str(exc))
+    path = exc.filename
+    if path is not None:
+        name = os.fspath(path)
+        base = os.path.basename(name)
+        if base.startswith(".") and base.endswith((".tmp", ".partial")):  # never show a temporary name
+            name = os.path.join(os.path.dirname(name), base[1:].split(".", 1)[0] if "." in base[1:] else base[1:])
+        return f"{words}: {name}"
+    return words
 
 
 @contextmanager
@@ -48,37 +100,19 @@ def warnings_as_lines() -> Iterator[None]:
 
 
 def read_names(value: str, option: str) -> list[str]:
-    """Names from an option value: an existing file (one name per line) or a comma-separated list."""
+    """Names from an option value: an existing file (one name per line, ``#`` comments) or 'a,b,c'."""
     path = Path(value)
     if path.is_file():
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = path.read_text(encoding="utf-8").splitlines()
+        names = [line.strip() for line in lines if not line.lstrip().startswith("#")]
     elif "," not in value and path.suffix.lower() in (".txt", ".csv", ".lst"):
-        raise FileNotFoundError(f"{option} file not found: {value}")
+        raise InputError(f"{option} file not found: {value}")
     else:
         names = [part.strip() for part in value.split(",")]
     names = [n for n in names if n]
     if not names:
-        raise ValueError(f"{option} names no classes; pass 'a,b,c' or a file with one name per line")
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"{option} repeats {', '.join(repr(d) for d in dup[:3])}; class names must be unique")
-    return names
-
-
-def write_json(data: Any, path: Path) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    os.replace(tmp, path)
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+        raise InputError(f"{option} names no classes; pass 'a,b,c' or a file with one name per line")
+    return check_classnames(names, name=option)
 
 
 def is_interactive() -> bool:

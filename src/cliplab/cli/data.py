@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import typer
 from PIL import Image
 from rich.progress import track
 
+from cliplab.errors import InputError
 from cliplab.cli import app
 from cliplab.cli.common import user_errors
 from cliplab.data import synthetic
+from cliplab.files import atomic_folder, atomic_write
 
 data_app = typer.Typer(help="Make datasets: synthetic scenes with ground truth.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -27,14 +27,10 @@ def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_
     an interrupted run never leaves a half-written dataset behind.
     """
     if class_folders is not None and class_folders not in ("shape", "color", "size", "position", "background"):
-        raise ValueError(f"--class-folders {class_folders!r} is not an attribute; use shape, color, size, position or background")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} already exists and is not empty; choose a new --out folder")
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+        raise InputError(f"--class-folders {class_folders!r} is not an attribute; use shape, color, size, position or background")
     scenes = synthetic.iter_scenes(n, seed=seed, image_size=image_size, split=split, max_objects=max_objects)
-    with open(tmp / "metadata.jsonl", "w") as meta:
+    with atomic_folder(out) as tmp:
+        lines = []
         for i, rec in enumerate(track(scenes, total=n, description="rendering", disable=not progress)):
             label = None
             if class_folders:
@@ -49,10 +45,8 @@ def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_
                 (tmp / "masks").mkdir(exist_ok=True)
                 Image.fromarray(rec.semantic_mask.astype("uint8")).save(tmp / mask_rel)
                 row["semantic_mask"] = str(mask_rel)
-            meta.write(json.dumps(row) + "\n")
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+            lines.append(json.dumps(row) + "\n")
+        atomic_write(tmp / "metadata.jsonl", "".join(lines))
     return n
 
 
@@ -74,6 +68,6 @@ def synth(
     """
     with user_errors():
         if split not in synthetic.SPLITS:
-            raise ValueError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
+            raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
         write_scenes(out, n, seed, split, image_size, max_objects, class_folders, masks)
     typer.echo(f"wrote {n} {split} scenes to {out} (metadata.jsonl)")

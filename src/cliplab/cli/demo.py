@@ -10,13 +10,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from cliplab.errors import InputError
 from cliplab.cli import app
-from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, user_errors, write_json
+from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, user_errors
 from cliplab.data import synthetic
 from cliplab.evaluate import plots, scenes
 from cliplab.evaluate.eval_report import retrieval_grid
 from cliplab.evaluate.metrics import confusion_matrix
 from cliplab.evaluate.report import Report
+from cliplab.files import write_json
 
 ATTRIBUTES = ("shape", "color", "size", "position", "background")
 
@@ -41,7 +43,7 @@ def demo(
     console = Console(stderr=True)
     with user_errors(), Progress(console=console, transient=True) as progress:
         if split not in synthetic.SPLITS:
-            raise ValueError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
+            raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
         task = progress.add_task("loading model", total=6 + len(ATTRIBUTES))
         model = load_model(model_spec, pretrained=pretrained)
 

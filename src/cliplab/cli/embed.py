@@ -41,7 +41,7 @@ def embed_command(
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder."""
-    from cliplab.embed import embed
+    from cliplab.features import embed
     from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cliplab.errors import InputError
 from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
@@ -21,8 +22,8 @@ from cliplab.cli.common import (
     read_names,
     user_errors,
     warnings_as_lines,
-    write_json,
 )
+from cliplab.files import write_json
 
 
 class Task(str, Enum):
@@ -42,7 +43,7 @@ class Attribute(str, Enum):
 def parse_recall_k(values: list[str] | None, extra: list[str]) -> tuple[int, ...]:
     """``--recall-k 1 5 10``, ``--recall-k 1,5,10`` or a repeated option -> (1, 5, 10); default (1, 5, 10)."""
     if extra and not values:
-        raise ValueError(f"unexpected argument {extra[0]!r}")
+        raise InputError(f"unexpected argument {extra[0]!r}")
     raw = [part for v in [*(values or []), *extra] for part in v.replace(",", " ").split()]
     if not raw:
         return (1, 5, 10)
@@ -50,9 +51,9 @@ def parse_recall_k(values: list[str] | None, extra: list[str]) -> tuple[int, ...
         ks = [int(x) for x in raw]
     except ValueError:
         bad = next(x for x in raw if not x.lstrip("-").isdigit())
-        raise ValueError(f"--recall-k takes integers (e.g. 1 5 10), got {bad!r}") from None
+        raise InputError(f"--recall-k takes integers (e.g. 1 5 10), got {bad!r}") from None
     if any(k < 1 for k in ks):
-        raise ValueError(f"--recall-k values must be >= 1, got {min(ks)}")
+        raise InputError(f"--recall-k values must be >= 1, got {min(ks)}")
     return tuple(sorted(set(ks)))
 
 
@@ -64,7 +65,7 @@ def pick_task(task: Task, source, classnames) -> str:
         return Task.zeroshot_classification.value
     if any(it.captions for it in source.items):
         return Task.zeroshot_retrieval.value
-    raise ValueError(f"dataset {source.name!r} has neither labels nor captions; nothing to evaluate")
+    raise InputError(f"dataset {source.name!r} has neither labels nor captions; nothing to evaluate")
 
 
 def print_metrics(result: dict) -> None:

@@ -14,24 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cliplab.errors import BadImage
+
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 9459 x 9459)
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _INT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
-
-
-class BadImage(ValueError):
-    """An input that cannot be decoded into an image; ``reason`` is a short fixed phrase.
-
-    Reasons: "empty file", "not an image", "truncated", "unreadable", "decompression bomb".
-    """
-
-    def __init__(self, reason: str, source_id: str = "", detail: str = "") -> None:
-        self.reason = reason
-        self.source_id = source_id
-        self.detail = detail
-        where = f"{source_id}: " if source_id else ""
-        super().__init__(f"{where}{reason}" + (f" ({detail})" if detail else ""))
 
 
 def decode_image(

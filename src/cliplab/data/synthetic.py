@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cliplab.errors import InputError
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond", "heart", "crescent")
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -84,7 +86,7 @@ class SceneRecord:
 # --- sampling -----------------------------------------------------------------------------------
 def _allowed_pairs(split: str) -> list[tuple[str, str]]:
     if split not in _SPLIT_CODE:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     pairs = [(s, c) for s in SHAPES for c in COLOR_NAMES]
     if split == "heldout":
         return [p for p in pairs if p in HELDOUT_PAIRS]
@@ -114,7 +116,7 @@ def _fits(new: SceneObject, placed: list[SceneObject]) -> bool:
 def sample_spec(rng: np.random.Generator, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> SceneSpec:
     """Draw a random scene description for ``split``."""
     if not 1 <= min_objects <= max_objects <= 4:
-        raise ValueError(f"need 1 <= min_objects <= max_objects <= 4, got {min_objects}, {max_objects}")
+        raise InputError(f"need 1 <= min_objects <= max_objects <= 4, got {min_objects}, {max_objects}")
     pairs = _allowed_pairs(split)
     n = int(rng.integers(min_objects, max_objects + 1))
     placed: list[SceneObject] = []
@@ -216,7 +218,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [(cx - w, cy - a), (cx + w, cy - a), (cx + w, cy - w), (cx + a, cy - w), (cx + a, cy + w),
                 (cx + w, cy + w), (cx + w, cy + a), (cx - w, cy + a), (cx - w, cy + w), (cx - a, cy + w),
                 (cx - a, cy - w), (cx - w, cy - w)]  # fmt: skip
-    raise ValueError(shape)
+    raise InputError(shape)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float) -> None:

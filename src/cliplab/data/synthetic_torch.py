@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cliplab.errors import InputError
 from cliplab.data import synthetic
 
 TARGETS = ("caption", "short_caption", "paraphrase", "semantic_mask", "shape", "color", "size", "position", "background")
@@ -23,7 +24,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
     def __init__(self, n: int, seed: int = 0, split: str = "train", target: str = "caption", image_size: int = 64,
                  max_objects: int = 2, transform: Callable | None = None) -> None:  # fmt: skip
         if target not in TARGETS:
-            raise ValueError(f"target {target!r} is unknown; use one of {', '.join(TARGETS)}")
+            raise InputError(f"target {target!r} is unknown; use one of {', '.join(TARGETS)}")
         self.n, self.seed, self.split, self.target = n, seed, split, target
         self.image_size, self.max_objects, self.transform = image_size, max_objects, transform
 

@@ -12,15 +12,17 @@ from typing import Sequence
 
 import numpy as np
 
+from cliplab.errors import InputError
+
 _MAX_BLOCK = 1 << 24  # score-matrix elements per retrieval batch (64 MiB of float32)
 
 
 def _check_logits(logits, y) -> tuple[np.ndarray, np.ndarray]:
     logits, y = np.asarray(logits), np.asarray(y)
     if logits.ndim != 2 or y.ndim != 1 or len(y) != len(logits):
-        raise ValueError(f"expected logits (N, C) and labels (N,), got {logits.shape} and {y.shape}")
+        raise InputError(f"expected logits (N, C) and labels (N,), got {logits.shape} and {y.shape}")
     if len(y) and (y.min() < 0 or y.max() >= logits.shape[1]):
-        raise ValueError(f"labels must be class indices in [0, {logits.shape[1]})")
+        raise InputError(f"labels must be class indices in [0, {logits.shape[1]})")
     return logits, y.astype(np.int64)
 
 
@@ -35,7 +37,7 @@ def _ranks(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
 def accuracy_at_k(logits, y, k: int) -> float:
     """Top-k accuracy: fraction of samples whose true class is among the k highest logits."""
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InputError(f"k must be >= 1, got {k}")
     logits, y = _check_logits(logits, y)
     return float(np.mean(_ranks(logits, y) < k)) if len(y) else float("nan")
 
@@ -51,10 +53,10 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) int64 counts; entry [i, j] = samples of true class i predicted as j (sklearn layout)."""
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}")
+        raise InputError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}")
     for a in (y_true, y_pred):
         if len(a) and (a.min() < 0 or a.max() >= n_classes):
-            raise ValueError(f"labels must be class indices in [0, {n_classes})")
+            raise InputError(f"labels must be class indices in [0, {n_classes})")
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
@@ -98,11 +100,11 @@ def classification_metrics(logits, y, classnames: Sequence[str]) -> dict:
         index = {c: i for i, c in enumerate(classnames)}
         unknown = sorted({str(v) for v in y.tolist()} - set(index))
         if unknown:
-            raise ValueError(f"{len(unknown)} labels are not class names, e.g. {unknown[:3]}")
+            raise InputError(f"{len(unknown)} labels are not class names, e.g. {unknown[:3]}")
         y = np.array([index[v] for v in y.tolist()], dtype=np.int64)
     logits, y = _check_logits(logits, y)
     if logits.shape[1] != len(classnames):
-        raise ValueError(f"logits have {logits.shape[1]} columns but {len(classnames)} class names were given")
+        raise InputError(f"logits have {logits.shape[1]} columns but {len(classnames)} class names were given")
     pred = np.argmax(logits, axis=1)
     return {
         **topk_accuracies(logits, y, (1, 5)),
@@ -132,11 +134,11 @@ def retrieval_metrics(image_emb, text_emb, text_to_image, ks: Sequence[int] = (1
     img, txt = np.asarray(image_emb, np.float32), np.asarray(text_emb, np.float32)
     t2i = np.asarray(text_to_image, np.int64)
     if img.ndim != 2 or txt.ndim != 2 or img.shape[1] != txt.shape[1]:
-        raise ValueError(f"expected image (N, D) and text (T, D) embeddings, got {img.shape} and {txt.shape}")
+        raise InputError(f"expected image (N, D) and text (T, D) embeddings, got {img.shape} and {txt.shape}")
     if t2i.shape != (len(txt),) or (len(t2i) and (t2i.min() < 0 or t2i.max() >= len(img))):
-        raise ValueError(f"text_to_image must hold one image index in [0, {len(img)}) per text")
+        raise InputError(f"text_to_image must hold one image index in [0, {len(img)}) per text")
     if any(k < 1 for k in ks):
-        raise ValueError(f"every k must be >= 1, got {list(ks)}")
+        raise InputError(f"every k must be >= 1, got {list(ks)}")
 
     # Text queries -> images: rank of the one matching image.
     text_ranks = np.concatenate(

@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from cliplab.errors import InputError
+
 ImageLike = Image.Image | np.ndarray
 GREEN, RED, GREY = "#2ca02c", "#d62728", "#999999"
 
@@ -56,7 +58,7 @@ def confusion_matrix_png(cm: np.ndarray, classnames: Sequence[str], title: str =
     cm = np.asarray(cm, dtype=np.float64)
     n = len(classnames)
     if cm.shape != (n, n):
-        raise ValueError(f"confusion matrix has shape {cm.shape} but {n} class names were given")
+        raise InputError(f"confusion matrix has shape {cm.shape} but {n} class names were given")
     totals = cm.sum(1, keepdims=True)
     norm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
     side = float(np.clip(0.26 * n + 2.5, 4, 16))
@@ -120,11 +122,11 @@ def retrieval_grid_png(
     """One row per text query: the query, then its top-k images in rank order, each outlined green
     when it is a correct match and red when not (scores, when given, are printed above)."""
     if not (len(queries) == len(images) == len(correct)):
-        raise ValueError("queries, images and correct must have one entry per query")
+        raise InputError("queries, images and correct must have one entry per query")
     n = len(queries)
     k = max((len(row) for row in images), default=0)
     if n == 0 or k == 0:
-        raise ValueError("a retrieval grid needs at least one query with one image")
+        raise InputError("a retrieval grid needs at least one query with one image")
     fig = Figure(figsize=(2.8 + 1.6 * k, 1.8 * n))
     axes = np.atleast_2d(fig.subplots(n, k + 1, gridspec_kw={"width_ratios": [2.2] + [1] * k}))
     for r in range(n):
@@ -150,9 +152,9 @@ def image_grid_png(
     """Images in a grid with a (multi-line) title each and an optional outline colour each."""
     n = len(images)
     if n == 0:
-        raise ValueError("an image grid needs at least one image")
+        raise InputError("an image grid needs at least one image")
     if len(titles) != n or (colours is not None and len(colours) != n):
-        raise ValueError("titles (and colours) must have one entry per image")
+        raise InputError("titles (and colours) must have one entry per image")
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
     fig = Figure(figsize=(2.2 * cols, 2.5 * rows))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cliplab.evaluate.plots import to_data_uri
+from cliplab.files import atomic_write
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -121,16 +122,7 @@ class Report:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report to ``path`` atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so the rename is atomic
-        try:
-            tmp.write_text(self.to_html(), encoding="utf-8")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.to_html())
 
 
 def _caption_p(caption: str) -> str:

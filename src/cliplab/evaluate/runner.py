@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cliplab.errors import InputError
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, SourceError, open_source
 from cliplab.evaluate.metrics import classification_metrics, retrieval_metrics
@@ -98,7 +99,7 @@ def resolve_classes(source: ImageSource, classnames: Sequence[str] | None) -> tu
     """
     labels = {it.label for it in source.items if it.label is not None}
     if not source.classes and not labels:
-        raise ValueError(
+        raise InputError(
             f"dataset {source.name!r} has no labels; use a folder with one subfolder per class, "
             "a manifest with a label column, or synthetic scenes with an attribute"
         )
@@ -107,15 +108,15 @@ def resolve_classes(source: ImageSource, classnames: Sequence[str] | None) -> tu
         return classes, classes
     names = [str(c).strip() for c in classnames if str(c).strip()]
     if len(set(names)) != len(names):
-        raise ValueError("class names must be unique")
+        raise InputError("class names must be unique")
     if not names:
-        raise ValueError("no class names given")
+        raise InputError("no class names given")
     if labels and labels <= set(names):
         return names, names
     if source.classes and len(names) == len(source.classes):
         return list(source.classes), names
     have = len(source.classes or labels)
-    raise ValueError(
+    raise InputError(
         f"the {len(names)} class names given neither contain every label of the dataset nor rename "
         f"its {have} classes one by one"
     )
@@ -128,7 +129,7 @@ def _source(source: ImageSource | str | os.PathLike) -> tuple[ImageSource, str]:
 
 
 def _embed(model, source: ImageSource, batch_size: int, cache_dir, num_workers: int | None, progress: bool):
-    from cliplab.embed import embed
+    from cliplab.features import embed
 
     feats = embed(model, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers, progress=progress)
     by_id = {it.id: it for it in source.items}
@@ -177,7 +178,7 @@ def run_zeroshot_classification(
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
     if not keep:
-        raise ValueError(f"no image of {name!r} has a label among the {len(classes)} classes")
+        raise InputError(f"no image of {name!r} has a label among the {len(classes)} classes")
     y = np.array([index[items[i].label] for i in keep], dtype=np.int64)
     clf = ZeroShotClassifier(model, prompt_names, templates).fit()
     logits = clf.decision_function(feats.X[keep])
@@ -211,10 +212,10 @@ def run_zeroshot_retrieval(
     queries) and ``text_retrieval_recall@k`` (image queries), CLIP_benchmark definitions."""
     ks = tuple(int(k) for k in ks)
     if not ks or any(k < 1 for k in ks):
-        raise ValueError(f"recall k values must be integers >= 1, got {list(ks)}")
+        raise InputError(f"recall k values must be integers >= 1, got {list(ks)}")
     src, name = _source(source)
     if not any(it.captions for it in src.items):
-        raise ValueError(
+        raise InputError(
             f"dataset {name!r} has no captions; retrieval needs a manifest with a caption column, "
             "shards with .txt members, or synthetic scenes"
         )
@@ -222,7 +223,7 @@ def run_zeroshot_retrieval(
     texts = [c for it in items for c in it.captions]
     text_to_image = np.array([i for i, it in enumerate(items) for _ in it.captions], dtype=np.int64)
     if not texts:
-        raise ValueError(f"no captioned image of {name!r} could be read")
+        raise InputError(f"no captioned image of {name!r} could be read")
     text_emb = model.encode_texts(texts)
     metrics = retrieval_metrics(feats.X, text_emb, text_to_image, ks)
     return {

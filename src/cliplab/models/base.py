@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cliplab.errors import InputError
+
 ImageInput = Image.Image | str | Path | np.ndarray
 
 
@@ -34,7 +36,7 @@ def to_pil(image: ImageInput) -> Image.Image:
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise ValueError(f"image array has shape {image.shape}; pass HxW, HxWx3 or HxWx4")
+            raise InputError(f"image array has shape {image.shape}; pass HxW, HxWx3 or HxWx4")
         return Image.fromarray(image).convert("RGB")
     raise TypeError(f"cannot read an image from {type(image).__name__}; pass a PIL image, a path or a uint8 array")
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cliplab.errors import InputError
 from cliplab.data import synthetic
 
 # How often a pair of twins differs in each attribute. Shape is the attribute a shortcut skips
@@ -52,7 +53,7 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
                  batch_size: int = 128, seed: int = 0, start: int = 0, image_size: int = 64, max_objects: int = 2) -> None:  # fmt: skip
         super().__init__()
         if batch_size % 2:
-            raise ValueError(f"batch_size must be even (pairs of twins), got {batch_size}")
+            raise InputError(f"batch_size must be even (pairs of twins), got {batch_size}")
         self.preprocess, self.tokenize = preprocess, tokenize
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.image_size, self.max_objects = image_size, max_objects

@@ -6,6 +6,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from cliplab.errors import InputError
+from cliplab.validation import check_embeddings, check_labels
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -27,15 +31,33 @@ def logsumexp(z: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(m, axis=axis) + np.log(np.exp(z - m).sum(axis=axis))
 
 
-def check_features(X: Any, dim: int) -> np.ndarray:
-    """``X`` as a float32 (N, dim) array, or one clear ValueError."""
-    arr = np.asarray(X, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(
-            f"expected image features of shape (n_images, {dim}), got shape {arr.shape}; "
-            "pass a 2-D array of embeddings from the same model as the text encoder"
-        )
-    return arr
+class TextHead:
+    """Mixin for heads whose ``fit`` only encodes texts: the shared scikit-learn input contract.
+
+    ``fit(X, y)`` checks ``X``/``y`` when given (lengths, finite floats, labels among the classes);
+    prediction methods call ``_checked(X)``, which raises ``NotFittedError`` before ``fit`` and
+    validates ``X`` against ``n_features_in_``.
+    """
+
+    def _check_fit_inputs(self, X: Any, y: Any) -> None:
+        if X is not None:
+            X = check_embeddings(X, self.n_features_in_)
+            if y is not None:
+                check_labels(y, len(X))
+        check_known_labels(y, self.classes_)
+
+    def _checked(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        return check_embeddings(X, self.n_features_in_)
+
+
+def check_known_labels(y: Any, classes: np.ndarray) -> None:
+    """Raise if ``y`` holds labels that are not class names (accuracy would silently be 0)."""
+    if y is None:
+        return
+    unknown = sorted(set(np.asarray(y).ravel().tolist()) - set(classes.tolist()), key=str)
+    if unknown:
+        raise InputError(f"labels must be class names; {len(unknown)} are not, e.g. {unknown[:3]}")
 
 
 class SharedModelClone:

@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from cliplab.zeroshot._base import SharedModelClone, check_features, logsumexp, normalise_rows, softmax
-from cliplab.zeroshot.classifier import check_labels
+from cliplab.errors import InputError
+from cliplab.validation import check_classnames
+from cliplab.zeroshot._base import SharedModelClone, TextHead, logsumexp, normalise_rows, softmax
 from cliplab.zeroshot.templates import fill_template
 
 Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]
@@ -30,12 +31,12 @@ def compose_contexts(attributes: Attributes) -> tuple[list[dict[str, str]], list
     for f in factors:
         vals = attributes[f]
         if not isinstance(vals, Mapping) or not vals:
-            raise ValueError(f"attribute {f!r} needs a non-empty dict value -> description(s)")
+            raise InputError(f"attribute {f!r} needs a non-empty dict value -> description(s)")
         row = []
         for v, descs in vals.items():
             descs = [descs] if isinstance(descs, str) else list(descs)
             if not descs:
-                raise ValueError(f"attribute {f!r} value {v!r} has no description")
+                raise InputError(f"attribute {f!r} value {v!r} has no description")
             row.append((str(v), descs))
         values.append(row)
     labels, descriptions = [], []
@@ -50,7 +51,7 @@ def context_text(main: str, description: str) -> str:
     return f"{main}, {description}." if description else f"{main}."
 
 
-class ContextualClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
+class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
     """Two-step PerceptionCLIP classifier over L2-normalised image embeddings.
 
     f(y, z; x) = logit_scale * cos(x, t(y, z)), t(y, z) the renormalised mean of the normalised
@@ -84,12 +85,10 @@ class ContextualClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
     def fit(self, X: Any = None, y: Any = None) -> "ContextualClassifier":
         """Encode the (y, z) texts (and the z-only texts for "without_y") in one batched call."""
         if self.infer_mode not in INFER_MODES:
-            raise ValueError(f"infer_mode must be one of {', '.join(INFER_MODES)}, got {self.infer_mode!r}")
+            raise InputError(f"infer_mode must be one of {', '.join(INFER_MODES)}, got {self.infer_mode!r}")
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if len(set(self.classnames)) != len(self.classnames) or not len(self.classnames):
-            raise ValueError("class names must be non-empty and unique")
-        self.classes_ = np.array(list(self.classnames))
+            raise InputError(f"temperature must be > 0, got {self.temperature}")
+        self.classes_ = np.array(check_classnames(self.classnames))
         self.contexts_, descriptions = compose_contexts(self.attributes)
         names = self.classes_.tolist() + ([self.convert_text] if self.infer_mode == "without_y" else [])
         texts, counts = self._texts(names, descriptions)
@@ -100,15 +99,11 @@ class ContextualClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
         self.text_weights_ = weights[: len(self.classes_)]  # (Y, Z, D)
         self.context_weights_ = weights[-1] if self.infer_mode == "without_y" else None  # (Z, D)
         self.n_features_in_ = weights.shape[-1]
-        if X is not None:
-            check_features(X, self.n_features_in_)
-        check_labels(y, self.classes_)
+        self._check_fit_inputs(X, y)
         return self
 
     def _logits(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "text_weights_"):
-            self.fit()
-        X = check_features(X, self.n_features_in_)
+        X = self._checked(X)
         return np.float32(self.model.logit_scale) * np.einsum("nd,yzd->nyz", X, self.text_weights_)
 
     def _context_proba(self, X: Any, logits: np.ndarray) -> np.ndarray:
@@ -116,7 +111,7 @@ class ContextualClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
         if self.infer_mode == "with_y":
             # PerceptionCLIP eq. for "w/ y": marginal over y of the joint softmax over (y, z).
             return softmax(logsumexp(logits / T, axis=1), axis=1)
-        f_z = np.float32(self.model.logit_scale) * (check_features(X, self.n_features_in_) @ self.context_weights_.T)
+        f_z = np.float32(self.model.logit_scale) * (self._checked(X) @ self.context_weights_.T)
         return softmax(f_z / T, axis=1)
 
     def context_proba(self, X: Any) -> np.ndarray:

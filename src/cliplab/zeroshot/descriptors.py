@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from cliplab.zeroshot._base import SharedModelClone, check_features, normalise_rows, softmax
-from cliplab.zeroshot.classifier import check_labels
+from cliplab.errors import InputError
+from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows, softmax
 
 Descriptors = Mapping[str, list[str]] | str | Path
 AGGREGATES = ("mean", "max", "sum")
@@ -28,13 +28,13 @@ def load_descriptors(source: Descriptors) -> dict[str, list[str]]:
         try:
             source = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(source, Mapping) or not source:
-        raise ValueError("descriptors must be a non-empty dict classname -> list of descriptor strings")
+        raise InputError("descriptors must be a non-empty dict classname -> list of descriptor strings")
     out: dict[str, list[str]] = {}
     for cls, descs in source.items():
         if not isinstance(descs, list) or not descs or not all(isinstance(d, str) for d in descs):
-            raise ValueError(f"class {cls!r} needs a non-empty list of descriptor strings")
+            raise InputError(f"class {cls!r} needs a non-empty list of descriptor strings")
         out[str(cls)] = list(descs)
     return out
 
@@ -69,7 +69,7 @@ def descriptor_prompt(classname: str, descriptor: str, after_text: str = "", str
     return f"{classname}, {make_descriptor_sentence(descriptor, strict_articles)}{after_text}"
 
 
-class DescriptorClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
+class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
     """Scores class k as ``aggregate_{d in D_k} cos(x, t(d))`` (mean by default; "max", "sum"
     are the release's other options). Scores carry no logit scale, as in the paper.
 
@@ -89,7 +89,7 @@ class DescriptorClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
     def fit(self, X: Any = None, y: Any = None) -> "DescriptorClassifier":
         """Encode every descriptor prompt (one batched call); ``X`` is only shape-checked."""
         if self.aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+            raise InputError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         descs = load_descriptors(self.descriptors)
         self.classes_ = np.array(list(descs))
         self.descriptor_texts_ = [d for ds in descs.values() for d in ds]
@@ -98,15 +98,11 @@ class DescriptorClassifier(SharedModelClone, ClassifierMixin, BaseEstimator):
         self.descriptor_class_ = np.repeat(np.arange(len(descs)), [len(ds) for ds in descs.values()])
         self.descriptor_embeddings_ = normalise_rows(self.model.encode_texts(self.prompts_))
         self.n_features_in_ = self.descriptor_embeddings_.shape[1]
-        if X is not None:
-            check_features(X, self.n_features_in_)
-        check_labels(y, self.classes_)
+        self._check_fit_inputs(X, y)
         return self
 
     def _similarities(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "descriptor_embeddings_"):
-            self.fit()
-        X = check_features(X, self.n_features_in_)
+        X = self._checked(X)
         return X @ self.descriptor_embeddings_.T  # (N, M) cosines, both sides unit-norm
 
     def decision_function(self, X: Any) -> np.ndarray:

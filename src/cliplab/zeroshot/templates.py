@@ -15,6 +15,7 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from cliplab.errors import InputError
 from cliplab.zeroshot._base import normalise_rows
 
 Templates = list[str] | dict[str, list[str]]
@@ -51,17 +52,17 @@ TEMPLATE_SETS = tuple(_BUILTIN)
 def builtin_templates(name: str) -> list[str]:
     """The built-in template set ``name`` (one of ``TEMPLATE_SETS``)."""
     if name not in _BUILTIN:
-        raise ValueError(f"unknown template set {name!r}; choose one of {', '.join(TEMPLATE_SETS)}")
+        raise InputError(f"unknown template set {name!r}; choose one of {', '.join(TEMPLATE_SETS)}")
     return list(_BUILTIN[name]())
 
 
 def normalise_template(template: str) -> str:
     """Rewrite a ``{}`` placeholder as ``{c}``; a template with neither is an error."""
     if not isinstance(template, str):
-        raise ValueError(f"a template must be a string, got {type(template).__name__}")
+        raise InputError(f"a template must be a string, got {type(template).__name__}")
     out = template.replace("{}", "{c}")
     if "{c}" not in out:
-        raise ValueError(f"template {template!r} has no class placeholder; write {{c}} (or {{}}) where the class name goes")
+        raise InputError(f"template {template!r} has no class placeholder; write {{c}} (or {{}}) where the class name goes")
     return out
 
 
@@ -78,10 +79,10 @@ def _from_json(data: object, source: str) -> Templates:
         for cls, prompts in data.items():
             prompts = [prompts] if isinstance(prompts, str) else prompts
             if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-                raise ValueError(f"{source}: class {cls!r} needs a non-empty list of prompt strings")
+                raise InputError(f"{source}: class {cls!r} needs a non-empty list of prompt strings")
             out[str(cls)] = list(prompts)
         return out
-    raise ValueError(f"{source}: expected a JSON list of templates or a dict class -> list of prompts")
+    raise InputError(f"{source}: expected a JSON list of templates or a dict class -> list of prompts")
 
 
 def _from_file(path: Path) -> Templates:
@@ -92,7 +93,7 @@ def _from_file(path: Path) -> Templates:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         return _from_json(data, str(path))
     return [normalise_template(line.strip()) for line in text.splitlines() if line.strip()]
 
@@ -109,7 +110,7 @@ def resolve_templates(spec: TemplateSpec) -> Templates:
         elif "{c}" in spec or "{}" in spec:
             out = [normalise_template(spec)]
         else:
-            raise ValueError(
+            raise InputError(
                 f"unknown template set {spec!r}; pass one of {', '.join(TEMPLATE_SETS)}, "
                 "a list of templates with {c}, or a .txt/.json file"
             )
@@ -118,9 +119,9 @@ def resolve_templates(spec: TemplateSpec) -> Templates:
     elif isinstance(spec, Sequence):
         out = [normalise_template(t) for t in spec]
     else:
-        raise ValueError(f"cannot read templates from {type(spec).__name__}")
+        raise InputError(f"cannot read templates from {type(spec).__name__}")
     if not out:
-        raise ValueError("the template set is empty")
+        raise InputError("the template set is empty")
     return out
 
 
@@ -128,12 +129,12 @@ def build_prompts(classnames: Sequence[str], templates: TemplateSpec) -> list[li
     """The prompts for each class: every template filled in, or the class's own prompt list."""
     classnames = list(classnames)
     if not classnames:
-        raise ValueError("no class names given")
+        raise InputError("no class names given")
     resolved = resolve_templates(templates)
     if isinstance(resolved, dict):
         missing = [c for c in classnames if c not in resolved]
         if missing:
-            raise ValueError(f"class-specific prompts are missing for {len(missing)} classes, e.g. {missing[:3]}")
+            raise InputError(f"class-specific prompts are missing for {len(missing)} classes, e.g. {missing[:3]}")
         return [list(resolved[c]) for c in classnames]
     return [[t.replace("{c}", c) for t in resolved] for c in classnames]
 

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from cliplab.data.items import ImageItem, Skipped
+from cliplab.errors import SourceError
 
-
-class SourceError(ValueError):
-    """A dataset spec that cannot be listed; the message is one line naming the input and the fix."""
+__all__ = ["ImageSource", "SourceError", "read_file", "sorted_classes"]
 
 
 @dataclass

@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from cliplab.errors import InputError
 from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
-from cliplab.embed.cache import ChunkCache, content_hash, namespace_key
-from cliplab.embed.features import Features
+from cliplab.features.cache import ChunkCache, content_hash, namespace_key
+from cliplab.features.features import Features
 
 DEFAULT_CHUNK_SIZE = 1024
 SMALL_JOB = 16  # images; fewer are decoded in this process when num_workers is None
@@ -218,7 +219,7 @@ def embed(
     from cliplab.data.images import DEFAULT_MAX_PIXELS
 
     if batch_size < 1 or chunk_size < 1:
-        raise ValueError("batch_size and chunk_size must be >= 1")
+        raise InputError("batch_size and chunk_size must be >= 1")
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(model, str):
         from cliplab.models import load_model

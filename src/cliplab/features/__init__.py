@@ -4,8 +4,8 @@
 labels, captions, metadata and the list of skipped images).
 """
 
-from cliplab.embed.cache import CacheWarning, ChunkCache
-from cliplab.embed.features import Features, FeaturesFileError
-from cliplab.embed.pipeline import default_num_workers, embed
+from cliplab.features.cache import CacheWarning, ChunkCache
+from cliplab.features.features import Features, FeaturesFileError
+from cliplab.features.pipeline import default_num_workers, embed
 
 __all__ = ["CacheWarning", "ChunkCache", "Features", "FeaturesFileError", "default_num_workers", "embed"]

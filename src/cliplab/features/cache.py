@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cliplab.errors import InputError
+from cliplab.files import atomic_write
+
 CHUNK_FORMAT = "cliplab.embedding-chunk"
 CHUNK_VERSION = "1"
 HASH_BYTES = 32
@@ -64,10 +67,7 @@ class ChunkCache:
         if description:
             label = self.dir / "model.txt"
             if not label.exists():
-                try:
-                    label.write_text(description + "\n", encoding="utf-8")
-                except OSError:
-                    pass
+                atomic_write(label, description + "\n")
         self._index: dict[bytes, str] = {}  # content hash -> chunk file name
         self._rows: dict[str, int] = {}  # chunk file name -> rows
         self.discarded: list[Path] = []
@@ -81,7 +81,7 @@ class ChunkCache:
         now = time.time()
         for path in sorted(self.dir.iterdir()):
             name = path.name
-            if name.startswith(".tmp-"):
+            if name.startswith(".") and name.endswith(".tmp"):  # left by a killed writer
                 _remove_if_stale(path, now)
                 continue
             if not (name.startswith("chunk-") and name.endswith(".safetensors")):
@@ -182,7 +182,7 @@ class ChunkCache:
 
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if embeddings.shape[0] != len(keys) or embeddings.ndim != 2:
-            raise ValueError(f"{len(keys)} keys but embeddings of shape {embeddings.shape}")
+            raise InputError(f"{len(keys)} keys but embeddings of shape {embeddings.shape}")
         hashes = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), HASH_BYTES)
         meta = {
             "format": CHUNK_FORMAT,
@@ -193,12 +193,7 @@ class ChunkCache:
         }
         blob = save({"hashes": hashes, "embeddings": embeddings}, metadata=meta)
         name = f"chunk-{uuid.uuid4().hex}.safetensors"
-        tmp = self.dir / f".tmp-{name}.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / name)
+        atomic_write(self.dir / name, blob)
         for key in keys:
             self._index.setdefault(key, name)
         self._rows[name] = len(keys)

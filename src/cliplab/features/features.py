@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,14 +20,12 @@ from typing import Any
 import numpy as np
 
 from cliplab.data.items import Skipped
+from cliplab.errors import InputError, FeaturesFileError
+from cliplab.files import atomic_write
 
 MATRIX_FILE = "features.safetensors"
 MANIFEST_FILE = "features.json"
 FORMAT_VERSION = 1
-
-
-class FeaturesFileError(ValueError):
-    """A saved features folder that cannot be read back; the message names the file and the fix."""
 
 
 @dataclass
@@ -47,13 +44,13 @@ class Features:
     def __post_init__(self) -> None:
         self.X = np.ascontiguousarray(self.X, dtype=np.float32)
         if self.X.ndim != 2:
-            raise ValueError(f"X must be 2-D (rows x dims), got shape {self.X.shape}")
+            raise InputError(f"X must be 2-D (rows x dims), got shape {self.X.shape}")
         self.ids = list(self.ids)
         n = len(self.X)
         for name in ("ids", "labels", "captions", "meta"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
-                raise ValueError(f"{name} has {len(value)} entries but X has {n} rows")
+                raise InputError(f"{name} has {len(value)} entries but X has {n} rows")
 
     # --- shape and access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -105,7 +102,7 @@ class Features:
     def y(self) -> np.ndarray:
         """Labels as indices into ``classes`` (-1 where an image has no label)."""
         if self.labels is None or self.classes is None:
-            raise ValueError("these features have no labels/classes")
+            raise InputError("these features have no labels/classes")
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index.get(lab, -1) if lab is not None else -1 for lab in self.labels], dtype=np.int64)
 
@@ -174,19 +171,3 @@ class Features:
             identity=manifest.get("identity", ""),
         )
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

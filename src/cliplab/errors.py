@@ -1,0 +1,57 @@
+"""One error hierarchy for everything a user can fix.
+
+Every error cliplab raises on purpose derives from :class:`CliplabError`, so a caller (and the
+CLI) can tell a bad input from a bug: ``except CliplabError`` catches the first, a bug keeps its
+traceback. Each subclass also derives from the built-in type it used to be (``ValueError`` or
+``RuntimeError``), so existing ``except ValueError`` code keeps working. Messages are one line that
+names the input and what to do; raise them ``from exc`` so the cause is kept.
+"""
+
+from __future__ import annotations
+
+
+class CliplabError(Exception):
+    """Base of every error cliplab raises for a problem the user can fix."""
+
+
+class InputError(CliplabError, ValueError):
+    """An argument or option value that cannot be used (wrong type, shape, range or combination)."""
+
+
+class ModelLoadError(CliplabError, RuntimeError):
+    """A model could not be loaded; the message is one line that says what to do."""
+
+
+class SourceError(CliplabError, ValueError):
+    """A dataset spec that cannot be listed; the message is one line naming the input and the fix."""
+
+
+class FeaturesFileError(CliplabError, ValueError):
+    """A saved features folder that cannot be read back; the message names the file and the fix."""
+
+
+class BadImage(CliplabError, ValueError):
+    """An input that cannot be decoded into an image; ``reason`` is a short fixed phrase.
+
+    Reasons: "empty file", "not an image", "truncated", "unreadable", "decompression bomb".
+    """
+
+    def __init__(self, reason: str, source_id: str = "", detail: str = "") -> None:
+        self.reason = reason
+        self.source_id = source_id
+        self.detail = detail
+        where = f"{source_id}: " if source_id else ""
+        super().__init__(f"{where}{reason}" + (f" ({detail})" if detail else ""))
+
+
+class NothingEmbeddedError(CliplabError, ValueError):
+    """A run that produced no embedding at all (every input skipped, or an empty source)."""
+
+
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """First line of an exception message, shortened, for embedding in a one-line error."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
