@@ -7,12 +7,15 @@
     clf.predict(feats.X)
 """
 
-from cliplab import metrics
-from cliplab import _embed_alias
+from cliplab import _embed_alias, metrics
 from cliplab.errors import CliplabError
 from cliplab.features import Features
 from cliplab.models import DEFAULT_MODEL, Model, load_model
-from cliplab.zeroshot import ContextualClassifier, DescriptorClassifier, ZeroShotClassifier
+from cliplab.zeroshot import (
+    ContextualClassifier,
+    DescriptorClassifier,
+    ZeroShotClassifier,
+)
 
 __version__ = "0.1.0"
 

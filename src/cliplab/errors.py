@@ -9,6 +9,10 @@ names the input and what to do; raise them ``from exc`` so the cause is kept.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class CliplabError(Exception):
     """Base of every error cliplab raises for a problem the user can fix."""
@@ -55,3 +59,31 @@ def brief(exc: BaseException, limit: int = 200) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- how a message names what the user passed --------------------------------------------------
+_ON_COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar("cliplab_on_command_line", default=False)
+
+
+@contextmanager
+def command_line_spelling() -> Iterator[None]:
+    """Inside, ``how_to_pass`` spells arguments as command-line flags (the CLI sets this)."""
+    token = _ON_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_COMMAND_LINE.reset(token)
+
+
+# Python arguments whose command-line flag is not simply "--" + the name with dashes.
+FLAG_NAMES = {"spec": "--model", "source": "--images"}
+
+
+def how_to_pass(argument: str, value: str | None = None) -> str:
+    """How the reader passes ``argument``: ``--image-col NAME`` on the command line, ``image_col='NAME'`` in Python."""
+    if _ON_COMMAND_LINE.get():
+        flag = FLAG_NAMES.get(argument, "--" + argument.replace("_", "-"))
+        return flag if value is None else f"{flag} {value}"
+    if argument == "spec":
+        return "load_model(...)" if value is None else f"load_model({value!r})"
+    return f"{argument}=" if value is None else f"{argument}={value!r}"

@@ -22,13 +22,13 @@ def _rows(path):
 def test_help(cli):
     result = cli("classify", "--help")
     assert result.exit_code == 0
-    for option in ("--images", "--labels", "--templates", "--top-k", "--out"):
+    for option in ("--images", "--classnames", "--templates", "--top-k", "--out"):
         assert option in result.stdout
 
 
 def test_predictions_csv(cli, model_args, tiny_model, tmp_path):
     out = tmp_path / "preds.csv"
-    result = cli("classify", *model_args, "--images", "synthetic:12:4", "--labels", LABELS, "--out", out, *FAST)
+    result = cli("classify", *model_args, "--images", "synthetic:12:4", "--classnames", LABELS, "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
     assert rows[0] == ["id", "label_1", "score_1", "label_2", "score_2", "label_3", "score_3"]
@@ -52,7 +52,7 @@ def test_labels_file_and_top_k_clamped(cli, model_args, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n\n")
     out = tmp_path / "p.csv"
-    result = cli("classify", *model_args, "--images", "synthetic:3", "--labels", labels, "--top-k", "5", "--out", out, *FAST)
+    result = cli("classify", *model_args, "--images", "synthetic:3", "--classnames", labels, "--top-k", "5", "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
     assert rows[0] == ["id", "label_1", "score_1", "label_2", "score_2"]
@@ -64,9 +64,9 @@ def test_labels_file_and_top_k_clamped(cli, model_args, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--images", "nowhere/", "--labels", "a,b"], "no such file or folder"),
-        (["--images", "synthetic:2", "--labels", "a,a"], "unique"),
-        (["--images", "synthetic:2", "--labels", " , "], "names no classes"),
+        (["--images", "nowhere/", "--classnames", "a,b"], "no such file or folder"),
+        (["--images", "synthetic:2", "--classnames", "a,a"], "unique"),
+        (["--images", "synthetic:2", "--classnames", " , "], "names no classes"),
     ],
 )
 def test_bad_input_exits_2(cli, model_args, tmp_path, args, message):
@@ -74,3 +74,22 @@ def test_bad_input_exits_2(cli, model_args, tmp_path, args, message):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_old_labels_flag_and_comment_lines(cli, model_args, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("# shapes to look for\ncircle\nsquare\n")
+    result = cli("classify", *model_args, "--images", "synthetic:3", "--labels", names, "--out", tmp_path / "p.csv", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "warning: --labels is deprecated; use --classnames" in result.stderr
+    rows = _rows(tmp_path / "p.csv")
+    assert {rows[1][1], rows[1][3]} == {"circle", "square"}  # the comment is not a class
+    both = cli("classify", *model_args, "--images", "synthetic:3", "--labels", "a,b", "--classnames", "a,b",
+               "--out", tmp_path / "q.csv", *FAST)  # fmt: skip
+    assert both.exit_code == 2 and "pass only --classnames" in both.stderr
+
+
+def test_near_duplicate_names_warn(cli, model_args, tmp_path):
+    result = cli("classify", *model_args, "--images", "synthetic:2", "--classnames", "circle, Circle", "--out", tmp_path / "p.csv", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "differ only in case or spacing" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cliplab.features import Features
 
@@ -20,7 +21,7 @@ def test_embed_saves_features_and_uses_cache(cli, model_args, tiny_model, tmp_pa
     args = ["embed", *model_args, "--images", "synthetic:6:9", "--cache-dir", tmp_path / "cache", *FAST]
     first = cli(*args, "--out", tmp_path / "f1")
     assert first.exit_code == 0, first.output
-    assert "embedded 6 images (32 dims)" in first.stdout and "skipped 0" in first.stdout and "cache hits 0 of 6" in first.stdout
+    assert "embedded 6 images (32 dims)" in first.stdout and "skipped" not in first.stderr and "cache hits 0 of 6" in first.stdout
     feats = Features.load(tmp_path / "f1")
     assert feats.X.shape == (6, 32) and feats.X.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(feats.X, axis=1), 1, atol=1e-5)
@@ -35,6 +36,52 @@ def test_bf16_and_bad_precision(cli, model_args, tmp_path):
     assert ok.exit_code == 0, ok.output
     bad = cli("embed", *model_args, "--images", "synthetic:2", "--precision", "fp8", "--out", tmp_path / "g", *FAST)
     assert bad.exit_code == 2
+
+
+def test_skipped_images_are_listed_in_a_csv(cli, model_args, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (20, 20), "red").save(folder / "ok.png")
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    result = cli("embed", *model_args, "--images", folder, "--out", tmp_path / "f", *FAST)
+    assert result.exit_code == 0, result.output
+    listed = (tmp_path / "f" / "skipped.csv").read_text().splitlines()
+    assert listed[0] == "kind,where,reason" and listed[1] == f"image,{folder / 'broken.png'},not an image"
+    assert f"1 of 2 images skipped (1 not an image); list in {tmp_path / 'f' / 'skipped.csv'}" in result.stderr
+
+
+@pytest.mark.parametrize("spec", ["synthetic:0", "nonimg"])
+def test_nothing_embedded_exits_2(cli, model_args, tmp_path, spec):
+    if spec == "nonimg":
+        (tmp_path / "nonimg").mkdir()
+        (tmp_path / "nonimg" / "a.png").write_bytes(b"text")
+        spec = tmp_path / "nonimg"
+    result = cli("embed", *model_args, "--images", spec, "--out", tmp_path / "f", *FAST)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: nothing embedded from")
+    assert not (tmp_path / "f").exists()
+
+
+def test_manifest_options_and_conflicts(cli, model_args, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), "red").save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("file,name,kind\na.png,x,circle\na.png,y,star\n")
+    base = ["embed", *model_args, "--images", tmp_path / "m.csv", "--label-col", "kind", *FAST]
+    clash = cli(*base, "--out", tmp_path / "f")
+    assert clash.exit_code == 2
+    assert "'a.png' is 'circle' on line 2 but 'star' on line 3" in clash.stderr and "--on-conflict first" in clash.stderr
+    kept = cli(*base, "--on-conflict", "first", "--out", tmp_path / "g")
+    assert kept.exit_code == 0, kept.output
+    assert Features.load(tmp_path / "g").labels == ["circle"]
+    assert "2 rows -> 1 images" in kept.stderr and "conflicting labels" in kept.stderr
+    wrong = cli("embed", *model_args, "--images", "synthetic:2", "--image-col", "x", "--out", tmp_path / "h", *FAST)
+    assert wrong.exit_code == 2 and "--image-col applies to manifests" in wrong.stderr
+    missing_col = cli("embed", *model_args, "--images", tmp_path / "m.csv", "--image-col", "nope", "--out", tmp_path / "i", *FAST)
+    assert missing_col.exit_code == 2 and "--image-col nope is not a column" in missing_col.stderr
 
 
 def test_missing_images_exit_2(cli, model_args, tmp_path):

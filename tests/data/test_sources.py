@@ -54,14 +54,24 @@ def test_folder_labels_from_subfolders(tmp_path):
     assert src.items[1].read_bytes() == png()
 
 
-def test_folder_without_class_layout_has_no_labels(tmp_path):
+def test_stray_top_level_file_keeps_subfolder_labels(tmp_path):
     write(tmp_path / "top.png", png())
     write(tmp_path / "sub" / "inner.png", png())
-    src = image_folder(tmp_path)
-    assert src.classes is None and all(i.label is None for i in src)
+    with pytest.warns(UserWarning, match="'top.png'"):
+        src = image_folder(tmp_path)
+    assert src.classes == ["sub"]
+    assert {Path(i.id).name: i.label for i in src} == {"top.png": None, "inner.png": "sub"}
+    assert "1 image(s) outside the class subfolders" in src.notes[0]
     with pytest.raises(SourceError, match="outside class subfolders"):
         image_folder(tmp_path, labels="folder")
     assert image_folder(tmp_path / "sub", labels=None).classes is None
+
+
+def test_folder_without_subfolders_has_no_labels(tmp_path):
+    write(tmp_path / "a.png", png())
+    write(tmp_path / "b.png", png())
+    src = image_folder(tmp_path)
+    assert src.classes is None and all(i.label is None for i in src) and not src.notes
 
 
 def test_folder_numeric_classes_sort_as_numbers(tmp_path):
@@ -132,6 +142,45 @@ def test_jsonl_manifest(tmp_path):
     assert y.captions == ["three"] and y.label == "10"
     assert src.classes == ["3", "10"]
     assert [s.reason for s in src.skipped] == ["invalid JSON line"]
+
+
+def test_manifest_duplicates_are_said(tmp_path):
+    write(tmp_path / "a.png", png())
+    write(tmp_path / "b.png", png())
+    write(tmp_path / "m.csv", "image,caption,label\na.png,one,circle\nb.png,two,star\na.png,three,circle\n")
+    src = manifest(tmp_path / "m.csv")
+    assert src.notes == ["3 rows -> 2 images, 1 image named by several rows (captions merged)"]
+
+
+def test_conflicting_labels_are_an_error_or_keep_the_first(tmp_path):
+    write(tmp_path / "a.png", png())
+    write(tmp_path / "conflict.csv", "image,label\na.png,circle\na.png,star\n")
+    with pytest.raises(SourceError, match=r"'a.png' is 'circle' on line 2 but 'star' on line 3.*on_conflict='first'"):
+        manifest(tmp_path / "conflict.csv")
+    src = manifest(tmp_path / "conflict.csv", on_conflict="first")
+    assert [i.label for i in src] == ["circle"] and src.classes == ["circle"]
+    assert any("conflicting labels" in n for n in src.notes)
+    with pytest.raises(SourceError, match="on_conflict='last'"):
+        manifest(tmp_path / "conflict.csv", on_conflict="last")
+
+
+def test_skips_are_counted_by_kind(tmp_path):
+    write(tmp_path / "a.png", png())
+    write(tmp_path / "bad.jsonl", '{"image": "a.png", "caption": "x"}\n{broken\n{"image": "a.png", "caption": "y"}\n')
+    src = manifest(tmp_path / "bad.jsonl")
+    assert len(src) == 1 and src.items[0].captions == ["x", "y"]
+    assert [(s.kind, s.reason) for s in src.skipped] == [("row", "invalid JSON line")]
+    make_shard(tmp_path / "s" / "000.tar", {"k": {"png": png()}})
+    shards = webdataset(str(tmp_path / "s" / "{000..001}.tar"))
+    assert [(s.kind, s.reason) for s in shards.skipped] == [("shard", "shard not found")]
+
+
+def test_caption_lists_in_jsonl_and_csv(tmp_path):
+    write(tmp_path / "a.jpg", png())
+    write(tmp_path / "m.jsonl", json.dumps({"image": "a.jpg", "captions": ["first", "second"]}) + "\n")
+    assert manifest(tmp_path / "m.jsonl").items[0].captions == ["first", "second"]
+    write(tmp_path / "m.csv", 'image,captions\na.jpg,"[""one"", ""two""]"\n')
+    assert manifest(tmp_path / "m.csv").items[0].captions == ["one", "two"]
 
 
 def test_manifest_without_image_column_names_the_fix(tmp_path):

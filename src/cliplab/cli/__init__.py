@@ -10,12 +10,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: reads the same in a terminal, a pipe or a log
 )
 
 
 def _register() -> None:
     # Each module adds its commands to ``app``; import order is the order of ``--help``.
-    from cliplab.cli import demo, data, embed, classify, evaluate  # noqa: F401
+    from cliplab.cli import classify, data, demo, embed, evaluate  # noqa: F401
 
 
 def main() -> None:

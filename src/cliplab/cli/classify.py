@@ -14,19 +14,30 @@ from rich.console import Console
 from rich.table import Table
 
 from cliplab.cli import app
-from cliplab.files import atomic_write
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    CAPTION_COL_OPTION,
+    CLASSNAMES_OPTION,
+    IMAGE_COL_OPTION,
     IMAGES_OPTION,
+    LABEL_COL_OPTION,
     MODEL_OPTION,
+    ON_CONFLICT_OPTION,
+    PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    OnConflict,
+    deprecated_alias,
+    open_images,
     read_names,
+    say_what_was_left_out,
     user_errors,
     warnings_as_lines,
 )
+from cliplab.errors import InputError
+from cliplab.files import atomic_write
 
 
 def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,33 +78,43 @@ def print_summary(labels: Sequence[str], order: np.ndarray, scores: np.ndarray, 
 @app.command("classify")
 def classify_command(
     images: str = IMAGES_OPTION,
-    labels: str = typer.Option(..., "--labels", "-l", help="Candidate labels 'cat,dog,...' or a file with one per line."),
+    classnames: Optional[str] = CLASSNAMES_OPTION,
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label_1, score_1, ..., label_k, score_k (scores are softmax probabilities)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
-    k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of labels)."),
+    precision: str = PRECISION_OPTION,
+    templates: str = typer.Option("default", "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file."),
+    k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of classes)."),
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    caption_col: Optional[str] = CAPTION_COL_OPTION,
+    label_col: Optional[str] = LABEL_COL_OPTION,
+    on_conflict: OnConflict = ON_CONFLICT_OPTION,
     progress: bool = PROGRESS_OPTION,
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", hidden=True, help="Deprecated name of --classnames."),
 ) -> None:
-    """Zero-shot classify images into the given labels; write the top-k labels per image as CSV."""
-    from cliplab.data.sources import open_source
+    """Zero-shot classify images into the given class names; write the top-k classes per image as CSV."""
     from cliplab.features import embed
     from cliplab.models import load_model
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
-        names = read_names(labels, "--labels")
-        source = open_source(images)
-        clip = load_model(model, pretrained=pretrained)
+        given = deprecated_alias(classnames, labels, "--labels", "--classnames")
+        if given is None:
+            raise InputError("--classnames is required: pass 'cat,dog,...' or a file with one name per line")
+        names = read_names(given, "--classnames")
+        source = open_images(images, image_col, caption_col, label_col, on_conflict)
+        clip = load_model(model, pretrained=pretrained, precision=precision)
         feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
         probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
         atomic_write(out, predictions_csv(feats.ids, names, order, scores))
+        say_what_was_left_out(feats, out)
     accuracy = None
-    if feats.labels is not None and len(feats) and all(lab in names for lab in feats.labels):
-        accuracy = float(np.mean([names[i] == lab for i, lab in zip(order[:, 0], feats.labels)]))
+    if feats.labels is not None and all(lab in names for lab in feats.labels if lab is not None):
+        labelled = [(i, lab) for i, lab in zip(order[:, 0], feats.labels) if lab is not None]
+        accuracy = float(np.mean([names[i] == lab for i, lab in labelled])) if labelled else None
     print_summary(names, order, scores, len(feats.skipped), accuracy)
     typer.echo(f"wrote {out}")

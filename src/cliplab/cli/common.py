@@ -7,14 +7,19 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import typer
 
-from cliplab.errors import CliplabError, InputError
+from cliplab.errors import CliplabError, InputError, command_line_spelling
 from cliplab.models import DEFAULT_MODEL
 from cliplab.validation import check_classnames
+
+if TYPE_CHECKING:
+    from cliplab.data.sources import ImageSource
+    from cliplab.features import Features
 
 T = TypeVar("T")
 
@@ -29,6 +34,48 @@ CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embeddi
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
 OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
+# Manifest options (csv/tsv/jsonl sources only).
+IMAGE_COL_OPTION = typer.Option(None, "--image-col", help="Manifest column holding image paths (default: the first of image, filepath, path, file, filename).")
+CAPTION_COL_OPTION = typer.Option(None, "--caption-col", help="Manifest column holding captions (default: caption, captions, text or title).")
+LABEL_COL_OPTION = typer.Option(None, "--label-col", help="Manifest column holding labels (default: label, class or category).")
+
+
+class OnConflict(str, Enum):
+    error = "error"
+    first = "first"
+
+
+ON_CONFLICT_OPTION = typer.Option(OnConflict.error, "--on-conflict", help="Manifest rows giving one image two labels: error (stop and name the rows) or first (keep the first label).")
+
+
+def open_images(images: str, image_col: str | None = None, caption_col: str | None = None,
+                label_col: str | None = None, on_conflict: OnConflict = OnConflict.error, **kw: Any) -> ImageSource:
+    """Open the ``--images`` source; manifest options given for another kind of source are an error."""
+    from cliplab.data.sources import MANIFEST_EXTENSIONS, open_source
+
+    given = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
+    given = {flag: v for flag, v in given.items() if v is not None}
+    if on_conflict != OnConflict.error:
+        given["--on-conflict"] = on_conflict.value
+    if Path(images).suffix.lower() not in MANIFEST_EXTENSIONS:
+        if given:
+            raise InputError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to manifests (.csv/.tsv/.jsonl) only, not to --images {images}")
+        return open_source(images, **kw)
+    return open_source(images, image_col=image_col, caption_col=caption_col, label_col=label_col,
+                       on_conflict=on_conflict.value, **kw)  # fmt: skip
+
+
+def say_what_was_left_out(feats: Features, out: Path) -> None:
+    """Print the source's notes and the skip summary of an embedding run; write the skipped list
+    beside ``out`` (``OUT/skipped.csv`` for a folder, ``OUT.skipped.csv`` for a file) and name it."""
+    from cliplab.features.pipeline import skip_summary
+
+    for note in feats.stats.get("source_notes", []):
+        typer.echo(f"note: {note}", err=True)
+    if feats.skipped:
+        path = out / "skipped.csv" if out.is_dir() else out.with_name(f"{out.stem}.skipped.csv")
+        feats.save_skipped(path)
+        typer.echo(f"skipped: {skip_summary(feats.skipped, feats.stats['images_total'])}; list in {path}", err=True)
 
 
 def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:
@@ -48,7 +95,8 @@ def user_errors() -> Iterator[None]:
     Anything else is a bug and keeps its traceback.
     """
     try:
-        yield
+        with command_line_spelling():
+            yield
     except CliplabError as exc:
         typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(2) from exc
@@ -89,9 +137,15 @@ def os_error_message(exc: OSError) -> str:
 
 @contextmanager
 def warnings_as_lines() -> Iterator[None]:
-    """Print each Python warning raised inside as one 'warning: ...' line on stderr."""
+    """Print each Python warning raised inside as one 'warning: ...' line on stderr.
+
+    Skip summaries are left to ``say_what_was_left_out``, which also writes the list.
+    """
+    from cliplab.features.pipeline import SkippedWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", SkippedWarning)
         try:
             yield
         finally:

@@ -9,10 +9,10 @@ import typer
 from PIL import Image
 from rich.progress import track
 
-from cliplab.errors import InputError
 from cliplab.cli import app
-from cliplab.cli.common import user_errors
+from cliplab.cli.common import PROGRESS_OPTION, user_errors
 from cliplab.data import synthetic
+from cliplab.errors import InputError
 from cliplab.files import atomic_folder, atomic_write
 
 data_app = typer.Typer(help="Make datasets: synthetic scenes with ground truth.", no_args_is_help=True)
@@ -60,14 +60,15 @@ def synth(
     max_objects: int = typer.Option(2, min=1, max=4, help="Objects per image: 1 to this."),
     class_folders: str = typer.Option(None, help="Also lay images out one folder per value of this attribute of the first object (shape, color, size, position, background)."),
     masks: bool = typer.Option(False, "--masks", help="Also write semantic masks (0 background, 1+shape index) as PNG."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Write synthetic scenes with captions and ground truth: images + metadata.jsonl.
 
-    The result works as a dataset anywhere cliplab takes one: ``OUT/metadata.jsonl`` (captions,
-    labels) or, with --class-folders, the folder ``OUT/images`` (labels from folder names).
+    The result works as a dataset anywhere cliplab takes one: OUT/metadata.jsonl (captions,
+    labels) or, with --class-folders, the folder OUT/images (labels from folder names).
     """
     with user_errors():
         if split not in synthetic.SPLITS:
             raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
-        write_scenes(out, n, seed, split, image_size, max_objects, class_folders, masks)
+        write_scenes(out, n, seed, split, image_size, max_objects, class_folders, masks, progress)
     typer.echo(f"wrote {n} {split} scenes to {out} (metadata.jsonl)")

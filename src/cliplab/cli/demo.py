@@ -10,17 +10,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from cliplab.errors import InputError
 from cliplab.cli import app
-from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, user_errors
+from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, PROGRESS_OPTION, user_errors
 from cliplab.data import synthetic
+from cliplab.errors import InputError
 from cliplab.evaluate import plots, scenes
 from cliplab.evaluate.eval_report import retrieval_grid
 from cliplab.evaluate.metrics import confusion_matrix
 from cliplab.evaluate.report import Report
 from cliplab.files import write_json
 
-ATTRIBUTES = ("shape", "color", "size", "position", "background")
 
 
 @app.command()
@@ -31,26 +30,27 @@ def demo(
     seed: int = typer.Option(2026, help="Seed of the fresh test scenes (training never used it)."),
     split: str = typer.Option("test", help="test, or heldout for shape-colour pairs never seen in training."),
     report: Path = typer.Option(Path("demo_report.html"), help="Where to write the HTML report."),
-    out: Path = typer.Option(None, help="Also write the figures as JSON here."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the figures as JSON here."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Generate fresh synthetic scenes, classify every attribute zero-shot, retrieve captions.
 
     Prints accuracy per attribute and recall@1/5/10 in both directions, and writes an HTML report
-    with a confusion matrix and example retrievals. Runs offline on the bundled model by default.
+    with a confusion matrix per attribute and example retrievals. Runs offline on the bundled model by default.
     """
     from cliplab.models import load_model
 
     console = Console(stderr=True)
-    with user_errors(), Progress(console=console, transient=True) as progress:
+    with user_errors(), Progress(console=console, transient=True, disable=not progress) as bar:
         if split not in synthetic.SPLITS:
             raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
-        task = progress.add_task("loading model", total=6 + len(ATTRIBUTES))
+        task = bar.add_task("loading model", total=6 + len(synthetic.ATTRIBUTES))
         model = load_model(model_spec, pretrained=pretrained)
 
         def step(description: str) -> None:
-            progress.update(task, advance=1, description=description)
+            bar.update(task, advance=1, description=description)
 
-        evaluation = scenes.evaluate_scenes(model, n, n, seed, split, ATTRIBUTES, on_step=step)
+        evaluation = scenes.evaluate_scenes(model, n, n, seed, split, synthetic.ATTRIBUTES, on_step=step)
         step("writing the report")
         figures = {"model": model.name, "n": n, **evaluation.figures()}
         _report(figures, evaluation).save(report)
@@ -63,12 +63,11 @@ def demo(
 def _report(figures: dict, evaluation: scenes.SceneEvaluation) -> Report:
     rep = Report(f"cliplab demo: {figures['model']}", f"{figures['n']} fresh {figures['split']} scenes, seed {figures['seed']}")
     rep.add_table("Zero-shot accuracy (single-object scenes)", [
-        {"attribute": a, "accuracy": r.accuracy, "classes": len(r.classes), "prompt": scenes.ATTRIBUTE_PROMPTS[a]}
+        {"attribute": a, "accuracy": r.accuracy, "classes": len(r.classes), "prompt": synthetic.ATTRIBUTE_PROMPTS[a]}
         for a, r in evaluation.attributes.items()
     ])  # fmt: skip
     rep.add_table("Caption retrieval (full captions, 1-2 objects)", _retrieval_rows(figures["retrieval"]))
-    for attribute in ("shape", "color"):
-        r = evaluation.attributes[attribute]
+    for attribute, r in evaluation.attributes.items():
         cm = confusion_matrix(r.y_true, r.y_pred, len(r.classes))
         rep.add_figure(f"Confusion matrix: {attribute}", plots.confusion_matrix_png(cm, r.classes))
     captioned = evaluation.captioned

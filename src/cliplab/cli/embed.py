@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -12,20 +11,22 @@ from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    CAPTION_COL_OPTION,
+    IMAGE_COL_OPTION,
     IMAGES_OPTION,
+    LABEL_COL_OPTION,
     MODEL_OPTION,
+    ON_CONFLICT_OPTION,
+    PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    OnConflict,
+    open_images,
+    say_what_was_left_out,
     user_errors,
     warnings_as_lines,
 )
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 @app.command("embed")
@@ -34,22 +35,31 @@ def embed_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write features.safetensors and features.json to (created if needed)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision: fp32 | bf16 | fp16 (fp16 needs CUDA). Outputs are float32 either way."),
+    precision: str = PRECISION_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    caption_col: Optional[str] = CAPTION_COL_OPTION,
+    label_col: Optional[str] = LABEL_COL_OPTION,
+    on_conflict: OnConflict = ON_CONFLICT_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
-    """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder."""
+    """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder.
+
+    Images that cannot be read are skipped and listed in OUT/skipped.csv.
+    """
     from cliplab.features import embed
     from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
-        clip = load_model(model, pretrained=pretrained, precision=precision.value)
-        feats = embed(clip, images, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        source = open_images(images, image_col, caption_col, label_col, on_conflict)
+        clip = load_model(model, pretrained=pretrained, precision=precision)
+        feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
         feats.save(out)
+        say_what_was_left_out(feats, out)
     stats = feats.stats
     typer.echo(
-        f"embedded {len(feats)} images ({feats.dim} dims) to {out}; skipped {len(feats.skipped)}; "
+        f"embedded {len(feats)} images ({feats.dim} dims) to {out}; "
         f"cache hits {stats.get('cache_hits', 0)} of {stats.get('images', len(feats))}"
     )

@@ -10,19 +10,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cliplab.errors import InputError
 from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    CAPTION_COL_OPTION,
+    IMAGE_COL_OPTION,
+    LABEL_COL_OPTION,
     MODEL_OPTION,
+    ON_CONFLICT_OPTION,
+    PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    OnConflict,
+    deprecated_alias,
+    open_images,
     read_names,
+    say_what_was_left_out,
     user_errors,
     warnings_as_lines,
 )
+from cliplab.errors import InputError
 from cliplab.files import write_json
 
 
@@ -68,50 +77,82 @@ def pick_task(task: Task, source, classnames) -> str:
     raise InputError(f"dataset {source.name!r} has neither labels nor captions; nothing to evaluate")
 
 
-def print_metrics(result: dict) -> None:
-    table = Table(title=f"{result['task']} — {result['dataset']}")
+def print_metrics(result) -> None:
+    table = Table(title=f"{result.task} — {result.dataset}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in result["metrics"].items():
+    for k, v in result.metrics.items():
         table.add_row(k, f"{v:.4f}")
     Console().print(table)
+
+
+def open_eval_source(images: str, task: Task, attribute: Attribute | None, manifest_options: dict):
+    """The dataset to evaluate. Synthetic scenes are labelled by ``--attribute`` (default shape)
+    unless the task is retrieval; ``--attribute`` on anything else is an error."""
+    from cliplab.evaluate.runner import is_synthetic, open_dataset
+
+    if attribute is not None and task == Task.zeroshot_retrieval:
+        raise InputError("--attribute applies to classification; retrieval uses the scenes' captions")
+    if is_synthetic(images) and task != Task.zeroshot_retrieval:
+        return open_dataset(images, attribute=(attribute or Attribute.shape).value)
+    if attribute is not None:
+        raise InputError(f"--attribute applies to synthetic scenes (--images synthetic:N) only, not to {images}")
+    return open_images(images, **manifest_options)
 
 
 @app.command("eval", context_settings={"allow_extra_args": True})
 def eval_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset: an image folder (one subfolder per class), a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics)."),
+    images: Optional[str] = typer.Option(None, "--images", "-i", help="Dataset: an image folder (one subfolder per class), a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
+    precision: str = PRECISION_OPTION,
     task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions."),
-    templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file. Default: 'default' (synthetic scenes: the attribute's own prompt)."),
+    templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt)."),
     classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
-    attribute: Attribute = typer.Option(Attribute.shape, "--attribute", help="Synthetic datasets only: the label of single-object scenes for classification."),
+    attribute: Optional[Attribute] = typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape)."),
     recall_k: Optional[list[str]] = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10)."),
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (metrics, confusion matrix, examples)."),
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    caption_col: Optional[str] = CAPTION_COL_OPTION,
+    label_col: Optional[str] = LABEL_COL_OPTION,
+    on_conflict: OnConflict = ON_CONFLICT_OPTION,
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (what was run, metrics, confusion matrix, examples)."),
     progress: bool = PROGRESS_OPTION,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", hidden=True, help="Deprecated name of --images."),
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
-    from cliplab.evaluate.runner import open_dataset, public_result, run_zeroshot_classification, run_zeroshot_retrieval
+    from cliplab.evaluate.runner import (
+        run_zeroshot_classification,
+        run_zeroshot_retrieval,
+    )
     from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
+        images = deprecated_alias(images, dataset, "--dataset", "--images")
+        if images is None:
+            raise InputError("--images is required: a folder, a manifest, .tar shards or synthetic:N")
         ks = parse_recall_k(recall_k, list(ctx.args))
         names = read_names(classnames, "--classnames") if classnames else None
-        source = open_dataset(dataset, attribute=attribute.value if task != Task.zeroshot_retrieval else None)
+        options = dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict)
+        source = open_eval_source(images, task, attribute, options)
         which = pick_task(task, source, names)
-        clip = load_model(model, pretrained=pretrained)
-        common = dict(batch_size=batch_size, cache_dir=cache_dir, dataset=dataset, pretrained=pretrained,
+        if which == Task.zeroshot_retrieval.value and (templates or names):
+            raise InputError(f"{'--templates' if templates else '--classnames'} applies to classification, not to retrieval")
+        if which == Task.zeroshot_classification.value and recall_k:
+            raise InputError("--recall-k applies to retrieval, not to classification")
+        clip = load_model(model, pretrained=pretrained, precision=precision)
+        common = dict(batch_size=batch_size, cache_dir=cache_dir, dataset=images, pretrained=pretrained,
                       num_workers=workers, progress=progress)  # fmt: skip
         if which == Task.zeroshot_classification.value:
             result = run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
         else:
             result = run_zeroshot_retrieval(clip, source, ks=ks, **common)
-        write_json(public_result(result), out)
+        write_json(result.to_json(), out)
+        say_what_was_left_out(result.details.features, out)
         if report is not None:
             from cliplab.evaluate.eval_report import eval_report
 

@@ -21,9 +21,18 @@ class ImageItem:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+SKIP_KINDS = ("row", "shard", "image", "note")
+
+
 @dataclass
 class Skipped:
-    """An input that was left out, and why (one short reason)."""
+    """An input that was left out, and why (one short reason).
+
+    ``kind`` says what was left out, so counts never mix units: a manifest ``row``, a whole
+    ``shard``, an ``image`` (file or shard sample), or a ``note`` (kept, but something of it was
+    dropped, e.g. a sample's unreadable metadata).
+    """
 
     id: str
     reason: str
+    kind: str = "image"

@@ -374,3 +374,35 @@ def iter_scenes(n: int, seed: int = 0, image_size: int = 64, split: str = "train
 def generate(n: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> list[SceneRecord]:
     """``n`` scenes of ``split``; the same arguments always give the same scenes."""
     return list(iter_scenes(n, seed, image_size, split, max_objects, min_objects))
+
+
+# --- attributes: the labels a scene can be classified by ------------------------------------------
+ATTRIBUTES: tuple[str, ...] = ("shape", "color", "size", "position", "background")
+# One prompt per attribute; each names only that attribute, so the score isolates it.
+ATTRIBUTE_PROMPTS: dict[str, str] = {
+    "shape": "a photo of a {c}",
+    "color": "a {c} shape",
+    "size": "a photo of a {c} shape",
+    "position": "a shape {c}",
+    "background": "a shape on a {c} background",
+}
+
+
+def attribute_values(attribute: str) -> list[str]:
+    """Every value of a scene attribute, in a fixed order (the class list of a classification task)."""
+    values = {"shape": SHAPES, "color": COLOR_NAMES, "size": tuple(SIZES), "position": tuple(POSITIONS), "background": BACKGROUNDS}
+    if attribute not in values:
+        raise InputError(f"attribute {attribute!r} is not a scene attribute; use one of {', '.join(ATTRIBUTES)}")
+    return list(values[attribute])
+
+
+def attribute_prompts(attribute: str) -> dict[str, list[str]]:
+    """Class -> its prompt for ``attribute`` (positions phrased as in captions): zero-shot templates."""
+    prompt = ATTRIBUTE_PROMPTS[attribute]
+    phrase = position_phrase if attribute == "position" else (lambda v: v)
+    return {v: [prompt.format(c=phrase(v))] for v in attribute_values(attribute)}
+
+
+def attribute_label(objects: list[dict[str, Any]], background: str, attribute: str) -> str:
+    """The label of a scene for ``attribute``: that attribute of its first object, or its background."""
+    return background if attribute == "background" else str(objects[0][attribute])

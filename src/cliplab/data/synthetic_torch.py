@@ -7,8 +7,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from cliplab.errors import InputError
 from cliplab.data import synthetic
+from cliplab.errors import InputError
 
 TARGETS = ("caption", "short_caption", "paraphrase", "semantic_mask", "shape", "color", "size", "position", "background")
 

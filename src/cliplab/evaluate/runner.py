@@ -1,25 +1,27 @@
 """Benchmark runners: zero-shot classification and retrieval over a dataset source.
 
-Each runner returns a CLIP_benchmark-shaped result ``{"dataset", "model", "pretrained", "task",
-"metrics": {...}}`` plus a few descriptive keys, and under ``"_details"`` what a report needs
-(embeddings, logits, the items). ``public_result`` drops the ``_``-keys, leaving what goes to JSON.
+Each runner returns a typed result (``ClassificationResult``, ``RetrievalResult``) whose
+``to_json()`` is CLIP_benchmark-shaped (``dataset, model, pretrained, task, metrics``) plus what was
+run (templates, attribute, precision, cliplab version); ``details`` holds what a report needs
+(embeddings, logits, the items) and never goes to JSON.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
 
-from cliplab.errors import InputError
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, SourceError, open_source
+from cliplab.errors import InputError, how_to_pass
 from cliplab.evaluate.metrics import classification_metrics, retrieval_metrics
+from cliplab.features import Features
 
 TASKS = ("zeroshot_classification", "zeroshot_retrieval")
-SCENE_ATTRIBUTES = ("shape", "color", "size", "position", "background")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ClassificationDetails:
     items: list[ImageItem]
     logits: np.ndarray  # (N, C)
     y: np.ndarray  # (N,) true class indices
+    features: Features  # every embedded image, with what was skipped and the source's notes
     n_unlabelled: int = 0
 
     @property
@@ -46,6 +49,7 @@ class RetrievalDetails:
     text_emb: np.ndarray
     texts: list[str]
     text_to_image: np.ndarray
+    features: Features  # every embedded image, with what was skipped and the source's notes
     ks: tuple[int, ...] = field(default=(1, 5, 10))
 
 
@@ -55,39 +59,16 @@ def is_synthetic(spec: str) -> bool:
     return head in ("synthetic", "synth") and bool(rest)
 
 
-def open_dataset(spec: str | os.PathLike, attribute: str | None = None) -> ImageSource:
-    """``open_source(spec)``; for synthetic scenes with ``attribute``, single-object scenes labelled
-    by that attribute of the object (or by the background) with its whole vocabulary as classes."""
-    if attribute is None or not is_synthetic(os.fspath(spec)):
-        return open_source(spec)
-    if attribute not in SCENE_ATTRIBUTES:
-        raise SourceError(f"attribute {attribute!r} is not a scene attribute; use one of {', '.join(SCENE_ATTRIBUTES)}")
-    if attribute != "background":
-        return open_source(spec, attribute=attribute, max_objects=1)
-    from cliplab.data import synthetic
-
-    source = open_source(spec, max_objects=1)
-    for item in source.items:
-        item.label = str(item.meta["background"])
-    source.classes = list(synthetic.BACKGROUNDS)
-    return source
-
-
-def scene_templates(attribute: str) -> dict[str, list[str]]:
-    """Class-specific prompts for a scene attribute (``{"top left": ["a shape at the top left"]}``),
-    the prompts ``cliplab.evaluate.scenes`` uses: each names only that attribute."""
-    from cliplab.evaluate.scenes import attribute_classes, attribute_prompts
-
-    return {c: [p] for c, p in zip(attribute_classes(attribute), attribute_prompts(attribute))}
-
-
-def scene_attribute(source: ImageSource) -> str | None:
-    """The attribute a synthetic source was labelled by (``open_dataset``), else None."""
-    if not source.name.startswith("synthetic-") or not source.classes:
-        return None
-    from cliplab.evaluate.scenes import attribute_classes
-
-    return next((a for a in SCENE_ATTRIBUTES if list(source.classes) == attribute_classes(a)), None)
+def open_dataset(spec: str | os.PathLike, attribute: str | None = None, **kw: Any) -> ImageSource:
+    """``open_source(spec, **kw)``; with ``attribute``, synthetic scenes with one object each,
+    labelled by that attribute (see ``synthetic_source``). ``attribute`` on any other source is an error."""
+    if attribute is None:
+        return open_source(spec, **kw)
+    if not is_synthetic(os.fspath(spec)):
+        raise SourceError(
+            f"{how_to_pass('attribute')} applies to synthetic scenes only; {os.fspath(spec)!r} takes its labels from the data"
+        )
+    return open_source(spec, attribute=attribute, max_objects=1, **kw)
 
 
 def resolve_classes(source: ImageSource, classnames: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -136,14 +117,76 @@ def _embed(model, source: ImageSource, batch_size: int, cache_dir, num_workers: 
     return feats, [by_id[i] for i in feats.ids]
 
 
-def _header(model, dataset: str, task: str, pretrained: str | None) -> dict[str, Any]:
+def _run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
+    """What every result records about the run: dataset, model, weights, precision, cliplab version."""
+    from cliplab import __version__
+
     pre = pretrained if pretrained is not None else getattr(model, "pretrained", None)
-    return {"dataset": dataset, "model": model.name, "pretrained": None if pre is None else os.fspath(pre), "task": task}
+    return {
+        "dataset": dataset,
+        "model": model.name,
+        "pretrained": None if pre is None else os.fspath(pre),
+        "precision": getattr(model, "precision", "fp32"),
+        "cliplab_version": __version__,
+    }
 
 
-def public_result(result: dict[str, Any]) -> dict[str, Any]:
-    """The result without its ``_``-prefixed keys (what is written to JSON)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+@dataclass
+class ClassificationResult:
+    """A zero-shot classification run: CLIP_benchmark fields plus what was run; ``details`` for reports."""
+
+    dataset: str
+    model: str
+    pretrained: str | None
+    precision: str
+    cliplab_version: str
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    classnames: list[str]
+    templates: str | list[str] | dict[str, list[str]]
+    attribute: str | None
+    n_images: int
+    n_unlabelled: int
+    n_skipped: int
+    details: ClassificationDetails = field(repr=False)
+    task: str = "zeroshot_classification"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict_shallow(self).items() if k != "details"}
+
+
+@dataclass
+class RetrievalResult:
+    """A zero-shot retrieval run: CLIP_benchmark fields plus what was run; ``details`` for reports."""
+
+    dataset: str
+    model: str
+    pretrained: str | None
+    precision: str
+    cliplab_version: str
+    metrics: dict[str, float]
+    n_images: int
+    n_texts: int
+    n_skipped: int
+    details: RetrievalDetails = field(repr=False)
+    task: str = "zeroshot_retrieval"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict_shallow(self).items() if k != "details"}
+
+
+def asdict_shallow(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are (``dataclasses.asdict`` would deep-copy arrays)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def describe_templates(templates: Any) -> str | list[str] | dict[str, list[str]]:
+    """Templates as JSON can hold them: a set name or file as given, lists and dicts as they are."""
+    if isinstance(templates, (str, os.PathLike)):
+        return os.fspath(templates)
+    if isinstance(templates, dict):
+        return {str(k): list(v) for k, v in templates.items()}
+    return [str(t) for t in templates]
 
 
 # --- runners ---------------------------------------------------------------------------------------
@@ -159,21 +202,24 @@ def run_zeroshot_classification(
     pretrained: str | None = None,
     num_workers: int | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> ClassificationResult:
     """Zero-shot classification: ``acc1``, ``acc5`` (more than 5 classes), ``mean_per_class_recall``.
 
     source: an ``ImageSource`` or a spec for ``open_dataset``; labels come from it, class names from
         its ``classes`` or ``classnames`` (see ``resolve_classes``). Unlabelled images are left out.
-    templates: a template spec (``resolve_templates``); None means "default", or for synthetic
-        scenes labelled by an attribute, that attribute's prompts (``scene_templates``).
+    templates: a template spec (``resolve_templates``); None means the source's own templates when
+        it has them (synthetic scenes labelled by an attribute), else "default".
+    A dataset with a single class gets a warning: its accuracy is trivially 1.0.
     """
     from cliplab.zeroshot import ZeroShotClassifier
 
     src, name = _source(source)
     classes, prompt_names = resolve_classes(src, classnames)
+    if len(classes) == 1:
+        warnings.warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0", stacklevel=2)
     if templates is None:
-        attr = scene_attribute(src) if classnames is None else None
-        templates = scene_templates(attr) if attr else "default"
+        templates = src.templates if src.templates and classnames is None else "default"
+    attribute = _scene_attribute(src)
     feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress)
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
@@ -184,16 +230,27 @@ def run_zeroshot_classification(
     logits = clf.decision_function(feats.X[keep])
     metrics = classification_metrics(logits, y, classes)
     per_class = metrics.pop("per_class")
-    return {
-        **_header(model, dataset or name, "zeroshot_classification", pretrained),
-        "metrics": metrics,
-        "per_class": per_class,
-        "classnames": classes,
-        "n_images": len(keep),
-        "n_unlabelled": len(items) - len(keep),
-        "n_skipped": len(feats.skipped),
-        "_details": ClassificationDetails(classes, [items[i] for i in keep], logits, y, len(items) - len(keep)),
-    }
+    return ClassificationResult(
+        **_run_facts(model, dataset or name, pretrained),
+        metrics=metrics,
+        per_class=per_class,
+        classnames=classes,
+        templates=describe_templates(templates),
+        attribute=attribute,
+        n_images=len(keep),
+        n_unlabelled=len(items) - len(keep),
+        n_skipped=len(feats.skipped),
+        details=ClassificationDetails(classes, [items[i] for i in keep], logits, y, feats, len(items) - len(keep)),
+    )
+
+
+def _scene_attribute(source: ImageSource) -> str | None:
+    """The attribute a synthetic source is labelled by (its items' labels name it), else None."""
+    from cliplab.data import synthetic
+
+    if not source.templates or not source.classes:
+        return None
+    return next((a for a in synthetic.ATTRIBUTES if synthetic.attribute_values(a) == list(source.classes)), None)
 
 
 def run_zeroshot_retrieval(
@@ -207,7 +264,7 @@ def run_zeroshot_retrieval(
     pretrained: str | None = None,
     num_workers: int | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> RetrievalResult:
     """Zero-shot retrieval with every caption of every image: ``image_retrieval_recall@k`` (text
     queries) and ``text_retrieval_recall@k`` (image queries), CLIP_benchmark definitions."""
     ks = tuple(int(k) for k in ks)
@@ -226,11 +283,11 @@ def run_zeroshot_retrieval(
         raise InputError(f"no captioned image of {name!r} could be read")
     text_emb = model.encode_texts(texts)
     metrics = retrieval_metrics(feats.X, text_emb, text_to_image, ks)
-    return {
-        **_header(model, dataset or name, "zeroshot_retrieval", pretrained),
-        "metrics": metrics,
-        "n_images": len(items),
-        "n_texts": len(texts),
-        "n_skipped": len(feats.skipped),
-        "_details": RetrievalDetails(items, feats.X, text_emb, texts, text_to_image, ks),
-    }
+    return RetrievalResult(
+        **_run_facts(model, dataset or name, pretrained),
+        metrics=metrics,
+        n_images=len(items),
+        n_texts=len(texts),
+        n_skipped=len(feats.skipped),
+        details=RetrievalDetails(items, feats.X, text_emb, texts, text_to_image, feats, ks),
+    )

@@ -12,43 +12,9 @@ import numpy as np
 
 from cliplab.data import synthetic
 from cliplab.data.synthetic import SceneRecord
-from cliplab.evaluate.metrics import retrieval_metrics
+from cliplab.evaluate.metrics import classification_metrics, retrieval_metrics
 from cliplab.models.base import Model
-
-# One prompt per attribute; each names only that attribute, so the score isolates it.
-ATTRIBUTE_PROMPTS: dict[str, str] = {
-    "shape": "a photo of a {c}",
-    "color": "a {c} shape",
-    "size": "a photo of a {c} shape",
-    "position": "a shape {c}",
-    "background": "a shape on a {c} background",
-}
-
-
-def attribute_classes(attribute: str) -> list[str]:
-    return {
-        "shape": list(synthetic.SHAPES),
-        "color": list(synthetic.COLORS),
-        "size": list(synthetic.SIZES),
-        "position": list(synthetic.POSITIONS),
-        "background": list(synthetic.BACKGROUNDS),
-    }[attribute]
-
-
-def attribute_prompts(attribute: str) -> list[str]:
-    """The prompt of every class of ``attribute`` (positions are phrased as in captions)."""
-    values = attribute_classes(attribute)
-    if attribute == "position":
-        values = [synthetic.position_phrase(v) for v in values]
-    return [ATTRIBUTE_PROMPTS[attribute].format(c=v) for v in values]
-
-
-def attribute_labels(records: list[SceneRecord], attribute: str) -> np.ndarray:
-    """Index of the true class of the first object (or the background) of each record."""
-    classes = attribute_classes(attribute)
-    if attribute == "background":
-        return np.array([classes.index(r.background) for r in records])
-    return np.array([classes.index(r.objects[0][attribute]) for r in records])
+from cliplab.zeroshot import ZeroShotClassifier
 
 
 @dataclass
@@ -58,17 +24,21 @@ class AttributeResult:
     y_true: np.ndarray
     y_pred: np.ndarray
     logits: np.ndarray = field(repr=False)
+    metrics: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
     def accuracy(self) -> float:
-        return float(np.mean(self.y_true == self.y_pred))
+        return float(self.metrics["acc1"])
 
 
 def zero_shot_attribute(model: Model, image_emb: np.ndarray, records: list[SceneRecord], attribute: str) -> AttributeResult:
-    """Zero-shot classification of one attribute of single-object scenes."""
-    text_emb = model.encode_texts(attribute_prompts(attribute))
-    logits = model.logit_scale * image_emb @ text_emb.T
-    return AttributeResult(attribute, attribute_classes(attribute), attribute_labels(records, attribute), logits.argmax(1), logits)
+    """Zero-shot classification of one attribute of single-object scenes, with the attribute's own prompts."""
+    classes = synthetic.attribute_values(attribute)
+    clf = ZeroShotClassifier(model, classes, templates=synthetic.attribute_prompts(attribute)).fit()
+    logits = clf.decision_function(image_emb)
+    y = np.array([classes.index(synthetic.attribute_label(r.objects, r.background, attribute)) for r in records])
+    metrics = classification_metrics(logits, y, classes)
+    return AttributeResult(attribute, classes, y, logits.argmax(1), logits, metrics)
 
 
 def single_object_scenes(n: int, seed: int, split: str = "test", image_size: int = 64) -> list[SceneRecord]:

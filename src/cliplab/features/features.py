@@ -9,7 +9,9 @@ last, so a reader never pairs a manifest with a matrix it does not describe.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cliplab.data.items import Skipped
-from cliplab.errors import InputError, FeaturesFileError
+from cliplab.errors import FeaturesFileError, InputError
 from cliplab.files import atomic_write
 
 MATRIX_FILE = "features.safetensors"
@@ -129,13 +131,21 @@ class Features:
             "captions": self.captions,
             "meta": self.meta,
             "classes": self.classes,
-            "skipped": [{"id": s.id, "reason": s.reason} for s in self.skipped],
+            "skipped": [{"id": s.id, "reason": s.reason, "kind": s.kind} for s in self.skipped],
             "stats": self.stats,
         }
         text = json.dumps(manifest, ensure_ascii=False, default=str)
         atomic_write(folder / MATRIX_FILE, blob)
         atomic_write(folder / MANIFEST_FILE, text.encode("utf-8"))
         return folder
+
+    def save_skipped(self, path: str | os.PathLike) -> Path:
+        """Write what was left out as CSV (kind, where, reason) to ``path``, atomically."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["kind", "where", "reason"])
+        writer.writerows([s.kind, s.id, s.reason] for s in self.skipped)
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Features:
@@ -165,7 +175,7 @@ class Features:
             captions=manifest.get("captions"),
             meta=manifest.get("meta"),
             classes=manifest.get("classes"),
-            skipped=[Skipped(s["id"], s["reason"]) for s in manifest.get("skipped", [])],
+            skipped=[Skipped(s["id"], s["reason"], s.get("kind", "image")) for s in manifest.get("skipped", [])],
             stats=manifest.get("stats", {}),
             model=manifest.get("model", ""),
             identity=manifest.get("identity", ""),

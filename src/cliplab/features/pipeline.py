@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cliplab.errors import InputError
 from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
+from cliplab.errors import InputError, NothingEmbeddedError
 from cliplab.features.cache import ChunkCache, content_hash, namespace_key
 from cliplab.features.features import Features
 
@@ -288,12 +288,15 @@ def embed(
     kept_items = [items[i] for i in kept]
     skipped = list(getattr(src, "skipped", []) or [])
     skipped += [Skipped(items[i].id, reason) for i, reason in sorted(failed.items())]
+    if not kept:
+        raise NothingEmbeddedError(f"nothing embedded from {getattr(src, 'name', 'the source')!r}: {nothing_reason(skipped)}")
     has_labels = any(it.label is not None for it in items) or bool(getattr(src, "classes", None))
     has_captions = any(it.captions for it in items)
     has_meta = any(it.meta for it in items)
     total = t_done - t_start
     stats = {
         "images": len(items),
+        "images_total": len(items) + sum(1 for s in getattr(src, "skipped", []) or [] if s.kind == "image"),
         "embedded": len(kept),
         "skipped": len(skipped),
         "cache_hits": hits,
@@ -309,6 +312,7 @@ def embed(
         **timer.stats(),
         "precision": getattr(model, "precision", "fp32"),
         "corrupt_chunks": [str(p) for p in cache.discarded] if cache else [],
+        "source_notes": list(getattr(src, "notes", []) or []),
     }
     features = Features(
         X=X,
@@ -323,17 +327,49 @@ def embed(
         identity=getattr(model, "identity", ""),
     )
     if skipped:
-        warnings.warn(skip_summary(skipped, len(items) + len(getattr(src, "skipped", []) or [])), stacklevel=2)
+        warnings.warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning, stacklevel=2)
     return features
 
 
-def skip_summary(skipped: Sequence[Skipped], total: int) -> str:
-    """'3 of 120 images skipped: 2 truncated, 1 not an image; see .skipped'."""
-    counts = Counter(s.reason for s in skipped).most_common()
-    shown = ", ".join(f"{n} {reason}" for reason, n in counts[:5])
-    if len(counts) > 5:
-        shown += f", {sum(n for _, n in counts[5:])} other"
-    return f"{len(skipped)} of {total} images skipped: {shown}; see .skipped"
+class SkippedWarning(UserWarning):
+    """Some inputs were left out of an embedding run (the list is in ``Features.skipped``)."""
+
+
+_UNITS = {"row": ("manifest row", "manifest rows"), "shard": ("shard", "shards"), "image": ("image", "images"),
+          "note": ("sample kept with a problem", "samples kept with a problem")}  # fmt: skip
+
+
+def skip_summary(skipped: Sequence[Skipped], total_images: int) -> str:
+    """One line counting what was left out, each kind in its own unit:
+    '1 manifest row skipped (1 invalid JSON line); 2 of 120 images skipped (1 truncated, 1 not an image)'.
+
+    ``total_images`` counts every image named by the source, embedded or not.
+    """
+    parts = []
+    for kind, (one, many) in _UNITS.items():
+        of_kind = [s for s in skipped if s.kind == kind]
+        if not of_kind:
+            continue
+        counts = Counter(s.reason for s in of_kind).most_common()
+        reasons = ", ".join(f"{n} {reason}" for reason, n in counts[:5])
+        if len(counts) > 5:
+            reasons += f", {sum(n for _, n in counts[5:])} other"
+        n = len(of_kind)
+        unit = one if n == 1 else many
+        if kind == "image":
+            parts.append(f"{n} of {total_images} {many if total_images != 1 else one} skipped ({reasons})")
+        elif kind == "note":
+            parts.append(f"{n} {unit} ({reasons})")
+        else:
+            parts.append(f"{n} {unit} skipped ({reasons})")
+    return "; ".join(parts)
+
+
+def nothing_reason(skipped: Sequence[Skipped]) -> str:
+    """Why a run embedded nothing, in words."""
+    if not any(s.kind in ("image", "row", "shard") for s in skipped):
+        return "the source lists no images"
+    return skip_summary(skipped, sum(1 for s in skipped if s.kind == "image"))
 
 
 class _Timer:

@@ -23,7 +23,12 @@ from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.openclip_fetch import hub_repo, looks_like_path, tag_weights
 from cliplab.models.spec import check_precision, resolve_device
-from cliplab.models.weights import check_compatible, file_sha256, read_state_dict, state_dict_sha256
+from cliplab.models.weights import (
+    check_compatible,
+    file_sha256,
+    read_state_dict,
+    state_dict_sha256,
+)
 
 
 # --- decisions that need no weights --------------------------------------------------------------

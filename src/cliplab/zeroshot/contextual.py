@@ -12,7 +12,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cliplab.errors import InputError
 from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import SharedModelClone, TextHead, logsumexp, normalise_rows, softmax
+from cliplab.zeroshot._base import (
+    SharedModelClone,
+    TextHead,
+    logsumexp,
+    normalise_rows,
+    softmax,
+)
 from cliplab.zeroshot.templates import fill_template
 
 Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]

@@ -20,6 +20,8 @@ class ImageSource:
     items: list[ImageItem]
     classes: list[str] | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what listing did that a user should know
+    templates: dict[str, list[str]] | None = None  # class -> prompts, when the source knows its own
 
     def __len__(self) -> int:
         return len(self.items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cliplab.data.sources.base import (
     read_file,
     sorted_classes,
 )
+from cliplab.errors import how_to_pass
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -20,8 +22,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 def image_folder(root: str | os.PathLike[str], labels: str | None = "auto") -> ImageSource:
     """Every image under ``root`` (recursive, hidden files and folders skipped), sorted by path.
 
-    ``labels="auto"`` names each image after its first-level subfolder when every image sits in
-    one; ``"folder"`` requires that layout; ``None`` gives no labels.
+    ``labels="auto"`` names each image after its first-level subfolder when there are subfolders;
+    images beside them stay unlabelled, with a warning naming them. ``"folder"`` requires every
+    image to sit in a subfolder; ``None`` gives no labels.
     """
     base = Path(root)
     if not base.is_dir():
@@ -39,14 +42,22 @@ def image_folder(root: str | os.PathLike[str], labels: str | None = "auto") -> I
         exts = " ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         raise SourceError(f"no images found under {str(root)!r}; expected files ending in {exts}")
     rels.sort()
-    in_subfolders = all(len(r) >= 2 for r in rels)
-    if labels == "folder" and not in_subfolders:
-        loose = next(r for r in rels if len(r) == 1)
-        raise SourceError(f"{str(root)!r} has images outside class subfolders (e.g. {loose[0]!r}); move them or pass labels=None")
-    use_labels = labels is not None and in_subfolders
+    loose = [r[0] for r in rels if len(r) == 1]
+    if labels == "folder" and loose:
+        raise SourceError(
+            f"{str(root)!r} has images outside class subfolders (e.g. {loose[0]!r}); move them or pass {how_to_pass('labels', 'None')}"
+        )
+    # Labels come from subfolders whenever there are any; images beside them are kept unlabelled.
+    use_labels = labels is not None and len(loose) < len(rels)
+    notes = []
+    if use_labels and loose:
+        shown = ", ".join(repr(name) for name in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        notes.append(f"{len(loose)} image(s) outside the class subfolders have no label and are left out of labelled tasks: {shown}")
+        warnings.warn(f"{root}: {notes[-1]}", stacklevel=2)
     items = []
     for rel in rels:
         path = str(base.joinpath(*rel))
-        items.append(ImageItem(id=path, read_bytes=partial(read_file, path), label=rel[0] if use_labels else None))
+        label = rel[0] if use_labels and len(rel) >= 2 else None
+        items.append(ImageItem(id=path, read_bytes=partial(read_file, path), label=label))
     classes = sorted_classes({it.label for it in items if it.label is not None}) if use_labels else None
-    return ImageSource(name=base.resolve().name or str(base), items=items, classes=classes)
+    return ImageSource(name=base.resolve().name or str(base), items=items, classes=classes, notes=notes)

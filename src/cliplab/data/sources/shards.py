@@ -36,7 +36,7 @@ def webdataset(pattern: str | Sequence[str]) -> ImageSource:
     if not existing:
         raise SourceError(f"no shard file matches {shown}; check the path and the {{000..009}} range")
     items: list[ImageItem] = []
-    skipped = [Skipped(s, "shard not found") for s in shards if not os.path.isfile(s)]
+    skipped = [Skipped(s, "shard not found", "shard") for s in shards if not os.path.isfile(s)]
     for shard in existing:
         _list_shard(shard, items, skipped)
     labels = {it.label for it in items if it.label is not None}
@@ -53,13 +53,13 @@ def _list_shard(shard: str, items: list[ImageItem], skipped: list[Skipped]) -> N
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
     with open(shard, "rb") as f:
         if f.read(2) == b"\x1f\x8b":
-            skipped.append(Skipped(shard, "compressed shard; decompress it to a plain .tar"))
+            skipped.append(Skipped(shard, "compressed shard; decompress it to a plain .tar", "shard"))
             return
         f.seek(0)
         try:
             tf = tarfile.open(fileobj=f, mode="r:")
         except (tarfile.TarError, EOFError, OSError) as e:
-            skipped.append(Skipped(shard, f"corrupt shard, not a tar file ({e})"))
+            skipped.append(Skipped(shard, f"corrupt shard, not a tar file ({e})", "shard"))
             return
         with tf:
             problem = None
@@ -72,7 +72,7 @@ def _list_shard(shard: str, items: list[ImageItem], skipped: list[Skipped]) -> N
             except (tarfile.TarError, EOFError, OSError) as e:
                 problem = str(e) or type(e).__name__
             if problem:
-                skipped.append(Skipped(shard, f"corrupt shard ({problem}); samples after it are lost"))
+                skipped.append(Skipped(shard, f"corrupt shard ({problem}); samples after it are lost", "shard"))
             texts = {key: _read_texts(tf, group, size) for key, group in samples.items()}
     for key, group in samples.items():
         sid = f"{shard}#{key}"
@@ -121,7 +121,7 @@ def _apply_texts(item: ImageItem, texts: dict[str, str], skipped: list[Skipped])
         try:
             meta = json.loads(texts["json"])
         except json.JSONDecodeError:
-            skipped.append(Skipped(item.id + ".json", "invalid JSON (kept the image, no metadata)"))
+            skipped.append(Skipped(item.id + ".json", "invalid JSON (kept the image, no metadata)", "note"))
         else:
             item.meta = meta if isinstance(meta, dict) else {"json": meta}
             if "label" in item.meta and item.meta["label"] is not None:

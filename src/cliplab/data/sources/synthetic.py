@@ -7,30 +7,24 @@ from functools import partial
 from typing import Any
 
 from cliplab.data.items import ImageItem
-from cliplab.data.sources.base import ImageSource, SourceError
+from cliplab.data.sources.base import ImageSource
 
 
 def synthetic_source(n: int, seed: int = 0, split: str = "test", attribute: str | None = None, **kw: Any) -> ImageSource:
     """``n`` seeded synthetic scenes as PNG-encoded items (``kw``: image_size, max_objects, ...).
 
-    Captions hold the full caption; with ``attribute`` (shape, color, size, position) the label
-    is that attribute of the first object and ``classes`` its whole vocabulary.
+    Captions hold the full caption. With ``attribute`` (shape, color, size, position, background)
+    the label is that attribute of the first object (or the background), ``classes`` its whole
+    vocabulary and ``templates`` the attribute's own prompt per class.
     """
     from cliplab.data import synthetic
 
-    vocab = {
-        "shape": list(synthetic.SHAPES),
-        "color": list(synthetic.COLOR_NAMES),
-        "size": list(synthetic.SIZES),
-        "position": list(synthetic.POSITIONS),
-    }
-    if attribute is not None and attribute not in vocab:
-        raise SourceError(f"attribute={attribute!r} is not a scene attribute; use one of {', '.join(vocab)}")
+    classes = synthetic.attribute_values(attribute) if attribute is not None else None
     items = []
     for i, rec in enumerate(synthetic.iter_scenes(n, seed=seed, split=split, **kw)):
         buf = io.BytesIO()
         rec.image.save(buf, "PNG")
-        label = str(rec.objects[0][attribute]) if attribute and rec.objects else None
+        label = synthetic.attribute_label(rec.objects, rec.background, attribute) if attribute and rec.objects else None
         meta = {"objects": rec.objects, "background": rec.background, "short_caption": rec.short_caption}
         items.append(
             ImageItem(
@@ -41,8 +35,8 @@ def synthetic_source(n: int, seed: int = 0, split: str = "test", attribute: str 
                 meta=meta,
             )
         )
-    classes = vocab[attribute] if attribute else None
-    return ImageSource(name=f"synthetic-{split}-{seed}", items=items, classes=classes)
+    templates = synthetic.attribute_prompts(attribute) if attribute is not None else None
+    return ImageSource(name=f"synthetic-{split}-{seed}", items=items, classes=classes, templates=templates)
 
 
 def _constant(data: bytes) -> bytes:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, open_source
+from cliplab.errors import NothingEmbeddedError
 from cliplab.features import Features, embed
 from cliplab.data.images import decode_image
 from cliplab.features.pipeline import default_num_workers, draft_side, skip_summary
@@ -67,7 +68,7 @@ def test_bad_files_are_skipped_listed_and_summarised(tiny, folder, tmp_path, wor
     assert not set(expected) & set(feats.ids)
     assert feats.labels == [Path(i).parent.name for i in feats.ids]  # still aligned with the kept rows
     summary = [m for m in messages if "skipped" in m]
-    assert summary == ["4 of 28 images skipped: 2 truncated, 1 empty file, 1 not an image; see .skipped"]
+    assert summary == ["4 of 28 images skipped (2 truncated, 1 empty file, 1 not an image); the list is in Features.skipped"]
     clean = embed(tiny, feats.ids, batch_size=4, num_workers=0, progress=False)
     np.testing.assert_allclose(feats.X, clean.X, atol=1e-6)
 
@@ -78,7 +79,7 @@ def test_unreadable_and_missing_paths_are_skipped(tiny, folder, tmp_path):
     feats, messages = quiet_embed(tiny, [files[0], missing, *files[1:]], num_workers=0)
     assert feats.ids == files
     assert [(s.id, s.reason) for s in feats.skipped] == [(missing, "file not found")]
-    assert any("1 of 4 images skipped: 1 file not found" in m for m in messages)
+    assert any("1 of 4 images skipped (1 file not found)" in m for m in messages)
 
 
 def test_source_skips_are_carried_over(tiny, folder, tmp_path):
@@ -105,9 +106,13 @@ def test_all_source_kinds(tiny, folder):
     assert len(synth) == 6 and all(c for c in synth.captions) and synth.meta is not None
 
 
-def test_empty_source(tiny):
-    feats = embed(tiny, ImageSource(name="none", items=[]), progress=False)
-    assert feats.X.shape == (0, 32) and feats.ids == []
+def test_nothing_embedded_is_an_error(tiny, tmp_path):
+    with pytest.raises(NothingEmbeddedError, match="nothing embedded from 'none': the source lists no images"):
+        embed(tiny, ImageSource(name="none", items=[]), progress=False)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    with pytest.raises(NothingEmbeddedError, match=r"1 of 1 image skipped \(1 not an image\)"):
+        embed(tiny, [str(bad)], progress=False, num_workers=0)
 
 
 def test_progress_bar_shows_rate(tiny, folder, capsys):
@@ -118,16 +123,25 @@ def test_progress_bar_shows_rate(tiny, folder, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_default_workers():
-    assert default_num_workers(torch.device("cpu")) >= 1
-    assert default_num_workers(torch.device("cuda")) >= 1
+@pytest.mark.parametrize("cores, cpu, cuda", [(1, 1, 1), (2, 2, 1), (5, 2, 4), (9, 3, 8), (16, 4, 8)])
+def test_default_workers(monkeypatch, cores, cpu, cuda):
+    from cliplab.features import pipeline
+
+    monkeypatch.setattr(pipeline, "_cores", lambda: cores)
+    assert default_num_workers(torch.device("cpu")) == cpu
+    assert default_num_workers(torch.device("cuda")) == cuda
 
 
 def test_skip_summary_format():
     from cliplab.data.items import Skipped
 
     s = [Skipped("a", "truncated"), Skipped("b", "not an image"), Skipped("c", "truncated")]
-    assert skip_summary(s, 120) == "3 of 120 images skipped: 2 truncated, 1 not an image; see .skipped"
+    assert skip_summary(s, 120) == "3 of 120 images skipped (2 truncated, 1 not an image)"
+    s += [Skipped("m:3", "invalid JSON line", "row"), Skipped("x.tar", "shard not found", "shard")]
+    assert skip_summary(s, 120) == (
+        "1 manifest row skipped (1 invalid JSON line); 1 shard skipped (1 shard not found); "
+        "3 of 120 images skipped (2 truncated, 1 not an image)"
+    )
 
 
 # --- reduced-scale JPEG decoding -----------------------------------------------------------------------
