@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 import types
-import warnings
 from typing import Any
+
+from cliplab.errors import warn
 
 
 class _EmbedModule(types.ModuleType):
@@ -25,10 +26,9 @@ class _EmbedModule(types.ModuleType):
             raise AttributeError(name)
         import cliplab.features as package
 
-        warnings.warn(
+        warn(
             f"cliplab.embed.{name} moved to cliplab.features.{name}; the old name will be removed",
             DeprecationWarning,
-            stacklevel=2,
         )
         return getattr(package, name)
 

@@ -10,6 +10,9 @@ names the input and what to do; raise them ``from exc`` so the cause is kept.
 from __future__ import annotations
 
 import contextvars
+import os
+import sys
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -87,3 +90,23 @@ def how_to_pass(argument: str, value: str | None = None) -> str:
     if argument == "spec":
         return "load_model(...)" if value is None else f"load_model({value!r})"
     return f"{argument}=" if value is None else f"{argument}={value!r}"
+
+
+# --- warnings that point at the caller's line ----------------------------------------------------
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIBRARY_MARKERS = (os.sep + "torch" + os.sep, os.sep + "sklearn" + os.sep, os.sep + "typer" + os.sep,
+                    os.sep + "click" + os.sep, "<frozen ")  # fmt: skip
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside cliplab (and the libraries calling it back),
+    so the warning names the user's line rather than cliplab's internals."""
+    frame = sys._getframe(1)  # the frame that called warn(): stacklevel 2
+    level = 2
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIR) and not any(m in filename for m in _LIBRARY_MARKERS):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

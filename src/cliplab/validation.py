@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, warn
 
 UNIT_NORM_TOLERANCE = 0.05  # rows whose length differs from 1 by more than this get a warning
 
@@ -25,34 +24,39 @@ class NormWarning(UserWarning):
 def check_embeddings(X: Any, dim: int | None = None, *, name: str = "X", warn_norm: bool = True) -> np.ndarray:
     """``X`` as a C-contiguous float32 (n, dim) array, or one ``InputError``.
 
-    Refuses non-numeric and complex dtypes, NaN/inf, wrong rank or width. Warns once per call when
-    rows are far from unit length (``NormWarning``).
+    Refuses sparse matrices, non-float and complex dtypes, NaN/inf, wrong rank or width. Warns once
+    per call when rows are far from unit length (``NormWarning``).
     """
+    if hasattr(X, "tocsr") or hasattr(X, "toarray") and not isinstance(X, np.ndarray):
+        raise InputError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense float array of embeddings")
     arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name} holds complex numbers: Complex data not supported; pass a float array of embeddings")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise InputError(f"{name} has dtype {arr.dtype}; pass a float array of embeddings")
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
         raise InputError(f"{name} has integer dtype {arr.dtype}; embeddings are float arrays (did you pass labels?)")
     if arr.ndim != 2:
         raise InputError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise InputError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise InputError(f"{name} has {bad} row(s) with NaN or inf values; drop or re-embed them")
     if dim is not None and arr.shape[1] != dim:
         raise InputError(
             f"{name} has {arr.shape[1]} features per row but this head expects {dim}; "
             "pass embeddings from the same model the head was built with"
         )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        raise InputError(f"{name} has {bad} row(s) with NaN or inf values; drop or re-embed them")
     if warn_norm and len(arr):
         norms = np.linalg.norm(arr, axis=1)
         off = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE
         if off.any():
-            warnings.warn(
+            warn(
                 f"{int(off.sum())} of {len(arr)} rows of {name} are not unit length (norms {norms.min():.3g}..{norms.max():.3g}); "
                 "CLIP heads expect L2-normalised embeddings",
                 NormWarning,
-                stacklevel=3,
             )
     return arr
 
@@ -105,6 +109,6 @@ def check_classnames(classnames: Any, *, name: str = "classnames") -> list[str]:
     for n in names:
         key = " ".join(n.lower().split())
         if key in folded:
-            warnings.warn(f"class names {folded[key]!r} and {n!r} differ only in case or spacing", UserWarning, stacklevel=3)
+            warn(f"class names {folded[key]!r} and {n!r} differ only in case or spacing", UserWarning)
         folded.setdefault(key, n)
     return names

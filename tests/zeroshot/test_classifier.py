@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -8,6 +10,7 @@ from sklearn.preprocessing import Normalizer
 from sklearn.exceptions import NotFittedError
 
 from cliplab.errors import InputError
+from cliplab.validation import NormWarning
 from cliplab.zeroshot import ZeroShotClassifier
 
 TABLE = {"a photo of a cat.": [1, 0, 0], "a photo of a dog.": [0, 1, 0], "a photo of a car.": [0, 0, 1]}
@@ -65,3 +68,47 @@ def test_input_validation(make_model):
         clf.fit(np.zeros((2, 3)), [0, 1])
     with pytest.raises(ValueError, match="unique"):
         ZeroShotClassifier(make_model(TABLE), ["cat", "cat"]).fit()
+
+
+def test_bad_arrays_are_refused_in_one_line(make_model):
+    clf = ZeroShotClassifier(make_model(TABLE), CLASSES).fit()
+    X = np.eye(3, dtype=np.float32)
+    for bad, message in [
+        (np.array([[np.nan, 0, 1]], np.float32), "1 row\\(s\\) with NaN or inf"),
+        (np.array([[np.inf, 0, 1], [1, 0, 0]]), "NaN or inf"),
+        (np.array([["a", "b", "c"]]), "dtype <U1"),
+        (np.array([[1, 0, 0]]), "integer dtype"),
+        (np.array([[1 + 1j, 0, 0]]), "Complex data not supported"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            clf.predict(bad)
+    with pytest.raises(InputError, match="X has 3 rows but y has 2 labels"):
+        ZeroShotClassifier(make_model(TABLE), CLASSES).fit(X, ["cat", "dog"])
+
+
+def test_far_from_unit_rows_warn_once(make_model):
+    clf = ZeroShotClassifier(make_model(TABLE), CLASSES).fit()
+    with pytest.warns(NormWarning, match="2 of 3 rows of X are not unit length") as caught:
+        clf.predict(np.array([[3.0, 0, 0], [0, 1, 0], [0, 0, 0.2]], np.float32))
+    assert len([w for w in caught if w.category is NormWarning]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(np.eye(3, dtype=np.float32))  # unit rows: silent
+
+
+@pytest.mark.parametrize("names, message", [
+    ("circle", "not a single string \\('circle'\\)"),
+    ([1, 2], "must be strings; got int 1"),
+    (["cat", ""], "empty name"),
+    ([], "is empty"),
+    (["cat", "cat"], "repeats 'cat'"),
+])  # fmt: skip
+def test_class_names_must_be_distinct_strings(make_model, names, message):
+    with pytest.raises(InputError, match=message):
+        ZeroShotClassifier(make_model(TABLE), names).fit()
+
+
+def test_names_equal_up_to_case_warn(make_model):
+    model = make_model({"a photo of a circle.": [1, 0, 0], "a photo of a Circle .": [0, 1, 0]})
+    with pytest.warns(UserWarning, match="'circle' and 'Circle ' differ only in case or spacing"):
+        ZeroShotClassifier(model, ["circle", "Circle "]).fit()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, TypeVar
 
 import typer
 
-from cliplab.errors import CliplabError, InputError, command_line_spelling
+from cliplab.errors import CliplabError, InputError, command_line_spelling, warn
 from cliplab.models import DEFAULT_MODEL
 from cliplab.validation import check_classnames
 
@@ -84,7 +84,7 @@ def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, ne
         return new_value
     if new_value is not None:
         raise InputError(f"{old_flag} is the old name of {new_flag}; pass only {new_flag}")
-    warnings.warn(f"{old_flag} is deprecated; use {new_flag}", DeprecationWarning, stacklevel=2)
+    warn(f"{old_flag} is deprecated; use {new_flag}", DeprecationWarning)
     return old_value
 
 
@@ -129,8 +129,9 @@ def os_error_message(exc: OSError) -> str:
     if path is not None:
         name = os.fspath(path)
         base = os.path.basename(name)
-        if base.startswith(".") and base.endswith((".tmp", ".partial")):  # never show a temporary name
-            name = os.path.join(os.path.dirname(name), base[1:].split(".", 1)[0] if "." in base[1:] else base[1:])
+        if base.startswith(".") and base.endswith((".tmp", ".partial")):  # never show a temporary name:
+            real = base[1:].rsplit(".", 2)[0]  # ".<name>.<random>.tmp" (cliplab.files) -> "<name>"
+            name = os.path.join(os.path.dirname(name), real)
         return f"{words}: {name}"
     return words
 

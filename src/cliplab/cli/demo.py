@@ -11,7 +11,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from cliplab.cli import app
-from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, PROGRESS_OPTION, user_errors
+from cliplab.cli.common import (
+    MODEL_OPTION,
+    PRETRAINED_OPTION,
+    PROGRESS_OPTION,
+    user_errors,
+)
 from cliplab.data import synthetic
 from cliplab.errors import InputError
 from cliplab.evaluate import plots, scenes
@@ -19,7 +24,6 @@ from cliplab.evaluate.eval_report import retrieval_grid
 from cliplab.evaluate.metrics import confusion_matrix
 from cliplab.evaluate.report import Report
 from cliplab.files import write_json
-
 
 
 @app.command()

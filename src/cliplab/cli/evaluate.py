@@ -58,9 +58,9 @@ def parse_recall_k(values: list[str] | None, extra: list[str]) -> tuple[int, ...
         return (1, 5, 10)
     try:
         ks = [int(x) for x in raw]
-    except ValueError:
+    except ValueError as exc:
         bad = next(x for x in raw if not x.lstrip("-").isdigit())
-        raise InputError(f"--recall-k takes integers (e.g. 1 5 10), got {bad!r}") from None
+        raise InputError(f"--recall-k takes integers (e.g. 1 5 10), got {bad!r}") from exc
     if any(k < 1 for k in ks):
         raise InputError(f"--recall-k values must be >= 1, got {min(ks)}")
     return tuple(sorted(set(ks)))

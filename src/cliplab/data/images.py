@@ -44,11 +44,11 @@ def decode_image(
         try:
             im = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage("decompression bomb", source_id, str(e)) from None
-        except UnidentifiedImageError:
-            raise BadImage("not an image", source_id) from None
+            raise BadImage("decompression bomb", source_id, str(e)) from e
+        except UnidentifiedImageError as exc:
+            raise BadImage("not an image", source_id) from exc
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad input
-            raise _classify(e, source_id) from None
+            raise _classify(e, source_id) from e
         width, height = im.size
         if max_pixels is not None and width * height > max_pixels:
             raise BadImage("decompression bomb", source_id, f"{width}x{height} pixels, limit {max_pixels}")
@@ -57,13 +57,13 @@ def decode_image(
         try:
             im.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage("decompression bomb", source_id, str(e)) from None
+            raise BadImage("decompression bomb", source_id, str(e)) from e
         except Exception as e:  # noqa: BLE001
-            raise _classify(e, source_id) from None
+            raise _classify(e, source_id) from e
     try:
         return to_rgb(_exif_upright(im))
     except Exception as e:  # noqa: BLE001 - e.g. a mode Pillow cannot convert
-        raise BadImage("unreadable", source_id, f"{type(e).__name__}: {e}") from None
+        raise BadImage("unreadable", source_id, f"{type(e).__name__}: {e}") from e
 
 
 def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -73,10 +73,10 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     """
     try:
         data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"image file not found: {path}") from exc
     except OSError as e:
-        raise BadImage("unreadable", str(path), e.strerror or type(e).__name__) from None
+        raise BadImage("unreadable", str(path), e.strerror or type(e).__name__) from e
     return decode_image(data, str(path), max_pixels)
 
 

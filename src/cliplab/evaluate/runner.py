@@ -9,7 +9,6 @@ run (templates, attribute, precision, cliplab version); ``details`` holds what a
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, SourceError, open_source
-from cliplab.errors import InputError, how_to_pass
+from cliplab.errors import InputError, how_to_pass, warn
 from cliplab.evaluate.metrics import classification_metrics, retrieval_metrics
 from cliplab.features import Features
 
@@ -216,7 +215,7 @@ def run_zeroshot_classification(
     src, name = _source(source)
     classes, prompt_names = resolve_classes(src, classnames)
     if len(classes) == 1:
-        warnings.warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0", stacklevel=2)
+        warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0")
     if templates is None:
         templates = src.templates if src.templates and classnames is None else "default"
     attribute = _scene_attribute(src)

@@ -20,13 +20,12 @@ import hashlib
 import os
 import time
 import uuid
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, warn
 from cliplab.files import atomic_write
 
 CHUNK_FORMAT = "cliplab.embedding-chunk"
@@ -158,7 +157,7 @@ class ChunkCache:
         except ChunkError:
             raise
         except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
-            raise ChunkError(f"unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+            raise ChunkError(f"unreadable ({type(e).__name__}: {str(e)[:120]})") from e
         rows = int(meta.get("rows", -1))
         if hashes.dtype != np.uint8 or hashes.shape != (rows, HASH_BYTES):
             raise ChunkError(f"hash list has shape {hashes.shape} {hashes.dtype}, expected ({rows}, {HASH_BYTES}) uint8")
@@ -201,10 +200,9 @@ class ChunkCache:
 
     # --- damage -----------------------------------------------------------------------------------------
     def _discard(self, path: Path, reason: str) -> None:
-        warnings.warn(
+        warn(
             f"embedding cache: {path} is corrupt ({reason}); removed it, its images will be recomputed",
             CacheWarning,
-            stacklevel=3,
         )
         try:
             path.unlink()

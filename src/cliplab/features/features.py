@@ -98,7 +98,7 @@ class Features:
         try:
             return self[[where[i] for i in ids]]
         except KeyError as e:
-            raise KeyError(f"id {e.args[0]!r} is not in these features") from None
+            raise KeyError(f"id {e.args[0]!r} is not in these features") from e
 
     @property
     def y(self) -> np.ndarray:
@@ -158,13 +158,13 @@ class Features:
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise FeaturesFileError(f"cannot read {mpath}: {e}") from None
+            raise FeaturesFileError(f"cannot read {mpath}: {e}") from e
         if manifest.get("format") != "cliplab.features":
             raise FeaturesFileError(f"{mpath} is not a cliplab features manifest")
         try:
             blob = xpath.read_bytes()
         except OSError as e:
-            raise FeaturesFileError(f"cannot read {xpath}: {e.strerror or e}") from None
+            raise FeaturesFileError(f"cannot read {xpath}: {e.strerror or e}") from e
         if hashlib.sha256(blob).hexdigest() != manifest["matrix"]["sha256"]:
             raise FeaturesFileError(f"{xpath} does not match {mpath} (damaged or overwritten); save the features again")
         X = st_load(blob)["X"]

@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import sys
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,7 @@ import torch
 from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
-from cliplab.errors import InputError, NothingEmbeddedError
+from cliplab.errors import InputError, NothingEmbeddedError, warn
 from cliplab.features.cache import ChunkCache, content_hash, namespace_key
 from cliplab.features.features import Features
 
@@ -327,7 +326,7 @@ def embed(
         identity=getattr(model, "identity", ""),
     )
     if skipped:
-        warnings.warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning, stacklevel=2)
+        warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning)
     return features
 
 

@@ -24,6 +24,7 @@ def load_model(
     pretrained: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    seed: int = 0,
 ) -> Model:
     """Load a model by spec.
 
@@ -31,13 +32,15 @@ def load_model(
     pretrained: for ``openclip:`` an open_clip tag, a checkpoint file (.safetensors/.pt/.pth/.bin) or
         ``hf-hub:org/name``; for ``cliplab:`` a weights file that replaces the shipped one; unused for ``hf:``.
     device: default cuda when available, else cpu. precision: "fp32" | "bf16" | "fp16" (CUDA only).
+    seed: random initialisation of an ``openclip:`` architecture without weights (same seed, same
+        weights): such a model is for testing code paths and measuring speed, not for predictions.
     Errors a user can fix raise :class:`ModelLoadError` with a one-line message.
     """
     parsed = parse_spec(spec)
     if parsed.kind == "openclip":
         from cliplab.models.openclip_backend import OpenClipModel
 
-        return OpenClipModel.load(parsed.target, pretrained=pretrained, device=device, precision=precision)
+        return OpenClipModel.load(parsed.target, pretrained=pretrained, device=device, precision=precision, seed=seed)
     if parsed.kind == "hf":
         from cliplab.models.hf_backend import HFModel
 

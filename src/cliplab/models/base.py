@@ -9,7 +9,6 @@ normalisation and the float32 numpy output.
 from __future__ import annotations
 
 import abc
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, warn
 
 ImageInput = Image.Image | str | Path | np.ndarray
 
@@ -112,16 +111,18 @@ class Model(abc.ABC):
     def warn_if_truncated(self, texts: Sequence[str]) -> None:
         cut = sum(n > self.context_length for n in self.token_counts(texts))
         if cut:
-            warnings.warn(
+            warn(
                 f"{cut} of {len(texts)} texts are longer than {self.name}'s context length "
-                f"({self.context_length} tokens) and were truncated",
-                stacklevel=3,
+                f"({self.context_length} tokens) and were truncated"
             )
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts: float32, L2-normalised rows. Warns once if any text was truncated."""
         texts = [texts] if isinstance(texts, str) else list(texts)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise InputError(f"texts must be strings; item {bad} is {type(texts[bad]).__name__} {texts[bad]!r}")
         self.warn_if_truncated(texts)
         out = []
         for i in range(0, len(texts), batch_size):

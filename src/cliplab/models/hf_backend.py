@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from cliplab.errors import how_to_pass
 from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
@@ -39,7 +40,7 @@ def resolve_folder(target: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache, offline = hub.cache_dir(), hub.offline()
-    hint = f"download it where there is network (`hf download {target}`) and pass the folder: load_model('hf:/path/to/folder')"
+    hint = f"download it where there is network (`hf download {target}`) and pass the folder: {how_to_pass('spec', 'hf:/path/to/folder')}"
     try:
         if offline:
             return Path(snapshot_download(target, cache_dir=cache, local_files_only=True))
@@ -49,10 +50,23 @@ def resolve_folder(target: str) -> Path:
         if not any(folder.glob("model*.safetensors")):
             folder = Path(snapshot_download(target, cache_dir=cache, allow_patterns=patterns + ["pytorch_model*.bin"]))
         return folder
-    except LocalEntryNotFoundError:
-        raise ModelLoadError(f"hf:{target} is not in the Hugging Face cache ({cache}) and {hub.download_hint()}; {hint}") from None
+    except LocalEntryNotFoundError as exc:
+        raise ModelLoadError(f"hf:{target} is not in the Hugging Face cache ({cache}) and {hub.download_hint()}; {hint}") from exc
     except Exception as exc:  # RepositoryNotFoundError, gated repos, HTTP errors...
-        raise ModelLoadError(f"hf:{target}: cannot fetch it from the Hugging Face hub ({brief(exc)}); {hint}") from None
+        raise ModelLoadError(f"hf:{target}: cannot fetch it from the Hugging Face hub ({brief(exc)}); {hint}") from exc
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
+
+
+def check_saved_parts(name: str, folder: Path) -> None:
+    """A folder must hold the model config, an image processor and a tokenizer; say which is missing."""
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{name}: no config.json in {folder}; save the model there with model.save_pretrained(folder)")
+    if not (folder / "preprocessor_config.json").is_file():
+        raise ModelLoadError(f"{name}: no image processor saved in {folder}; save one there with processor.save_pretrained(folder)")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(f"{name}: no tokenizer saved in {folder}; save one there with tokenizer.save_pretrained(folder)")
 
 
 def as_features(output: Any) -> torch.Tensor:
@@ -103,12 +117,13 @@ class HFModel(Model):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         folder = resolve_folder(target)
+        check_saved_parts(name, folder)
         try:
             module = AutoModel.from_pretrained(folder, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             image_processor = AutoImageProcessor.from_pretrained(folder)
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"{name}: cannot load from {folder}: {brief(exc)}") from None
+            raise ModelLoadError(f"{name}: cannot load from {folder}: {brief(exc)}") from exc
         if not (hasattr(module, "get_image_features") and hasattr(module, "get_text_features")):
             raise ModelLoadError(
                 f"{name}: {type(module).__name__} has no get_image_features/get_text_features; it is not a dual encoder"

@@ -11,13 +11,13 @@ import difflib
 import hashlib
 import json
 import os
-import warnings
 from copy import deepcopy
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from cliplab.errors import warn
 from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
@@ -39,11 +39,26 @@ def arch_config(arch: str) -> dict:
     cfg = open_clip.get_model_config(arch)
     if cfg is not None:
         return deepcopy(cfg)
-    known = open_clip.list_models()
-    by_lower = {name.lower(): name for name in known}
-    close = [by_lower[m] for m in difflib.get_close_matches(arch.lower(), list(by_lower), n=3, cutoff=0.5)]
+    close = closest_names(arch, open_clip.list_models())
     hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models()"
     raise ModelLoadError(f"unknown open_clip architecture {arch!r}; {hint}")
+
+
+def closest_names(arch: str, known: list[str], n: int = 3) -> list[str]:
+    """Known architectures closest to ``arch``: the longest shared prefix first, then the most used
+    (most pretrained tags), then spelling similarity. ``ViT-Nope`` suggests ``ViT-B-32`` first."""
+    import open_clip
+
+    lower = arch.lower()
+    by_lower = {name.lower(): name for name in known}
+    pool = [by_lower[m] for m in difflib.get_close_matches(lower, list(by_lower), n=15, cutoff=0.4)]
+
+    def rank(name: str) -> tuple[int, int, float]:
+        prefix = len(os.path.commonprefix([lower, name.lower()]))
+        tags = len(open_clip.list_pretrained_tags_by_model(name))
+        return (-prefix, -tags, -difflib.SequenceMatcher(None, lower, name.lower()).ratio())
+
+    return sorted(pool, key=rank)[:n]
 
 
 def needs_quick_gelu(arch: str, tag: str | None) -> bool:
@@ -94,9 +109,9 @@ def build_module(model_cfg: dict, what: str) -> torch.nn.Module:
         raise ModelLoadError(
             f"{what}: the text tower config {text_cfg.get('hf_model_name')!r} is not in the Hugging Face cache "
             f"({hub.cache_dir()}) and {hub.download_hint()}: {brief(exc)}"
-        ) from None
+        ) from exc
     except (TypeError, KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{what}: invalid open_clip model config: {brief(exc)}") from None
+        raise ModelLoadError(f"{what}: invalid open_clip model config: {brief(exc)}") from exc
 
 
 def adapt_state_dict(module: torch.nn.Module, state: dict) -> dict:
@@ -145,7 +160,7 @@ def make_tokenizer(model_cfg: dict, what: str):
             f"{what}: the tokenizer {name!r} is not in the Hugging Face cache ({hub.cache_dir()}) and "
             f"{hub.download_hint()}; download it where there is network (`hf download {name}`) and copy the cache "
             f"here or point HF_HOME at it ({brief(exc)})"
-        ) from None
+        ) from exc
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -190,12 +205,14 @@ class OpenClipModel(Model):
         pretrained: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        seed: int = 0,
     ) -> "OpenClipModel":
         """``openclip:<arch>`` with ``pretrained`` = an open_clip tag, a checkpoint file or ``hf-hub:org/name``.
 
         ``arch`` may itself be ``hf-hub:org/name`` (config and weights from that repo). A tag trained
         with QuickGELU (``openai``) switches QuickGELU on; for a local file of such weights use the
-        ``<arch>-quickgelu`` architecture name.
+        ``<arch>-quickgelu`` architecture name. Without weights the model is randomly initialised
+        from ``seed``: the same seed gives the same weights (and so the same cache identity).
         """
         name = f"openclip:{arch}"
         pretrained = os.fspath(pretrained) if pretrained is not None else None
@@ -229,8 +246,8 @@ class OpenClipModel(Model):
                         f"pretrained={pretrained!r} is neither an open_clip tag for {arch} (tags: {tags}) nor an existing file"
                     )
             else:
-                warnings.warn(f"{name}: no pretrained weights given; the model is randomly initialised", stacklevel=2)
-        return cls._assemble(name, model_cfg, overlay, weights, device, precision, pretrained=pretrained)
+                warn(f"{name}: no pretrained weights given; the model is randomly initialised")
+        return cls._assemble(name, model_cfg, overlay, weights, device, precision, pretrained=pretrained, seed=seed)
 
     @classmethod
     def from_config(
@@ -248,11 +265,13 @@ class OpenClipModel(Model):
         return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision)
 
     @classmethod
-    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None):
+    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
-        module = build_module(model_cfg, name)
+        with torch.random.fork_rng(devices=[]):  # random init from ``seed``, the caller's RNG untouched
+            torch.manual_seed(seed)
+            module = build_module(model_cfg, name)
         if state is not None:
             state = adapt_state_dict(module, state)
             check_compatible(module, state, weights, name)

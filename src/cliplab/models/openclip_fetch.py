@@ -9,26 +9,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
+from cliplab.errors import how_to_pass
 from cliplab.models import hub
 from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.weights import WEIGHT_SUFFIXES
 
 HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 HUB_CONFIG_FILE = "open_clip_config.json"
-LOCAL_HINT = "pass a local copy instead: pretrained=/path/to/file.safetensors"
-
-
 def local_hint(arch: str | None = None, cfg: dict | None = None) -> str:
-    """How to pass the weights by path; names the ``-quickgelu`` architecture where the tag needs it."""
+    """How to pass the weights by path (as a flag or an argument, where it is read); names the
+    ``-quickgelu`` architecture where the tag needs it."""
+    weights = how_to_pass("pretrained", "/path/to/file.safetensors")
     if arch and cfg and cfg.get("quick_gelu") and not arch.endswith("-quickgelu"):
         import open_clip
 
         qg = f"{arch}-quickgelu"
         if open_clip.get_model_config(qg) is not None:
-            return f"pass a local copy instead: load_model('openclip:{qg}', pretrained='/path/to/file.safetensors') (these weights need QuickGELU)"
-        return f"{LOCAL_HINT} (these weights need QuickGELU)"
-    return LOCAL_HINT
+            return f"pass a local copy instead: {how_to_pass('spec', f'openclip:{qg}')} with {weights} (these weights need QuickGELU)"
+        return f"pass a local copy instead: {weights} (these weights need QuickGELU)"
+    return f"pass a local copy instead: {weights}"
 
 
 def _missing(what: str, files: list[str], where: str, hint: str) -> ModelLoadError:
@@ -36,8 +37,9 @@ def _missing(what: str, files: list[str], where: str, hint: str) -> ModelLoadErr
     return ModelLoadError(f"{what} needs {names} from {where}, which is not cached here and {hub.download_hint()}; {hint}")
 
 
-def hub_file(repo: str, filenames: list[str] | tuple[str, ...], what: str, hint: str = LOCAL_HINT) -> str:
+def hub_file(repo: str, filenames: list[str] | tuple[str, ...], what: str, hint: str | None = None) -> str:
     """Path of the first of ``filenames`` the Hugging Face repo ``repo`` has (cache first)."""
+    hint = hint or local_hint()
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
@@ -53,7 +55,7 @@ def hub_file(repo: str, filenames: list[str] | tuple[str, ...], what: str, hint:
                 continue  # another name may be cached
             break  # no network: asking again for the next name only repeats the wait
         except Exception as exc:  # repository not found, auth, HTTP errors...
-            raise ModelLoadError(f"{what}: cannot fetch {name} from {where}: {brief(exc)}; {hint}") from None
+            raise ModelLoadError(f"{what}: cannot fetch {name} from {where}: {brief(exc)}; {hint}") from exc
     raise _missing(what, list(filenames), where, hint)
 
 
@@ -82,12 +84,14 @@ def _url_weights(url: str, what: str, hint: str) -> str:
 
     cache = os.path.expanduser("~/.cache/clip")
     target = os.path.join(cache, os.path.basename(url))
-    if hub.offline() and not os.path.isfile(target):
-        raise ModelLoadError(f"{what} needs {os.path.basename(url)} from {url} (cache {cache}), and {hub.download_hint()}; {hint}")
+    host = urlparse(url).hostname or ""
+    if not os.path.isfile(target) and (hub.offline_by_setting() or not hub.reachable(host)):
+        why = hub.download_hint() if hub.offline_by_setting() else f"{host} cannot be reached (no network)"
+        raise ModelLoadError(f"{what} needs {os.path.basename(url)} from {url} (cache {cache}), and {why}; {hint}")
     try:
         return open_clip.download_pretrained_from_url(url, cache_dir=cache)
     except Exception as exc:
-        raise ModelLoadError(f"{what}: cannot download {url}: {brief(exc)}; {hint}") from None
+        raise ModelLoadError(f"{what}: cannot download {url}: {brief(exc)}; {hint}") from exc
 
 
 def hub_repo(repo: str) -> tuple[dict, str]:
@@ -97,7 +101,7 @@ def hub_repo(repo: str) -> tuple[dict, str]:
     try:
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{what}: cannot read {config_path}: {brief(exc)}") from None
+        raise ModelLoadError(f"{what}: cannot read {config_path}: {brief(exc)}") from exc
     if "model_cfg" not in config:
         raise ModelLoadError(f"{what}: {config_path} has no 'model_cfg' (not an open_clip repo?)")
     return config, hub_file(repo, HUB_WEIGHT_FILES, what)

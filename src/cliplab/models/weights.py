@@ -35,18 +35,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except RuntimeError as exc:
         if "TorchScript" not in str(exc):
-            raise ModelLoadError(f"cannot read weights file {path}: {brief(exc)}") from None
+            raise ModelLoadError(f"cannot read weights file {path}: {brief(exc)}") from exc
         raise ModelLoadError(
             f"cannot read weights file {path}: it is a TorchScript archive (like OpenAI's original .pt files), which "
             "cliplab does not load; use the open_clip tag (pretrained='openai') or save its state_dict() as .safetensors"
-        ) from None
-    except pickle.UnpicklingError:
+        ) from exc
+    except pickle.UnpicklingError as exc:
         raise ModelLoadError(
             f"cannot read weights file {path}: it holds pickled Python objects or is not a torch checkpoint; "
             "cliplab reads only safetensors files and plain torch state dicts"
-        ) from None
+        ) from exc
     except Exception as exc:  # safetensors / torch raise many types for a damaged file
-        raise ModelLoadError(f"cannot read weights file {path}: {brief(exc)}") from None
+        raise ModelLoadError(f"cannot read weights file {path}: {brief(exc)}") from exc
 
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]

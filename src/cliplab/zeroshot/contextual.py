@@ -66,6 +66,13 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
     Step 1, ``infer_mode="with_y"``: P(z|x) = sum_y exp(f(y,z;x)/T) / sum_{z'} sum_y exp(f(y,z';x)/T);
     ``"without_y"``: P(z|x) = softmax_z f(z;x)/T with the class name replaced by ``convert_text``.
     Step 2: P(y|x,z) = softmax_y f(y,z;x) (temperature 1); P(y|x) = sum_z P(z|x) P(y|x,z).
+
+    Fitted attributes:
+        classes_: (Y,) array of the class names.
+        contexts_: the Z contexts, each a dict factor -> value.
+        text_weights_: (Y, Z, D) float32, the L2-normalised embedding of each (class, context) text.
+        context_weights_: (Z, D) float32 for ``infer_mode="without_y"``, else None.
+        n_features_in_: D, the embedding width ``X`` must have.
     """
 
     def __init__(self, model, classnames: Sequence[str], attributes: Attributes,

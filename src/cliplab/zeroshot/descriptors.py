@@ -28,7 +28,7 @@ def load_descriptors(source: Descriptors) -> dict[str, list[str]]:
         try:
             source = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
     if not isinstance(source, Mapping) or not source:
         raise InputError("descriptors must be a non-empty dict classname -> list of descriptor strings")
     out: dict[str, list[str]] = {}
@@ -76,6 +76,13 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
     ``predict_proba`` is ``softmax(model.logit_scale * scores)``: the release only applies a plain
     softmax to the raw scores for its top-k metric; scaling by the model's temperature gives
     probabilities as peaked as ordinary zero-shot ones. The argmax is unchanged either way.
+
+    Fitted attributes:
+        classes_: (C,) array of the class names (the descriptor mapping's keys).
+        descriptor_texts_: the M descriptors, class by class; prompts_: their full prompts.
+        descriptor_class_: (M,) index of the class each descriptor belongs to.
+        descriptor_embeddings_: (M, D) float32, L2-normalised prompt embeddings.
+        n_features_in_: D, the embedding width ``X`` must have.
     """
 
     def __init__(self, model, descriptors: Descriptors, aggregate: str = "mean",

@@ -93,7 +93,7 @@ def _from_file(path: Path) -> Templates:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
         return _from_json(data, str(path))
     return [normalise_template(line.strip()) for line in text.splitlines() if line.strip()]
 

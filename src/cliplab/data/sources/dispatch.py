@@ -51,6 +51,6 @@ def _parse_synthetic(text: str, rest: str) -> tuple[int, int]:
         seed = int(parts[1]) if len(parts) == 2 else 0
         if n < 0:
             raise ValueError
-    except ValueError:
-        raise SourceError(f"cannot read {text!r}; write 'synthetic:<n>' or 'synthetic:<n>:<seed>' with integers") from None
+    except ValueError as exc:
+        raise SourceError(f"cannot read {text!r}; write 'synthetic:<n>' or 'synthetic:<n>:<seed>' with integers") from exc
     return n, seed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from cliplab.data.sources.base import (
     read_file,
     sorted_classes,
 )
-from cliplab.errors import how_to_pass
+from cliplab.errors import how_to_pass, warn
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -53,7 +52,7 @@ def image_folder(root: str | os.PathLike[str], labels: str | None = "auto") -> I
     if use_labels and loose:
         shown = ", ".join(repr(name) for name in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
         notes.append(f"{len(loose)} image(s) outside the class subfolders have no label and are left out of labelled tasks: {shown}")
-        warnings.warn(f"{root}: {notes[-1]}", stacklevel=2)
+        warn(f"{root}: {notes[-1]}")
     items = []
     for rel in rels:
         path = str(base.joinpath(*rel))

@@ -51,7 +51,7 @@ def read_config(name: str) -> dict:
     try:
         config = json.loads(entry.config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the config of bundled model {name!r} at {entry.config}: {exc}") from None
+        raise ModelLoadError(f"cannot read the config of bundled model {name!r} at {entry.config}: {exc}") from exc
     if "model_cfg" not in config:
         raise ModelLoadError(f"config of bundled model {name!r} at {entry.config} has no 'model_cfg'")
     return config

@@ -1,0 +1,47 @@
+"""The scikit-learn estimator contract of the zero-shot heads, and where the design departs from it.
+
+A zero-shot head's classes are the class names it was built with and its input width is its model's
+embedding width: both are fixed before ``fit`` sees any data. scikit-learn's generic checks feed
+arbitrary widths, integer features and integer labels, so the checks that assume a head learns its
+classes and width from ``X, y`` are expected to fail. Each is listed with the reason; every other
+check (unfitted use, sparse and complex input, empty data, params, cloning, repr) must pass; NaN/inf
+refusal is tested directly in test_classifier.py, since the generic check first fits on data of another width.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from cliplab.zeroshot import ZeroShotClassifier
+
+from .conftest import FakeModel
+
+WIDTH = "the head's width is its model's embedding width, fixed before fit; the check feeds another width"
+CLASSES = "the head's classes are its class names, fixed before fit; the check's labels are not among them"
+EXPECTED_FAILURES = {
+    **dict.fromkeys([
+        "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_pipeline_consistency",
+        "check_estimators_pickle", "check_f_contiguous_array_estimator", "check_supervised_y_2d",
+        "check_decision_proba_consistency", "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+        "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged", "check_fit_idempotent",
+        "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d", "check_requires_y_none",
+        "check_estimators_nan_inf",
+    ], WIDTH),  # fmt: skip
+    **dict.fromkeys(["check_classifiers_classes", "check_classifiers_train", "check_classifiers_one_label"], CLASSES),
+    "check_classifiers_regression_target": "a continuous target is refused as labels that are not class names",
+    "check_dtype_object": "object arrays are refused: embeddings are float arrays",
+    "check_classifier_data_not_an_array": "integer features are refused: embeddings are float arrays",
+}
+
+
+def _head() -> ZeroShotClassifier:
+    return ZeroShotClassifier(FakeModel(dim=8, hash_unknown=True), ["0", "1", "2"], templates=["{c}"])
+
+
+@parametrize_with_checks([_head()], expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
+@pytest.mark.filterwarnings("ignore::cliplab.validation.NormWarning")
+def test_sklearn_checks(estimator, check):
+    check(estimator)
