@@ -42,6 +42,27 @@ def test_figures_are_png(cm_png):
     for png in figures:
         assert png.startswith(PNG)
         assert Image.open(io.BytesIO(png)).size[0] > 100
+    for grid in figures[4:]:  # the image tiles themselves are drawn, not just the frame
+        pixels = np.asarray(Image.open(io.BytesIO(grid)).convert("RGB")).reshape(-1, 3).astype(int)
+        assert (np.abs(pixels - [255, 0, 0]).sum(1) < 10).sum() > 100
+
+
+def test_confusion_matrix_shows_the_counts():
+    import matplotlib.figure
+
+    texts = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return real(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = spy
+    try:
+        plots.confusion_matrix_png(np.array([[3, 1], [0, 4]]), ["cat", "dog"])
+    finally:
+        matplotlib.figure.Figure.savefig = real
+    assert {"0.75", "0.25", "1.00"} <= set(texts)  # cells annotated with row-normalised rates
 
 
 def test_plot_inputs_are_checked():

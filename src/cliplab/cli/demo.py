@@ -30,6 +30,7 @@ from cliplab.files import write_json
 def demo(
     model_spec: str = MODEL_OPTION,
     pretrained: str = PRETRAINED_OPTION,
+    precision: str = PRECISION_OPTION,
     n: int = typer.Option(1000, "--n", min=10, help="Images per task (classification and retrieval each)."),
     seed: int = typer.Option(2026, help="Seed of the fresh test scenes (training never used it)."),
     split: str = typer.Option("test", help="test, or heldout for shape-colour pairs never seen in training."),
@@ -49,7 +50,7 @@ def demo(
         if split not in synthetic.SPLITS:
             raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
         task = bar.add_task("loading model", total=6 + len(synthetic.ATTRIBUTES))
-        model = load_model(model_spec, pretrained=pretrained)
+        model = load_model(model_spec, pretrained=pretrained, precision=precision)
 
         def step(description: str) -> None:
             bar.update(task, advance=1, description=description)
