@@ -13,6 +13,7 @@ from rich.table import Table
 from cliplab.cli import app
 from cliplab.cli.common import (
     MODEL_OPTION,
+    PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     user_errors,
