@@ -85,7 +85,7 @@ def test_missing_repo_offline_is_one_line():
     msg = str(err.value)
     assert "\n" not in msg
     assert "someorg/not-cached" in msg and "HF_HUB_OFFLINE" in msg and "hf:/path/to/folder" in msg
-    assert err.value.__cause__ is None
+    assert type(err.value.__cause__).__name__ == "LocalEntryNotFoundError"  # the cause is kept
 
 
 def test_bad_local_folder_and_pretrained(tmp_path):

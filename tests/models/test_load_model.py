@@ -79,6 +79,8 @@ def test_from_config_without_weights_is_random_init(tiny_config):
     a = OpenClipModel.from_config("x", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], None, "cpu")
     b = OpenClipModel.from_config("x", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], None, "cpu")
     assert a.identity != b.identity  # identity hashes the (different) random weights
+    c, d = (OpenClipModel.from_config("x", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], None, "cpu", seed=3) for _ in range(2))
+    assert c.identity == d.identity  # a seed fixes them
 
 
 def test_default_device_and_repr(tiny_model):

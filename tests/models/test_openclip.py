@@ -144,7 +144,7 @@ def test_missing_tag_weights_offline_is_one_line():
     msg = one_line(err)
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in msg
     assert "open_clip_model.safetensors" in msg and "open_clip_pytorch_model.bin" in msg
-    assert "pretrained=/path/to/file.safetensors" in msg and "HF_HUB_OFFLINE" in msg
+    assert "pretrained='/path/to/file.safetensors'" in msg and "HF_HUB_OFFLINE" in msg
     assert err.value.__cause__ is None  # no chain of network tracebacks
     assert err.value.__context__ is None or err.value.__suppress_context__
 
@@ -170,7 +170,7 @@ def test_missing_hf_hub_repo_offline_is_one_line():
     with pytest.raises(ModelLoadError) as err:
         load_model("openclip:ViT-B-32", pretrained="hf-hub:someone/some-clip", device="cpu")
     msg = one_line(err)
-    assert "someone/some-clip" in msg and "open_clip_config.json" in msg and "pretrained=/path/to" in msg
+    assert "someone/some-clip" in msg and "open_clip_config.json" in msg and "pretrained='/path/to" in msg
 
 
 def test_hf_hub_repo_from_offline_cache(hf_cache, tmp_path, tiny_config, tiny_weights):

@@ -131,14 +131,23 @@ def _run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
 
 
 @dataclass
-class ClassificationResult:
-    """A zero-shot classification run: CLIP_benchmark fields plus what was run; ``details`` for reports."""
+class RunResult:
+    """What every runner result records about the run; ``to_json()`` leaves out ``details``."""
 
     dataset: str
     model: str
     pretrained: str | None
     precision: str
     cliplab_version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+
+
+@dataclass
+class ClassificationResult(RunResult):
+    """A zero-shot classification run: CLIP_benchmark fields plus what was run; ``details`` for reports."""
+
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
     classnames: list[str]
@@ -150,33 +159,17 @@ class ClassificationResult:
     details: ClassificationDetails = field(repr=False)
     task: str = "zeroshot_classification"
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict_shallow(self).items() if k != "details"}
-
 
 @dataclass
-class RetrievalResult:
+class RetrievalResult(RunResult):
     """A zero-shot retrieval run: CLIP_benchmark fields plus what was run; ``details`` for reports."""
 
-    dataset: str
-    model: str
-    pretrained: str | None
-    precision: str
-    cliplab_version: str
     metrics: dict[str, float]
     n_images: int
     n_texts: int
     n_skipped: int
     details: RetrievalDetails = field(repr=False)
     task: str = "zeroshot_retrieval"
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict_shallow(self).items() if k != "details"}
-
-
-def asdict_shallow(obj: Any) -> dict[str, Any]:
-    """A dataclass's fields as a dict, values as they are (``dataclasses.asdict`` would deep-copy arrays)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def describe_templates(templates: Any) -> str | list[str] | dict[str, list[str]]:

@@ -258,20 +258,25 @@ class OpenClipModel(Model):
         weights_path: str | os.PathLike | None,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        seed: int | None = None,
     ) -> "OpenClipModel":
         """A model from an open_clip config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...),
         open_clip ``PreprocessCfg`` fields and a weights file (``CLIP.state_dict()``; fp16 is cast to
-        fp32). ``weights_path=None`` gives random weights (e.g. to start training)."""
-        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision)
+        fp32). ``weights_path=None`` gives random weights (e.g. to start training), drawn from ``seed``,
+        or from torch's global random state when ``seed`` is None (so a training script's seed decides)."""
+        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision, seed=seed)
 
     @classmethod
     def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
-        with torch.random.fork_rng(devices=[]):  # random init from ``seed``, the caller's RNG untouched
-            torch.manual_seed(seed)
+        if seed is None:
             module = build_module(model_cfg, name)
+        else:
+            with torch.random.fork_rng(devices=[]):  # random init from ``seed``, the caller's RNG untouched
+                torch.manual_seed(seed)
+                module = build_module(model_cfg, name)
         if state is not None:
             state = adapt_state_dict(module, state)
             check_compatible(module, state, weights, name)
