@@ -146,6 +146,19 @@ def public_result(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
+def zeroshot_head(model, source: ImageSource, templates: Any = None, classnames: Sequence[str] | None = None):
+    """(label vocabulary, fitted ``ZeroShotClassifier``) for a labelled source: class names from
+    ``resolve_classes``; templates None means "default", or for synthetic scenes labelled by an
+    attribute, that attribute's prompts."""
+    from cliplab.zeroshot import ZeroShotClassifier
+
+    classes, prompt_names = resolve_classes(source, classnames)
+    if templates is None:
+        attr = scene_attribute(source) if classnames is None else None
+        templates = scene_templates(attr) if attr else "default"
+    return classes, ZeroShotClassifier(model, prompt_names, templates).fit()
+
+
 # --- runners ---------------------------------------------------------------------------------------
 def run_zeroshot_classification(
     model,
@@ -167,20 +180,14 @@ def run_zeroshot_classification(
     templates: a template spec (``resolve_templates``); None means "default", or for synthetic
         scenes labelled by an attribute, that attribute's prompts (``scene_templates``).
     """
-    from cliplab.zeroshot import ZeroShotClassifier
-
     src, name = _source(source)
-    classes, prompt_names = resolve_classes(src, classnames)
-    if templates is None:
-        attr = scene_attribute(src) if classnames is None else None
-        templates = scene_templates(attr) if attr else "default"
+    classes, clf = zeroshot_head(model, src, templates, classnames)
     feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress)
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
     if not keep:
         raise InputError(f"no image of {name!r} has a label among the {len(classes)} classes")
     y = np.array([index[items[i].label] for i in keep], dtype=np.int64)
-    clf = ZeroShotClassifier(model, prompt_names, templates).fit()
     logits = clf.decision_function(feats.X[keep])
     metrics = classification_metrics(logits, y, classes)
     per_class = metrics.pop("per_class")
