@@ -1,4 +1,5 @@
-"""``cliplab eval``: CLIP_benchmark-style zero-shot classification and retrieval, JSON + HTML report."""
+"""``cliplab eval``: CLIP_benchmark-style zero-shot classification and retrieval, and the tasks beyond
+accuracy (``cli/eval_tasks.py``), JSON + HTML report."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ class Task(str, Enum):
     auto = "auto"
     zeroshot_classification = "zeroshot_classification"
     zeroshot_retrieval = "zeroshot_retrieval"
+    robustness = "robustness"
+    calibration = "calibration"
+    ood = "ood"
+    fairness = "fairness"
+    diagnostics = "diagnostics"
+    generation = "generation"
+    skills = "skills"
 
 
 class Attribute(str, Enum):
@@ -80,11 +88,11 @@ def print_metrics(result: dict) -> None:
 @app.command("eval", context_settings={"allow_extra_args": True})
 def eval_command(
     ctx: typer.Context,
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset: an image folder (one subfolder per class), a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    dataset: Optional[str] = typer.Option(None, "--images", "-i", "--dataset", "-d", help="Images: an image folder (one subfolder per class), a .csv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]. Not used by --task skills."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions."),
+    task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions. Beyond accuracy: robustness, calibration, ood, fairness, diagnostics, generation, skills."),
     templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file. Default: 'default' (synthetic scenes: the attribute's own prompt)."),
     classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
     attribute: Attribute = typer.Option(Attribute.shape, "--attribute", help="Synthetic datasets only: the label of single-object scenes for classification."),
@@ -94,12 +102,39 @@ def eval_command(
     workers: Optional[int] = WORKERS_OPTION,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (metrics, confusion matrix, examples)."),
     progress: bool = PROGRESS_OPTION,
+    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Robustness: ImageNet-C corruptions, e.g. gaussian_noise,motion_blur (default: 11 of them)."),
+    severities: Optional[str] = typer.Option(None, "--severities", help="Robustness: severities among 1-5, e.g. 1,3,5 (default: all five)."),
+    ood_images: Optional[str] = typer.Option(None, "--ood-images", "--ood-dataset", help="OOD: images from elsewhere, to tell apart from --images."),
+    group_column: Optional[list[str]] = typer.Option(None, "--group-column", help="Fairness: a metadata column naming each image's group (repeat for several; synthetic scenes: background, color, size, position)."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="Generation: a file with one caption per image, in order (default: each image's first caption)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Generation: reference images for CMMD."),
+    scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
+    bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
+    from cliplab.cli import eval_tasks
     from cliplab.evaluate.runner import open_dataset, public_result, run_zeroshot_classification, run_zeroshot_retrieval
+    from cliplab.evaluate.tasks import EmbedOptions
     from cliplab.models import load_model
 
+    if task.value in eval_tasks.TASKS:
+        with user_errors(), warnings_as_lines():
+            opts = eval_tasks.TaskOptions(
+                dataset, read_names(classnames, "--classnames") if classnames else None, templates, attribute.value,
+                corruptions, severities, bins, seed, ood_images, list(group_column or []), captions, reference, scenes,
+            )  # fmt: skip
+            if ctx.args or recall_k:
+                raise InputError(f"--recall-k does not apply to --task {task.value}")
+            clip = load_model(model, pretrained=pretrained)
+            result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache_dir, workers, progress), pretrained, progress)
+            eval_tasks.write_outputs(result, out, report)
+        eval_tasks.print_result(result)
+        typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
+        return
     with user_errors(), warnings_as_lines():
+        if dataset is None:
+            raise InputError("--images is required")
         ks = parse_recall_k(recall_k, list(ctx.args))
         names = read_names(classnames, "--classnames") if classnames else None
         source = open_dataset(dataset, attribute=attribute.value if task != Task.zeroshot_retrieval else None)
