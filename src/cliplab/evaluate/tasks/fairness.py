@@ -39,7 +39,7 @@ class ColumnFairness:
     max_gap: float
     equalized_odds_difference: float
     demographic_parity_difference: float
-    group_predictability: float  # balanced accuracy of a linear probe predicting the group
+    group_predictability: float  # balanced accuracy of a linear probe predicting the group (groups of 2+ images)
     chance: float  # 1 / number of groups
 
     def figures(self) -> dict[str, float]:
@@ -67,6 +67,15 @@ def group_value(item: ImageItem, column: str) -> str:
     if objects and column in objects[0]:
         return str(objects[0][column])
     raise InputError(f"image {item.id!r} has no value for group column {column!r}; name a column of the manifest (or background/color/size/position for synthetic scenes)")
+
+
+def _predictability(X: np.ndarray, g: np.ndarray, seed: int) -> float:
+    """``group_predictability`` over the groups with at least 2 images (NaN when fewer than 2 such groups)."""
+    values, counts = np.unique(g, return_counts=True)
+    keep = np.isin(g, values[counts >= 2])
+    if len(np.unique(g[keep])) < 2:
+        return float("nan")
+    return group_predictability(X[keep], g[keep], seed=seed)
 
 
 def run_fairness(
@@ -101,7 +110,7 @@ def run_fairness(
         measured.append(ColumnFairness(
             column, stats, max_gap({s.group: s.acc1.value for s in stats}),
             equalized_odds_difference(run.y, pred, g), demographic_parity_difference(run.y, pred, g),
-            group_predictability(run.X, g, seed=seed) if n_groups > 1 else float("nan"), 1.0 / n_groups,
+            _predictability(run.X, g, seed), 1.0 / n_groups,
         ))  # fmt: skip
     if len(measured) == 1:
         metrics = measured[0].figures()
