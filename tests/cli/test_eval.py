@@ -14,7 +14,7 @@ FAST = ["--batch-size", "16", "--workers", "0", "--no-progress"]
 def test_help(cli):
     result = cli("eval", "--help")
     assert result.exit_code == 0
-    for option in ("--dataset", "--task", "--templates", "--classnames", "--attribute", "--recall-k", "--out", "--report"):
+    for option in ("--images", "--task", "--templates", "--classnames", "--attribute", "--recall-k", "--out", "--report"):
         assert option in result.stdout
 
 

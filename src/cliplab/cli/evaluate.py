@@ -112,7 +112,12 @@ def eval_command(
     bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
 ) -> None:
-    """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
+    """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report).
+
+    Beyond accuracy, --task robustness | calibration | ood | fairness | diagnostics | generation |
+    skills measures corruption robustness, calibration, OOD detection, subgroup gaps, embedding
+    geometry, CLIPScore/CMMD/diversity, and compositional skills on synthetic scenes.
+    """
     from cliplab.cli import eval_tasks
     from cliplab.evaluate.runner import open_dataset, public_result, run_zeroshot_classification, run_zeroshot_retrieval
     from cliplab.evaluate.tasks import EmbedOptions
