@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from cliplab.errors import InputError
 
@@ -140,6 +139,8 @@ def fit_temperature(logits, y, bounds: tuple[float, float] = (1e-3, 1e3)) -> flo
         raise InputError(f"expected logits (N, C) and labels (N,) with N > 0, got {z.shape} and {y.shape}")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= z.shape[1]:
         raise InputError(f"labels must be integer class indices in [0, {z.shape[1]})")
+    from scipy.optimize import minimize_scalar
+
     lo, hi = np.log(1 / bounds[1]), np.log(1 / bounds[0])
     res = minimize_scalar(lambda lb: _nll_at(z, y, np.exp(lb)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     return float(1.0 / np.exp(res.x))

@@ -37,6 +37,7 @@ def reliability_diagram_png(panels: Mapping[str, ReliabilityBins], title: str = 
         share.set_ylabel("share of samples", fontsize=8)
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
+    fig.subplots_adjust(wspace=0.5)
     return figure_png(fig)
 
 
