@@ -129,8 +129,10 @@ def eval_command(
                 dataset, read_names(classnames, "--classnames") if classnames else None, templates, attribute.value,
                 corruptions, severities, bins, seed, ood_images, list(group_column or []), captions, reference, scenes,
             )  # fmt: skip
-            if ctx.args or recall_k:
+            if recall_k:
                 raise InputError(f"--recall-k does not apply to --task {task.value}")
+            if ctx.args:
+                raise InputError(f"unexpected argument {ctx.args[0]!r}")
             clip = load_model(model, pretrained=pretrained)
             result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache_dir, workers, progress), pretrained, progress)
             eval_tasks.write_outputs(result, out, report)
