@@ -1,4 +1,5 @@
-"""``cliplab eval``: CLIP_benchmark-style zero-shot classification and retrieval, JSON + HTML report."""
+"""``cliplab eval``: CLIP_benchmark-style zero-shot classification and retrieval, and the tasks beyond
+accuracy (``cli/eval_tasks.py``), JSON + HTML report."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ class Task(str, Enum):
     auto = "auto"
     zeroshot_classification = "zeroshot_classification"
     zeroshot_retrieval = "zeroshot_retrieval"
+    robustness = "robustness"
+    calibration = "calibration"
+    ood = "ood"
+    fairness = "fairness"
+    diagnostics = "diagnostics"
+    generation = "generation"
+    skills = "skills"
 
 
 class Attribute(str, Enum):
@@ -103,12 +111,12 @@ def open_eval_source(images: str, task: Task, attribute: Attribute | None, manif
 @app.command("eval", context_settings={"allow_extra_args": True})
 def eval_command(
     ctx: typer.Context,
-    images: Optional[str] = typer.Option(None, "--images", "-i", help="Dataset: an image folder (one subfolder per class), a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]."),
+    images: Optional[str] = typer.Option(None, "--images", "-i", help="Dataset: an image folder (one subfolder per class), a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]. Not used by --task skills."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
     precision: str = PRECISION_OPTION,
-    task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions."),
+    task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions. Beyond accuracy: robustness, calibration, ood, fairness, diagnostics, generation, skills."),
     templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt)."),
     classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
     attribute: Optional[Attribute] = typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape)."),
@@ -122,40 +130,90 @@ def eval_command(
     on_conflict: OnConflict = ON_CONFLICT_OPTION,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (what was run, metrics, confusion matrix, examples)."),
     progress: bool = PROGRESS_OPTION,
+    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Robustness: ImageNet-C corruptions, e.g. gaussian_noise,motion_blur (default: 11 of them)."),
+    severities: Optional[str] = typer.Option(None, "--severities", help="Robustness: severities among 1-5, e.g. 1,3,5 (default: all five)."),
+    ood_images: Optional[str] = typer.Option(None, "--ood-images", "--ood-dataset", help="OOD: images from elsewhere, to tell apart from --images."),
+    group_column: Optional[list[str]] = typer.Option(None, "--group-column", help="Fairness: a metadata column naming each image's group (repeat for several; synthetic scenes: background, color, size, position)."),
+    captions: Optional[Path] = typer.Option(None, "--captions", help="Generation: a file with one caption per image, in order (default: each image's first caption)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Generation: reference images for CMMD."),
+    scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
+    bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", hidden=True, help="Deprecated name of --images."),
 ) -> None:
-    """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
+    """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report).
+
+    Beyond accuracy, --task robustness | calibration | ood | fairness | diagnostics | generation |
+    skills measures corruption robustness, calibration, OOD detection, subgroup gaps, embedding
+    geometry, CLIPScore/CMMD/diversity, and compositional skills on synthetic scenes.
+    """
+    from cliplab.cli import eval_tasks
+    from cliplab.evaluate.tasks import EmbedOptions
+    from cliplab.models import load_model
+
+    with user_errors(), warnings_as_lines():
+        images = deprecated_alias(images, dataset, "--dataset", "--images")
+        names = read_names(classnames, "--classnames") if classnames else None
+        if task.value in eval_tasks.TASKS:
+            manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
+            given = [flag for flag, v in manifest.items() if v is not None] + (["--on-conflict"] if on_conflict != OnConflict.error else [])
+            if given:
+                raise InputError(f"{given[0]} applies to zero-shot classification and retrieval, not to --task {task.value}")
+            if recall_k:
+                raise InputError(f"--recall-k does not apply to --task {task.value}")
+            if ctx.args:
+                raise InputError(f"unexpected argument {ctx.args[0]!r}")
+            opts = eval_tasks.TaskOptions(
+                images, names, templates, attribute.value if attribute else None,
+                corruptions, severities, bins, seed, ood_images, list(group_column or []), captions, reference, scenes,
+            )  # fmt: skip
+            clip = load_model(model, pretrained=pretrained, precision=precision)
+            result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache_dir, workers, progress), pretrained, progress)
+            eval_tasks.write_outputs(result, out, report)
+        else:
+            if images is None:
+                raise InputError("--images is required: a folder, a manifest, .tar shards or synthetic:N")
+            task_only = {"--corruptions": corruptions, "--severities": severities, "--ood-images": ood_images,
+                         "--group-column": group_column, "--captions": captions, "--reference": reference,
+                         "--scenes": scenes, "--bins": bins, "--seed": seed}  # fmt: skip
+            stray = next((flag for flag, v in task_only.items() if v not in (None, [])), None)
+            if stray:
+                raise InputError(f"{stray} applies to the tasks beyond accuracy (--task robustness, calibration, ...), not to zero-shot {task.value}")
+            result = _zeroshot(clip_spec=(model, pretrained, precision), images=images, task=task, names=names,
+                               templates=templates, attribute=attribute, recall_k=recall_k, extra=list(ctx.args),
+                               manifest=dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict),
+                               embed=dict(batch_size=batch_size, cache_dir=cache_dir, num_workers=workers, progress=progress))  # fmt: skip
+            write_json(result.to_json(), out)
+            say_what_was_left_out(result.details.features, out)
+            if report is not None:
+                from cliplab.evaluate.eval_report import eval_report
+
+                eval_report(result).save(report)
+    if task.value in eval_tasks.TASKS:
+        eval_tasks.print_result(result)
+    else:
+        print_metrics(result)
+    typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
+
+
+def _zeroshot(clip_spec, images, task, names, templates, attribute, recall_k, extra, manifest, embed):
+    """Zero-shot classification or retrieval (``--task auto`` picks by the data)."""
     from cliplab.evaluate.runner import (
         run_zeroshot_classification,
         run_zeroshot_retrieval,
     )
     from cliplab.models import load_model
 
-    with user_errors(), warnings_as_lines():
-        images = deprecated_alias(images, dataset, "--dataset", "--images")
-        if images is None:
-            raise InputError("--images is required: a folder, a manifest, .tar shards or synthetic:N")
-        ks = parse_recall_k(recall_k, list(ctx.args))
-        names = read_names(classnames, "--classnames") if classnames else None
-        options = dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict)
-        source = open_eval_source(images, task, attribute, options)
-        which = pick_task(task, source, names)
-        if which == Task.zeroshot_retrieval.value and (templates or names):
-            raise InputError(f"{'--templates' if templates else '--classnames'} applies to classification, not to retrieval")
-        if which == Task.zeroshot_classification.value and recall_k:
-            raise InputError("--recall-k applies to retrieval, not to classification")
-        clip = load_model(model, pretrained=pretrained, precision=precision)
-        common = dict(batch_size=batch_size, cache_dir=cache_dir, dataset=images, pretrained=pretrained,
-                      num_workers=workers, progress=progress)  # fmt: skip
-        if which == Task.zeroshot_classification.value:
-            result = run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
-        else:
-            result = run_zeroshot_retrieval(clip, source, ks=ks, **common)
-        write_json(result.to_json(), out)
-        say_what_was_left_out(result.details.features, out)
-        if report is not None:
-            from cliplab.evaluate.eval_report import eval_report
-
-            eval_report(result).save(report)
-    print_metrics(result)
-    typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
+    ks = parse_recall_k(recall_k, extra)
+    source = open_eval_source(images, task, attribute, manifest)
+    which = pick_task(task, source, names)
+    if which == Task.zeroshot_retrieval.value and (templates or names):
+        raise InputError(f"{'--templates' if templates else '--classnames'} applies to classification, not to retrieval")
+    if which == Task.zeroshot_classification.value and recall_k:
+        raise InputError("--recall-k applies to retrieval, not to classification")
+    model, pretrained, precision = clip_spec
+    clip = load_model(model, pretrained=pretrained, precision=precision)
+    common = dict(dataset=images, pretrained=pretrained, **embed)
+    if which == Task.zeroshot_classification.value:
+        return run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
+    return run_zeroshot_retrieval(clip, source, ks=ks, **common)

@@ -181,6 +181,18 @@ def describe_templates(templates: Any) -> str | list[str] | dict[str, list[str]]
     return [str(t) for t in templates]
 
 
+def zeroshot_head(model, source: ImageSource, templates: Any = None, classnames: Sequence[str] | None = None):
+    """(label vocabulary, fitted ``ZeroShotClassifier``) for a labelled source: class names from
+    ``resolve_classes``; templates None means the source's own templates when it has them
+    (synthetic scenes labelled by an attribute), else "default"."""
+    from cliplab.zeroshot import ZeroShotClassifier
+
+    classes, prompt_names = resolve_classes(source, classnames)
+    if templates is None:
+        templates = source.templates if source.templates and classnames is None else "default"
+    return classes, ZeroShotClassifier(model, prompt_names, templates).fit()
+
+
 # --- runners ---------------------------------------------------------------------------------------
 def run_zeroshot_classification(
     model,
@@ -203,22 +215,16 @@ def run_zeroshot_classification(
         it has them (synthetic scenes labelled by an attribute), else "default".
     A dataset with a single class gets a warning: its accuracy is trivially 1.0.
     """
-    from cliplab.zeroshot import ZeroShotClassifier
-
     src, name = _source(source)
-    classes, prompt_names = resolve_classes(src, classnames)
+    classes, clf = zeroshot_head(model, src, templates, classnames)
     if len(classes) == 1:
         warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0")
-    if templates is None:
-        templates = src.templates if src.templates and classnames is None else "default"
-    attribute = _scene_attribute(src)
     feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress)
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
     if not keep:
         raise InputError(f"no image of {name!r} has a label among the {len(classes)} classes")
     y = np.array([index[items[i].label] for i in keep], dtype=np.int64)
-    clf = ZeroShotClassifier(model, prompt_names, templates).fit()
     logits = clf.decision_function(feats.X[keep])
     metrics = classification_metrics(logits, y, classes)
     per_class = metrics.pop("per_class")
@@ -227,8 +233,8 @@ def run_zeroshot_classification(
         metrics=metrics,
         per_class=per_class,
         classnames=classes,
-        templates=describe_templates(templates),
-        attribute=attribute,
+        templates=describe_templates(clf.templates),
+        attribute=_scene_attribute(src),
         n_images=len(keep),
         n_unlabelled=len(items) - len(keep),
         n_skipped=len(feats.skipped),

@@ -1,0 +1,136 @@
+"""Subgroup fairness of zero-shot classification: per-group accuracy and error rates with bootstrap
+intervals, gaps between groups, and whether the embedding encodes the group.
+
+A group column is a metadata field of each image: a manifest column, or for synthetic scenes the
+``background`` or an attribute of the first object (``color``, ``size``, ``position``, ``shape``).
+With several columns each is measured alone and their intersection ("a&b") as one more column.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from cliplab.data.items import ImageItem
+from cliplab.data.sources import ImageSource
+from cliplab.errors import InputError
+from cliplab.evaluate import task_plots
+from cliplab.evaluate.fairness import (
+    GroupStats,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    group_predictability,
+    group_stats,
+    max_gap,
+)
+from cliplab.evaluate.report import Report
+from cliplab.evaluate.tasks.base import EmbedOptions, TaskResult, header, open_images, zeroshot
+
+
+@dataclass
+class ColumnFairness:
+    """The figures of one group column."""
+
+    column: str
+    groups: list[GroupStats]
+    max_gap: float
+    equalized_odds_difference: float
+    demographic_parity_difference: float
+    group_predictability: float  # balanced accuracy of a linear probe predicting the group (groups of 2+ images)
+    chance: float  # 1 / number of groups
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "max_gap": self.max_gap,
+            "equalized_odds_difference": self.equalized_odds_difference,
+            "demographic_parity_difference": self.demographic_parity_difference,
+            "group_predictability": self.group_predictability,
+            "group_predictability_chance": self.chance,
+        }
+
+
+@dataclass
+class FairnessResult(TaskResult):
+    classes: list[str] = field(default_factory=list)
+    columns: list[ColumnFairness] = field(default_factory=list)
+    n_images: int = 0
+
+
+def group_value(item: ImageItem, column: str) -> str:
+    """The item's value in ``column``: a metadata field, else an attribute of its first scene object."""
+    if column in item.meta and item.meta[column] not in (None, ""):
+        return str(item.meta[column])
+    objects = item.meta.get("objects")
+    if objects and column in objects[0]:
+        return str(objects[0][column])
+    raise InputError(f"image {item.id!r} has no value for group column {column!r}; name a column of the manifest (or background/color/size/position for synthetic scenes)")
+
+
+def _predictability(X: np.ndarray, g: np.ndarray, seed: int) -> float:
+    """``group_predictability`` over the groups with at least 2 images (NaN when fewer than 2 such groups)."""
+    values, counts = np.unique(g, return_counts=True)
+    keep = np.isin(g, values[counts >= 2])
+    if len(np.unique(g[keep])) < 2:
+        return float("nan")
+    return group_predictability(X[keep], g[keep], seed=seed)
+
+
+def run_fairness(
+    model,
+    images: ImageSource | str | os.PathLike,
+    group_columns: Sequence[str],
+    classnames: Sequence[str] | None = None,
+    templates: Any = None,
+    opts: EmbedOptions | None = None,
+    *,
+    attribute: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    pretrained: str | None = None,
+) -> FairnessResult:
+    """``metrics``: ``max_gap``, ``equalized_odds_difference``, ``demographic_parity_difference``,
+    ``group_predictability`` of the first column (or, with several, the worst over columns and their
+    intersection); every column's groups and figures in ``columns``."""
+    columns = list(dict.fromkeys(group_columns))
+    if not columns:
+        raise InputError("fairness needs at least one --group-column")
+    src, name = open_images(images, attribute, labelled=True)
+    run = zeroshot(model, src, opts or EmbedOptions(), classnames, templates)
+    pred = run.logits.argmax(1)
+    values = {c: np.array([group_value(it, c) for it in run.items]) for c in columns}
+    if len(columns) > 1:
+        values["&".join(columns)] = np.array(["&".join(v) for v in zip(*(values[c] for c in columns))])
+    measured = []
+    for column, g in values.items():
+        stats = group_stats(run.y, pred, g, run.classes, n_boot=n_boot, seed=seed)
+        n_groups = len(stats)
+        measured.append(ColumnFairness(
+            column, stats, max_gap({s.group: s.acc1.value for s in stats}),
+            equalized_odds_difference(run.y, pred, g), demographic_parity_difference(run.y, pred, g),
+            _predictability(run.X, g, seed), 1.0 / n_groups,
+        ))  # fmt: skip
+    if len(measured) == 1:
+        metrics = measured[0].figures()
+    else:
+        metrics = {k: max(m.figures()[k] for m in measured) for k in ("max_gap", "equalized_odds_difference", "demographic_parity_difference")}
+        metrics["group_predictability"] = {m.column: m.group_predictability for m in measured}
+    metrics["acc1"] = float(np.mean(pred == run.y))
+    return FairnessResult(**header(model, name, "fairness", pretrained), metrics=metrics, classes=run.classes, columns=measured, n_images=len(run.y))
+
+
+def report(result: FairnessResult) -> Report:
+    rep = Report(f"Fairness: {result.model} on {result.dataset}", f"{result.n_images} images; 95% percentile bootstrap intervals")
+    rep.add_table("Summary", {k: v for k, v in result.metrics.items() if not isinstance(v, dict)})
+    for col in result.columns:
+        rep.add_table(f"Group column {col.column}", col.figures())
+        bars = {f"{s.group} (n={s.n})": (s.acc1.value, s.acc1.low, s.acc1.high) for s in col.groups}
+        rep.add_figure(f"Accuracy by {col.column}", task_plots.interval_bars_png(bars, f"acc1 by {col.column}", "acc1"))
+        rep.add_table(f"Per group: {col.column}", [
+            {"group": s.group, "n": s.n, "acc1": s.acc1.value, "acc1 low": s.acc1.low, "acc1 high": s.acc1.high,
+             **{f"TPR {c}": s.tpr[c].value for c in result.classes}, **{f"FPR {c}": s.fpr[c].value for c in result.classes}}
+            for s in col.groups
+        ])  # fmt: skip
+    return rep

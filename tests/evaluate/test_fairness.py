@@ -1,0 +1,68 @@
+"""Subgroup metrics: hand-computed rates, bootstrap intervals, group predictability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cliplab.evaluate.fairness import (
+    demographic_parity_difference,
+    equalized_odds_difference,
+    group_predictability,
+    group_stats,
+    max_gap,
+)
+
+Y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+P = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+G = np.array(["a"] * 4 + ["b"] * 4)
+
+
+def test_binary_differences_by_hand():
+    # a: TPR 1/2, FPR 0, selection 1/4;  b: TPR 1, FPR 1/2, selection 3/4
+    assert equalized_odds_difference(Y, P, G) == pytest.approx(0.5)
+    assert demographic_parity_difference(Y, P, G) == pytest.approx(0.5)
+    assert equalized_odds_difference(Y, Y, G) == 0.0
+
+
+def test_multiclass_is_the_worst_one_vs_rest():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    p = np.array([0, 1, 2, 1, 1, 2])
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    # class 0: TPR a=1, b=0 -> 1;  class 1: FPR a=0, b=1/2; TPR both 1 -> 0.5
+    assert equalized_odds_difference(y, p, g) == pytest.approx(1.0)
+    # selection rates: class 0 a=1/3 b=0, class 1 a=1/3 b=2/3 -> 1/3
+    assert demographic_parity_difference(y, p, g) == pytest.approx(1 / 3)
+
+
+def test_group_stats_values_and_intervals():
+    stats = group_stats(Y, P, G, ["neg", "pos"], n_boot=500, seed=0)
+    a, b = stats
+    assert (a.group, a.n, b.n) == ("a", 4, 4)
+    assert a.acc1.value == pytest.approx(0.75) and b.acc1.value == pytest.approx(0.75)
+    assert a.tpr["pos"].value == pytest.approx(0.5) and b.fpr["pos"].value == pytest.approx(0.5)
+    for s in stats:
+        assert s.acc1.low <= s.acc1.value <= s.acc1.high
+    assert group_stats(Y, P, G, ["neg", "pos"], n_boot=500, seed=0)[0].acc1.low == a.acc1.low  # seeded
+    assert max_gap({"a": 0.9, "b": 0.6, "c": 0.7}) == pytest.approx(0.3)
+    assert set(a.to_json()) == {"group", "n", "acc1", "tpr", "fpr"}
+
+
+def test_bootstrap_interval_has_the_normal_width():
+    rng = np.random.default_rng(3)
+    y = np.zeros(2000, int)
+    p = (rng.random(2000) < 0.2).astype(int)  # accuracy about 0.8
+    (s,) = group_stats(y, p, np.zeros(2000, int), ["x", "y"], n_boot=1000)
+    acc = s.acc1.value
+    assert s.acc1.low < acc < s.acc1.high
+    # a binomial proportion's 95% interval is about 2 * 1.96 * sqrt(p (1 - p) / n) wide
+    assert s.acc1.high - s.acc1.low == pytest.approx(2 * 1.96 * np.sqrt(acc * (1 - acc) / 2000), rel=0.15)
+    assert np.isnan(s.fpr["x"].value)  # no negatives of class x: the rate is undefined
+
+
+def test_group_predictability():
+    rng = np.random.default_rng(4)
+    g = np.repeat([0, 1, 2], 40)
+    encoded = rng.normal(size=(120, 6)) + 3.0 * np.eye(6)[g]
+    assert group_predictability(encoded, g) > 0.9
+    assert group_predictability(rng.normal(size=(120, 6)), g) < 0.6
