@@ -48,7 +48,8 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 class Model(abc.ABC):
     """A CLIP-style dual encoder with the same surface for every backend.
 
-    Attributes: ``name`` (the spec it was loaded from), ``device``, ``precision``, ``torch_module``
+    Attributes: ``name`` (the spec it was loaded from), ``device``, ``precision`` (the effective
+    one: fp32, bf16, fp16 or int8; the module is cast or quantised to it), ``torch_module``
     (the underlying ``nn.Module`` in eval mode), ``preprocess`` (PIL image -> CHW float tensor),
     ``context_length``, ``embed_dim``, ``logit_scale`` (already exponentiated), ``identity`` (a
     string that changes whenever the weights or preprocessing change; used as a cache key).
@@ -83,12 +84,11 @@ class Model(abc.ABC):
 
     # --- shared behaviour ----------------------------------------------------------------------
     @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+    def input_dtype(self) -> torch.dtype:
+        """The dtype pixels are given to the module in: its weights' dtype (bf16/fp16 when cast)."""
+        from cliplab.models.precision import input_dtype
 
-    def _autocast(self):
-        dtype = self.autocast_dtype
-        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        return input_dtype(self.precision)
 
     def preprocess_batch(self, images: Iterable[ImageInput]) -> torch.Tensor:
         return torch.stack([self.preprocess(to_pil(im)) for im in images])
@@ -96,8 +96,7 @@ class Model(abc.ABC):
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed an already preprocessed NCHW batch: float32, L2-normalised rows."""
-        with self._autocast():
-            feats = self.image_features(pixels.to(self.device))
+        feats = self.image_features(pixels.to(self.device, self.input_dtype, non_blocking=True))
         return l2_normalise(feats).cpu().numpy()
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
@@ -125,8 +124,7 @@ class Model(abc.ABC):
         self.warn_if_truncated(texts)
         out = []
         for i in range(0, len(texts), batch_size):
-            with self._autocast():
-                feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
+            feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
             out.append(l2_normalise(feats).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
