@@ -63,6 +63,6 @@ def test_killed_run_resumes_with_only_the_missing_images(tiny, tiny_weights, tmp
     resumed = embed(tiny, folder, cache_dir=cache, batch_size=4, num_workers=0, progress=False)
     assert count.images == 40 - done
     assert resumed.stats["cache_hits"] == done
-    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False)
+    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False, cache_dir=None)
     assert resumed.ids == clean.ids
     np.testing.assert_allclose(resumed.X, clean.X, atol=1e-6)

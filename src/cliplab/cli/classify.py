@@ -20,9 +20,14 @@ from cliplab.cli.common import (
     CACHE_DIR_OPTION,
     IMAGES_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
+    PRECISION_OPTION,
+    Precision,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    cache_folder,
+    load_model_for,
     read_names,
     user_errors,
     warnings_as_lines,
@@ -73,22 +78,24 @@ def classify_command(
     pretrained: Optional[str] = PRETRAINED_OPTION,
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of labels)."),
+    precision: Precision = PRECISION_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Zero-shot classify images into the given labels; write the top-k labels per image as CSV."""
     from cliplab.data.sources import open_source
     from cliplab.features import embed
-    from cliplab.models import load_model
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
         names = read_names(labels, "--labels")
+        cache = cache_folder(cache_dir, no_cache)
         source = open_source(images)
-        clip = load_model(model, pretrained=pretrained)
-        feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        clip = load_model_for(model, pretrained, precision, announce=progress)
+        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
         probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
         atomic_write(out, predictions_csv(feats.ids, names, order, scores))

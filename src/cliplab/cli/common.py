@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 import warnings
+from enum import Enum
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TypeVar
@@ -14,6 +15,7 @@ import typer
 
 from cliplab.errors import CliplabError, InputError
 from cliplab.models import DEFAULT_MODEL
+from cliplab.models.precision import CHOICES as PRECISION_CHOICES
 from cliplab.validation import check_classnames
 
 T = TypeVar("T")
@@ -23,12 +25,42 @@ PRETRAINED_OPTION = typer.Option(None, "--pretrained", "-p", help="open_clip tag
 # Options of the commands that embed a collection (embed, classify, eval, ...): one flag per idea.
 IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
 CLASSNAMES_OPTION = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")
-PRECISION_OPTION = typer.Option("fp32", "--precision", help="Compute precision: fp32, bf16 or fp16 (fp16 needs CUDA). Embeddings are float32 either way.")
+Precision = Enum("Precision", {name: name for name in PRECISION_CHOICES}, type=str)  # --precision's choices
+PRECISION_OPTION = typer.Option(
+    "auto", "--precision",
+    help="Compute precision: auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16, "
+    "fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
+)
 BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass.")
-CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again.")
+CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
 OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
+
+
+def cache_folder(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    """The cache folder a command embeds with: ``--cache-dir``, else the platform default; None with ``--no-cache``."""
+    from cliplab.features.cache_folder import default_cache_dir
+
+    if no_cache:
+        if cache_dir is not None:
+            raise InputError("--no-cache and --cache-dir contradict each other; pass one")
+        return None
+    return cache_dir if cache_dir is not None else default_cache_dir()
+
+
+def load_model_for(model: str, pretrained: str | None, precision: "str | Precision", announce: bool = True):
+    """``load_model`` for a command; with ``--precision auto`` and ``announce`` (the command's
+    ``--progress``) one line on stderr says what was chosen and why."""
+    from cliplab.models import load_model
+    from cliplab.models.precision import auto_precision
+
+    precision = getattr(precision, "value", precision)
+    clip = load_model(model, pretrained=pretrained, precision=precision)
+    if precision == "auto" and announce:
+        typer.echo(f"precision: {clip.precision} ({auto_precision(clip.device)[1]})", err=True)
+    return clip
 
 
 def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:

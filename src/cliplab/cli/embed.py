@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -14,18 +13,17 @@ from cliplab.cli.common import (
     CACHE_DIR_OPTION,
     IMAGES_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
+    PRECISION_OPTION,
+    Precision,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    cache_folder,
+    load_model_for,
     user_errors,
     warnings_as_lines,
 )
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 @app.command("embed")
@@ -34,22 +32,23 @@ def embed_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write features.safetensors and features.json to (created if needed)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision: fp32 | bf16 | fp16 (fp16 needs CUDA). Outputs are float32 either way."),
+    precision: Precision = PRECISION_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder."""
     from cliplab.features import embed
-    from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
-        clip = load_model(model, pretrained=pretrained, precision=precision.value)
-        feats = embed(clip, images, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        cache = cache_folder(cache_dir, no_cache)
+        clip = load_model_for(model, pretrained, precision, announce=progress)
+        feats = embed(clip, images, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
         feats.save(out)
     stats = feats.stats
     typer.echo(
         f"embedded {len(feats)} images ({feats.dim} dims) to {out}; skipped {len(feats.skipped)}; "
-        f"cache hits {stats.get('cache_hits', 0)} of {stats.get('images', len(feats))}"
+        f"cache hits {stats.get('cache_hits', 0)} of {stats.get('images', len(feats))}; precision {stats.get('precision')}"
     )

@@ -16,9 +16,14 @@ from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
+    PRECISION_OPTION,
+    Precision,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    cache_folder,
+    load_model_for,
     read_names,
     user_errors,
     warnings_as_lines,
@@ -89,23 +94,24 @@ def eval_command(
     classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
     attribute: Attribute = typer.Option(Attribute.shape, "--attribute", help="Synthetic datasets only: the label of single-object scenes for classification."),
     recall_k: Optional[list[str]] = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10)."),
+    precision: Precision = PRECISION_OPTION,
     batch_size: int = BATCH_SIZE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (metrics, confusion matrix, examples)."),
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
     from cliplab.evaluate.runner import open_dataset, public_result, run_zeroshot_classification, run_zeroshot_retrieval
-    from cliplab.models import load_model
-
     with user_errors(), warnings_as_lines():
+        cache = cache_folder(cache_dir, no_cache)
         ks = parse_recall_k(recall_k, list(ctx.args))
         names = read_names(classnames, "--classnames") if classnames else None
         source = open_dataset(dataset, attribute=attribute.value if task != Task.zeroshot_retrieval else None)
         which = pick_task(task, source, names)
-        clip = load_model(model, pretrained=pretrained)
-        common = dict(batch_size=batch_size, cache_dir=cache_dir, dataset=dataset, pretrained=pretrained,
+        clip = load_model_for(model, pretrained, precision, announce=progress)
+        common = dict(batch_size=batch_size, cache_dir=cache, dataset=dataset, pretrained=pretrained,
                       num_workers=workers, progress=progress)  # fmt: skip
         if which == Task.zeroshot_classification.value:
             result = run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)

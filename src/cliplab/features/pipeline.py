@@ -191,10 +191,20 @@ def _hash_all(items: list[ImageItem], threads: int) -> list[bytes | str]:
         return list(pool.map(one, items, chunksize=16))
 
 
+class _DefaultCache:
+    """The ``cache_dir`` default: the platform cache folder (``cache_folder.default_cache_dir``)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CACHE"
+
+
+DEFAULT_CACHE: Any = _DefaultCache()
+
+
 def embed(
     model,
     source,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
     batch_size: int = 64,
     num_workers: int | None = None,
     progress: bool = True,
@@ -209,7 +219,9 @@ def embed(
     source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
         "synthetic:<n>"), or a list of image paths.
     cache_dir: a folder for the content-addressed cache; images whose bytes were embedded before by
-        the same model (same weights, preprocessing and precision) are not computed again.
+        the same model (same weights, preprocessing and precision) are not computed again, so a
+        killed run resumes. Default: ``$XDG_CACHE_HOME/cliplab/embeddings`` (else
+        ``~/.cache/cliplab/embeddings``); None: no cache.
     num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``
         (none for 16 images or fewer).
     chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
@@ -221,6 +233,10 @@ def embed(
     if batch_size < 1 or chunk_size < 1:
         raise InputError("batch_size and chunk_size must be >= 1")
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if cache_dir is DEFAULT_CACHE:
+        from cliplab.features.cache_folder import default_cache_dir
+
+        cache_dir = default_cache_dir()
     if isinstance(model, str):
         from cliplab.models import load_model
 
@@ -241,8 +257,8 @@ def embed(
     vectors: dict[bytes, np.ndarray] = {}
     if cache_dir is not None:
         identity = model.identity
-        ns = namespace_key(identity, model.precision, DRAFT_TAG if draft else "")
-        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=identity)
+        ns, description = namespace_key(identity, model.precision, DRAFT_TAG if draft else "")
+        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description)
         vectors = cache.get_many(k for k in keys if isinstance(k, bytes))
     first_item: dict[bytes, int] = {}
     for i, k in enumerate(keys):

@@ -1,0 +1,5 @@
+"""``python -m cliplab``: the same as the ``cliplab`` command."""
+
+from cliplab.cli import main
+
+main()
