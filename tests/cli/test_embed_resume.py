@@ -23,11 +23,11 @@ CHILD = textwrap.dedent(
     import cliplab.features
     from cliplab.models.base import Model
 
-    inner = Model.encode_pixels
+    inner = Model.encode_pixels_async
     def slow(self, pixels):
         time.sleep(0.2)
         return inner(self, pixels)
-    Model.encode_pixels = slow
+    Model.encode_pixels_async = slow
     cliplab.features.embed = functools.partial(cliplab.features.embed, chunk_size=4)
     from cliplab.cli import main
     sys.argv = ["cliplab", *sys.argv[1:]]

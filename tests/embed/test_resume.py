@@ -23,11 +23,11 @@ SCRIPT = textwrap.dedent(
     from cliplab.features import embed
 
     model = load_tiny({weights!r})
-    inner = model.encode_pixels
+    inner = model.encode_pixels_async
     def slow(pixels):  # slow enough that the test can kill us part-way
         time.sleep(0.15)
         return inner(pixels)
-    model.encode_pixels = slow
+    model.encode_pixels_async = slow
     embed(model, {folder!r}, cache_dir={cache!r}, batch_size=4, chunk_size=4, num_workers={workers}, progress=False)
     print("finished")
     """

@@ -96,8 +96,30 @@ class Model(abc.ABC):
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed an already preprocessed NCHW batch: float32, L2-normalised rows."""
-        feats = self.image_features(pixels.to(self.device, self.input_dtype, non_blocking=True))
-        return l2_normalise(feats).cpu().numpy()
+        return self.encode_pixels_async(pixels).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_pixels_async(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Like ``encode_pixels``, but the float32 rows stay on ``device`` and, on CUDA, are not waited
+        for: a caller can prepare the next batch while this one runs, then read this one."""
+        feats = self.image_features(self.to_device(pixels))
+        return l2_normalise(feats)
+
+    def to_device(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels on ``device`` in ``input_dtype``. A CPU batch bound for CUDA is copied from pinned
+        memory on a side stream (``non_blocking``), so the copy overlaps the forward pass already queued."""
+        if self.device.type != "cuda" or pixels.is_cuda:
+            return pixels.to(self.device, self.input_dtype)
+        stream = getattr(self, "_copy_stream", None)
+        if stream is None:
+            stream = self._copy_stream = torch.cuda.Stream(self.device)
+        host = pixels if pixels.is_pinned() else pixels.pin_memory()
+        with torch.cuda.stream(stream):
+            gpu = host.to(self.device, non_blocking=True)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(stream)
+        gpu.record_stream(current)
+        return gpu.to(self.input_dtype)
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
         """Embed images (PIL images, file paths or uint8 arrays): float32, L2-normalised rows."""
