@@ -17,6 +17,8 @@ from cliplab.cli import app
 from cliplab.files import atomic_write
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
+    DECODE_OPTION,
+    Decode,
     CACHE_DIR_OPTION,
     IMAGES_OPTION,
     MODEL_OPTION,
@@ -79,7 +81,8 @@ def classify_command(
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of labels)."),
     precision: Precision = PRECISION_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
@@ -95,7 +98,8 @@ def classify_command(
         cache = cache_folder(cache_dir, no_cache)
         source = open_source(images)
         clip = load_model_for(model, pretrained, precision, announce=progress)
-        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
+        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
+                      decode=decode.value)
         probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
         atomic_write(out, predictions_csv(feats.ids, names, order, scores))

@@ -31,7 +31,13 @@ PRECISION_OPTION = typer.Option(
     help="Compute precision: auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16, "
     "fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
 )
-BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass.")
+BATCH_SIZE_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Images per forward pass (default: 256 on CUDA, 64 on the CPU).")
+Decode = Enum("Decode", {name: name for name in ("auto", "cpu", "gpu")}, type=str)  # --decode's choices
+DECODE_OPTION = typer.Option(
+    "auto", "--decode",
+    help="Where JPEGs are decoded: auto (on the GPU when the model runs on CUDA, else on the CPU), cpu (PIL in "
+    "worker processes) or gpu (torchvision on the model's device). Files the GPU decoder refuses fall back to the CPU.",
+)
 CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")
 NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")

@@ -10,6 +10,8 @@ import typer
 from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
+    DECODE_OPTION,
+    Decode,
     CACHE_DIR_OPTION,
     IMAGES_OPTION,
     MODEL_OPTION,
@@ -33,7 +35,8 @@ def embed_command(
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
     precision: Precision = PRECISION_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
@@ -45,7 +48,8 @@ def embed_command(
     with user_errors(), warnings_as_lines():
         cache = cache_folder(cache_dir, no_cache)
         clip = load_model_for(model, pretrained, precision, announce=progress)
-        feats = embed(clip, images, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
+        feats = embed(clip, images, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
+                      decode=decode.value)
         feats.save(out)
     stats = feats.stats
     typer.echo(

@@ -14,6 +14,8 @@ from cliplab.errors import InputError
 from cliplab.cli import app
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
+    DECODE_OPTION,
+    Decode,
     CACHE_DIR_OPTION,
     MODEL_OPTION,
     NO_CACHE_OPTION,
@@ -95,7 +97,8 @@ def eval_command(
     attribute: Attribute = typer.Option(Attribute.shape, "--attribute", help="Synthetic datasets only: the label of single-object scenes for classification."),
     recall_k: Optional[list[str]] = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10)."),
     precision: Precision = PRECISION_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
@@ -112,7 +115,7 @@ def eval_command(
         which = pick_task(task, source, names)
         clip = load_model_for(model, pretrained, precision, announce=progress)
         common = dict(batch_size=batch_size, cache_dir=cache, dataset=dataset, pretrained=pretrained,
-                      num_workers=workers, progress=progress)  # fmt: skip
+                      num_workers=workers, progress=progress, decode=decode.value)  # fmt: skip
         if which == Task.zeroshot_classification.value:
             result = run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
         else:
