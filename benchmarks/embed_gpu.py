@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embed_throughput import write_images  # noqa: E402
+from embed_throughput import write_images
 
 
 def device_name(device: torch.device) -> str:
@@ -126,12 +126,12 @@ def main() -> None:
         rate_model = model_only(model, batch_size)
         rate_naive, x_naive = naive(model, paths, batch_size)
         rate_cpu, x_cpu, s_cpu = embedded(model, paths, batch_size, "cpu", args.workers)
-        rate_gpu, x_gpu, s_gpu = embedded(model, paths, batch_size, "gpu", args.workers)
+        rate_gpu, x_gpu, _ = embedded(model, paths, batch_size, "gpu", args.workers)
         print(f"naive loop (PIL, one process): {rate_naive:9.1f} img/s")
         print(f"cliplab.embed, CPU decoding:   {rate_cpu:9.1f} img/s  ({s_cpu['num_workers']} workers)")
         print(f"cliplab.embed, device decoding:{rate_gpu:9.1f} img/s  (decode on {device.type})")
         print(f"model alone on ready tensors:  {rate_model:9.1f} img/s")
-        cos = lambda a, b: float((a * b).sum(1).min())  # noqa: E731
+        cos = lambda a, b: float((a * b).sum(1).min())
         print(f"min cosine: naive vs embed/cpu {cos(x_naive, x_cpu):.6f}, naive vs embed/gpu {cos(x_naive, x_gpu):.6f}, "
               f"embed/cpu vs embed/gpu {cos(x_cpu, x_gpu):.6f}")  # fmt: skip
         print(f"embed/naive: {max(rate_cpu, rate_gpu) / rate_naive:.2f}x")

@@ -12,7 +12,13 @@ from PIL import Image
 from torchvision import transforms as T
 
 from cliplab.data.images import decode_image
-from cliplab.data.tensor_decode import TensorPreprocess, decode_jpegs, exif_orientation, jpeg_header, tensor_decodable
+from cliplab.data.tensor_decode import (
+    TensorPreprocess,
+    decode_jpegs,
+    exif_orientation,
+    jpeg_header,
+    tensor_decodable,
+)
 
 
 def photo(seed: int, w: int = 120, h: int = 90) -> Image.Image:

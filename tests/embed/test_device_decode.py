@@ -11,7 +11,11 @@ from PIL import Image
 
 from cliplab.errors import InputError
 from cliplab.features import embed
-from cliplab.features.pipeline import default_batch_size, default_num_workers, pick_decode
+from cliplab.features.pipeline import (
+    default_batch_size,
+    default_num_workers,
+    pick_decode,
+)
 
 
 def both_paths(model, source, **kw):

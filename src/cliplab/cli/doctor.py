@@ -17,7 +17,13 @@ def machine_report() -> dict:
     import torch
 
     from cliplab.features.cache_folder import default_cache_dir
-    from cliplab.models.precision import REPORTED_FLAGS, auto_precision, cpu_info, int8_engine, int8_supported
+    from cliplab.models.precision import (
+        REPORTED_FLAGS,
+        auto_precision,
+        cpu_info,
+        int8_engine,
+        int8_supported,
+    )
 
     info = cpu_info()
     cuda = torch.cuda.is_available()

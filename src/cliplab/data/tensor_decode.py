@@ -71,7 +71,7 @@ def exif_orientation(tiff: bytes) -> int:
     order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
     if order is None or len(tiff) < 8:
         return 0
-    u16 = lambda b: int.from_bytes(b, order)  # noqa: E731
+    u16 = lambda b: int.from_bytes(b, order)
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd + 2 > len(tiff):
         return 0
@@ -97,7 +97,7 @@ class TensorPreprocess:
     std: tuple[float, ...]
 
     @classmethod
-    def mirror(cls, preprocess: Callable) -> "TensorPreprocess | None":
+    def mirror(cls, preprocess: Callable) -> TensorPreprocess | None:
         """The tensor version of a torchvision ``Compose`` of exactly Resize(int), CenterCrop, optional
         RGB conversion, ToTensor and Normalize (what open_clip builds for 'shortest' resizing); None
         for anything else (those models keep the PIL path)."""
