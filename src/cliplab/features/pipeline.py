@@ -4,12 +4,15 @@ Three steps:
 
 1. hash: read every item's bytes and sha256 them (a thread pool: file reads and hashlib release the
    GIL). Unreadable items are skipped here.
-2. look up: with a ``cache_dir``, embeddings already stored for these bytes under this model's
-   namespace are read from the chunk files (see ``cache.py``).
+2. look up: embeddings already stored for these bytes under this model's namespace (identity,
+   precision, decode path) are read from the chunk files of the cache (by default the platform cache
+   folder, see ``cache_folder.py``; the chunks are in ``cache.py``).
 3. compute: the misses (one per distinct content) go through a torch ``DataLoader`` whose workers
-   read, re-hash, decode (``decode_image``) and preprocess them; the main process gathers full
-   batches and calls ``model.encode_pixels``. Every ``chunk_size`` new embeddings are written as one
-   chunk, so a killed run loses at most one chunk of work.
+   read, re-hash, decode (``decode_image``) and preprocess them, or, with decode "gpu", through
+   ``device_decode.device_batches`` (torchvision decoding on the model's device); the main process
+   gathers full batches and calls ``model.encode_pixels_async``, keeping one batch in flight. Every
+   ``chunk_size`` new embeddings are written as one chunk, so a killed run loses at most one chunk of
+   work and the next run resumes.
 
 The workers re-hash the bytes they decode, so an embedding is always stored under the hash of the
 exact bytes it was computed from.

@@ -301,21 +301,22 @@ class ProjectedAttention(nn.Module):
 
 
 def _additive_mask(attn_mask, key_padding_mask, dtype, heads: int):
-    """``nn.MultiheadAttention``'s masks (bool: True = masked out; float: added) as one float mask
-    broadcastable to (N, heads, Lq, Lk), or None."""
-    mask = None
-    for m, shape in ((attn_mask, None), (key_padding_mask, "padding")):
-        if m is None:
-            continue
+    """``nn.MultiheadAttention``'s masks (bool: True = masked out; float: added to the scores) as one
+    float mask broadcastable to (N, heads, Lq, Lk), or None."""
+
+    def additive(m: torch.Tensor) -> torch.Tensor:
         if m.dtype == torch.bool:
-            m = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m, float("-inf"))
-        else:
-            m = m.to(dtype)
-        if shape == "padding":  # (N, Lk) -> (N, 1, 1, Lk)
-            m = m[:, None, None, :]
-        elif m.dim() == 3:  # (N*heads, Lq, Lk) -> (N, heads, Lq, Lk)
-            m = m.reshape(-1, heads, *m.shape[1:])
-        mask = m if mask is None else mask + m
+            return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m, float("-inf"))
+        return m.to(dtype)
+
+    mask = None
+    if attn_mask is not None:  # (Lq, Lk), or (N*heads, Lq, Lk) -> (N, heads, Lq, Lk)
+        mask = additive(attn_mask)
+        if mask.dim() == 3:
+            mask = mask.reshape(-1, heads, *mask.shape[1:])
+    if key_padding_mask is not None:  # (N, Lk) -> (N, 1, 1, Lk)
+        padding = additive(key_padding_mask)[:, None, None, :]
+        mask = padding if mask is None else mask + padding
     return mask
 
 
