@@ -1,6 +1,6 @@
 """Images/s of ``cliplab.embed`` against the straightforward loop, on this machine.
 
-    python benchmarks/embed_throughput.py [--n 512] [--batch-size 64] [--repeats 1] [--no-bf16]
+    python benchmarks/embed_throughput.py [--n 512] [--batch-size 64] [--repeats 1] [--ablate]
 
 Writes ``--n`` photo-like JPEGs (~400x300: smooth gradients, shapes, sensor noise, quality 90) to a
 temporary folder and embeds them with a random-init open_clip ViT-B-32 (224 px) in two ways, with
@@ -11,9 +11,13 @@ the same model and batch size:
   embed   ``cliplab.embed`` with a fresh, empty ``cache_dir`` (so every image is decoded and encoded,
           and the chunks are written).
 
-``--repeats`` alternates the two (naive, embed, naive, ...) and reports the best of each, because
-the machine may be shared. Also printed: the fp32 matmul peak (a 2048^2 ``torch.mm``), the encoder's
-own images/s on a ready tensor (the ceiling for both), and bf16 autocast speed and agreement.
+``embed`` runs at every precision the machine runs natively (fp32; bf16 where the CPU has
+avx512_bf16/amx_bf16; int8 where it has int8 kernels), each with the same weights; its embeddings
+are compared with the naive fp32 loop's (min/mean cosine). ``--repeats`` alternates the methods
+(naive, embed at each precision, naive, ...) and keeps the best of each, because the machine may be
+shared. Also printed: the fp32 matmul peak (a 2048^2 ``torch.mm``) and the encoder's own images/s
+on a ready tensor. The last line is ``ratio best/naive: R.RRx (precision P, min cosine C)``, "best"
+being ``cliplab.embed`` at the fastest precision whose min cosine to fp32 is >= 0.999.
 """
 
 from __future__ import annotations
@@ -183,9 +187,17 @@ def pipelined(model, paths: list[Path], batch_size: int, workers: int | None, **
     return rate, feats.X, feats.stats
 
 
-def native_bf16() -> bool:
-    checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]
-    return any(f() for f in checks if f is not None)
+def precisions_here() -> list[str]:
+    """Every precision this machine runs natively (fp32 always; bf16 with avx512_bf16/amx_bf16; int8
+    with int8 kernels), detected at run time."""
+    from cliplab.models.precision import int8_supported, native_bf16
+
+    found = ["fp32"]
+    if native_bf16(torch.device("cpu")):
+        found.append("bf16")
+    if int8_supported():
+        found.append("int8")
+    return found
 
 
 def main() -> None:
@@ -194,7 +206,6 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=None, help="decode workers for embed (default: its own choice)")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--bf16-images", type=int, default=64, help="images for the bf16 run (0: skip)")
     ap.add_argument("--ablate", action="store_true", help="also time embed without workers / without reduced "
                     "JPEG decoding, and the naive loop with 1 torch thread while preprocessing")
     ap.add_argument("--photo-size", default="400x300", help="WxH of the generated JPEGs (e.g. 4032x3024)")
@@ -202,8 +213,11 @@ def main() -> None:
     args = ap.parse_args()
     size = tuple(int(v) for v in args.photo_size.lower().split("x"))
 
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}, native bf16: {native_bf16()}")
+    from cliplab.models.precision import cpu_info
+
+    info = cpu_info()
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CPU: {info.model}, {info.cores} cores, "
+          f"torch threads {torch.get_num_threads()}, flags: {', '.join(sorted(info.flags)) or 'none'}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average before start: {load:.2f}")
     print(f"fp32 matmul peak: {matmul_gflops():.1f} GFLOP/s (2048x2048 torch.mm, {torch.get_num_threads()} threads)")
@@ -235,20 +249,33 @@ def main() -> None:
               f"{ms(dec_one)} with 1 (as in a worker), {ms(dec_fast)} with 1 and reduced-scale JPEG decoding")
         serial = 1 / (1 / dec_main + 1 / enc)
         print(f"  -> serial loop <= {serial:.2f} img/s; decode overlapped with the encoder <= {min(enc, dec_fast):.2f} img/s")
-        best_naive, best_embed, stats = 0.0, 0.0, {}
-        for r in range(args.repeats):
+        precisions = precisions_here()
+        # load_vitb32 seeds the random init, so every precision starts from the same fp32 weights
+        models = {p: load_vitb32(p) if p != "fp32" else model for p in precisions}
+        print(f"precisions this machine runs natively: {', '.join(precisions)}")
+        best_naive, best = 0.0, {p: 0.0 for p in precisions}
+        outputs, stats = {}, {}
+        for r in range(args.repeats):  # alternate the methods, keep the best of each
             rate_n, x_naive = naive(model, paths, args.batch_size)
-            rate_e, x_embed, stats = pipelined(model, paths, args.batch_size, args.workers)
-            print(f"  round {r + 1}: naive {rate_n:.2f} img/s, embed {rate_e:.2f} img/s")
-            best_naive, best_embed = max(best_naive, rate_n), max(best_embed, rate_e)
-        cos = (x_naive * x_embed).sum(1)
-        print(f"naive loop : {best_naive:.2f} img/s")
-        print(f"cliplab.embed: {best_embed:.2f} img/s  (workers {stats.get('num_workers')}, "
-              f"torch threads {stats.get('torch_threads')})")
-        print(f"ratio embed/naive: {best_embed / best_naive:.2f}x   (same embeddings: min cosine {cos.min():.6f})")
+            best_naive = max(best_naive, rate_n)
+            line = [f"naive {rate_n:.2f}"]
+            for p in precisions:
+                rate, outputs[p], stats[p] = pipelined(models[p], paths, args.batch_size, args.workers)
+                best[p] = max(best[p], rate)
+                line.append(f"embed[{p}] {rate:.2f}")
+            print(f"  round {r + 1} (img/s): " + ", ".join(line))
+        print(f"naive loop (fp32): {best_naive:.2f} img/s")
+        print(f"{'precision':>9} | {'embed img/s':>11} | {'x naive':>7} | {'min cos':>8} | {'mean cos':>8}")
+        fidelity = {}
+        for p in precisions:
+            cos = (outputs[p] * x_naive).sum(1)
+            fidelity[p] = float(cos.min())
+            print(f"{p:>9} | {best[p]:>11.2f} | {best[p] / best_naive:>6.2f}x | {cos.min():>8.5f} | {cos.mean():>8.5f}")
+        s32 = stats["fp32"]
+        print(f"(embed: workers {s32.get('num_workers')}, torch threads {s32.get('torch_threads')})")
 
         if args.ablate:
-            print("ablations (one run each):")
+            print("ablations (fp32, one run each):")
             rate, _ = naive(model, paths, args.batch_size, preprocess_threads=1)
             print(f"  naive loop, 1 torch thread while preprocessing: {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
             rate, _, _ = pipelined(model, paths, args.batch_size, 0)
@@ -256,16 +283,9 @@ def main() -> None:
             rate, _, _ = pipelined(model, paths, args.batch_size, args.workers, fast_jpeg=False)
             print(f"  embed, fast_jpeg=False (full-size JPEG decoding): {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
 
-        if args.bf16_images:
-            sub = paths[: args.bf16_images]
-            bf16 = load_vitb32("bf16")
-            bf16.torch_module.load_state_dict(model.torch_module.state_dict())
-            rate_b, x_b, _ = pipelined(bf16, sub, args.batch_size, args.workers)
-            rate_f, x_f, _ = pipelined(model, sub, args.batch_size, args.workers)
-            cos = (x_b * x_f).sum(1)
-            kind = "native" if native_bf16() else "EMULATED (no avx512_bf16/amx on this CPU)"
-            print(f"bf16 autocast ({kind}), {len(sub)} images: {rate_b:.2f} img/s vs fp32 {rate_f:.2f} img/s "
-                  f"= {rate_b / rate_f:.2f}x; cosine to fp32: min {cos.min():.5f}, mean {cos.mean():.5f}")
+        faithful = [p for p in precisions if fidelity[p] >= 0.999]
+        top = max(faithful, key=lambda p: best[p])
+        print(f"ratio best/naive: {best[top] / best_naive:.2f}x (precision {top}, min cosine {fidelity[top]:.5f})")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -48,3 +48,12 @@ def tiny_model(tiny_model_files):
     from cliplab.models import load_model
 
     return load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own ``XDG_CACHE_HOME``, so the default embedding cache
+    (``$XDG_CACHE_HOME/cliplab/embeddings``) never lands in the user's ~/.cache nor leaks between tests."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home

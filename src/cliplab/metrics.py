@@ -5,6 +5,28 @@ The implementations live in :mod:`cliplab.evaluate` (``metrics``, ``calibration`
 ``generation``, ``representation``, ``fairness``); this is the short public name.
 """
 
+from cliplab.evaluate.calibration import (
+    brier,
+    calibration_metrics,
+    ece,
+    ece_equal_mass,
+    fit_temperature,
+    mce,
+    nll,
+)
+from cliplab.evaluate.fairness import (
+    demographic_parity_difference,
+    equalized_odds_difference,
+    group_predictability,
+    group_stats,
+)
+from cliplab.evaluate.generation import (
+    clip_score,
+    cmmd,
+    ref_clip_score,
+    schur_complement_entropy,
+    vendi_score,
+)
 from cliplab.evaluate.metrics import (
     accuracy_at_k,
     classification_metrics,
@@ -14,16 +36,14 @@ from cliplab.evaluate.metrics import (
     retrieval_metrics,
     topk_accuracies,
 )
-from cliplab.evaluate.calibration import brier, calibration_metrics, ece, ece_equal_mass, fit_temperature, mce, nll
-from cliplab.evaluate.fairness import (
-    demographic_parity_difference,
-    equalized_odds_difference,
-    group_predictability,
-    group_stats,
+from cliplab.evaluate.ood import aupr, auroc, energy, fpr_at_tpr, max_logit, mcm, msp
+from cliplab.evaluate.representation import (
+    alignment,
+    centre_modalities,
+    modality_gap,
+    modality_separability,
+    uniformity,
 )
-from cliplab.evaluate.generation import clip_score, cmmd, ref_clip_score, schur_complement_entropy, vendi_score
-from cliplab.evaluate.ood import auroc, aupr, energy, fpr_at_tpr, max_logit, mcm, msp
-from cliplab.evaluate.representation import alignment, centre_modalities, modality_gap, modality_separability, uniformity
 
 __all__ = [
     "accuracy_at_k",

@@ -28,7 +28,10 @@ def test_help(cli):
 
 def test_predictions_csv(cli, model_args, tiny_model, tmp_path):
     out = tmp_path / "preds.csv"
-    result = cli("classify", *model_args, "--images", "synthetic:12:4", "--classnames", LABELS, "--out", out, *FAST)
+    # fp32 pinned (auto would pick bf16 on bf16 hardware); the CLI runs on CUDA where there is one, this
+    # reference on the CPU, so scores are compared at a tolerance fp32 meets on both (they differ ~1e-5)
+    args = ["--images", "synthetic:12:4", "--classnames", LABELS, "--precision", "fp32", "--out", out]
+    result = cli("classify", *model_args, *args, *FAST)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
     assert rows[0] == ["id", "label_1", "score_1", "label_2", "score_2", "label_3", "score_3"]
@@ -44,7 +47,7 @@ def test_predictions_csv(cli, model_args, tiny_model, tmp_path):
         scores = np.array([float(s) for s in row[2::2]])
         assert list(scores) == sorted(scores, reverse=True)
         assert row[1] == LABELS.split(",")[int(np.argmax(p))]
-        np.testing.assert_allclose(scores, np.sort(p)[::-1][:3], atol=1e-5)
+        np.testing.assert_allclose(scores, np.sort(p)[::-1][:3], atol=1e-4)
     assert "images classified" in result.stdout
 
 

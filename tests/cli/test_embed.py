@@ -88,3 +88,13 @@ def test_missing_images_exit_2(cli, model_args, tmp_path):
     result = cli("embed", *model_args, "--images", tmp_path / "none", "--out", tmp_path / "f", *FAST)
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_decode_option(cli, model_args, tmp_path):
+    for decode in ("cpu", "gpu"):
+        ok = cli("embed", *model_args, "--images", "synthetic:3:2", "--decode", decode, "--out", tmp_path / decode, *FAST)
+        assert ok.exit_code == 0, ok.output
+        assert Features.load(tmp_path / decode).stats["decode"] == decode
+    a, b = Features.load(tmp_path / "cpu").X, Features.load(tmp_path / "gpu").X
+    assert (a * b).sum(1).min() >= 0.999
+    assert cli("embed", *model_args, "--images", "synthetic:3:2", "--decode", "nvjpeg", "--out", tmp_path / "x", *FAST).exit_code == 2

@@ -39,19 +39,20 @@ def load_tiny(weights: Path, precision: str = "fp32"):
 
 
 class Counter:
-    """Wraps ``model.encode_pixels`` to count forward passes and the images they saw."""
+    """Wraps ``model.encode_pixels_async`` (what ``embed`` and ``encode_pixels`` call) to count
+    forward passes and the images they saw."""
 
     def __init__(self, model):
         self.calls = 0
         self.images = 0
-        inner = model.encode_pixels
+        inner = model.encode_pixels_async
 
         def counted(pixels):
             self.calls += 1
             self.images += len(pixels)
             return inner(pixels)
 
-        model.encode_pixels = counted
+        model.encode_pixels_async = counted
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""bf16 autocast on the CPU gives embeddings within cosine 0.999 of fp32.
+"""bf16 (weights and inputs cast) on the CPU gives embeddings within cosine 0.999 of fp32, in their own cache namespace.
 
 The check is about numerics, so it runs whether or not the CPU has native bf16 instructions (without
 them oneDNN emulates bf16: slower, same rounding); it is skipped only if bf16 autocast is unavailable.

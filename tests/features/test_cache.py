@@ -56,7 +56,7 @@ def test_adding_images_embeds_only_the_new_ones(tiny, folder, tmp_path, counter,
     assert len(after) == 34 and after.stats["cache_hits"] == 24 and after.stats["cache_misses"] == 10
     old = after.select_ids(before.ids)
     np.testing.assert_array_equal(old.X, before.X)
-    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False)
+    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False, cache_dir=None)
     np.testing.assert_allclose(after.X, clean.X, atol=1e-6)
 
 
@@ -65,7 +65,7 @@ def test_identical_bytes_are_encoded_once(tiny, folder, tmp_path, counter):
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(files[0].read_bytes())
     count = counter(tiny)
-    feats = embed(tiny, [*map(str, files), str(copy)], num_workers=0, progress=False)
+    feats = embed(tiny, [*map(str, files), str(copy)], num_workers=0, progress=False, cache_dir=None)
     assert count.images == 5 and len(feats) == 6
     np.testing.assert_array_equal(feats.X[0], feats.X[5])
 
@@ -134,7 +134,7 @@ def test_many_small_runs_are_compacted(tiny, tmp_path, counter, add_images):
     count = counter(tiny)
     final = embed(tiny, folder, cache_dir=cache, num_workers=0, progress=False)
     assert count.calls == 0 and len(final) == 12
-    clean = embed(tiny, folder, num_workers=0, progress=False)
+    clean = embed(tiny, folder, num_workers=0, progress=False, cache_dir=None)
     np.testing.assert_allclose(final.X, clean.X, atol=1e-6)
 
 

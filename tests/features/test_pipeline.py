@@ -22,7 +22,7 @@ from cliplab.features.pipeline import default_num_workers, draft_side, skip_summ
 def quiet_embed(*args, **kw) -> tuple[Features, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        feats = embed(*args, progress=False, **kw)
+        feats = embed(*args, progress=False, **{"cache_dir": None, **kw})
     return feats, [str(w.message) for w in caught]
 
 
@@ -40,7 +40,7 @@ def add_bad_files(folder: Path) -> dict[str, str]:
 
 
 def test_embeddings_match_the_model(tiny, folder):
-    feats = embed(tiny, folder, batch_size=5, num_workers=0, progress=False)
+    feats = embed(tiny, folder, batch_size=5, num_workers=0, progress=False, cache_dir=None)
     assert feats.X.dtype == np.float32 and feats.X.shape == (24, 32)
     np.testing.assert_allclose(np.linalg.norm(feats.X, axis=1), 1.0, atol=1e-5)
     direct = tiny.encode_images(feats.ids, batch_size=5)
@@ -53,8 +53,8 @@ def test_embeddings_match_the_model(tiny, folder):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_processes_give_the_same_result(tiny, folder, workers):
-    ref = embed(tiny, folder, batch_size=7, num_workers=0, progress=False)
-    par = embed(tiny, folder, batch_size=7, num_workers=workers, progress=False)
+    ref = embed(tiny, folder, batch_size=7, num_workers=0, progress=False, cache_dir=None)
+    par = embed(tiny, folder, batch_size=7, num_workers=workers, progress=False, cache_dir=None)
     assert par.ids == ref.ids and par.stats["num_workers"] == workers
     np.testing.assert_allclose(par.X, ref.X, atol=1e-6)
 
@@ -69,7 +69,7 @@ def test_bad_files_are_skipped_listed_and_summarised(tiny, folder, tmp_path, wor
     assert feats.labels == [Path(i).parent.name for i in feats.ids]  # still aligned with the kept rows
     summary = [m for m in messages if "skipped" in m]
     assert summary == ["4 of 28 images skipped (2 truncated, 1 empty file, 1 not an image); the list is in Features.skipped"]
-    clean = embed(tiny, feats.ids, batch_size=4, num_workers=0, progress=False)
+    clean = embed(tiny, feats.ids, batch_size=4, num_workers=0, progress=False, cache_dir=None)
     np.testing.assert_allclose(feats.X, clean.X, atol=1e-6)
 
 
@@ -96,34 +96,34 @@ def test_source_skips_are_carried_over(tiny, folder, tmp_path):
 
 def test_all_source_kinds(tiny, folder):
     files = sorted(str(p) for p in folder.rglob("*.jpg"))
-    by_list = embed(tiny, files, num_workers=0, progress=False)
+    by_list = embed(tiny, files, num_workers=0, progress=False, cache_dir=None)
     assert by_list.ids == files and by_list.labels is None
     items = [ImageItem(id=f"x{i}", read_bytes=Path(f).read_bytes, label="a") for i, f in enumerate(files[:3])]
-    by_src = embed(tiny, ImageSource(name="mine", items=items, classes=["a"]), num_workers=0, progress=False)
+    by_src = embed(tiny, ImageSource(name="mine", items=items, classes=["a"]), num_workers=0, progress=False, cache_dir=None)
     np.testing.assert_allclose(by_src.X, by_list.X[:3], atol=1e-6)
     assert by_src.labels == ["a"] * 3 and list(by_src.y) == [0, 0, 0]
-    synth = embed(tiny, "synthetic:6:1", num_workers=1, progress=False)
+    synth = embed(tiny, "synthetic:6:1", num_workers=1, progress=False, cache_dir=None)
     assert len(synth) == 6 and all(c for c in synth.captions) and synth.meta is not None
 
 
 def test_nothing_embedded_is_an_error(tiny, tmp_path):
     with pytest.raises(NothingEmbeddedError, match="nothing embedded from 'none': the source lists no images"):
-        embed(tiny, ImageSource(name="none", items=[]), progress=False)
+        embed(tiny, ImageSource(name="none", items=[]), progress=False, cache_dir=None)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"junk")
     with pytest.raises(NothingEmbeddedError, match=r"1 of 1 image skipped \(1 not an image\)"):
-        embed(tiny, [str(bad)], progress=False, num_workers=0)
+        embed(tiny, [str(bad)], progress=False, num_workers=0, cache_dir=None)
 
 
 def test_progress_bar_shows_rate(tiny, folder, capsys):
-    embed(tiny, folder, num_workers=0, progress=True)
+    embed(tiny, folder, num_workers=0, progress=True, cache_dir=None)
     err = capsys.readouterr().err
     assert "img/s" in err and "24/24" in err
-    embed(tiny, folder, num_workers=0, progress=False)
+    embed(tiny, folder, num_workers=0, progress=False, cache_dir=None)
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("cores, cpu, cuda", [(1, 1, 1), (2, 2, 1), (5, 2, 4), (9, 3, 8), (16, 4, 8)])
+@pytest.mark.parametrize("cores, cpu, cuda", [(1, 1, 1), (2, 2, 1), (5, 2, 4), (9, 3, 8), (16, 4, 15)])
 def test_default_workers(monkeypatch, cores, cpu, cuda):
     from cliplab.features import pipeline
 

@@ -23,11 +23,11 @@ SCRIPT = textwrap.dedent(
     from cliplab.features import embed
 
     model = load_tiny({weights!r})
-    inner = model.encode_pixels
+    inner = model.encode_pixels_async
     def slow(pixels):  # slow enough that the test can kill us part-way
         time.sleep(0.15)
         return inner(pixels)
-    model.encode_pixels = slow
+    model.encode_pixels_async = slow
     embed(model, {folder!r}, cache_dir={cache!r}, batch_size=4, chunk_size=4, num_workers={workers}, progress=False)
     print("finished")
     """
@@ -63,6 +63,6 @@ def test_killed_run_resumes_with_only_the_missing_images(tiny, tiny_weights, tmp
     resumed = embed(tiny, folder, cache_dir=cache, batch_size=4, num_workers=0, progress=False)
     assert count.images == 40 - done
     assert resumed.stats["cache_hits"] == done
-    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False)
+    clean = embed(tiny, folder, batch_size=8, num_workers=0, progress=False, cache_dir=None)
     assert resumed.ids == clean.ids
     np.testing.assert_allclose(resumed.X, clean.X, atol=1e-6)

@@ -239,10 +239,10 @@ def test_precision_rules(tiny_config, tiny_weights, images, texts):
         OpenClipModel.from_config("t", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], tiny_weights, "cpu", "fp16")
     assert "cuda" in one_line(err).lower()
     with pytest.raises(ModelLoadError):
-        OpenClipModel.from_config("t", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], tiny_weights, "cpu", "int8")
+        OpenClipModel.from_config("t", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], tiny_weights, "cpu", "int4")
     fp32 = OpenClipModel.from_config("t", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], tiny_weights, "cpu")
     bf16 = OpenClipModel.from_config("t", tiny_config["model_cfg"], tiny_config["preprocess_cfg"], tiny_weights, "cpu", "bf16")
-    assert all(p.dtype == torch.float32 for p in bf16.torch_module.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in bf16.torch_module.parameters())  # cast, not autocast
     assert bf16.identity != fp32.identity
     a, b = fp32.encode_texts(texts), bf16.encode_texts(texts)
     assert a.dtype == b.dtype == np.float32

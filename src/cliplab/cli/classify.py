@@ -19,17 +19,23 @@ from cliplab.cli.common import (
     CACHE_DIR_OPTION,
     CAPTION_COL_OPTION,
     CLASSNAMES_OPTION,
+    DECODE_OPTION,
     IMAGE_COL_OPTION,
     IMAGES_OPTION,
     LABEL_COL_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
     ON_CONFLICT_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    Decode,
     OnConflict,
+    Precision,
+    cache_folder,
     deprecated_alias,
+    load_model_for,
     open_images,
     read_names,
     say_what_was_left_out,
@@ -82,11 +88,13 @@ def classify_command(
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label_1, score_1, ..., label_k, score_k (scores are softmax probabilities)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: str = PRECISION_OPTION,
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file."),
     k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of classes)."),
-    batch_size: int = BATCH_SIZE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     image_col: Optional[str] = IMAGE_COL_OPTION,
     caption_col: Optional[str] = CAPTION_COL_OPTION,
@@ -97,7 +105,6 @@ def classify_command(
 ) -> None:
     """Zero-shot classify images into the given class names; write the top-k classes per image as CSV."""
     from cliplab.features import embed
-    from cliplab.models import load_model
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
@@ -105,9 +112,11 @@ def classify_command(
         if given is None:
             raise InputError("--classnames is required: pass 'cat,dog,...' or a file with one name per line")
         names = read_names(given, "--classnames")
+        cache = cache_folder(cache_dir, no_cache)
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        clip = load_model(model, pretrained=pretrained, precision=precision)
-        feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        clip = load_model_for(model, pretrained, precision, announce=progress)
+        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
+                      decode=decode.value)
         probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
         atomic_write(out, predictions_csv(feats.ids, names, order, scores))

@@ -15,6 +15,7 @@ import typer
 
 from cliplab.errors import CliplabError, InputError, command_line_spelling, warn
 from cliplab.models import DEFAULT_MODEL
+from cliplab.models.precision import CHOICES as PRECISION_CHOICES
 from cliplab.validation import check_classnames
 
 if TYPE_CHECKING:
@@ -28,9 +29,21 @@ PRETRAINED_OPTION = typer.Option(None, "--pretrained", "-p", help="open_clip tag
 # Options of the commands that embed a collection (embed, classify, eval, ...): one flag per idea.
 IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
 CLASSNAMES_OPTION = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")
-PRECISION_OPTION = typer.Option("fp32", "--precision", help="Compute precision: fp32, bf16 or fp16 (fp16 needs CUDA). Embeddings are float32 either way.")
-BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", "-b", min=1, help="Images per forward pass.")
-CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again.")
+Precision = Enum("Precision", {name: name for name in PRECISION_CHOICES}, type=str)  # --precision's choices
+PRECISION_OPTION = typer.Option(
+    "auto", "--precision",
+    help="Compute precision: auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16, "
+    "fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
+)
+BATCH_SIZE_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Images per forward pass (default: 256 on CUDA, 64 on the CPU).")
+Decode = Enum("Decode", {name: name for name in ("auto", "cpu", "gpu")}, type=str)  # --decode's choices
+DECODE_OPTION = typer.Option(
+    "auto", "--decode",
+    help="Where JPEGs are decoded: auto (on the GPU when the model runs on CUDA, else on the CPU), cpu (PIL in "
+    "worker processes) or gpu (torchvision on the model's device). Files the GPU decoder refuses fall back to the CPU.",
+)
+CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
 OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
@@ -76,6 +89,30 @@ def say_what_was_left_out(feats: Features, out: Path) -> None:
         path = out / "skipped.csv" if out.is_dir() else out.with_name(f"{out.stem}.skipped.csv")
         feats.save_skipped(path)
         typer.echo(f"skipped: {skip_summary(feats.skipped, feats.stats['images_total'])}; list in {path}", err=True)
+
+
+def cache_folder(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    """The cache folder a command embeds with: ``--cache-dir``, else the platform default; None with ``--no-cache``."""
+    from cliplab.features.cache_folder import default_cache_dir
+
+    if no_cache:
+        if cache_dir is not None:
+            raise InputError("--no-cache and --cache-dir contradict each other; pass one")
+        return None
+    return cache_dir if cache_dir is not None else default_cache_dir()
+
+
+def load_model_for(model: str, pretrained: str | None, precision: "str | Precision", announce: bool = True):
+    """``load_model`` for a command; with ``--precision auto`` and ``announce`` (the command's
+    ``--progress``) one line on stderr says what was chosen and why."""
+    from cliplab.models import load_model
+    from cliplab.models.precision import auto_precision
+
+    precision = getattr(precision, "value", precision)
+    clip = load_model(model, pretrained=pretrained, precision=precision)
+    if precision == "auto" and announce:
+        typer.echo(f"precision: {clip.precision} ({auto_precision(clip.device)[1]})", err=True)
+    return clip
 
 
 def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:

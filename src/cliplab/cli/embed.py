@@ -12,16 +12,22 @@ from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
     CAPTION_COL_OPTION,
+    DECODE_OPTION,
     IMAGE_COL_OPTION,
     IMAGES_OPTION,
     LABEL_COL_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
     ON_CONFLICT_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    Decode,
     OnConflict,
+    Precision,
+    cache_folder,
+    load_model_for,
     open_images,
     say_what_was_left_out,
     user_errors,
@@ -35,9 +41,11 @@ def embed_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write features.safetensors and features.json to (created if needed)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: str = PRECISION_OPTION,
-    batch_size: int = BATCH_SIZE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     image_col: Optional[str] = IMAGE_COL_OPTION,
     caption_col: Optional[str] = CAPTION_COL_OPTION,
@@ -50,16 +58,17 @@ def embed_command(
     Images that cannot be read are skipped and listed in OUT/skipped.csv.
     """
     from cliplab.features import embed
-    from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        clip = load_model(model, pretrained=pretrained, precision=precision)
-        feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        cache = cache_folder(cache_dir, no_cache)
+        clip = load_model_for(model, pretrained, precision, announce=progress)
+        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
+                      decode=decode.value)
         feats.save(out)
         say_what_was_left_out(feats, out)
     stats = feats.stats
     typer.echo(
         f"embedded {len(feats)} images ({feats.dim} dims) to {out}; "
-        f"cache hits {stats.get('cache_hits', 0)} of {stats.get('images', len(feats))}"
+        f"cache hits {stats.get('cache_hits', 0)} of {stats.get('images', len(feats))}; precision {stats.get('precision')}"
     )

@@ -16,16 +16,22 @@ from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
     CAPTION_COL_OPTION,
+    DECODE_OPTION,
     IMAGE_COL_OPTION,
     LABEL_COL_OPTION,
     MODEL_OPTION,
+    NO_CACHE_OPTION,
     ON_CONFLICT_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    Decode,
     OnConflict,
+    Precision,
+    cache_folder,
     deprecated_alias,
+    load_model_for,
     open_images,
     read_names,
     say_what_was_left_out,
@@ -115,14 +121,16 @@ def eval_command(
     out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: str = PRECISION_OPTION,
     task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions. Beyond accuracy: robustness, calibration, ood, fairness, diagnostics, generation, skills."),
     templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt)."),
     classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
     attribute: Optional[Attribute] = typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape)."),
     recall_k: Optional[list[str]] = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10)."),
-    batch_size: int = BATCH_SIZE_OPTION,
+    precision: Precision = PRECISION_OPTION,
+    batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     image_col: Optional[str] = IMAGE_COL_OPTION,
     caption_col: Optional[str] = CAPTION_COL_OPTION,
@@ -149,11 +157,11 @@ def eval_command(
     """
     from cliplab.cli import eval_tasks
     from cliplab.evaluate.tasks import EmbedOptions
-    from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
         images = deprecated_alias(images, dataset, "--dataset", "--images")
         names = read_names(classnames, "--classnames") if classnames else None
+        cache = cache_folder(cache_dir, no_cache)
         if task.value in eval_tasks.TASKS:
             manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
             given = [flag for flag, v in manifest.items() if v is not None] + (["--on-conflict"] if on_conflict != OnConflict.error else [])
@@ -167,8 +175,8 @@ def eval_command(
                 images, names, templates, attribute.value if attribute else None,
                 corruptions, severities, bins, seed, ood_images, list(group_column or []), captions, reference, scenes,
             )  # fmt: skip
-            clip = load_model(model, pretrained=pretrained, precision=precision)
-            result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache_dir, workers, progress), pretrained, progress)
+            clip = load_model_for(model, pretrained, precision, announce=progress)
+            result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache, workers, progress, decode.value), pretrained, progress)
             eval_tasks.write_outputs(result, out, report)
         else:
             if images is None:
@@ -179,10 +187,11 @@ def eval_command(
             stray = next((flag for flag, v in task_only.items() if v not in (None, [])), None)
             if stray:
                 raise InputError(f"{stray} applies to the tasks beyond accuracy (--task robustness, calibration, ...), not to zero-shot {task.value}")
-            result = _zeroshot(clip_spec=(model, pretrained, precision), images=images, task=task, names=names,
+            result = _zeroshot(clip_spec=(model, pretrained, precision, progress), images=images, task=task, names=names,
                                templates=templates, attribute=attribute, recall_k=recall_k, extra=list(ctx.args),
                                manifest=dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict),
-                               embed=dict(batch_size=batch_size, cache_dir=cache_dir, num_workers=workers, progress=progress))  # fmt: skip
+                               embed=dict(batch_size=batch_size, cache_dir=cache, num_workers=workers, progress=progress,
+                                          decode=decode.value))  # fmt: skip
             write_json(result.to_json(), out)
             say_what_was_left_out(result.details.features, out)
             if report is not None:
@@ -202,7 +211,6 @@ def _zeroshot(clip_spec, images, task, names, templates, attribute, recall_k, ex
         run_zeroshot_classification,
         run_zeroshot_retrieval,
     )
-    from cliplab.models import load_model
 
     ks = parse_recall_k(recall_k, extra)
     source = open_eval_source(images, task, attribute, manifest)
@@ -211,8 +219,8 @@ def _zeroshot(clip_spec, images, task, names, templates, attribute, recall_k, ex
         raise InputError(f"{'--templates' if templates else '--classnames'} applies to classification, not to retrieval")
     if which == Task.zeroshot_classification.value and recall_k:
         raise InputError("--recall-k applies to retrieval, not to classification")
-    model, pretrained, precision = clip_spec
-    clip = load_model(model, pretrained=pretrained, precision=precision)
+    model, pretrained, precision, announce = clip_spec
+    clip = load_model_for(model, pretrained, precision, announce=announce)
     common = dict(dataset=images, pretrained=pretrained, **embed)
     if which == Task.zeroshot_classification.value:
         return run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)

@@ -39,8 +39,8 @@ def modality_separability(image_emb, text_emb, seed: int = 0, folds: int = 5) ->
     """How linearly separable the two modalities are: the cross-validated balanced accuracy of a
     logistic regression that tells an image embedding from a text embedding (0.5: inseparable)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     img, txt = _two(image_emb, text_emb, paired=False)
     X = np.concatenate([img, txt])

@@ -108,10 +108,10 @@ def _source(source: ImageSource | str | os.PathLike) -> tuple[ImageSource, str]:
     return open_dataset(source), os.fspath(source)
 
 
-def _embed(model, source: ImageSource, batch_size: int, cache_dir, num_workers: int | None, progress: bool):
+def _embed(model, source: ImageSource, batch_size: int | None, cache_dir, num_workers: int | None, progress: bool, decode: str = "auto"):
     from cliplab.features import embed
 
-    feats = embed(model, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    feats = embed(model, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers, progress=progress, decode=decode)
     by_id = {it.id: it for it in source.items}
     return feats, [by_id[i] for i in feats.ids]
 
@@ -199,12 +199,13 @@ def run_zeroshot_classification(
     source: ImageSource | str | os.PathLike,
     templates: Any = None,
     classnames: Sequence[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     *,
     dataset: str | None = None,
     pretrained: str | None = None,
     num_workers: int | None = None,
+    decode: str = "auto",
     progress: bool = False,
 ) -> ClassificationResult:
     """Zero-shot classification: ``acc1``, ``acc5`` (more than 5 classes), ``mean_per_class_recall``.
@@ -219,7 +220,7 @@ def run_zeroshot_classification(
     classes, clf = zeroshot_head(model, src, templates, classnames)
     if len(classes) == 1:
         warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0")
-    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress)
+    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress, decode)
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
     if not keep:
@@ -255,12 +256,13 @@ def run_zeroshot_retrieval(
     model,
     source: ImageSource | str | os.PathLike,
     ks: Sequence[int] = (1, 5, 10),
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     *,
     dataset: str | None = None,
     pretrained: str | None = None,
     num_workers: int | None = None,
+    decode: str = "auto",
     progress: bool = False,
 ) -> RetrievalResult:
     """Zero-shot retrieval with every caption of every image: ``image_retrieval_recall@k`` (text
@@ -274,7 +276,7 @@ def run_zeroshot_retrieval(
             f"dataset {name!r} has no captions; retrieval needs a manifest with a caption column, "
             "shards with .txt members, or synthetic scenes"
         )
-    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress)
+    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress, decode)
     texts = [c for it in items for c in it.captions]
     text_to_image = np.array([i for i, it in enumerate(items) for _ in it.captions], dtype=np.int64)
     if not texts:

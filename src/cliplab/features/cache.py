@@ -3,7 +3,7 @@
 Layout under ``cache_dir``::
 
     <namespace>/                    sha256 of the model identity, precision and decode policy
-        model.txt                   that text, for people (never read back)
+        model.txt                   that text, for people and ``cliplab cache info``
         chunk-<random>.safetensors  "hashes" uint8 (n, 32), "embeddings" float32 (n, d);
                                     metadata: format, rows, dim, sha256 of both tensors' bytes
 
@@ -38,10 +38,11 @@ class CacheWarning(UserWarning):
     """Something in the embedding cache was damaged and has been dealt with."""
 
 
-def namespace_key(identity: str, precision: str, decode: str = "") -> str:
-    """The folder name for one model: sha256 of its identity, precision and decode policy."""
+def namespace_key(identity: str, precision: str, decode: str = "") -> tuple[str, str]:
+    """(folder name, description) for one model: the description names its identity, precision
+    and decode policy (one per line); the folder name is its sha256."""
     text = f"{identity}\nprecision={precision}" + (f"\ndecode={decode}" if decode else "")
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
 
 
 def content_hash(data: bytes) -> bytes:

@@ -4,12 +4,15 @@ Three steps:
 
 1. hash: read every item's bytes and sha256 them (a thread pool: file reads and hashlib release the
    GIL). Unreadable items are skipped here.
-2. look up: with a ``cache_dir``, embeddings already stored for these bytes under this model's
-   namespace are read from the chunk files (see ``cache.py``).
+2. look up: embeddings already stored for these bytes under this model's namespace (identity,
+   precision, decode path) are read from the chunk files of the cache (by default the platform cache
+   folder, see ``cache_folder.py``; the chunks are in ``cache.py``).
 3. compute: the misses (one per distinct content) go through a torch ``DataLoader`` whose workers
-   read, re-hash, decode (``decode_image``) and preprocess them; the main process gathers full
-   batches and calls ``model.encode_pixels``. Every ``chunk_size`` new embeddings are written as one
-   chunk, so a killed run loses at most one chunk of work.
+   read, re-hash, decode (``decode_image``) and preprocess them, or, with decode "gpu", through
+   ``device_decode.device_batches`` (torchvision decoding on the model's device); the main process
+   gathers full batches and calls ``model.encode_pixels_async``, keeping one batch in flight. Every
+   ``chunk_size`` new embeddings are written as one chunk, so a killed run loses at most one chunk of
+   work and the next run resumes.
 
 The workers re-hash the bytes they decode, so an embedding is always stored under the hash of the
 exact bytes it was computed from.
@@ -48,6 +51,33 @@ from cliplab.features.features import Features
 DEFAULT_CHUNK_SIZE = 1024
 SMALL_JOB = 16  # images; fewer are decoded in this process when num_workers is None
 DRAFT_TAG = "jpeg-draft>=2x"
+DEVICE_DECODE_TAG = "torchvision-decode_jpeg"
+DECODES = ("auto", "cpu", "gpu")
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass: 256 on CUDA (a GPU needs large batches to be busy), 64 elsewhere."""
+    return 256 if torch.device(device).type == "cuda" else 64
+
+
+def pick_decode(decode: str, model: Any):
+    """(path, tensor preprocessing | None): "gpu" decodes JPEGs with torchvision on the model's
+    device (on a CPU model: torchvision's CPU decoder, the same code), "cpu" with PIL in workers;
+    "auto" is "gpu" on CUDA when the model's preprocessing can run as tensor ops, else "cpu"."""
+    from cliplab.data.tensor_decode import TensorPreprocess
+
+    if decode not in DECODES:
+        raise InputError(f"unknown decode {decode!r}; use one of {', '.join(DECODES)}")
+    device = torch.device(getattr(model, "device", "cpu"))
+    if decode == "cpu" or (decode == "auto" and device.type != "cuda"):
+        return "cpu", None
+    mirrored = TensorPreprocess.mirror(getattr(model, "preprocess", None))
+    if mirrored is None:
+        if decode == "gpu":
+            name = getattr(model, "name", type(model).__name__)
+            raise InputError(f"decode='gpu': {name}'s preprocessing is not Resize, CenterCrop, Normalize, so it cannot run on the device; use decode='cpu'")
+        return "cpu", None
+    return "gpu", mirrored
 
 
 # --- sources --------------------------------------------------------------------------------------
@@ -146,7 +176,7 @@ def _read_error(e: BaseException) -> str:
 
 # --- how many workers --------------------------------------------------------------------------------
 def default_num_workers(device: torch.device | None = None) -> int:
-    """Decode workers: on an accelerator every core but one (at most 8); for a CPU model 2 up to 5
+    """Decode workers: on an accelerator every core but one; for a CPU model 2 up to 5
     cores, one more per 4 cores beyond. The encoder keeps all its torch threads.
 
     Measured on 2 cores, ViT-B-32 fp32, batch 16, idle machine: 12 MP JPEGs (decode ~49 ms/img
@@ -156,7 +186,7 @@ def default_num_workers(device: torch.device | None = None) -> int:
     """
     cores = _cores()
     if device is not None and torch.device(device).type != "cpu":
-        return max(1, min(8, cores - 1))
+        return max(1, cores - 1)  # the GPU waits on decoding: every core the main process leaves
     return max(1, min(cores, 2 + max(0, cores - 5) // 4))
 
 
@@ -190,17 +220,28 @@ def _hash_all(items: list[ImageItem], threads: int) -> list[bytes | str]:
         return list(pool.map(one, items, chunksize=16))
 
 
+class _DefaultCache:
+    """The ``cache_dir`` default: the platform cache folder (``cache_folder.default_cache_dir``)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CACHE"
+
+
+DEFAULT_CACHE: Any = _DefaultCache()
+
+
 def embed(
     model,
     source,
-    cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     progress: bool = True,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     fast_jpeg: bool = True,
     max_pixels: int | None = None,
+    decode: str = "auto",
 ) -> Features:
     """Embed every image of ``source`` with ``model`` (a ``Model`` or a spec for ``load_model``):
     a ``Features`` whose rows follow the source's order.
@@ -208,18 +249,28 @@ def embed(
     source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
         "synthetic:<n>"), or a list of image paths.
     cache_dir: a folder for the content-addressed cache; images whose bytes were embedded before by
-        the same model (same weights, preprocessing and precision) are not computed again.
+        the same model (same weights, preprocessing and precision) are not computed again, so a
+        killed run resumes. Default: ``$XDG_CACHE_HOME/cliplab/embeddings`` (else
+        ``~/.cache/cliplab/embeddings``); None: no cache.
+    batch_size: images per forward pass; None: 256 on CUDA, 64 elsewhere.
     num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``
-        (none for 16 images or fewer).
+        (none for 16 images or fewer). With decode "gpu", file-reading threads instead.
+    decode: "auto" (on CUDA, JPEGs are decoded and preprocessed on the GPU; elsewhere with PIL in
+        worker processes), "cpu" or "gpu" (torchvision's decoder on the model's device; on a CPU model
+        its CPU decoder). Files that path cannot take fall back to PIL one by one.
     chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
     fast_jpeg: decode large JPEGs at a reduced scale that still leaves >= 2x the model's input size.
     Images that cannot be read or decoded are left out and listed in ``Features.skipped``.
     """
     from cliplab.data.images import DEFAULT_MAX_PIXELS
 
-    if batch_size < 1 or chunk_size < 1:
+    if (batch_size is not None and batch_size < 1) or chunk_size < 1:
         raise InputError("batch_size and chunk_size must be >= 1")
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if cache_dir is DEFAULT_CACHE:
+        from cliplab.features.cache_folder import default_cache_dir
+
+        cache_dir = default_cache_dir()
     if isinstance(model, str):
         from cliplab.models import load_model
 
@@ -229,6 +280,8 @@ def embed(
     items: list[ImageItem] = list(src.items)
     device = torch.device(getattr(model, "device", "cpu"))
     draft = draft_side(model) if fast_jpeg else None
+    batch_size = batch_size or default_batch_size(device)
+    decode_path, tensor_preprocess = pick_decode(decode, model)
 
     # 1. hash -------------------------------------------------------------------------------------
     keys = _hash_all(items, threads=min(8, 2 * _cores()))
@@ -240,8 +293,9 @@ def embed(
     vectors: dict[bytes, np.ndarray] = {}
     if cache_dir is not None:
         identity = model.identity
-        ns = namespace_key(identity, model.precision, DRAFT_TAG if draft else "")
-        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=identity)
+        policy = "/".join(tag for tag in (DEVICE_DECODE_TAG if decode_path == "gpu" else "", DRAFT_TAG if draft else "") if tag)
+        ns, description = namespace_key(identity, model.precision, policy)
+        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description)
         vectors = cache.get_many(k for k in keys if isinstance(k, bytes))
     first_item: dict[bytes, int] = {}
     for i, k in enumerate(keys):
@@ -264,7 +318,7 @@ def embed(
         forward_images = _compute(
             model, dataset, keys, vectors, bad_keys, failed, cache,
             batch_size=batch_size, workers=workers, chunk_size=chunk_size,
-            progress=progress, cached=hits, timer=timer,
+            progress=progress, cached=hits, timer=timer, tensor_preprocess=tensor_preprocess,
         )
     if cache is not None:
         cache.compact(chunk_size)
@@ -307,6 +361,7 @@ def embed(
         "encode_images_per_s": round(forward_images / (t_done - t_compute), 3) if forward_images else 0.0,
         "num_workers": workers,
         "batch_size": batch_size,
+        "decode": decode_path,
         "torch_threads": torch.get_num_threads(),
         **timer.stats(),
         "precision": getattr(model, "precision", "fp32"),
@@ -393,8 +448,14 @@ class _Timer:
 
 def _compute(
     model, dataset, keys, vectors, bad_keys, failed, cache, *, batch_size, workers, chunk_size, progress, cached, timer,
+    tensor_preprocess=None,
 ) -> int:
-    """Decode ``dataset`` in workers and encode full batches here; returns the number of images encoded."""
+    """Decode ``dataset`` (in workers, or on the model's device when ``tensor_preprocess`` is given)
+    and encode full batches here; returns the number of images encoded."""
+    if tensor_preprocess is not None:
+        return _run(model, _device_batches(model, dataset.inner, tensor_preprocess, batch_size, workers), len(dataset),
+                    keys, vectors, bad_keys, failed, cache, batch_size=batch_size, in_process=False,
+                    chunk_size=chunk_size, progress=progress, cached=cached, timer=timer)  # fmt: skip
     fetch = max(1, min(batch_size, 32))
     loader_kw: dict[str, Any] = {"batch_size": fetch, "shuffle": False, "num_workers": workers, "collate_fn": _collate}
     if workers > 0:
@@ -402,24 +463,53 @@ def _compute(
     if getattr(model, "device", torch.device("cpu")).type == "cuda":
         loader_kw["pin_memory"] = True
     loader = torch.utils.data.DataLoader(dataset, **loader_kw)
-
     batches = iter(loader)  # workers fork here, before the progress bar starts its monitor thread
-    bar = _progress_bar(len(dataset), progress, cached)
+    return _run(model, batches, len(dataset), keys, vectors, bad_keys, failed, cache, batch_size=batch_size,
+                in_process=workers == 0, chunk_size=chunk_size, progress=progress, cached=cached, timer=timer)  # fmt: skip
+
+
+def _device_batches(model, dataset: "_DecodeDataset", tensor_preprocess, batch_size: int, threads: int):
+    from cliplab.features.device_decode import device_batches
+
+    min_side = 2 * dataset.draft if dataset.draft else None
+    return device_batches(
+        dataset.items, dataset.order, dataset.preprocess, tensor_preprocess, torch.device(model.device),
+        dataset.max_pixels, min_side, batch_size, threads=max(2, threads), read_error=_read_error,
+    )  # fmt: skip
+
+
+def _run(model, batches, total, keys, vectors, bad_keys, failed, cache, *, batch_size, in_process, chunk_size,
+         progress, cached, timer) -> int:  # fmt: skip
+    """Encode the pixel batches of ``batches`` in full ``batch_size`` batches, store and cache the rows."""
+    bar = _progress_bar(total, progress, cached)
     buf_px: list[torch.Tensor] = []
     buf_keys: list[bytes] = []
     pending_keys: list[bytes] = []
     pending_vecs: list[np.ndarray] = []
     encoded = 0
+    in_flight: list[tuple[list[bytes], torch.Tensor, float]] = []  # at most one batch
 
     def run_batch(n: int) -> None:
-        nonlocal buf_px, buf_keys, encoded
+        """Start encoding the next ``n`` buffered images, then store the batch started before it
+        (on CUDA the forward pass runs while this process prepares the next batch)."""
+        nonlocal buf_px, buf_keys
         pixels = torch.cat(buf_px) if len(buf_px) > 1 else buf_px[0]
         batch, rest = pixels[:n], pixels[n:]
         t = time.perf_counter()
-        out = model.encode_pixels(batch)
-        timer.encoded(time.perf_counter() - t, n)
+        rows = model.encode_pixels_async(batch)
         batch_keys, buf_keys = buf_keys[:n], buf_keys[n:]
         buf_px = [rest] if len(rest) else []
+        finish_batch()
+        in_flight.append((batch_keys, rows, t))
+
+    def finish_batch() -> None:
+        nonlocal encoded
+        if not in_flight:
+            return
+        batch_keys, rows, t = in_flight.pop()
+        out = rows.cpu().numpy()
+        n = len(batch_keys)
+        timer.encoded(time.perf_counter() - t, n)
         for key, vec in zip(batch_keys, out):
             vectors[key] = vec
         encoded += n
@@ -441,7 +531,7 @@ def _compute(
             # decoding in this process: one torch thread for the small preprocessing ops (with
             # several, each op waits on a thread barrier; on a busy machine that costs more than
             # the op), all of them again for the encoder
-            with _torch_threads(1 if workers == 0 else None):
+            with _torch_threads(1 if in_process else None):
                 got = next(batches, None)
             if got is None:
                 break
@@ -465,6 +555,7 @@ def _compute(
                 buffered -= batch_size
         if buffered:
             run_batch(buffered)
+        finish_batch()
     finally:
         if cache is not None and pending_keys:
             flush(len(pending_keys))  # whatever was encoded is kept, even when interrupted

@@ -31,7 +31,10 @@ def load_model(
     spec: ``openclip:<arch>`` | ``hf:<repo id or folder>`` | ``cliplab:<name>`` | a bundled alias (``tiny``).
     pretrained: for ``openclip:`` an open_clip tag, a checkpoint file (.safetensors/.pt/.pth/.bin) or
         ``hf-hub:org/name``; for ``cliplab:`` a weights file that replaces the shipped one; unused for ``hf:``.
-    device: default cuda when available, else cpu. precision: "fp32" | "bf16" | "fp16" (CUDA only).
+    device: default cuda when available, else cpu.
+    precision: "fp32" (default) | "bf16" | "fp16" (CUDA only) | "int8" (CPU only, dynamic quantisation)
+        | "auto" (bf16 where the hardware runs it natively, else fp32); see ``cliplab.models.precision``.
+        ``model.precision`` is the effective one.
     seed: random initialisation of an ``openclip:`` architecture without weights (same seed, same
         weights): such a model is for testing code paths and measuring speed, not for predictions.
     Errors a user can fix raise :class:`ModelLoadError` with a one-line message.

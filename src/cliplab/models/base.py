@@ -47,7 +47,8 @@ def l2_normalise(x: torch.Tensor) -> torch.Tensor:
 class Model(abc.ABC):
     """A CLIP-style dual encoder with the same surface for every backend.
 
-    Attributes: ``name`` (the spec it was loaded from), ``device``, ``precision``, ``torch_module``
+    Attributes: ``name`` (the spec it was loaded from), ``device``, ``precision`` (the effective
+    one: fp32, bf16, fp16 or int8; the module is cast or quantised to it), ``torch_module``
     (the underlying ``nn.Module`` in eval mode), ``preprocess`` (PIL image -> CHW float tensor),
     ``context_length``, ``embed_dim``, ``logit_scale`` (already exponentiated), ``identity`` (a
     string that changes whenever the weights or preprocessing change; used as a cache key).
@@ -82,12 +83,11 @@ class Model(abc.ABC):
 
     # --- shared behaviour ----------------------------------------------------------------------
     @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+    def input_dtype(self) -> torch.dtype:
+        """The dtype pixels are given to the module in: its weights' dtype (bf16/fp16 when cast)."""
+        from cliplab.models.precision import input_dtype
 
-    def _autocast(self):
-        dtype = self.autocast_dtype
-        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        return input_dtype(self.precision)
 
     def preprocess_batch(self, images: Iterable[ImageInput]) -> torch.Tensor:
         return torch.stack([self.preprocess(to_pil(im)) for im in images])
@@ -95,9 +95,30 @@ class Model(abc.ABC):
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed an already preprocessed NCHW batch: float32, L2-normalised rows."""
-        with self._autocast():
-            feats = self.image_features(pixels.to(self.device))
-        return l2_normalise(feats).cpu().numpy()
+        return self.encode_pixels_async(pixels).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_pixels_async(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Like ``encode_pixels``, but the float32 rows stay on ``device`` and, on CUDA, are not waited
+        for: a caller can prepare the next batch while this one runs, then read this one."""
+        feats = self.image_features(self.to_device(pixels))
+        return l2_normalise(feats)
+
+    def to_device(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels on ``device`` in ``input_dtype``. A CPU batch bound for CUDA is copied from pinned
+        memory on a side stream (``non_blocking``), so the copy overlaps the forward pass already queued."""
+        if self.device.type != "cuda" or pixels.is_cuda:
+            return pixels.to(self.device, self.input_dtype)
+        stream = getattr(self, "_copy_stream", None)
+        if stream is None:
+            stream = self._copy_stream = torch.cuda.Stream(self.device)
+        host = pixels if pixels.is_pinned() else pixels.pin_memory()
+        with torch.cuda.stream(stream):
+            gpu = host.to(self.device, non_blocking=True)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(stream)
+        gpu.record_stream(current)
+        return gpu.to(self.input_dtype)
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
         """Embed images (PIL images, file paths or uint8 arrays): float32, L2-normalised rows."""
@@ -126,8 +147,7 @@ class Model(abc.ABC):
         self.warn_if_truncated(texts)
         out = []
         for i in range(0, len(texts), batch_size):
-            with self._autocast():
-                feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
+            feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
             out.append(l2_normalise(feats).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 

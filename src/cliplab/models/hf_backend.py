@@ -17,6 +17,7 @@ from cliplab.errors import how_to_pass
 from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
+from cliplab.models.precision import prepare_module
 from cliplab.models.spec import check_precision, resolve_device
 from cliplab.models.weights import file_sha256
 
@@ -128,7 +129,7 @@ class HFModel(Model):
             raise ModelLoadError(
                 f"{name}: {type(module).__name__} has no get_image_features/get_text_features; it is not a dual encoder"
             )
-        module = module.to(device).eval()  # weights stay fp32; the base class autocasts
+        module = prepare_module(module.to(device).eval(), precision, device)
         return cls(
             name=name, module=module, tokenizer=tokenizer, image_processor=image_processor,
             folder=folder, device=device, precision=precision,

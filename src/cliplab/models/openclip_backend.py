@@ -22,6 +22,7 @@ from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.openclip_fetch import hub_repo, looks_like_path, tag_weights
+from cliplab.models.precision import prepare_module
 from cliplab.models.spec import check_precision, resolve_device
 from cliplab.models.weights import (
     check_compatible,
@@ -196,6 +197,7 @@ class OpenClipModel(Model):
         self.weights_file = str(weights_file) if weights_file else None
         self.pretrained = pretrained
         self._identity: str | None = None
+        self._weights_digest: str | None = None  # of the fp32 weights, when there is no file
 
     # construction ------------------------------------------------------------------------------
     @classmethod
@@ -291,10 +293,11 @@ class OpenClipModel(Model):
             set_model_preprocess_cfg(module, pp)
         except ImportError:  # pragma: no cover
             pass
-        # Weights stay fp32 for every precision: the base class autocasts to bf16/fp16.
         module = module.to(device).eval()
+        digest = None if weights or precision == "fp32" else state_dict_sha256(module.state_dict())
+        module = prepare_module(module, precision, device)
         tokenizer = make_tokenizer(model_cfg, name)
-        return cls(
+        model = cls(
             name=name,
             module=module,
             tokenizer=tokenizer,
@@ -305,6 +308,8 @@ class OpenClipModel(Model):
             weights_file=weights,
             pretrained=pretrained,
         )
+        model._weights_digest = digest
+        return model
 
     # identity ----------------------------------------------------------------------------------
     @property
@@ -313,7 +318,7 @@ class OpenClipModel(Model):
             if self.weights_file:
                 weights = file_sha256(self.weights_file)
             else:
-                weights = state_dict_sha256(self.torch_module.state_dict())
+                weights = self._weights_digest or state_dict_sha256(self.torch_module.state_dict())
             arch = hashlib.sha256(json.dumps(self.model_cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
             ident = f"{self.name}|sha256={weights}|arch={arch}|pre={describe_preprocess(self.preprocess_cfg)}"
             if self.precision != "fp32":

@@ -14,7 +14,6 @@ from cliplab.errors import ModelLoadError, how_to_pass
 
 KINDS = ("openclip", "hf", "cliplab")
 GRAMMAR = "openclip:<arch> (e.g. openclip:ViT-B-32), hf:<repo id or folder>, cliplab:<bundled name> or a bundled alias (tiny)"
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def check_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ModelLoadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ModelLoadError(f"precision 'fp16' needs a CUDA device (got {device.type}); use 'bf16' or 'fp32' there")
-    return precision
+    """The effective precision for ``precision`` on ``device`` ("auto" resolved); see ``models.precision``."""
+    from cliplab.models.precision import resolve_precision
+
+    return resolve_precision(precision, device)[0]

@@ -58,10 +58,11 @@ def header(model, dataset: str, task: str, pretrained: str | None = None) -> dic
 class EmbedOptions:
     """How collections are embedded (``cliplab.embed`` arguments)."""
 
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the device's default
     cache_dir: str | os.PathLike | None = None
     num_workers: int | None = None
     progress: bool = False
+    decode: str = "auto"
 
 
 def open_images(spec: ImageSource | str | os.PathLike, attribute: str | None = None, labelled: bool = False) -> tuple[ImageSource, str]:
@@ -81,7 +82,7 @@ def embed_source(model, source: ImageSource, opts: EmbedOptions) -> tuple[np.nda
     """(L2-normalised image embeddings, the items they belong to, in order); unreadable images left out."""
     from cliplab.features import embed
 
-    feats = embed(model, source, cache_dir=opts.cache_dir, batch_size=opts.batch_size, num_workers=opts.num_workers, progress=opts.progress)
+    feats = embed(model, source, cache_dir=opts.cache_dir, batch_size=opts.batch_size, num_workers=opts.num_workers, progress=opts.progress, decode=opts.decode)
     by_id = {it.id: it for it in source.items}
     return feats.X, [by_id[i] for i in feats.ids]
 

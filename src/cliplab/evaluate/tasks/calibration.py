@@ -15,9 +15,22 @@ import numpy as np
 from cliplab.data.sources import ImageSource
 from cliplab.errors import InputError
 from cliplab.evaluate import task_plots
-from cliplab.evaluate.calibration import ReliabilityBins, calibration_metrics, fit_temperature, reliability_bins, softmax
+from cliplab.evaluate.calibration import (
+    ReliabilityBins,
+    calibration_metrics,
+    fit_temperature,
+    reliability_bins,
+    softmax,
+)
 from cliplab.evaluate.report import Report
-from cliplab.evaluate.tasks.base import HIDDEN, EmbedOptions, TaskResult, header, open_images, zeroshot
+from cliplab.evaluate.tasks.base import (
+    HIDDEN,
+    EmbedOptions,
+    TaskResult,
+    header,
+    open_images,
+    zeroshot,
+)
 
 
 @dataclass

@@ -14,7 +14,13 @@ from cliplab.errors import InputError
 from cliplab.evaluate.metrics import retrieval_metrics
 from cliplab.evaluate.report import Report
 from cliplab.evaluate.representation import centre_modalities, geometry
-from cliplab.evaluate.tasks.base import EmbedOptions, TaskResult, embed_source, header, open_images
+from cliplab.evaluate.tasks.base import (
+    EmbedOptions,
+    TaskResult,
+    embed_source,
+    header,
+    open_images,
+)
 
 
 @dataclass

@@ -27,7 +27,13 @@ from cliplab.evaluate.fairness import (
     max_gap,
 )
 from cliplab.evaluate.report import Report
-from cliplab.evaluate.tasks.base import EmbedOptions, TaskResult, header, open_images, zeroshot
+from cliplab.evaluate.tasks.base import (
+    EmbedOptions,
+    TaskResult,
+    header,
+    open_images,
+    zeroshot,
+)
 
 
 @dataclass

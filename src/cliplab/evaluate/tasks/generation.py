@@ -13,13 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from cliplab.data.sources import ImageSource
 from cliplab.errors import InputError
-from cliplab.evaluate.generation import clip_score, cmmd, ref_clip_score, schur_complement_entropy, vendi_score
+from cliplab.evaluate.generation import (
+    clip_score,
+    cmmd,
+    ref_clip_score,
+    schur_complement_entropy,
+    vendi_score,
+)
 from cliplab.evaluate.report import Report
-from cliplab.evaluate.tasks.base import EmbedOptions, TaskResult, embed_source, header, open_images
+from cliplab.evaluate.tasks.base import (
+    EmbedOptions,
+    TaskResult,
+    embed_source,
+    header,
+    open_images,
+)
 
 
 @dataclass

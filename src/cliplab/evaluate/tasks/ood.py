@@ -17,7 +17,15 @@ from cliplab.errors import InputError
 from cliplab.evaluate import task_plots
 from cliplab.evaluate.ood import SCORES, detection_metrics, ood_scores
 from cliplab.evaluate.report import Report
-from cliplab.evaluate.tasks.base import HIDDEN, EmbedOptions, TaskResult, embed_source, header, open_images, zeroshot
+from cliplab.evaluate.tasks.base import (
+    HIDDEN,
+    EmbedOptions,
+    TaskResult,
+    embed_source,
+    header,
+    open_images,
+    zeroshot,
+)
 
 
 @dataclass

@@ -16,7 +16,13 @@ from cliplab.data.sources import ImageSource
 from cliplab.evaluate import task_plots
 from cliplab.evaluate.corruptions import check_corruptions, corrupt
 from cliplab.evaluate.report import Report
-from cliplab.evaluate.tasks.base import EmbedOptions, TaskResult, header, open_images, zeroshot
+from cliplab.evaluate.tasks.base import (
+    EmbedOptions,
+    TaskResult,
+    header,
+    open_images,
+    zeroshot,
+)
 
 DEFAULT_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "motion_blur", "zoom_blur",
                        "fog", "brightness", "contrast", "jpeg_compression", "pixelate")  # fmt: skip
