@@ -1,0 +1,24 @@
+"""Few-shot and training-free adaptation heads, one-class inspection, calibration and conformal sets.
+
+Every head is a scikit-learn estimator over L2-normalised embeddings (``fit``, ``predict``,
+``predict_proba``, ``decision_function``, ``score``; ``classes_`` = sorted unique labels) and saves to
+one safetensors file: ``head.save(path)`` / ``cliplab.adapt.load(path, model=None)``.
+"""
+
+from cliplab.adapt.calibration import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
+from cliplab.adapt.gda import GDA
+from cliplab.adapt.io import load
+from cliplab.adapt.linear import LinearProbe
+from cliplab.adapt.tip import TipAdapter, TipAdapterF
+
+__all__ = [
+    "GDA",
+    "ConformalClassifier",
+    "LinearProbe",
+    "TemperatureScaling",
+    "TipAdapter",
+    "TipAdapterF",
+    "load",
+    "mean_set_size",
+    "set_coverage",
+]
