@@ -9,16 +9,28 @@ from cliplab.adapt.calibration import ConformalClassifier, TemperatureScaling, m
 from cliplab.adapt.gda import GDA
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
+from cliplab.adapt.oneclass import GaussianOneClass, HypOneClass, KNNOneClass, one_class_metrics
+from cliplab.adapt.prompt import CoCoOp, CoOp
+from cliplab.adapt.support import SupportSetAdapter
+from cliplab.adapt.svd import CLIPSVD
 from cliplab.adapt.tip import TipAdapter, TipAdapterF
 
 __all__ = [
+    "CLIPSVD",
+    "CoCoOp",
+    "CoOp",
     "GDA",
+    "GaussianOneClass",
+    "HypOneClass",
+    "KNNOneClass",
+    "SupportSetAdapter",
     "ConformalClassifier",
     "LinearProbe",
     "TemperatureScaling",
     "TipAdapter",
     "TipAdapterF",
     "load",
+    "one_class_metrics",
     "mean_set_size",
     "set_coverage",
 ]

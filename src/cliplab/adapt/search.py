@@ -54,18 +54,22 @@ def class_cache_logits(A: np.ndarray, beta: float) -> np.ndarray:
 def correct_intervals(Z: np.ndarray, C: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the open interval of alpha > 0 where argmax(Z + alpha*C) is the true class y.
 
-    Returns (lo, hi); an empty interval has lo >= hi.
+    Z and C are (..., N, classes) (leading axes broadcast, e.g. one per gamma of Tip-X), y is (N,).
+    Returns (lo, hi) of shape (..., N); an empty interval has lo >= hi.
     """
-    rows = np.arange(len(y))
-    d = Z[rows, y][:, None] - Z  # margin of y over c at alpha = 0
-    e = C[rows, y][:, None] - C  # its slope in alpha
-    d[rows, y] = 1.0  # y against itself: no constraint
-    e[rows, y] = 0.0
+    Z, C = np.broadcast_arrays(Z, C)
+    at_y = y[:, None]
+    d = np.take_along_axis(Z, np.broadcast_to(at_y, Z.shape[:-1] + (1,)), axis=-1) - Z  # margin of y over c at alpha 0
+    e = np.take_along_axis(C, np.broadcast_to(at_y, C.shape[:-1] + (1,)), axis=-1) - C  # its slope in alpha
+    own = np.zeros(Z.shape[-2:], bool)
+    own[np.arange(len(y)), y] = True  # y against itself: no constraint
+    d = np.where(own, 1.0, d)
+    e = np.where(own, 0.0, e)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = -d / e
-    lo = np.maximum(np.where(e > 0, r, -np.inf).max(axis=1), 0.0)
-    hi = np.where(e < 0, r, np.inf).min(axis=1)
-    hi[((e == 0) & (d <= 0)).any(axis=1)] = 0.0
+    lo = np.maximum(np.where(e > 0, r, -np.inf).max(axis=-1), 0.0)
+    hi = np.where(e < 0, r, np.inf).min(axis=-1)
+    hi = np.where(((e == 0) & (d <= 0)).any(axis=-1), 0.0, hi)
     return lo, hi
 
 
@@ -73,24 +77,24 @@ def grid_accuracy(
     zero_shot: np.ndarray, cache_for_beta: Callable[[float, slice], np.ndarray], y: np.ndarray,
     alphas: Sequence[float], betas: Sequence[float],
 ) -> np.ndarray:
-    """(len(betas), len(alphas)) validation accuracies of ``zero_shot + alpha * cache(beta)``.
+    """(len(betas), ..., len(alphas)) validation accuracies of ``zero_shot + alpha * cache(beta)``.
 
+    ``zero_shot`` is (..., N, C): leading axes are further grid axes (Tip-X's gamma).
     ``cache_for_beta(beta, rows)`` returns the (n_rows, C) class cache logits of those rows.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
-    hits = np.zeros((len(betas), len(alphas)))
     Z = np.ascontiguousarray(zero_shot, dtype=np.float32)
+    hits = np.zeros((len(betas), *Z.shape[:-2], len(alphas)))
     y = np.asarray(y, dtype=np.int64)
     for start in range(0, len(y), ROW_CHUNK):
         rows = slice(start, start + ROW_CHUNK)
         for b, beta in enumerate(betas):
-            lo, hi = correct_intervals(Z[rows], cache_for_beta(float(beta), rows), y[rows])
-            hits[b] += ((lo[:, None] < alphas[None]) & (alphas[None] < hi[:, None])).sum(axis=0)
+            lo, hi = correct_intervals(Z[..., rows, :], cache_for_beta(float(beta), rows), y[rows])
+            hits[b] += ((lo[..., None] < alphas) & (alphas < hi[..., None])).sum(axis=-2)
     return hits / max(len(y), 1)
 
 
-def best_on_grid(acc: np.ndarray) -> tuple[int, int]:
-    """(beta index, alpha index) of the first best accuracy, betas outer and alphas inner, as the
-    reference loops (strict '>' keeps the first)."""
-    flat = int(np.argmax(acc.reshape(-1)))
-    return divmod(flat, acc.shape[1])
+def best_on_grid(acc: np.ndarray) -> tuple[int, ...]:
+    """Index of the first best accuracy in C order (the reference loops the grids in this order;
+    its strict '>' keeps the first)."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(acc)), acc.shape))
