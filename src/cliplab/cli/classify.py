@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cliplab.cli import app
+from cliplab.errors import InputError
 from cliplab.files import atomic_write
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
@@ -35,14 +36,15 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(probs, order, axis=1)
 
 
-def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray, scores: np.ndarray) -> str:
-    """CSV text: ``id, label_1, score_1, ..., label_k, score_k``."""
+def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray, scores: np.ndarray, sets: np.ndarray | None = None) -> str:
+    """CSV text: ``id, label_1, score_1, ..., label_k, score_k`` (+ ``prediction_set``, labels joined by |)."""
     k = order.shape[1]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", *[f"{name}_{j}" for j in range(1, k + 1) for name in ("label", "score")]])
-    for id_, idx, sc in zip(ids, order, scores):
-        writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")]])
+    writer.writerow(["id", *[f"{name}_{j}" for j in range(1, k + 1) for name in ("label", "score")], *(["prediction_set"] if sets is not None else [])])
+    for row, (id_, idx, sc) in enumerate(zip(ids, order, scores)):
+        extra = ["|".join(labels[i] for i in np.flatnonzero(sets[row]))] if sets is not None else []
+        writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")], *extra])
     return buf.getvalue()
 
 
@@ -67,7 +69,7 @@ def print_summary(labels: Sequence[str], order: np.ndarray, scores: np.ndarray, 
 @app.command("classify")
 def classify_command(
     images: str = IMAGES_OPTION,
-    labels: str = typer.Option(..., "--labels", "-l", help="Candidate labels 'cat,dog,...' or a file with one per line."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Candidate labels 'cat,dog,...' or a file with one per line (not with --head)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label_1, score_1, ..., label_k, score_k (scores are softmax probabilities)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
@@ -77,21 +79,37 @@ def classify_command(
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     progress: bool = PROGRESS_OPTION,
+    head: Optional[Path] = typer.Option(None, "--head", help="A head saved by cliplab adapt --export (or head.save): classify with it instead of zero-shot."),
+    conformal_alpha: Optional[float] = typer.Option(None, "--conformal-alpha", help="With a --head exported with conformal sets: add each image's prediction set at this miscoverage (0.1: 90% of sets hold the true class)."),
 ) -> None:
-    """Zero-shot classify images into the given labels; write the top-k labels per image as CSV."""
+    """Classify images into the given labels (zero-shot) or with a saved head; write the top-k labels per image as CSV."""
     from cliplab.data.sources import open_source
     from cliplab.features import embed
     from cliplab.models import load_model
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
-        names = read_names(labels, "--labels")
+        if (head is None) == (labels is None) or (conformal_alpha is not None and head is None):
+            raise InputError("pass --labels for zero-shot, or --head (optionally with --conformal-alpha)")
+        names = read_names(labels, "--labels") if head is None else None
         source = open_source(images)
         clip = load_model(model, pretrained=pretrained)
         feats = embed(clip, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
-        probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
+        sets = None
+        if head is None:
+            probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
+        else:
+            from cliplab.adapt import load as load_head
+
+            fitted = load_head(head, model=clip)
+            names = [str(c) for c in fitted.classes_]
+            probs = fitted.predict_proba(feats.X)
+            if conformal_alpha is not None:
+                if not hasattr(fitted, "predict_set"):
+                    raise InputError(f"{head} holds no conformal calibration; export it with cliplab adapt --export")
+                sets = fitted.set_params(alpha=conformal_alpha).predict_set(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
-        atomic_write(out, predictions_csv(feats.ids, names, order, scores))
+        atomic_write(out, predictions_csv(feats.ids, names, order, scores, sets))
     accuracy = None
     if feats.labels is not None and len(feats) and all(lab in names for lab in feats.labels):
         accuracy = float(np.mean([names[i] == lab for i, lab in zip(order[:, 0], feats.labels)]))
