@@ -105,6 +105,20 @@ def stratified_holdout(y_index: np.ndarray, fraction: float, seed: int) -> tuple
     return train_rows, val_rows
 
 
+def check_features(X: Any, dim: int | None = None, *, name: str = "X") -> np.ndarray:
+    """``cliplab.validation.check_embeddings`` plus what a head cannot fit on: sparse input, no rows, no columns."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise InputError(f"{name} is a sparse matrix; sparse input is not supported, pass a dense array of embeddings")
+    X = check_embeddings(X, dim, name=name)
+    if dim is None and X.shape[1] == 0:
+        raise InputError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required; pass embeddings")
+    if dim is None and X.shape[0] == 0:
+        raise InputError(f"{name} has 0 sample(s) (shape={X.shape}) while a minimum of 1 is required; pass embeddings")
+    return X
+
+
 class Head(ClassifierMixin, BaseEstimator):
     """Base of the classification heads: input checks and the predict trio over ``decision_function``.
 
@@ -113,14 +127,14 @@ class Head(ClassifierMixin, BaseEstimator):
 
     def _fit_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """Checked ``X`` (float32, N x D) and label indices; sets ``classes_`` and ``n_features_in_``."""
-        X = check_embeddings(X)
+        X = check_features(X)
         self.classes_, y_index = encode_labels(y, len(X))
         self.n_features_in_ = X.shape[1]
         return X, y_index
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        return check_embeddings(X, self.n_features_in_)
+        return check_features(X, self.n_features_in_)
 
     def decision_function(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -35,6 +35,7 @@ class LinearProbe(Head):
         classes_, n_features_in_: as in scikit-learn.
         coef_: (C, D) weights; intercept_: (C,) biases.
         C_: the regularisation strength used.
+        n_iter_: lbfgs iterations of the last fit.
         text_weights_: (C, D) zero-shot weights (None with zero_shot="none").
         logit_scale_: zero-shot logit scale.
         ensemble_weight_: weight of the zero-shot logits (0 unless zero_shot="ensemble").
@@ -69,6 +70,7 @@ class LinearProbe(Head):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # tiny C values stop at the prior
             lr.fit(X, y_index)
+        self.n_iter_ = int(np.max(lr.n_iter_))
         coef, intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         if n_classes == 2:  # sklearn keeps one row for two classes: logits (-z/2, z/2) give the same softmax
             coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2], np.float32)

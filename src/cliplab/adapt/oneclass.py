@@ -18,10 +18,9 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from sklearn.utils.validation import check_is_fitted
 
-from cliplab.adapt._base import small_torch_ops
+from cliplab.adapt._base import check_features, small_torch_ops
 from cliplab.adapt.io import register
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings
 
 
 def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
@@ -40,7 +39,7 @@ def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
 
 class _OneClass(OutlierMixin, BaseEstimator):
     def _fit_inputs(self, X: Any) -> np.ndarray:
-        X = check_embeddings(X)
+        X = check_features(X)
         if len(X) < 2:
             raise InputError("one-class detectors need at least two good samples")
         self.n_features_in_ = X.shape[1]
@@ -55,14 +54,15 @@ class _OneClass(OutlierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Positive for good samples, negative for anomalies (``threshold_ - anomaly_score``)."""
-        return self.threshold_ - self.anomaly_score(X)
+        scores = self.anomaly_score(X)  # checks fitted first
+        return self.threshold_ - scores
 
     def predict(self, X: Any) -> np.ndarray:
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "threshold_")
-        return check_embeddings(X, self.n_features_in_)
+        return check_features(X, self.n_features_in_)
 
 
 @register
