@@ -9,7 +9,7 @@ scored from two numbers per row instead of one argmax over C classes per alpha.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -73,14 +73,33 @@ def correct_intervals(Z: np.ndarray, C: np.ndarray, y: np.ndarray) -> tuple[np.n
     return lo, hi
 
 
-def grid_accuracy(
-    zero_shot: np.ndarray, cache_for_beta: Callable[[float, slice], np.ndarray], y: np.ndarray,
-    alphas: Sequence[float], betas: Sequence[float],
-) -> np.ndarray:
+def cache_logits_over_betas(A: np.ndarray, betas: Sequence[float]) -> Iterator[np.ndarray]:
+    """``class_cache_logits(A, beta)`` for each beta of the grid, in order.
+
+    On an evenly spaced grid each step multiplies by exp(h (A - 1)) instead of taking a new
+    exponential (exp(b_{i+1} x) = exp(b_i x) exp(h x)); the relative drift after 200 steps is about
+    1e-5, far below the gaps between grid accuracies.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    steps = np.diff(betas)
+    if len(betas) < 3 or not np.allclose(steps, steps[0], rtol=1e-9, atol=0):
+        for beta in betas:
+            yield class_cache_logits(A, float(beta))
+        return
+    shifted = A - np.float32(1.0)
+    E = np.exp(shifted * np.float32(betas[0]))
+    step = np.exp(shifted * np.float32(steps[0]))
+    for b in range(len(betas)):
+        yield E.sum(axis=-1)
+        if b + 1 < len(betas):
+            E *= step
+
+
+def grid_accuracy(zero_shot: np.ndarray, A: np.ndarray, y: np.ndarray, alphas: Sequence[float], betas: Sequence[float]) -> np.ndarray:
     """(len(betas), ..., len(alphas)) validation accuracies of ``zero_shot + alpha * cache(beta)``.
 
-    ``zero_shot`` is (..., N, C): leading axes are further grid axes (Tip-X's gamma).
-    ``cache_for_beta(beta, rows)`` returns the (n_rows, C) class cache logits of those rows.
+    ``zero_shot`` is (..., N, C): leading axes are further grid axes (Tip-X's gamma); ``A`` the
+    (N, C, m) class-padded affinities of the validation rows (``ClassPaddedKeys.affinity``).
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     Z = np.ascontiguousarray(zero_shot, dtype=np.float32)
@@ -88,8 +107,8 @@ def grid_accuracy(
     y = np.asarray(y, dtype=np.int64)
     for start in range(0, len(y), ROW_CHUNK):
         rows = slice(start, start + ROW_CHUNK)
-        for b, beta in enumerate(betas):
-            lo, hi = correct_intervals(Z[..., rows, :], cache_for_beta(float(beta), rows), y[rows])
+        for b, cache in enumerate(cache_logits_over_betas(A[rows], betas)):
+            lo, hi = correct_intervals(Z[..., rows, :], cache, y[rows])
             hits[b] += ((lo[..., None] < alphas) & (alphas < hi[..., None])).sum(axis=-2)
     return hits / max(len(y), 1)
 

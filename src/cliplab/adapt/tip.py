@@ -10,7 +10,7 @@ import torch
 from cliplab.adapt._base import Head, resolve_zero_shot, small_torch_ops, validation_split
 from cliplab.adapt.io import register
 from cliplab.adapt.training import train_early_stopping
-from cliplab.adapt.search import ClassPaddedKeys, best_on_grid, class_cache_logits, grid_accuracy, reference_grid
+from cliplab.adapt.search import ClassPaddedKeys, best_on_grid, grid_accuracy, reference_grid
 from cliplab.errors import InputError
 
 
@@ -40,11 +40,7 @@ class _CacheHead(Head):
         alphas = [self.alpha] if self.alpha is not None else reference_grid(s_alpha, n_alpha, 0.1)
         cache = ClassPaddedKeys(keys, key_index, len(self.classes_))
         A = cache.affinity(Xv)
-        acc = grid_accuracy(
-            self.logit_scale_ * (Xv @ self.text_weights_.T),
-            lambda beta, rows: class_cache_logits(A[rows], beta),
-            yv, alphas, betas,
-        )
+        acc = grid_accuracy(self.logit_scale_ * (Xv @ self.text_weights_.T), A, yv, alphas, betas)
         b, a = best_on_grid(acc)
         self.beta_, self.alpha_, self.val_accuracy_ = float(betas[b]), float(alphas[a]), float(acc[b, a])
 
