@@ -54,7 +54,7 @@ def test_cocoop_predicts_per_image_and_round_trips(tiny_model, tmp_path):
 
 
 def test_clip_svd_tunes_only_singular_values(tiny_model, tmp_path):
-    images, X, y = features_and_labels(tiny_model, n_per_class=4)
+    images, _, y = features_and_labels(tiny_model, n_per_class=4)
     before = {k: v.clone() for k, v in tiny_model.torch_module.state_dict().items()}
     head = adapt.CLIPSVD(tiny_model, epochs=2, batch_size=6, lr=1e-2).fit(images, y)
     after = tiny_model.torch_module.state_dict()

@@ -127,7 +127,7 @@ def adapt_command(
     """
     from rich.progress import Progress
 
-    from cliplab.adapt.compare import IMAGE_METHODS, Task, best_method, run_comparison, summarise
+    from cliplab.adapt.compare import IMAGE_METHODS, Task, run_comparison, summarise
     from cliplab.data.sources import open_source
     from cliplab.features import embed
     from cliplab.files import atomic_folder, write_json
