@@ -118,12 +118,9 @@ def adapt_command(
     workers: Optional[int] = WORKERS_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
-    """Compare zero-shot and few-shot heads on your labelled images; print mean ± std accuracy per
-    method and shot count, write results.json and report.html, and optionally export the best head.
+    """Compare zero-shot and few-shot heads on your labelled images; print mean ± std accuracy per method and shot count, write results.json and report.html, and optionally export the best head.
 
-    Images are embedded once (cached with --cache-dir). For every shot count and seed, K images per
-    class are drawn for training and min(K, 4) others for validation; hyperparameter searches and
-    early stopping use only that validation set, and accuracy is measured on the test images.
+    Images are embedded once (cached with --cache-dir). For every shot count and seed, K images per class are drawn for training and min(K, 4) others for validation; hyperparameter searches and early stopping use only that validation set, and accuracy is measured on the test images.
     """
     from rich.progress import Progress
 
