@@ -188,9 +188,10 @@ def adapt_command(
 
 
 def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image_methods) -> dict:
-    """Fit the best exportable method at the most shots (first seed), calibrate conformal sets on pool
-    images used for neither training nor validation (the validation set when none are left), save."""
-    from cliplab.adapt import ConformalClassifier, mean_set_size, set_coverage
+    """Fit the best exportable method at the most shots (first seed); on pool images used for neither
+    training nor validation (the validation set when none are left) fit a temperature on one half and
+    the conformal quantile on the other; save."""
+    from cliplab.adapt import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
     from cliplab.adapt._base import label_index
     from cliplab.adapt.compare import best_method, draw_split, fit_head
 
@@ -200,12 +201,17 @@ def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image
     head = fit_head(method, task, train, val, seed, epochs)
     rest = np.setdiff1d(np.arange(len(task.y_pool)), np.concatenate([train, val]))
     cal = rest if len(rest) else val
-    conformal = ConformalClassifier(head, alpha=alpha, method="lac").fit(task.X_pool[cal], task.y_pool[cal])
+    # temperature on one half, conformal quantile on the other: LAC sets need calibrated probabilities
+    # (a strongly regularised probe gives near-uniform ones and every set would hold every class)
+    halves = np.array_split(np.random.default_rng(seed).permutation(cal), 2) if len(cal) >= 2 * len(task.classes) else (cal, cal)
+    scaled = TemperatureScaling(head).fit(task.X_pool[halves[0]], task.y_pool[halves[0]])
+    conformal = ConformalClassifier(scaled, alpha=alpha, method="lac").fit(task.X_pool[halves[1]], task.y_pool[halves[1]])
     sets = conformal.predict_set(task.X_test)
     conformal.save(path)
     val_acc = float(np.mean([r["val_accuracy"] for r in records if r["method"] == method and r["shots"] == k]))
     return {
         "method": method, "shots": k, "seed": seed, "val_accuracy": val_acc, "calibration_images": int(len(cal)),
+        "temperature": scaled.temperature_,
         "alpha": alpha, "coverage": set_coverage(sets, label_index(task.y_test, conformal.classes_, len(task.y_test))),
         "mean_set_size": mean_set_size(sets), "file": str(path),
     }  # fmt: skip
