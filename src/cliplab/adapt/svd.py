@@ -77,7 +77,10 @@ class CLIPSVD(Head):
     Unlike the other heads, ``X`` holds **images** (PIL images, paths or uint8 arrays; or an
     already preprocessed NCHW float tensor): the image tower changes, so embeddings computed before
     cannot be reused. Text: one template per class (``template``), re-encoded every step, as the
-    reference. AdamW(lr 5e-4, weight decay 0.01), cosine to 1e-6, best epoch on validation.
+    reference. AdamW(weight decay 0.01), cosine to 1e-6, best epoch on validation. The reference runs
+    200 x shots iterations at lr 5e-4 on a GPU; to train in minutes on a CPU the default here is
+    lr 1e-2 for at most 15 epochs (measured on the bundled model, position task, 16 shots: lr 5e-4
+    for 10 epochs never left the zero-shot start, lr 1e-2 beat it).
 
     Fitted attributes:
         classes_: sorted unique labels. n_features_in_: the model's embedding width.
@@ -89,8 +92,8 @@ class CLIPSVD(Head):
     """
 
     def __init__(self, model, classnames: Any = None, template: str = "a photo of a {}.", logit_scale: float | None = None,
-                 epochs: int = 10, lr: float = 5e-4, weight_decay: float = 0.01, batch_size: int = 32,
-                 patience: int = 3, val_fraction: float = 0.25, random_state: int = 0):  # fmt: skip
+                 epochs: int = 15, lr: float = 1e-2, weight_decay: float = 0.01, batch_size: int = 32,
+                 patience: int = 4, val_fraction: float = 0.25, random_state: int = 0):  # fmt: skip
         self.model = model
         self.classnames = classnames
         self.template = template
