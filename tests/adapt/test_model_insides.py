@@ -74,7 +74,14 @@ def test_linear_weights_cover_attention_and_mlp(model):
         assert any(n.endswith("c_fc") for n in text) and any(n.endswith("out_proj") for n in text)
 
 
-def test_svd_parametrization_reproduces_then_restores(model):
+@pytest.fixture(params=["openclip-vit", "hf"])
+def small_model(request):
+    """The random-init tiny models only: SVD of the bundled ResNet's 1024-wide attention pool takes minutes on a busy CPU."""
+    return request.getfixturevalue({"openclip-vit": "tiny_model", "hf": "hf_model"}[request.param])
+
+
+def test_svd_parametrization_reproduces_then_restores(small_model):
+    model = small_model
     pixels = torch.rand(2, 3, *model.preprocess_batch([np.zeros((8, 8, 3), np.uint8)]).shape[-2:])
     tokens = model.tokenize(["a red circle"])
     with torch.no_grad():
