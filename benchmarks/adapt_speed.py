@@ -6,7 +6,7 @@ Prints one line per head, ``<name> fit seconds: S``, plus the ratio against GDA 
 covariance and one pinv). Each head searches its hyperparameters on a validation set of 4 images
 per class drawn separately (CoOp's protocol: min(shots, 4)), as ``cliplab adapt`` does. LinearProbe
 runs its coarse C sweep without the 8-step refinement here (``--refine-steps``), since each lbfgs fit
-at this size takes tens of seconds on 2 cores.
+at this size takes minutes on 2 cores (``--skip-linear`` leaves it out).
 """
 
 from __future__ import annotations

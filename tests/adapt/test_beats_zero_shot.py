@@ -6,6 +6,9 @@ Task: the position of a single shape on the 3x3 grid (9 classes), with the bundl
 zero-shot accuracy is weak (about 35-45%: position prompts such as "a photo of a top left" are far
 from the captions it was trained on), while its image features do encode position. 16 shots per
 class for training, 4 per class for validation, 40 per class for test, all from seeded scenes.
+
+Measured (2026-11-26, 2 busy CPU cores, about 10 minutes): test accuracy at 16 shots, seed 1 --
+zeroshot 0.406, gda 0.494, tip 0.411, tip-f 0.419, linear 0.664, coop 0.439, cocoop 0.419, svd 0.433.
 """
 
 from __future__ import annotations
