@@ -16,7 +16,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its commands to ``app``; import order is the order of ``--help``.
-    from cliplab.cli import cache, classify, data, demo, doctor, embed, evaluate  # noqa: F401
+    from cliplab.cli import adapt, cache, classify, data, demo, doctor, embed, evaluate  # noqa: F401
 
 
 def main() -> None:

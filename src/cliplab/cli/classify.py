@@ -52,14 +52,15 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.take_along_axis(probs, order, axis=1)
 
 
-def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray, scores: np.ndarray) -> str:
-    """CSV text: ``id, label_1, score_1, ..., label_k, score_k``."""
+def predictions_csv(ids: Sequence[str], labels: Sequence[str], order: np.ndarray, scores: np.ndarray, sets: np.ndarray | None = None) -> str:
+    """CSV text: ``id, label_1, score_1, ..., label_k, score_k`` (+ ``prediction_set``, labels joined by |)."""
     k = order.shape[1]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", *[f"{name}_{j}" for j in range(1, k + 1) for name in ("label", "score")]])
-    for id_, idx, sc in zip(ids, order, scores):
-        writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")]])
+    writer.writerow(["id", *[f"{name}_{j}" for j in range(1, k + 1) for name in ("label", "score")], *(["prediction_set"] if sets is not None else [])])
+    for row, (id_, idx, sc) in enumerate(zip(ids, order, scores)):
+        extra = ["|".join(labels[i] for i in np.flatnonzero(sets[row]))] if sets is not None else []
+        writer.writerow([id_, *[v for i, s in zip(idx, sc) for v in (labels[i], f"{s:.6f}")], *extra])
     return buf.getvalue()
 
 
@@ -102,24 +103,38 @@ def classify_command(
     on_conflict: OnConflict = ON_CONFLICT_OPTION,
     progress: bool = PROGRESS_OPTION,
     labels: Optional[str] = typer.Option(None, "--labels", "-l", hidden=True, help="Deprecated name of --classnames."),
+    head: Optional[Path] = typer.Option(None, "--head", help="A head saved by cliplab adapt --export (or head.save): classify with it instead of zero-shot."),
+    conformal_alpha: Optional[float] = typer.Option(None, "--conformal-alpha", help="With a --head exported with conformal sets: add each image's prediction set at this miscoverage (0.1: 90% of sets hold the true class)."),
 ) -> None:
-    """Zero-shot classify images into the given class names; write the top-k classes per image as CSV."""
+    """Classify images zero-shot into the given class names, or with a saved head; write the top-k classes per image as CSV."""
     from cliplab.features import embed
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
         given = deprecated_alias(classnames, labels, "--labels", "--classnames")
-        if given is None:
-            raise InputError("--classnames is required: pass 'cat,dog,...' or a file with one name per line")
-        names = read_names(given, "--classnames")
+        if (head is None) == (given is None) or (conformal_alpha is not None and head is None):
+            raise InputError("pass --classnames for zero-shot, or --head (optionally with --conformal-alpha)")
+        names = read_names(given, "--classnames") if head is None else None
         cache = cache_folder(cache_dir, no_cache)
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
         clip = load_model_for(model, pretrained, precision, announce=progress)
         feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
                       decode=decode.value)
-        probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
+        sets = None
+        if head is None:
+            probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)
+        else:
+            from cliplab.adapt import load as load_head
+
+            fitted = load_head(head, model=clip)
+            names = [str(c) for c in fitted.classes_]
+            probs = fitted.predict_proba(feats.X)
+            if conformal_alpha is not None:
+                if not hasattr(fitted, "predict_set"):
+                    raise InputError(f"{head} holds no conformal calibration; export it with cliplab adapt --export")
+                sets = fitted.set_params(alpha=conformal_alpha).predict_set(feats.X)
         order, scores = top_k(probs, min(k, len(names)))
-        atomic_write(out, predictions_csv(feats.ids, names, order, scores))
+        atomic_write(out, predictions_csv(feats.ids, names, order, scores, sets))
         say_what_was_left_out(feats, out)
     accuracy = None
     if feats.labels is not None and all(lab in names for lab in feats.labels if lab is not None):

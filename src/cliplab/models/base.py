@@ -9,6 +9,7 @@ normalisation and the float32 numpy output.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -38,6 +39,16 @@ def to_pil(image: ImageInput) -> Image.Image:
             raise InputError(f"image array has shape {image.shape}; pass HxW, HxWx3 or HxWx4")
         return Image.fromarray(image).convert("RGB")
     raise TypeError(f"cannot read an image from {type(image).__name__}; pass a PIL image, a path or a uint8 array")
+
+
+@dataclass(frozen=True)
+class LinearWeight:
+    """One linear map inside a model: rows ``rows`` of ``getattr(module, param)`` (out x in)."""
+
+    name: str
+    module: torch.nn.Module
+    param: str
+    rows: slice
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -150,6 +161,45 @@ class Model(abc.ABC):
             feats = self.text_features(self.tokenize(texts[i : i + batch_size]))
             out.append(l2_normalise(feats).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    # --- model insides for prompt learning and singular-value tuning (cliplab.adapt) ----------------
+    def token_embedding_module(self) -> torch.nn.Module:
+        """The text tower's token-embedding layer (ids -> vectors); prompt learning edits its output."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its token embedding")
+
+    def tower_modules(self) -> dict[str, torch.nn.Module]:
+        """``{"image": ..., "text": ...}``: the encoder stacks whose linear layers may be tuned."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its towers")
+
+    def text_features_from_embeddings(self, tokens: Any, edit: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Unnormalised text embeddings of ``tokens`` whose token embeddings (B, L, width) are replaced
+        by ``edit(embeddings)`` before the rest of the text tower runs.
+
+        The backend's own forward runs (positions, causal mask, pooling at its end token, projection),
+        with a forward hook on :meth:`token_embedding_module`; gradients flow into ``edit``'s tensors.
+        """
+        handle = self.token_embedding_module().register_forward_hook(lambda _module, _inputs, output: edit(output))
+        try:
+            return self.text_features(tokens)
+        finally:
+            handle.remove()
+
+    def linear_weights(self) -> list[LinearWeight]:
+        """Every linear map of the two towers as (tower, owner module, parameter name, rows).
+
+        ``nn.Linear`` layers give their ``weight``; ``nn.MultiheadAttention`` keeps q, k and v stacked
+        in ``in_proj_weight`` (three row blocks, one entry each) and its output map in ``out_proj``.
+        """
+        found = []
+        for tower, root in self.tower_modules().items():
+            for name, module in root.named_modules():
+                if isinstance(module, torch.nn.MultiheadAttention) and module.in_proj_weight is not None:
+                    d = module.embed_dim
+                    for i, part in enumerate(("q", "k", "v")):
+                        found.append(LinearWeight(f"{tower}.{name}.{part}", module, "in_proj_weight", slice(i * d, (i + 1) * d)))
+                elif isinstance(module, torch.nn.Linear):
+                    found.append(LinearWeight(f"{tower}.{name}", module, "weight", slice(None)))
+        return found
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, embed_dim={self.embed_dim}, device={self.device}, precision={self.precision!r})"

@@ -184,3 +184,10 @@ class HFModel(Model):
     def text_features(self, tokens) -> torch.Tensor:
         inputs = {k: tokens[k].to(self.device) for k in ("input_ids", "attention_mask") if k in tokens}
         return as_features(self.torch_module.get_text_features(**inputs))
+
+    # model insides (cliplab.adapt) ---------------------------------------------------------------
+    def token_embedding_module(self) -> torch.nn.Module:
+        return self.torch_module.text_model.embeddings.token_embedding
+
+    def tower_modules(self) -> dict[str, torch.nn.Module]:
+        return {"image": self.torch_module.vision_model, "text": self.torch_module.text_model}

@@ -345,3 +345,17 @@ class OpenClipModel(Model):
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.torch_module.encode_text(tokens.to(self.device))
+
+    # model insides (cliplab.adapt) ---------------------------------------------------------------
+    def token_embedding_module(self) -> torch.nn.Module:
+        module = self.torch_module
+        text = module if hasattr(module, "token_embedding") else getattr(module, "text", None)
+        embedding = getattr(text, "token_embedding", None)
+        if embedding is None:  # an HF text tower inside open_clip
+            raise NotImplementedError(f"{self.name}: this open_clip text tower has no token_embedding layer")
+        return embedding
+
+    def tower_modules(self) -> dict[str, torch.nn.Module]:
+        module = self.torch_module
+        text = module.transformer if hasattr(module, "token_embedding") else module.text
+        return {"image": module.visual, "text": text}

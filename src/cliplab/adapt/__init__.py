@@ -1,0 +1,36 @@
+"""Few-shot and training-free adaptation heads, one-class inspection, calibration and conformal sets.
+
+Every head is a scikit-learn estimator over L2-normalised embeddings (``fit``, ``predict``,
+``predict_proba``, ``decision_function``, ``score``; ``classes_`` = sorted unique labels) and saves to
+one safetensors file: ``head.save(path)`` / ``cliplab.adapt.load(path, model=None)``.
+"""
+
+from cliplab.adapt.calibration import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
+from cliplab.adapt.gda import GDA
+from cliplab.adapt.io import load
+from cliplab.adapt.linear import LinearProbe
+from cliplab.adapt.oneclass import GaussianOneClass, HypOneClass, KNNOneClass, one_class_metrics
+from cliplab.adapt.prompt import CoCoOp, CoOp
+from cliplab.adapt.support import SupportSetAdapter
+from cliplab.adapt.svd import CLIPSVD
+from cliplab.adapt.tip import TipAdapter, TipAdapterF
+
+__all__ = [
+    "CLIPSVD",
+    "CoCoOp",
+    "CoOp",
+    "GDA",
+    "GaussianOneClass",
+    "HypOneClass",
+    "KNNOneClass",
+    "SupportSetAdapter",
+    "ConformalClassifier",
+    "LinearProbe",
+    "TemperatureScaling",
+    "TipAdapter",
+    "TipAdapterF",
+    "load",
+    "one_class_metrics",
+    "mean_set_size",
+    "set_coverage",
+]

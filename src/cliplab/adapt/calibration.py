@@ -1,0 +1,147 @@
+"""Trust in a head's outputs: temperature scaling and split-conformal prediction sets.
+
+Both wrap an already fitted head and only calibrate: ``fit(X_cal, y_cal)`` never refits the head.
+Use calibration rows the head was not fitted on (and, to report coverage honestly, not the test rows).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from cliplab.adapt._base import label_index, softmax
+from cliplab.adapt.io import register
+from cliplab.errors import InputError
+from cliplab.validation import check_embeddings
+
+CONFORMAL_METHODS = ("lac", "aps")
+
+
+class _Wrapper(ClassifierMixin, BaseEstimator):
+    def _calibration_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self.head)
+        self.classes_ = np.asarray(self.head.classes_)
+        self.n_features_in_ = int(self.head.n_features_in_)
+        X = check_embeddings(X, self.n_features_in_)
+        if len(X) == 0:
+            raise InputError("calibration needs at least one labelled row")
+        return X, label_index(y, self.classes_, len(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self.head.predict(X)
+
+
+@register
+class TemperatureScaling(_Wrapper):
+    """Divide a fitted head's logits by one temperature T fitted on validation rows (minimum NLL).
+
+    Accuracy is unchanged (same argmax); probabilities become calibrated.
+
+    Fitted attributes:
+        classes_, n_features_in_: the head's.
+        temperature_: T > 0.
+    """
+
+    def __init__(self, head: Any):
+        self.head = head
+
+    def fit(self, X: Any, y: Any) -> "TemperatureScaling":
+        X, y_index = self._calibration_inputs(X, y)
+        logits = self.head.decision_function(X).astype(np.float64)
+
+        def nll(log_t: float) -> float:
+            z = logits / math.exp(log_t)
+            z = z - z.max(axis=1, keepdims=True)
+            return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y_index]))
+
+        result = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e3)), method="bounded", options={"xatol": 1e-6})
+        self.temperature_ = float(math.exp(result.x))
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "temperature_")
+        return self.head.decision_function(X) / np.float32(self.temperature_)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return softmax(self.decision_function(X), axis=1)
+
+
+def conformal_scores(probs: np.ndarray, method: str) -> np.ndarray:
+    """(N, C) nonconformity of every (row, class): LAC ``1 - p_c``; APS the probability mass of the
+    classes ranked at or above c (non-randomised, so coverage >= 1 - alpha holds conservatively)."""
+    if method == "lac":
+        return 1.0 - probs
+    order = np.argsort(-probs, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
+    scores = np.empty_like(probs)
+    np.put_along_axis(scores, order, cumulative, axis=1)
+    return scores
+
+
+def conformal_quantile(cal_scores: np.ndarray, alpha: float) -> float:
+    """The ceil((n+1)(1-alpha))-th smallest calibration score (inf when that exceeds n)."""
+    n = len(cal_scores)
+    k = math.ceil((n + 1) * (1.0 - alpha))
+    return float("inf") if k > n else float(np.sort(cal_scores)[k - 1])
+
+
+@register
+class ConformalClassifier(_Wrapper):
+    """Split-conformal prediction sets around a fitted head (LAC or APS).
+
+    ``fit(X_cal, y_cal)`` stores the nonconformity scores of the true labels; ``predict_set(X)``
+    returns an (N, C) boolean array, columns in the order of ``head.classes_``, that contains the true
+    class with probability >= 1 - alpha when calibration and test rows are exchangeable. ``alpha``
+    may be changed after fitting (``set_params(alpha=...)``): the quantile is taken at prediction.
+
+    Fitted attributes:
+        classes_, n_features_in_: the head's.
+        cal_scores_: (n_cal,) sorted nonconformity scores of the calibration rows.
+    """
+
+    def __init__(self, head: Any, alpha: float = 0.1, method: str = "lac"):
+        self.head = head
+        self.alpha = alpha
+        self.method = method
+
+    def fit(self, X: Any, y: Any) -> "ConformalClassifier":
+        if self.method not in CONFORMAL_METHODS:
+            raise InputError(f"method={self.method!r}; use one of {', '.join(CONFORMAL_METHODS)}")
+        X, y_index = self._calibration_inputs(X, y)
+        scores = conformal_scores(self.head.predict_proba(X).astype(np.float64), self.method)
+        self.cal_scores_ = np.sort(scores[np.arange(len(X)), y_index])
+        return self
+
+    @property
+    def qhat_(self) -> float:
+        """The score threshold for the current ``alpha``."""
+        check_is_fitted(self, "cal_scores_")
+        if not 0.0 < self.alpha < 1.0:
+            raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
+        return conformal_quantile(self.cal_scores_, self.alpha)
+
+    def predict_set(self, X: Any) -> np.ndarray:
+        """(N, C) boolean: class c is in the set of row i."""
+        qhat = self.qhat_
+        return conformal_scores(self.head.predict_proba(X).astype(np.float64), self.method) <= qhat
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.head.predict_proba(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.head.decision_function(X)
+
+
+def set_coverage(sets: np.ndarray, y_index: np.ndarray) -> float:
+    """Fraction of rows whose set contains the true class."""
+    return float(np.mean(sets[np.arange(len(sets)), y_index])) if len(sets) else float("nan")
+
+
+def mean_set_size(sets: np.ndarray) -> float:
+    return float(sets.sum(axis=1).mean()) if len(sets) else float("nan")
