@@ -116,6 +116,14 @@ def adapt_state_dict(module: torch.nn.Module, state: dict) -> dict:
     return state
 
 
+def adopt_context_length(model_cfg: dict, state: dict | None) -> None:
+    """Build with the text length the weights were saved with (e.g. a Long-CLIP-stretched table)."""
+    table = None if state is None else state.get("positional_embedding", state.get("text.positional_embedding"))
+    text_cfg = model_cfg.get("text_cfg", {})
+    if table is not None and table.ndim == 2 and "hf_model_name" not in text_cfg and not text_cfg.get("embed_cls"):
+        text_cfg["context_length"] = int(table.shape[0])
+
+
 def make_tokenizer(model_cfg: dict, what: str):
     """open_clip tokenizer for a model config: HF tokenizer if the config names one, else the CLIP BPE."""
     from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
@@ -247,6 +255,7 @@ class OpenClipModel(Model):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
+        adopt_context_length(model_cfg, state)
         module = build_module(model_cfg, name)
         if state is not None:
             state = adapt_state_dict(module, state)
@@ -311,3 +320,33 @@ class OpenClipModel(Model):
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.torch_module.encode_text(tokens.to(self.device))
+
+    # text positions (Long-CLIP stretching) -----------------------------------------------------
+    def _text_tower(self) -> torch.nn.Module:
+        """The module holding the text positional table: the CLIP itself, or ``.text`` of a CustomTextCLIP."""
+        module = self.torch_module
+        tower = module if hasattr(module, "positional_embedding") else getattr(module, "text", None)
+        if tower is None or not isinstance(getattr(tower, "positional_embedding", None), torch.nn.Parameter):
+            raise ModelLoadError(f"{self.name}: its text tower has no learned positional embedding table")
+        return tower
+
+    def text_positional_embedding(self) -> torch.nn.Parameter:
+        """The learned text positional table (context_length x width), as a live parameter."""
+        return self._text_tower().positional_embedding
+
+    def set_text_positional_embedding(self, table: torch.Tensor) -> None:
+        """Replace the positional table; the context length, the causal mask, the tokenizer and the
+        config follow its length, so the model encodes (and saves/loads) texts that long."""
+        tower = self._text_tower()
+        n = int(table.shape[0])
+        old = tower.positional_embedding
+        tower.positional_embedding = torch.nn.Parameter(table.detach().to(old.device, old.dtype).clone(), requires_grad=old.requires_grad)
+        tower.context_length = n
+        if hasattr(tower, "num_pos"):
+            tower.num_pos = n
+        if getattr(tower, "attn_mask", None) is not None:
+            tower.attn_mask = torch.full((n, n), float("-inf"), device=old.device).triu_(1)
+        self.tokenizer.context_length = n
+        self.model_cfg.setdefault("text_cfg", {})["context_length"] = n
+        self.context_length = n
+        self._identity = None
