@@ -96,7 +96,10 @@ class Trainer:
     """Builds everything a run needs from a :class:`TrainConfig` (or a ready ``Model``) and runs it."""
 
     def __init__(self, config: TrainConfig, model: Model | None = None, resume: bool = False,
-                 on_log: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+                 on_log: Callable[[dict], None] | None = None,
+                 batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> None:  # fmt: skip
+        """``batches(start_step)``, when given, replaces the batches built from ``config.data``: an
+        iterable of dicts with ``ids``, ``pixels``, ``tokens`` and ``caption_ids`` (one per step)."""
         from cliplab.models import load_model
         from cliplab.train.pairs import open_pairs
 
@@ -140,7 +143,8 @@ class Trainer:
         if config.precision == "fp16" and self.runtime.device.type != "cuda":
             raise InputError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         self.start_step = self._prepare_run_dir(resume)
-        self.pairs = open_pairs(config.data)
+        self.custom_batches = batches
+        self.pairs = open_pairs(config.data) if batches is None else None
         self.log = MetricsLog(self.out / "metrics.jsonl", keep_until=self.start_step if resume else None)
 
     # --- set-up -------------------------------------------------------------------------------
@@ -196,11 +200,13 @@ class Trainer:
 
     def _loader(self) -> torch.utils.data.DataLoader:
         c, rt = self.config, self.runtime
-        plan = BatchPlan(c.batch_size, c.seed, rt.rank, rt.world_size, hard_negatives="negatives" in self.needs,
-                         short_captions="short" in self.needs, rule_rewrites=c.rewrites,
-                         keep_images=self.teacher is not None and self.teacher_images is None)  # fmt: skip
-        tokenize = self.model.tokenize
-        batches = StepBatches(self.pairs, self.model.preprocess, tokenize, plan, self.start_step, c.steps)
+        if self.custom_batches is not None:
+            batches = self.custom_batches(self.start_step)
+        else:
+            plan = BatchPlan(c.batch_size, c.seed, rt.rank, rt.world_size, hard_negatives="negatives" in self.needs,
+                             short_captions="short" in self.needs, rule_rewrites=c.rewrites,
+                             keep_images=self.teacher is not None and self.teacher_images is None)  # fmt: skip
+            batches = StepBatches(self.pairs, self.model.preprocess, self.model.tokenize, plan, self.start_step, c.steps)
         kw = {"num_workers": c.workers, "batch_size": None}
         if c.workers > 0:
             kw.update(prefetch_factor=4, persistent_workers=False)
@@ -350,6 +356,8 @@ class Trainer:
         t0, done, step = time.perf_counter(), 0, self.start_step
         try:
             for step, batch in enumerate(self._loader(), start=self.start_step):
+                if step >= c.steps:
+                    break
                 loss, parts = self.step(batch)
                 losses.append(loss)
                 done += 1
@@ -428,9 +436,10 @@ def _progress(total: int, initial: int, enabled: bool) -> _Progress:
     return _Progress(total, initial, enabled)
 
 
-def train(config: TrainConfig, model: Model | None = None, resume: bool = False, on_log: Callable[[dict], Any] | None = None) -> TrainResult:
-    """Run ``config`` (optionally on a ready ``model``) and return what it measured."""
-    trainer = Trainer(config, model=model, resume=resume, on_log=on_log)
+def train(config: TrainConfig, model: Model | None = None, resume: bool = False, on_log: Callable[[dict], Any] | None = None,
+          batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> TrainResult:  # fmt: skip
+    """Run ``config`` (optionally on a ready ``model``, or on custom ``batches``) and return what it measured."""
+    trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
