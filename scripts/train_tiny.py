@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=None, seed=args.seed, out=str(args.run_dir),
         ckpt_every=args.ckpt_every, eval_every=args.eval_every, eval_n=args.eval_n, log_every=20, workers=1, device="cpu",
     )  # fmt: skip
-    twins = lambda start: TwinSceneBatches(model.preprocess, model.tokenize, args.batch_size, seed=args.seed, start=start)  # noqa: E731
+    twins = lambda start: TwinSceneBatches(model.preprocess, model.tokenize, args.batch_size, seed=args.seed, start=start)
     torch.set_num_threads(2)
     result = train(config, model=model, resume=latest(args.run_dir) is not None, batches=twins)
 

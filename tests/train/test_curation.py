@@ -5,7 +5,14 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from cliplab.train.curation import balance, curate, entry_counts, match_entries, near_duplicates, spacing
+from cliplab.train.curation import (
+    balance,
+    curate,
+    entry_counts,
+    match_entries,
+    near_duplicates,
+    spacing,
+)
 
 ENTRIES = ["cat", "dog", "red car", "New York"]
 TEXTS = ["a cat.", "cat and dog", "Cat", "a red car!", "red cars", "I love New York,ok", "new york"]
@@ -47,7 +54,7 @@ def test_near_duplicates_greedy_in_order():
 
 
 def test_curate_command(tmp_path):
-    from cliplab.cli import app, _register
+    from cliplab.cli import _register, app
 
     _register()
     manifest = tmp_path / "m.jsonl"

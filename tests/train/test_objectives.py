@@ -12,7 +12,11 @@ from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
 from cliplab.train.objectives.distill import DistillObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
-from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective, hopfield
+from cliplab.train.objectives.infoloob import (
+    CloobObjective,
+    InfoLoobObjective,
+    hopfield,
+)
 from cliplab.train.objectives.m2mix import M2MixObjective, slerp
 from cliplab.train.objectives.pcm import PrimaryComponentObjective, principal_components
 from cliplab.train.objectives.refine import HyCDObjective, RaFAObjective
@@ -91,7 +95,7 @@ def test_infoloob_matches_the_leave_one_out_formula():
 def test_cloob_uses_hopfield_retrievals():
     f = feats()
     x, y = unit(f.image), unit(f.text)
-    hop = lambda s, p: unit(torch.softmax(14.3 * s @ p.T, 1) @ p)  # noqa: E731
+    hop = lambda s, p: unit(torch.softmax(14.3 * s @ p.T, 1) @ p)
     expected = loob_direct(hop(x, x), hop(y, x), 7.0) + loob_direct(hop(y, y), hop(x, y), 7.0)
     assert torch.allclose(CloobObjective()(f, CTX), expected, atol=1e-5)
     assert torch.allclose(hopfield(x, x, 14.3).norm(dim=1), torch.ones(B), atol=1e-6)
@@ -186,7 +190,7 @@ def test_pcm_is_smoothed_symmetric_ce_on_pca_features():
     f = feats(short_text=short)
     coarse = unit(principal_components(unit(f.image), 2))
     logits = 7.0 * coarse @ unit(short).T
-    ce = lambda z: F.cross_entropy(z, torch.arange(B), label_smoothing=0.1)  # noqa: E731
+    ce = lambda z: F.cross_entropy(z, torch.arange(B), label_smoothing=0.1)
     assert torch.allclose(PrimaryComponentObjective(components=2)(f, CTX), (ce(logits) + ce(logits.T)) / 2, atol=1e-5)
 
 

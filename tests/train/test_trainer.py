@@ -17,8 +17,8 @@ from .conftest import MICRO_VIT_CFG, micro_model
 
 
 def config(tmp_path, name="run", **kw):
-    base = dict(data="synthetic:64:5", objectives="clip,hardneg:0.5", steps=6, batch_size=8, lr=1e-3, warmup=2,
-                out=str(tmp_path / name), ckpt_every=3, eval_n=0, log_every=1, workers=0, progress=False, device="cpu")  # fmt: skip
+    base = {"data": "synthetic:64:5", "objectives": "clip,hardneg:0.5", "steps": 6, "batch_size": 8, "lr": 1e-3, "warmup": 2,
+            "out": str(tmp_path / name), "ckpt_every": 3, "eval_n": 0, "log_every": 1, "workers": 0, "progress": False, "device": "cpu"}
     base.update(kw)
     return TrainConfig(**base)
 

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -59,7 +58,7 @@ def curate_command(
     out: Path = typer.Option(..., "--out", "-o", help="Curated manifest to write (same format as the input; kept rows unchanged)."),
     caption_column: str = typer.Option("caption", "--caption-column", help="Column holding the caption."),
     seed: int = typer.Option(0, "--seed", help="Seed of the balancing trials."),
-    dedup_features: Optional[Path] = typer.Option(None, "--dedup-features", help="Feature folder (cliplab embed) of the manifest's images: also drop near-duplicate images."),
+    dedup_features: Path | None = typer.Option(None, "--dedup-features", help="Feature folder (cliplab embed) of the manifest's images: also drop near-duplicate images."),
     dedup_threshold: float = typer.Option(0.95, "--dedup-threshold", help="Cosine similarity at which two images count as duplicates (1.0: exact only)."),
 ) -> None:
     """Curate image-text pairs the MetaCLIP way: keep texts that name metadata entries, balanced so

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from cliplab.cli import app
-from cliplab.cli.common import IMAGES_OPTION, MODEL_OPTION, PRETRAINED_OPTION, PROGRESS_OPTION, user_errors, warnings_as_lines
+from cliplab.cli.common import (
+    IMAGES_OPTION,
+    MODEL_OPTION,
+    PRETRAINED_OPTION,
+    PROGRESS_OPTION,
+    user_errors,
+    warnings_as_lines,
+)
 from cliplab.train.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -23,40 +30,40 @@ def _opt(*names: str, help: str, default_shown: Any = None, **kw: Any) -> Any:
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_OPTION.help, show_default=_DEFAULTS.model),
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    data: Optional[str] = typer.Option(None, "--images", "--data", "-i", help=IMAGES_OPTION.help + " Needs captions. --data is the same option.",
-                                       show_default=_DEFAULTS.data),  # fmt: skip
-    objectives: Optional[str] = _opt("--objectives", help="Comma list of objectives, each with an optional weight, e.g. clip,hardneg:0.5. "
-                                     "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),  # fmt: skip
-    steps: Optional[int] = _opt("--steps", help="Optimizer steps.", min=1),
-    batch_size: Optional[int] = _opt("--batch-size", "-b", help="Global batch size (all processes together).", min=1),
-    lr: Optional[float] = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
-    warmup: Optional[int] = _opt("--warmup", help="Warm-up steps.", default_shown="a tenth of --steps", min=0),
-    weight_decay: Optional[float] = _opt("--weight-decay", help="AdamW weight decay on weight matrices."),
-    grad_clip: Optional[float] = _opt("--grad-clip", help="Clip the global gradient norm to this (0: no clipping)."),
-    accum: Optional[int] = _opt("--accum", help="Gradient accumulation steps per optimizer step (features are cached, so contrastive losses see the whole batch).", min=1),
-    precision: Optional[str] = _opt("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)."),
-    device: Optional[str] = _opt("--device", help="cpu, cuda, cuda:1 ...", default_shown="cuda if available"),
-    seed: Optional[int] = _opt("--seed", help="Seed of the batches and of every random draw."),
-    out: Optional[Path] = _opt("--out", "-o", help="Run folder: model.safetensors, config.yaml, metrics.jsonl, summary.json, checkpoints/."),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_OPTION.help, show_default=_DEFAULTS.model),
+    pretrained: str | None = PRETRAINED_OPTION,
+    data: str | None = typer.Option(None, "--images", "--data", "-i", help=IMAGES_OPTION.help + " Needs captions. --data is the same option.",
+                                       show_default=_DEFAULTS.data),
+    objectives: str | None = _opt("--objectives", help="Comma list of objectives, each with an optional weight, e.g. clip,hardneg:0.5. "
+                                     "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),
+    steps: int | None = _opt("--steps", help="Optimizer steps.", min=1),
+    batch_size: int | None = _opt("--batch-size", "-b", help="Global batch size (all processes together).", min=1),
+    lr: float | None = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    warmup: int | None = _opt("--warmup", help="Warm-up steps.", default_shown="a tenth of --steps", min=0),
+    weight_decay: float | None = _opt("--weight-decay", help="AdamW weight decay on weight matrices."),
+    grad_clip: float | None = _opt("--grad-clip", help="Clip the global gradient norm to this (0: no clipping)."),
+    accum: int | None = _opt("--accum", help="Gradient accumulation steps per optimizer step (features are cached, so contrastive losses see the whole batch).", min=1),
+    precision: str | None = _opt("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)."),
+    device: str | None = _opt("--device", help="cpu, cuda, cuda:1 ...", default_shown="cuda if available"),
+    seed: int | None = _opt("--seed", help="Seed of the batches and of every random draw."),
+    out: Path | None = _opt("--out", "-o", help="Run folder: model.safetensors, config.yaml, metrics.jsonl, summary.json, checkpoints/."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (bit for bit)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (the flag names with - or _); flags given here win."),
-    ckpt_every: Optional[int] = _opt("--ckpt-every", help="Checkpoint every N steps (0: only at the end).", min=0),
-    eval_every: Optional[int] = _opt("--eval-every", help="Evaluate on synthetic scenes every N steps (0: before and after only).", min=0),
-    eval_n: Optional[int] = _opt("--eval-n", help="Scenes per evaluation (0: no evaluation).", min=0),
-    log_every: Optional[int] = _opt("--log-every", help="Write a metrics line every N steps.", min=1),
-    workers: Optional[int] = _opt("--workers", help="Batch-building processes (0: build in this process).", min=0),
-    rewrites: Optional[bool] = typer.Option(None, "--rewrites/--no-rewrites", help="Add a rule-based caption rewrite (synonyms, reordered clauses) to each step's choices (LaCLIP).", show_default="no"),
-    long_text: Optional[bool] = typer.Option(None, "--long-text/--no-long-text", help="Stretch the text positions to 248 (Long-CLIP) before training.", show_default="no"),
-    text_tower: Optional[str] = _opt("--text-tower", help="A transformers text encoder (folder or repo id) that replaces the text tower, with a new projection.", default_shown="keep"),
-    freeze_text_tower: Optional[bool] = typer.Option(None, "--freeze-text-tower/--tune-text-tower", help="Keep the swapped-in text encoder frozen (its projection still trains).", show_default="tune"),
-    teacher: Optional[str] = _opt("--teacher", help="Model spec of the teacher for the distill objective.", default_shown="none"),
-    teacher_pretrained: Optional[str] = _opt("--teacher-pretrained", help="Weights of the teacher.", default_shown="none"),
-    teacher_features: Optional[str] = _opt("--teacher-features", help="Feature folder (cliplab embed) with the teacher's image embeddings of the training data.", default_shown="none"),
-    local_loss: Optional[bool] = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
-    gather_with_grad: Optional[bool] = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),
-    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard scalars (needs the tensorboard package).", show_default="no"),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of settings (the flag names with - or _); flags given here win."),
+    ckpt_every: int | None = _opt("--ckpt-every", help="Checkpoint every N steps (0: only at the end).", min=0),
+    eval_every: int | None = _opt("--eval-every", help="Evaluate on synthetic scenes every N steps (0: before and after only).", min=0),
+    eval_n: int | None = _opt("--eval-n", help="Scenes per evaluation (0: no evaluation).", min=0),
+    log_every: int | None = _opt("--log-every", help="Write a metrics line every N steps.", min=1),
+    workers: int | None = _opt("--workers", help="Batch-building processes (0: build in this process).", min=0),
+    rewrites: bool | None = typer.Option(None, "--rewrites/--no-rewrites", help="Add a rule-based caption rewrite (synonyms, reordered clauses) to each step's choices (LaCLIP).", show_default="no"),
+    long_text: bool | None = typer.Option(None, "--long-text/--no-long-text", help="Stretch the text positions to 248 (Long-CLIP) before training.", show_default="no"),
+    text_tower: str | None = _opt("--text-tower", help="A transformers text encoder (folder or repo id) that replaces the text tower, with a new projection.", default_shown="keep"),
+    freeze_text_tower: bool | None = typer.Option(None, "--freeze-text-tower/--tune-text-tower", help="Keep the swapped-in text encoder frozen (its projection still trains).", show_default="tune"),
+    teacher: str | None = _opt("--teacher", help="Model spec of the teacher for the distill objective.", default_shown="none"),
+    teacher_pretrained: str | None = _opt("--teacher-pretrained", help="Weights of the teacher.", default_shown="none"),
+    teacher_features: str | None = _opt("--teacher-features", help="Feature folder (cliplab embed) with the teacher's image embeddings of the training data.", default_shown="none"),
+    local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
+    gather_with_grad: bool | None = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),
+    tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard scalars (needs the tensorboard package).", show_default="no"),
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Train or post-train a model on image-caption pairs with any mix of objectives.

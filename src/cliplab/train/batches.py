@@ -10,8 +10,8 @@ of W processes gets rows ``r*B/W .. (r+1)*B/W - 1`` of the very batch one proces
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -11,7 +11,6 @@ from typing import Any
 from cliplab.errors import InputError
 from cliplab.files import atomic_write
 
-
 RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
 
 
@@ -57,7 +56,7 @@ class TrainConfig:
     def resolved_warmup(self) -> int:
         return max(1, self.steps // 10) if self.warmup is None else self.warmup
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "accum": self.accum, "log_every": self.log_every}
         for name, value in positive.items():
             if value < 1:

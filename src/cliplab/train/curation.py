@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Curation:
                     "head_share": float(counts[head].sum() / max(1, counts.sum())),
                     "top": {entries[i]: int(counts[i]) for i in order if counts[i] > 0}}  # fmt: skip
 
-        return {"t": self.t, "texts": int(len(self.keep)), "kept": int(self.keep.sum()),
+        return {"t": self.t, "texts": len(self.keep), "kept": int(self.keep.sum()),
                 "before": side(self.counts_before), "after": side(self.counts_after)}  # fmt: skip
 
 

@@ -15,7 +15,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "image": ("picture", "photo"), "background": ("backdrop",),
 }  # fmt: skip
 FRAMES: tuple[str, ...] = ("{}", "a picture of {}", "a photo of {}", "there is {}", "an image showing {}")
-_FRAME_PREFIX = re.compile(r"^(a picture of|a photo of|there is|an image showing|an image of)\s+", re.I)
+_FRAME_PREFIX = re.compile(r"^(a picture of|a photo of|there is|an image showing|an image of)\s+", re.IGNORECASE)
 
 
 def _clauses(text: str) -> tuple[list[str], str]:

@@ -7,14 +7,14 @@ cannot solve the batch from colour, layout or background alone: it has to see ev
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cliplab.errors import InputError
 from cliplab.data import synthetic
+from cliplab.errors import InputError
 
 # How often a pair of twins differs in each attribute. Shape is the attribute a shortcut skips
 # (colour, layout and background already tell most captions apart), so it gets the largest share.

@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise, soft_targets
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+    soft_targets,
+)
 
 
 class _ScaleGrad(torch.autograd.Function):

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+)
 
 
 class DistillObjective(Objective):

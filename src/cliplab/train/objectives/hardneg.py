@@ -15,7 +15,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise, soft_targets
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+    soft_targets,
+)
 
 MASKED = -1e4  # logit of a missing negative: exp() is 0, yet 0 * log-softmax stays finite (unlike -inf)
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+)
 
 
 def info_loob(a: torch.Tensor, b: torch.Tensor, inv_tau: torch.Tensor) -> torch.Tensor:

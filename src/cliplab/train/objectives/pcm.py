@@ -12,7 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+)
 
 
 def principal_components(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -38,5 +43,5 @@ class PrimaryComponentObjective(Objective):
         coarse = normalise(principal_components(x, self.components))
         logits = feats.logit_scale * coarse @ short.T
         labels = torch.arange(len(x), device=x.device)
-        ce = lambda z: F.cross_entropy(z, labels, label_smoothing=self.label_smoothing)  # noqa: E731
+        ce = lambda z: F.cross_entropy(z, labels, label_smoothing=self.label_smoothing)
         return (ce(logits) + ce(logits.T)) / 2

@@ -49,7 +49,7 @@ class HyCDObjective(Objective):
         f_i, f_t = ctx.gather_all(feats.frozen_image.float()), ctx.gather_all(feats.frozen_text.float())
         t = self.temperature
         student, teacher = z_i @ z_t.T, f_i @ f_t.T
-        kl = lambda s, q: F.kl_div(F.log_softmax(s / t, dim=1), q, reduction="batchmean")  # noqa: E731
+        kl = lambda s, q: F.kl_div(F.log_softmax(s / t, dim=1), q, reduction="batchmean")
         q_i2t = hybrid_targets(teacher, self.alpha, t)
         q_t2i = hybrid_targets(teacher.T, self.alpha, t)
         return (kl(student, q_i2t) + kl(student.T, q_t2i)) / 2 * t * t

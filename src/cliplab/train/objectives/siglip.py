@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+)
 
 
 class SigLipObjective(Objective):
