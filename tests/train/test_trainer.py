@@ -70,42 +70,20 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
     assert len(list((out / "checkpoints").iterdir())) == 1  # only the last is kept
 
 
-def test_accumulation_gives_the_full_batch_gradient():
+def test_accumulation_gives_the_full_batch_gradient(tmp_path):
     from cliplab.train.trainer import Trainer
 
     grads = []
     for accum in (1, 2):
-        cfg = TrainConfig(data="synthetic:32", objectives="clip,hardneg", steps=1, batch_size=8, accum=accum, out="unused",
-                          eval_n=0, workers=0, progress=False, device="cpu", grad_clip=None)  # fmt: skip
-        trainer = Trainer.__new__(Trainer)
         model = micro_model(MICRO_VIT_CFG)
-        _init_for_step(trainer, cfg, model)
-        batch = next(iter(trainer._loader()))
+        trainer = Trainer(config(tmp_path, f"accum{accum}", objectives="clip,hardneg", steps=1, accum=accum, grad_clip=None), model=model)
         trainer.optimizer.step = lambda: None  # keep the weights: compare gradients only
-        trainer.step(batch)
+        trainer.step(next(iter(trainer._loader())))
         grads.append({n: p.grad.clone() for n, p in model.torch_module.named_parameters() if p.grad is not None})
+        trainer.close()
+    assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4), name
-
-
-def _init_for_step(trainer, cfg, model):
-    """A Trainer without a run folder (for gradient checks)."""
-    from cliplab.train import trainer as t
-    from cliplab.train.objectives import build_objectives
-    from cliplab.train.objectives.base import DistContext
-    from cliplab.train.pairs import open_pairs
-
-    trainer.config, trainer.runtime = cfg, t.distributed.start("cpu")
-    trainer.model, trainer.module = model, model.torch_module.train()
-    trainer.objectives = build_objectives(cfg.objectives)
-    trainer.objective_modules = torch.nn.ModuleDict({k: o for k, (_, o) in trainer.objectives.items()})
-    trainer.needs = set().union(*(o.needs for _, o in trainer.objectives.values()))
-    trainer.frozen, trainer.teacher, trainer.teacher_images = None, None, None
-    trainer.ctx, trainer.towers = DistContext(), t.Towers(trainer.module)
-    trainer.optimizer = torch.optim.AdamW(trainer.module.parameters(), lr=1e-3)
-    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda s: 1.0)
-    trainer.scaler = torch.amp.GradScaler("cpu", enabled=False)
-    trainer.autocast_dtype, trainer.start_step, trainer.pairs = None, 0, open_pairs(cfg.data)
 
 
 def test_logit_scale_is_clamped(tmp_path):
