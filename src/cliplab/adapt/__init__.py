@@ -5,11 +5,21 @@ Every head is a scikit-learn estimator over L2-normalised embeddings (``fit``, `
 one safetensors file: ``head.save(path)`` / ``cliplab.adapt.load(path, model=None)``.
 """
 
-from cliplab.adapt.calibration import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
+from cliplab.adapt.calibration import (
+    ConformalClassifier,
+    TemperatureScaling,
+    mean_set_size,
+    set_coverage,
+)
 from cliplab.adapt.gda import GDA
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
-from cliplab.adapt.oneclass import GaussianOneClass, HypOneClass, KNNOneClass, one_class_metrics
+from cliplab.adapt.oneclass import (
+    GaussianOneClass,
+    HypOneClass,
+    KNNOneClass,
+    one_class_metrics,
+)
 from cliplab.adapt.prompt import CoCoOp, CoOp
 from cliplab.adapt.support import SupportSetAdapter
 from cliplab.adapt.svd import CLIPSVD

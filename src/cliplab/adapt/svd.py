@@ -13,10 +13,17 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.nn.utils import parametrize
 from sklearn.utils.validation import check_is_fitted
+from torch.nn.utils import parametrize
 
-from cliplab.adapt._base import REFERENCE_LOGIT_SCALE, Head, encode_labels, label_index, small_torch_ops, stratified_holdout
+from cliplab.adapt._base import (
+    REFERENCE_LOGIT_SCALE,
+    Head,
+    encode_labels,
+    label_index,
+    small_torch_ops,
+    stratified_holdout,
+)
 from cliplab.adapt.io import register
 from cliplab.adapt.prompt import class_texts
 from cliplab.adapt.training import frozen, train_early_stopping

@@ -7,10 +7,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from cliplab.adapt._base import Head, resolve_zero_shot, small_torch_ops, validation_split
+from cliplab.adapt._base import (
+    Head,
+    resolve_zero_shot,
+    small_torch_ops,
+    validation_split,
+)
 from cliplab.adapt.io import register
+from cliplab.adapt.search import (
+    ClassPaddedKeys,
+    best_on_grid,
+    grid_accuracy,
+    reference_grid,
+)
 from cliplab.adapt.training import train_early_stopping
-from cliplab.adapt.search import ClassPaddedKeys, best_on_grid, grid_accuracy, reference_grid
 from cliplab.errors import InputError
 
 

@@ -16,7 +16,18 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its commands to ``app``; import order is the order of ``--help``.
-    from cliplab.cli import adapt, cache, classify, data, demo, doctor, embed, evaluate  # noqa: F401
+    from cliplab.cli import (  # noqa: F401
+        adapt,
+        cache,
+        classify,
+        curate,
+        data,
+        demo,
+        doctor,
+        embed,
+        evaluate,
+        train,
+    )
 
 
 def main() -> None:

@@ -191,7 +191,12 @@ def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image
     """Fit the best exportable method at the most shots (first seed); on pool images used for neither
     training nor validation (the validation set when none are left) fit a temperature on one half and
     the conformal quantile on the other; save."""
-    from cliplab.adapt import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
+    from cliplab.adapt import (
+        ConformalClassifier,
+        TemperatureScaling,
+        mean_set_size,
+        set_coverage,
+    )
     from cliplab.adapt._base import label_index
     from cliplab.adapt.compare import best_method, draw_split, fit_head
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from cliplab.errors import warn
+from cliplab.errors import InputError, warn
 from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
@@ -135,6 +135,14 @@ def adapt_state_dict(module: torch.nn.Module, state: dict) -> dict:
         state["logit_bias"] = torch.zeros_like(module.logit_bias)  # non-SigLIP weights in a SigLIP model
     state.pop("text.transformer.embeddings.position_ids", None)
     return state
+
+
+def adopt_context_length(model_cfg: dict, state: dict | None) -> None:
+    """Build with the text length the weights were saved with (e.g. a Long-CLIP-stretched table)."""
+    table = None if state is None else state.get("positional_embedding", state.get("text.positional_embedding"))
+    text_cfg = model_cfg.get("text_cfg", {})
+    if table is not None and table.ndim == 2 and "hf_model_name" not in text_cfg and not text_cfg.get("embed_cls"):
+        text_cfg["context_length"] = int(table.shape[0])
 
 
 def make_tokenizer(model_cfg: dict, what: str):
@@ -273,6 +281,7 @@ class OpenClipModel(Model):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
+        adopt_context_length(model_cfg, state)
         if seed is None:
             module = build_module(model_cfg, name)
         else:
@@ -352,10 +361,40 @@ class OpenClipModel(Model):
         text = module if hasattr(module, "token_embedding") else getattr(module, "text", None)
         embedding = getattr(text, "token_embedding", None)
         if embedding is None:  # an HF text tower inside open_clip
-            raise NotImplementedError(f"{self.name}: this open_clip text tower has no token_embedding layer")
+            raise InputError(f"{self.name}: its text tower (a Hugging Face model inside open_clip) has no token embedding layer; prompt learning needs one")
         return embedding
 
     def tower_modules(self) -> dict[str, torch.nn.Module]:
         module = self.torch_module
         text = module.transformer if hasattr(module, "token_embedding") else module.text
         return {"image": module.visual, "text": text}
+
+    # text positions (Long-CLIP stretching) -----------------------------------------------------
+    def _text_tower(self) -> torch.nn.Module:
+        """The module holding the text positional table: the CLIP itself, or ``.text`` of a CustomTextCLIP."""
+        module = self.torch_module
+        tower = module if hasattr(module, "positional_embedding") else getattr(module, "text", None)
+        if tower is None or not isinstance(getattr(tower, "positional_embedding", None), torch.nn.Parameter):
+            raise ModelLoadError(f"{self.name}: its text tower has no learned positional embedding table")
+        return tower
+
+    def text_positional_embedding(self) -> torch.nn.Parameter:
+        """The learned text positional table (context_length x width), as a live parameter."""
+        return self._text_tower().positional_embedding
+
+    def set_text_positional_embedding(self, table: torch.Tensor) -> None:
+        """Replace the positional table; the context length, the causal mask, the tokenizer and the
+        config follow its length, so the model encodes (and saves/loads) texts that long."""
+        tower = self._text_tower()
+        n = int(table.shape[0])
+        old = tower.positional_embedding
+        tower.positional_embedding = torch.nn.Parameter(table.detach().to(old.device, old.dtype).clone(), requires_grad=old.requires_grad)
+        tower.context_length = n
+        if hasattr(tower, "num_pos"):
+            tower.num_pos = n
+        if getattr(tower, "attn_mask", None) is not None:
+            tower.attn_mask = torch.full((n, n), float("-inf"), device=old.device).triu_(1)
+        self.tokenizer.context_length = n
+        self.model_cfg.setdefault("text_cfg", {})["context_length"] = n
+        self.context_length = n
+        self._identity = None

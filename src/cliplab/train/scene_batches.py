@@ -7,7 +7,7 @@ cannot solve the batch from colour, layout or background alone: it has to see ev
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,7 +43,8 @@ def caption_for(spec: synthetic.SceneSpec, kind: str, rng: np.random.Generator) 
 
 
 class TwinSceneBatches(torch.utils.data.IterableDataset):
-    """Endless batches ``(pixels, tokens, caption_ids)`` of ``batch_size`` scenes (pairs of twins).
+    """Endless trainer batches (dicts of ``ids``, ``pixels``, ``tokens``, ``caption_ids``) of
+    ``batch_size`` scenes (pairs of twins); equal captions share a caption id.
 
     Batch ``b`` is drawn from ``np.random.default_rng([seed, b])``, so a resumed run that starts at
     batch ``start`` sees exactly the batches an uninterrupted run would have seen.
@@ -58,7 +59,7 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.image_size, self.max_objects = image_size, max_objects
 
-    def make_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def make_batch(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
         images, captions = [], []
         for _ in range(self.batch_size // 2):
@@ -70,10 +71,14 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
                 images.append(synthetic.render(s, self.image_size).image)
                 captions.append(caption_for(s, kind, rng))
         ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
-        pixels = torch.stack([self.preprocess(im) for im in images])
-        return pixels, self.tokenize(captions), torch.tensor([ids[c] for c in captions])
+        return {
+            "ids": [f"twins-{self.seed}-{index}-{k}" for k in range(len(images))],
+            "pixels": torch.stack([self.preprocess(im) for im in images]),
+            "tokens": self.tokenize(captions),
+            "caption_ids": torch.tensor([ids[c] for c in captions]),
+        }
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict]:
         index = self.start
         while True:
             yield self.make_batch(index)

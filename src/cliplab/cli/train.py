@@ -1,0 +1,98 @@
+"""``cliplab train``: contrastive pre-training, post-training and fine-tuning of a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cliplab.cli import app
+from cliplab.cli.common import (
+    IMAGES_OPTION,
+    MODEL_OPTION,
+    PRETRAINED_OPTION,
+    PROGRESS_OPTION,
+    user_errors,
+    warnings_as_lines,
+)
+from cliplab.train.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _opt(*names: str, help: str, default_shown: Any = None, **kw: Any) -> Any:
+    """An option that is None unless given, so a --config file fills what the flags leave out."""
+    shown = default_shown if default_shown is not None else getattr(_DEFAULTS, names[0].lstrip("-").replace("-", "_"), None)
+    return typer.Option(None, *names, help=help, show_default=str(shown) if shown is not None else False, **kw)
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_OPTION.help, show_default=_DEFAULTS.model),
+    pretrained: str | None = PRETRAINED_OPTION,
+    data: str | None = typer.Option(None, "--images", "--data", "-i", help=IMAGES_OPTION.help + " Needs captions. --data is the same option.",
+                                       show_default=_DEFAULTS.data),
+    objectives: str | None = _opt("--objectives", help="Comma list of objectives, each with an optional weight, e.g. clip,hardneg:0.5. "
+                                     "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),
+    steps: int | None = _opt("--steps", help="Optimizer steps.", min=1),
+    batch_size: int | None = _opt("--batch-size", "-b", help="Global batch size (all processes together).", min=1),
+    lr: float | None = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    warmup: int | None = _opt("--warmup", help="Warm-up steps.", default_shown="a tenth of --steps", min=0),
+    weight_decay: float | None = _opt("--weight-decay", help="AdamW weight decay on weight matrices."),
+    grad_clip: float | None = _opt("--grad-clip", help="Clip the global gradient norm to this (0: no clipping)."),
+    accum: int | None = _opt("--accum", help="Gradient accumulation steps per optimizer step (features are cached, so contrastive losses see the whole batch).", min=1),
+    precision: str | None = _opt("--precision", help="fp32, bf16 (autocast) or fp16 (CUDA, with loss scaling)."),
+    device: str | None = _opt("--device", help="cpu, cuda, cuda:1 ...", default_shown="cuda if available"),
+    seed: int | None = _opt("--seed", help="Seed of the batches and of every random draw."),
+    out: Path | None = _opt("--out", "-o", help="Run folder: model.safetensors, config.yaml, metrics.jsonl, summary.json, checkpoints/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (bit for bit)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of settings (the flag names with - or _); flags given here win."),
+    ckpt_every: int | None = _opt("--ckpt-every", help="Checkpoint every N steps (0: only at the end).", min=0),
+    eval_every: int | None = _opt("--eval-every", help="Evaluate on synthetic scenes every N steps (0: before and after only).", min=0),
+    eval_n: int | None = _opt("--eval-n", help="Scenes per evaluation (0: no evaluation).", min=0),
+    log_every: int | None = _opt("--log-every", help="Write a metrics line every N steps.", min=1),
+    workers: int | None = _opt("--workers", help="Batch-building processes (0: build in this process).", min=0),
+    rewrites: bool | None = typer.Option(None, "--rewrites/--no-rewrites", help="Add a rule-based caption rewrite (synonyms, reordered clauses) to each step's choices (LaCLIP).", show_default="no"),
+    long_text: bool | None = typer.Option(None, "--long-text/--no-long-text", help="Stretch the text positions to 248 (Long-CLIP) before training.", show_default="no"),
+    text_tower: str | None = _opt("--text-tower", help="A transformers text encoder (folder or repo id) that replaces the text tower, with a new projection.", default_shown="keep"),
+    freeze_text_tower: bool | None = typer.Option(None, "--freeze-text-tower/--tune-text-tower", help="Keep the swapped-in text encoder frozen (its projection still trains).", show_default="tune"),
+    teacher: str | None = _opt("--teacher", help="Model spec of the teacher for the distill objective.", default_shown="none"),
+    teacher_pretrained: str | None = _opt("--teacher-pretrained", help="Weights of the teacher.", default_shown="none"),
+    teacher_features: str | None = _opt("--teacher-features", help="Feature folder (cliplab embed) with the teacher's image embeddings of the training data.", default_shown="none"),
+    local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
+    gather_with_grad: bool | None = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),
+    tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard scalars (needs the tensorboard package).", show_default="no"),
+    progress: bool = PROGRESS_OPTION,
+) -> None:
+    """Train or post-train a model on image-caption pairs with any mix of objectives.
+
+    Start from any model spec (the bundled model, openclip:<arch> random or with weights, hf:...),
+    train on a captioned source or synthetic:<n>[:seed], and find the weights in OUT/model.safetensors;
+    they load with cliplab.load_model(<the same spec>, pretrained="OUT/model.safetensors").
+    Run on several processes with: torchrun --nproc-per-node 2 -m cliplab train ...
+    """
+    from cliplab.train.config import from_yaml
+    from cliplab.train.trainer import train
+
+    names = [n for n in ctx.params if n not in ("ctx", "config", "resume", "progress")]
+    given = {n: ctx.params[n] for n in names if ctx.params[n] is not None}
+    given = {("data" if k == "data" else k): v for k, v in given.items()}
+    if "out" in given:
+        given["out"] = str(given["out"])
+    if given.get("grad_clip") == 0:
+        given["grad_clip"] = None
+    given["progress"] = progress
+    with user_errors(), warnings_as_lines():
+        cfg = from_yaml(config, **given) if config else TrainConfig(**given).check()
+        result = train(cfg, resume=resume, on_log=_echo_eval)
+    typer.echo(f"trained {result.steps} steps in {result.wall_s:.0f} s ({result.samples_per_s:.1f} samples/s); weights: {result.out / 'model.safetensors'}")
+
+
+def _echo_eval(record: dict) -> None:
+    if "eval" in record:
+        e = record["eval"]
+        acc, bind = e["zeroshot_accuracy"], e["colour_binding"]
+        typer.echo(f"step {record['step']}: shape {acc['shape']:.3f} colour {acc['color']:.3f} colour-binding full {bind['full']:.3f} "
+                   f"short {bind['short']:.3f} image R@1 {e['retrieval']['image_retrieval_recall@1']:.3f}", err=True)  # fmt: skip

@@ -1,0 +1,108 @@
+"""A training run's settings: one dataclass, read from YAML and/or flags, written beside the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cliplab.errors import InputError
+from cliplab.files import atomic_write
+
+RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run. Defaults suit post-training a small model on one machine."""
+
+    model: str = "cliplab:shapes-tiny"
+    pretrained: str | None = None
+    data: str = "synthetic:20000"
+    objectives: str = "clip"
+    steps: int = 300
+    batch_size: int = 128  # global: over all processes and accumulation steps
+    lr: float = 1e-4
+    warmup: int | None = None  # steps; default a tenth of the run
+    weight_decay: float = 0.1  # on weight matrices only
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
+    accum: int = 1  # gradient accumulation steps per optimizer step (features cached, exact for contrastive losses)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA, with loss scaling)
+    device: str | None = None
+    seed: int = 0
+    out: str = "runs/train"
+    ckpt_every: int = 100  # 0: only at the end
+    keep_checkpoints: int = 1
+    eval_every: int = 0  # 0: only before and after training
+    eval_n: int = 500  # scenes per synthetic evaluation; 0 disables evaluation
+    log_every: int = 10
+    workers: int = 1  # batch-building processes
+    rewrites: bool = False  # add a rule-based caption rewrite to the choices of each step (LaCLIP)
+    long_text: bool = False  # stretch the text positions to 4x-3*20 (Long-CLIP)
+    text_tower: str | None = None  # a transformers text encoder folder/repo replacing the text tower
+    freeze_text_tower: bool = False
+    teacher: str | None = None  # model spec of the distillation teacher
+    teacher_pretrained: str | None = None
+    teacher_features: str | None = None  # a feature-store folder of teacher image embeddings (by item id)
+    local_loss: bool = False
+    gather_with_grad: bool = False
+    tensorboard: bool = False
+    progress: bool = True
+
+    def resolved_warmup(self) -> int:
+        return max(1, self.steps // 10) if self.warmup is None else self.warmup
+
+    def check(self) -> TrainConfig:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "accum": self.accum, "log_every": self.log_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.lr <= 0:
+            raise InputError(f"lr must be positive, got {self.lr}")
+        if self.batch_size % self.accum:
+            raise InputError(f"batch size {self.batch_size} is not a multiple of accum {self.accum}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise InputError(f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def from_yaml(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """A config from a YAML mapping of field names (dashes or underscores), then ``overrides``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read config {os.fspath(path)}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"config {os.fspath(path)} is not a mapping of settings")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    for fact in RECORDED_FACTS:
+        data.pop(fact, None)
+    unknown = sorted(set(data) - set(field_names()))
+    if unknown:
+        raise InputError(f"config {os.fspath(path)} has unknown settings: {', '.join(unknown)}")
+    data.update(overrides)
+    if "betas" in data:
+        data["betas"] = tuple(data["betas"])
+    return TrainConfig(**data).check()
+
+
+def write_yaml(config: TrainConfig, path: str | os.PathLike, **extra: Any) -> None:
+    """The exact config, with ``extra`` facts (versions, world size), as YAML."""
+    import yaml
+
+    atomic_write(path, yaml.safe_dump({**config.to_dict(), **extra}, sort_keys=False))

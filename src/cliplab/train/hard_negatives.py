@@ -1,0 +1,77 @@
+"""Hard-negative captions made by editing the true caption's attribute words.
+
+Two colours named in a caption are exchanged ("a red star and a blue square" -> "a blue star
+and a red square"); otherwise, or by chance, a shape word or a size word is replaced by another
+of its kind. The words come from the synthetic scenes' vocabulary plus common colour names, so
+the editor also serves manifests of real photos with plain captions.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from cliplab.data import synthetic
+
+COLOR_WORDS: tuple[str, ...] = (*synthetic.COLOR_NAMES, "black", "white", "brown", "grey", "gray")
+SHAPE_WORDS: tuple[str, ...] = synthetic.SHAPES
+# Size words and their synonyms as the scene captions use them, grouped by the size they mean.
+SIZE_GROUPS: tuple[tuple[str, ...], ...] = (("small", "little", "tiny"), ("medium", "medium-sized", "mid-sized"), ("large", "big"))
+SIZE_WORDS = tuple(w for group in SIZE_GROUPS for w in group)
+# How often each edit is tried first (when the caption allows it).
+EDIT_WEIGHTS = {"swap_colors": 0.5, "shape": 0.3, "size": 0.2}
+
+
+def _spans(text: str, vocab: tuple[str, ...]) -> list[tuple[int, int, str]]:
+    words = "|".join(sorted((re.escape(w) for w in vocab), key=len, reverse=True))
+    return [(m.start(), m.end(), m.group(0)) for m in re.finditer(rf"\b(?:{words})\b", text)]
+
+
+def _replace(text: str, spans: list[tuple[int, int, str]]) -> str:
+    out, last = [], 0
+    for start, end, word in spans:
+        out += [text[last:start], word]
+        last = end
+    return "".join(out) + text[last:]
+
+
+def swap_colors(caption: str, rng: np.random.Generator) -> str | None:
+    """The caption with two different colour words exchanged, or None if it names fewer than two."""
+    spans = _spans(caption, COLOR_WORDS)
+    pairs = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans)) if spans[i][2] != spans[j][2]]
+    if not pairs:
+        return None
+    i, j = pairs[rng.integers(len(pairs))]
+    edited = list(spans)
+    edited[i] = (spans[i][0], spans[i][1], spans[j][2])
+    edited[j] = (spans[j][0], spans[j][1], spans[i][2])
+    return _replace(caption, edited)
+
+
+def replace_word(caption: str, rng: np.random.Generator, kind: str) -> str | None:
+    """The caption with one shape (or size) word replaced by another of its kind, or None."""
+    vocab = SHAPE_WORDS if kind == "shape" else SIZE_WORDS
+    spans = _spans(caption, vocab)
+    if not spans:
+        return None
+    k = int(rng.integers(len(spans)))
+    start, end, word = spans[k]
+    if kind == "shape":
+        choices = [w for w in SHAPE_WORDS if w != word]
+    else:
+        choices = [g[0] for g in SIZE_GROUPS if word not in g]
+    spans[k] = (start, end, choices[rng.integers(len(choices))])
+    return _replace(caption, spans)
+
+
+def hard_negative(caption: str, rng: np.random.Generator) -> str | None:
+    """One attribute-edited version of ``caption`` (None when it names no attribute word)."""
+    edits = list(EDIT_WEIGHTS)
+    p = np.array(list(EDIT_WEIGHTS.values()))
+    order = [edits[i] for i in rng.choice(len(edits), size=len(edits), replace=False, p=p / p.sum())]
+    for edit in order:
+        out = swap_colors(caption, rng) if edit == "swap_colors" else replace_word(caption, rng, edit)
+        if out is not None and out != caption:
+            return out
+    return None

@@ -1,0 +1,75 @@
+"""Training objectives, one module each, selectable and combinable with weights: ``clip,hardneg:0.5``.
+
+| name | what |
+|---|---|
+| clip | CLIP's symmetric InfoNCE (open_clip ``ClipLoss`` semantics, repeated captions as positives) |
+| siglip | SigLIP's sigmoid loss (open_clip ``SigLipLoss``) |
+| infoloob / cloob | CLOOB's InfoLOOB, without / with modern-Hopfield retrieval |
+| hardneg | contrastive loss with hard-negative captions (attribute-swapped) |
+| m2mix | geodesic multimodal mixup hard negatives |
+| rafa / hycd | CLIP-Refine's random feature alignment / hybrid contrastive distillation |
+| distill | cosine feature distillation from a teacher model |
+| pcm | Long-CLIP's primary-component matching with short captions |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cliplab.errors import InputError
+from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
+from cliplab.train.objectives.clip import ClipObjective
+from cliplab.train.objectives.distill import DistillObjective
+from cliplab.train.objectives.hardneg import HardNegativeObjective
+from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
+from cliplab.train.objectives.m2mix import M2MixObjective
+from cliplab.train.objectives.pcm import PrimaryComponentObjective
+from cliplab.train.objectives.refine import HyCDObjective, RaFAObjective
+from cliplab.train.objectives.siglip import SigLipObjective
+
+REGISTRY: dict[str, type[Objective]] = {
+    cls.name: cls
+    for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
+                M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective)
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WeightedName:
+    name: str
+    weight: float
+
+
+def parse_objectives(spec: str) -> list[WeightedName]:
+    """'clip,hardneg:0.5' -> [(clip, 1.0), (hardneg, 0.5)]; unknown names and bad weights raise InputError."""
+    out: list[WeightedName] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, weight = part.partition(":")
+        name = name.strip().lower()
+        if name not in REGISTRY:
+            raise InputError(f"unknown objective {name!r} in {spec!r}; use any of {', '.join(REGISTRY)}")
+        try:
+            w = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise InputError(f"objective weight {weight!r} in {spec!r} is not a number; write name:weight, e.g. hardneg:0.5") from None
+        if any(o.name == name for o in out):
+            raise InputError(f"objective {name!r} is listed twice in {spec!r}")
+        out.append(WeightedName(name, w))
+    if not out:
+        raise InputError(f"no objective in {spec!r}; name at least one of {', '.join(REGISTRY)}")
+    return out
+
+
+def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int | None = None) -> dict[str, tuple[float, Objective]]:
+    """Objective modules for ``spec``, keyed by name, with their weights."""
+    built = {}
+    for item in parse_objectives(spec):
+        cls = REGISTRY[item.name]
+        objective = cls(student_dim, teacher_dim) if cls is DistillObjective else cls()
+        built[item.name] = (item.weight, objective)
+    return built
+
+
+__all__ = ["REGISTRY", "DistContext", "Objective", "StepFeatures", "build_objectives", "parse_objectives"]

@@ -1,0 +1,88 @@
+"""What every objective sees: the step's features and the distributed context they are gathered in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class StepFeatures:
+    """Unnormalised features of this process's share of the batch (B rows each).
+
+    ``caption_ids`` marks pairs with the same caption text (they are positives of each other).
+    ``negatives`` (B*K rows, K hard-negative captions per image, in image order) and
+    ``negatives_valid`` are filled when an objective asks for them, likewise ``short_text``
+    (Long-CLIP's short captions), ``teacher_image``/``teacher_text`` (a teacher model's
+    features) and ``frozen_image``/``frozen_text`` (the frozen starting model's features).
+    """
+
+    image: torch.Tensor
+    text: torch.Tensor
+    logit_scale: torch.Tensor  # already exponentiated, as open_clip's CLIP.forward returns it
+    caption_ids: torch.Tensor
+    logit_bias: torch.Tensor | None = None
+    negatives: torch.Tensor | None = None
+    negatives_valid: torch.Tensor | None = None
+    short_text: torch.Tensor | None = None
+    teacher_image: torch.Tensor | None = None
+    teacher_text: torch.Tensor | None = None
+    frozen_image: torch.Tensor | None = None
+    frozen_text: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits among the data-parallel ranks, and how features are gathered.
+
+    ``local_loss`` and ``gather_with_grad`` have open_clip's ``gather_features`` meaning.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_loss: bool = False
+    gather_with_grad: bool = False
+
+    def gather_all(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's rows of ``x`` in rank order, differentiable to every rank's features.
+
+        Objectives that compute one global loss on the gathered batch use this: each rank then
+        holds the global loss, and the gradient DDP averages equals the one-process gradient.
+        """
+        if self.world_size == 1:
+            return x
+        import torch.distributed.nn.functional as dist_fn
+
+        return torch.cat(dist_fn.all_gather(x), dim=0)
+
+    def gather_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return ids
+        import torch.distributed as dist
+
+        out = [torch.empty_like(ids) for _ in range(self.world_size)]
+        dist.all_gather(out, ids)
+        return torch.cat(out)
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=-1)
+
+
+def soft_targets(row_ids: torch.Tensor, col_ids: torch.Tensor) -> torch.Tensor:
+    """Row-stochastic targets spread evenly over the columns whose caption equals the row's."""
+    same = (row_ids[:, None] == col_ids[None, :]).float()
+    return same / same.sum(1, keepdim=True).clamp_min(1.0)
+
+
+class Objective(torch.nn.Module):
+    """A training loss over :class:`StepFeatures`. ``needs`` names the optional features it reads."""
+
+    name: str = ""
+    needs: frozenset[str] = frozenset()
+
+    def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

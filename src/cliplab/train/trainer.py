@@ -1,0 +1,449 @@
+"""The training loop: contrastive pre-training, post-training and fine-tuning of a ``cliplab.Model``.
+
+One process or many (``torchrun``): AdamW with warm-up and cosine decay, gradient clipping,
+gradient accumulation with cached features (exact for contrastive losses), the logit-scale
+clamp, autocast mixed precision, checkpoints every N steps that resume bit for bit, evaluation
+hooks, a JSONL metrics log and a progress bar with samples/s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from cliplab.errors import InputError
+from cliplab.files import atomic_target, atomic_write, write_json
+from cliplab.models.base import Model
+from cliplab.train import checkpoint, distributed
+from cliplab.train.batches import BatchPlan, StepBatches
+from cliplab.train.config import TrainConfig, write_yaml
+from cliplab.train.objectives import build_objectives
+from cliplab.train.objectives.base import DistContext, StepFeatures
+from cliplab.train.schedule import cosine_with_warmup
+
+MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp of the learned temperature (Radford et al. 2021, Sec. 2.5)
+
+
+class Towers(torch.nn.Module):
+    """The module DDP wraps: image and text features (all texts of a step in one pass) and the scales."""
+
+    def __init__(self, clip: torch.nn.Module) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        bias = getattr(self.clip, "logit_bias", None)
+        return self.clip.encode_image(pixels), self.clip.encode_text(tokens), self.clip.logit_scale.exp(), bias
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    wall_s: float
+    samples_per_s: float
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+
+def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only (not on gains, biases, embeddings or the logit scale)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, rewritten atomically (small, and truncatable on resume)."""
+
+    def __init__(self, path: Path, keep_until: int | None = None) -> None:
+        self.path = path
+        self.lines: list[dict] = []
+        if keep_until is not None and path.is_file():
+            self.lines = [r for r in map(json.loads, path.read_text().splitlines()) if r.get("step", 0) <= keep_until]
+
+    def add(self, record: dict) -> None:
+        self.lines.append(record)
+
+    def flush(self) -> None:
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in self.lines))
+
+
+def _cat(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _split(batch: dict, n: int) -> list[dict]:
+    if n == 1:
+        return [batch]
+    size = len(batch["ids"]) // n
+    return [{k: v[i * size : (i + 1) * size] for k, v in batch.items()} for i in range(n)]
+
+
+class Trainer:
+    """Builds everything a run needs from a :class:`TrainConfig` (or a ready ``Model``) and runs it."""
+
+    def __init__(self, config: TrainConfig, model: Model | None = None, resume: bool = False,
+                 on_log: Callable[[dict], None] | None = None,
+                 batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> None:  # fmt: skip
+        """``batches(start_step)``, when given, replaces the batches built from ``config.data``: an
+        iterable of dicts with ``ids``, ``pixels``, ``tokens`` and ``caption_ids`` (one per step)."""
+        from cliplab.models import load_model
+        from cliplab.train.pairs import open_pairs
+
+        self.config = config.check()
+        self.runtime = distributed.start(config.device)
+        self.out = Path(config.out)
+        self.on_log = on_log
+        torch.manual_seed(config.seed)
+        if model is None:
+            model = load_model(config.model, pretrained=config.pretrained, device=self.runtime.device)
+        else:
+            model.torch_module.to(self.runtime.device)
+            model.device = self.runtime.device
+        if config.text_tower:
+            from cliplab.train.text_tower import swap_text_tower
+
+            model = swap_text_tower(model, config.text_tower, freeze=config.freeze_text_tower)
+        if config.long_text:
+            from cliplab.train.long_text import stretch_model
+
+            stretch_model(model)
+        self.model = model
+        self.module = model.torch_module.train()
+        self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim())
+        self.objective_modules = torch.nn.ModuleDict({k: o for k, (_, o) in self.objectives.items()}).to(self.runtime.device)
+        self.needs = set().union(*(o.needs for _, o in self.objectives.values()))
+        self.frozen = self._frozen_copy() if "frozen" in self.needs else None
+        self.teacher, self.teacher_images = self._teacher() if "teacher" in self.needs else (None, None)
+        self.ctx = DistContext(self.runtime.rank, self.runtime.world_size, config.local_loss, config.gather_with_grad)
+        self.towers: torch.nn.Module = Towers(self.module)
+        if self.runtime.world_size > 1:
+            ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            self.towers = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
+        params = decay_groups(self.module, config.weight_decay)
+        params[1]["params"] += [p for p in self.objective_modules.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+        warm = config.resolved_warmup()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: cosine_with_warmup(s, config.steps, warm))
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=config.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        if config.precision == "fp16" and self.runtime.device.type != "cuda":
+            raise InputError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.start_step = self._prepare_run_dir(resume)
+        self.custom_batches = batches
+        self.pairs = open_pairs(config.data) if batches is None else None
+        self.log = MetricsLog(self.out / "metrics.jsonl", keep_until=self.start_step if resume else None)
+
+    # --- set-up -------------------------------------------------------------------------------
+    def _teacher_dim(self) -> int | None:
+        if self.config.teacher_features:
+            from cliplab.features import Features
+
+            return int(Features.load(self.config.teacher_features).X.shape[1])
+        return None
+
+    def _teacher(self) -> tuple[Model | None, dict[str, torch.Tensor] | None]:
+        from cliplab.models import load_model
+
+        c = self.config
+        if not c.teacher and not c.teacher_features:
+            raise InputError("the distill objective needs --teacher SPEC (and/or --teacher-features DIR)")
+        images = None
+        if c.teacher_features:
+            from cliplab.features import Features
+
+            feats = Features.load(c.teacher_features)
+            images = {i: torch.from_numpy(x) for i, x in zip(feats.ids, feats.X)}
+        teacher = load_model(c.teacher, pretrained=c.teacher_pretrained, device=self.runtime.device) if c.teacher else None
+        if teacher is not None and not c.teacher_features:
+            self.objectives["distill"] = (self.objectives["distill"][0], type(self.objectives["distill"][1])(self.model.embed_dim, teacher.embed_dim))
+            self.objective_modules["distill"] = self.objectives["distill"][1].to(self.runtime.device)
+        return teacher, images
+
+    def _frozen_copy(self) -> torch.nn.Module:
+        frozen = copy.deepcopy(self.module).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen
+
+    def _prepare_run_dir(self, resume: bool) -> int:
+        last = checkpoint.latest(self.out)
+        if last is not None and not resume:
+            raise InputError(f"{self.out} already holds checkpoints; pass --resume to continue it or choose a new --out")
+        if self.runtime.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            import cliplab
+
+            write_yaml(self.config, self.out / "config.yaml", cliplab_version=cliplab.__version__,
+                       torch_version=str(torch.__version__), world_size=self.runtime.world_size)  # fmt: skip
+        if last is None:
+            return 0
+        state = checkpoint.load(last, self.module, self.objective_modules)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        return int(state["step"])
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        c, rt = self.config, self.runtime
+        if self.custom_batches is not None:
+            batches = self.custom_batches(self.start_step)
+        else:
+            plan = BatchPlan(c.batch_size, c.seed, rt.rank, rt.world_size, hard_negatives="negatives" in self.needs,
+                             short_captions="short" in self.needs, rule_rewrites=c.rewrites,
+                             keep_images=self.teacher is not None and self.teacher_images is None)  # fmt: skip
+            batches = StepBatches(self.pairs, self.model.preprocess, self.model.tokenize, plan, self.start_step, c.steps)
+        kw = {"num_workers": c.workers, "batch_size": None}
+        if c.workers > 0:
+            kw.update(prefetch_factor=4, persistent_workers=False)
+        return torch.utils.data.DataLoader(batches, **kw)
+
+    # --- one step -----------------------------------------------------------------------------
+    def _autocast(self):
+        dtype = self.autocast_dtype
+        return torch.autocast(self.runtime.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _features(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Features of a (micro-)batch: image, text and every extra text the objectives need."""
+        dev = self.runtime.device
+        texts = [batch["tokens"]] + [batch[k] for k in ("negatives", "short_tokens") if k in batch]
+        tokens = torch.cat([t.to(dev) for t in texts])
+        with self._autocast():
+            image, text, scale, bias = self.towers(batch["pixels"].to(dev), tokens)
+        b = len(batch["ids"])
+        # The scales are spread over the rows so micro-batches concatenate; the loss reads row 0, so
+        # with accumulation their gradient is counted once (in micro-batch 0's pass), not per pass.
+        out = {"image": image, "text": text[:b], "scale": scale.reshape(1).expand(b)}
+        offset = b
+        if "negatives" in batch:
+            n = len(batch["negatives"])
+            out["negatives"] = text[offset : offset + n]
+            offset += n
+        if "short_tokens" in batch:
+            out["short_text"] = text[offset : offset + b]
+        if bias is not None:
+            out["bias"] = bias.reshape(1).expand(b)
+        return out
+
+    @torch.no_grad()
+    def _fixed_features(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Features that carry no gradient: the frozen starting model's and the teacher's."""
+        dev, out = self.runtime.device, {}
+        if self.frozen is not None:
+            with self._autocast():
+                out["frozen_image"] = self.frozen.encode_image(batch["pixels"].to(dev)).float()
+                out["frozen_text"] = self.frozen.encode_text(batch["tokens"].to(dev)).float()
+        if "teacher" in self.needs:
+            if self.teacher_images is not None:
+                missing = [i for i in batch["ids"] if i not in self.teacher_images]
+                if missing:
+                    raise InputError(f"teacher features have no embedding for {missing[0]!r}; embed the training data with the teacher")
+                out["teacher_image"] = torch.stack([self.teacher_images[i] for i in batch["ids"]]).to(dev)
+            elif self.teacher is not None:
+                out["teacher_image"] = torch.from_numpy(self.teacher.encode_images(batch["images"])).to(dev)
+            if self.teacher is not None:
+                out["teacher_text"] = torch.from_numpy(self.teacher.encode_texts(batch["captions"])).to(dev)
+        return out
+
+    def _loss(self, feats: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        step_feats = StepFeatures(
+            image=feats["image"], text=feats["text"], logit_scale=feats["scale"][0], caption_ids=batch["caption_ids"].to(self.runtime.device),
+            logit_bias=feats["bias"][0] if "bias" in feats else None, negatives=feats.get("negatives"),
+            negatives_valid=batch["negatives_valid"].to(self.runtime.device) if "negatives_valid" in batch else None,
+            short_text=feats.get("short_text"), teacher_image=feats.get("teacher_image"), teacher_text=feats.get("teacher_text"),
+            frozen_image=feats.get("frozen_image"), frozen_text=feats.get("frozen_text"),
+        )  # fmt: skip
+        total, parts = 0.0, {}
+        with self._autocast():
+            for name, (weight, objective) in self.objectives.items():
+                value = objective(step_feats, self.ctx).float()
+                parts[name] = float(value.detach())
+                total = total + weight * value
+        return total, parts
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self, batch: dict) -> tuple[float, dict[str, float]]:
+        """One optimizer step on a global batch (this rank's rows); returns the loss and its parts."""
+        c = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        fixed = self._fixed_features(batch)
+        if c.accum == 1:
+            loss, parts = self._loss({**self._features(batch), **fixed}, batch)
+            self._backward(loss)
+        else:
+            # Gradient accumulation with cached features (open_clip's accum_freq): a no-grad pass over
+            # every micro-batch, then each micro-batch again with grad against the others' cached
+            # features, so the summed gradient is the full-batch one for contrastive losses.
+            micro = _split(batch, c.accum)
+            with torch.no_grad():
+                cached = [self._features(m) for m in micro]
+            for j, m in enumerate(micro):
+                sync = contextlib.nullcontext() if j == c.accum - 1 or not hasattr(self.towers, "no_sync") else self.towers.no_sync()
+                with sync:
+                    fresh = self._features(m)
+                    feats = _cat([fresh if i == j else {k: v.detach() for k, v in cached[i].items()} for i in range(c.accum)])
+                    loss, parts = self._loss({**feats, **fixed}, batch)
+                    self._backward(loss)
+        distributed.average_gradients(list(self.objective_modules.parameters()), self.runtime)
+        self.scaler.unscale_(self.optimizer)
+        if c.grad_clip:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        with torch.no_grad():
+            self.module.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        return float(loss.detach()), parts
+
+    # --- the run ------------------------------------------------------------------------------
+    def _evaluate(self, step: int) -> dict | None:
+        if self.config.eval_n <= 0 or not self.runtime.is_main:
+            return None
+        from cliplab.train.eval_hooks import evaluate
+
+        record = {"step": step, "eval": evaluate(self.model, self.config.eval_n)}
+        self.log.add(record)
+        self.log.flush()
+        self._emit(record)
+        return record
+
+    def _emit(self, record: dict) -> None:
+        if self.on_log is not None:
+            self.on_log(record)
+        if self.tensorboard is not None:
+            for key, value in _flatten(record).items():
+                if key != "step":
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    def _save_checkpoint(self, step: int) -> None:
+        if self.runtime.is_main:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+            checkpoint.save(self.out, step, self.module, self.objective_modules, state, self.config.keep_checkpoints)
+            self.log.flush()
+
+    def save_model(self) -> Path:
+        """``out/model.safetensors``: the trained weights, loadable with ``load_model(spec, pretrained=...)``."""
+        path = self.out / "model.safetensors"
+        meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
+        with atomic_target(path) as tmp:
+            save_file(checkpoint.state_tensors(self.module), str(tmp), metadata=meta)
+        return path
+
+    def run(self) -> TrainResult:
+        c, rt = self.config, self.runtime
+        self.tensorboard = self._open_tensorboard()
+        evals, losses = [], []
+        if self.start_step == 0 and c.eval_n > 0:
+            evals.append(self._evaluate(0))
+        bar = _progress(c.steps, self.start_step, c.progress and rt.is_main)
+        t0, done, step = time.perf_counter(), 0, self.start_step
+        try:
+            for step, batch in enumerate(self._loader(), start=self.start_step):
+                if step >= c.steps:
+                    break
+                loss, parts = self.step(batch)
+                losses.append(loss)
+                done += 1
+                rate = done * c.batch_size / (time.perf_counter() - t0)
+                bar.update(1, loss, rate)
+                number = step + 1
+                if number % c.log_every == 0 or number == c.steps:
+                    record = {"step": number, "loss": loss, **{f"loss/{k}": v for k, v in parts.items()},
+                              "lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.module.logit_scale.detach().exp()), "samples_per_s": rate}  # fmt: skip
+                    if rt.is_main:
+                        self.log.add(record)
+                        self.log.flush()
+                        self._emit(record)
+                if c.eval_every and number % c.eval_every == 0 and number != c.steps:
+                    evals.append(self._evaluate(number))
+                if (c.ckpt_every and number % c.ckpt_every == 0) or number == c.steps:
+                    self._save_checkpoint(number)
+        finally:
+            bar.close()
+        wall = time.perf_counter() - t0
+        if self.start_step < c.steps and c.eval_n > 0:
+            evals.append(self._evaluate(c.steps))
+        if rt.is_main:
+            self.save_model()
+            self.log.flush()
+            summary = {"steps": c.steps, "resumed_from": self.start_step, "wall_s": wall, "samples_per_s": done * c.batch_size / max(wall, 1e-9),
+                       "evals": [e for e in evals if e], "world_size": rt.world_size}  # fmt: skip
+            write_json(summary, self.out / "summary.json")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        return TrainResult(self.out, c.steps, wall, done * c.batch_size / max(wall, 1e-9), losses, [e for e in evals if e])
+
+    def _open_tensorboard(self):
+        if not self.config.tensorboard or not self.runtime.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise InputError("--tensorboard needs the tensorboard package: pip install tensorboard") from exc
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    def close(self) -> None:
+        distributed.stop(self.runtime)
+
+
+def _flatten(record: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "/"))
+        elif isinstance(value, (int, float)):
+            out[name] = float(value)
+    return out
+
+
+class _Progress:
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True)
+
+    def update(self, n: int, loss: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:.0f}", refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, initial: int, enabled: bool) -> _Progress:
+    return _Progress(total, initial, enabled)
+
+
+def train(config: TrainConfig, model: Model | None = None, resume: bool = False, on_log: Callable[[dict], Any] | None = None,
+          batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> TrainResult:  # fmt: skip
+    """Run ``config`` (optionally on a ready ``model``, or on custom ``batches``) and return what it measured."""
+    trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
+            return trainer.run()
+    finally:
+        trainer.close()
