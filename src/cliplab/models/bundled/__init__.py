@@ -30,8 +30,14 @@ BUNDLED: dict[str, BundledModel] = {
         card=HERE / "shapes-tiny" / "MODEL_CARD.md",
         rebuild="python scripts/train_tiny.py",
     ),
+    "shapes-vit": BundledModel(
+        config=HERE / "shapes-vit" / "config.json",
+        weights=HERE / "shapes-vit" / "model.safetensors",
+        card=HERE / "shapes-vit" / "MODEL_CARD.md",
+        rebuild="python scripts/train_vit.py",
+    ),
 }
-ALIASES: dict[str, str] = {"tiny": "shapes-tiny"}
+ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit"}
 
 
 def names() -> list[str]:
