@@ -30,6 +30,7 @@ class Task(str, Enum):
     auto = "auto"
     zeroshot_classification = "zeroshot_classification"
     zeroshot_retrieval = "zeroshot_retrieval"
+    segmentation = "segmentation"
 
 
 class Attribute(str, Enum):
@@ -94,11 +95,18 @@ def eval_command(
     workers: Optional[int] = WORKERS_OPTION,
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (metrics, confusion matrix, examples)."),
     progress: bool = PROGRESS_OPTION,
+    method: str = typer.Option("clearclip", "--method", help="Segmentation only: vanilla, maskclip, sclip, clearclip or naclip (dataset: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report)."""
     from cliplab.evaluate.runner import open_dataset, public_result, run_zeroshot_classification, run_zeroshot_retrieval
     from cliplab.models import load_model
 
+    if task == Task.segmentation:
+        from cliplab.dense.evaluate import segmentation_eval_command
+
+        with user_errors(), warnings_as_lines():
+            segmentation_eval_command(model, pretrained, dataset, out, report, method, templates, batch_size, progress)
+        return
     with user_errors(), warnings_as_lines():
         ks = parse_recall_k(recall_k, list(ctx.args))
         names = read_names(classnames, "--classnames") if classnames else None

@@ -88,3 +88,28 @@ def _side_by_side(left, right) -> bytes:
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, out, report, method: str, templates,
+                              batch_size: int, progress: bool) -> None:  # fmt: skip
+    """The body of ``cliplab eval --task segmentation``: JSON results, an optional HTML report, a printed table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cliplab.dense.datasets import open_mask_dataset
+    from cliplab.files import write_json
+    from cliplab.models import load_model
+
+    model = load_model(model_spec, pretrained=pretrained)
+    dataset = open_mask_dataset(dataset_spec)
+    result = run_segmentation(model, dataset, progress=progress, batch_size=batch_size, method=method, templates=templates or "default")
+    write_json(public_segmentation_result(result), out)
+    if report is not None:
+        segmentation_report(result, dataset).save(report)
+    table = Table(title=f"segmentation ({method}) — {dataset.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    print(f"wrote {out}" + (f" and {report}" if report is not None else ""))
