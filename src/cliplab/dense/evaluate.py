@@ -22,7 +22,7 @@ SYNTHETIC_BACKGROUND_WORDS = ("background", "plain background", "striped backgro
 def segmenter_for(model, dataset: MaskDataset, background: Sequence[str] | None = None, **options) -> Segmenter:
     """A :class:`Segmenter` whose class list matches the dataset's (background words when class 0 is background)."""
     has_background = dataset.classes[0] == BACKGROUND
-    if has_background and background is None:
+    if has_background and background is None and options.get("threshold") is None:
         background = SYNTHETIC_BACKGROUND_WORDS if dataset.name.startswith("synthetic:") else DEFAULT_BACKGROUND_WORDS
     names = dataset.classes[1:] if has_background else dataset.classes
     return Segmenter(model, names, background=background if has_background else None, **options)

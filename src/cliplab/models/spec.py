@@ -1,4 +1,4 @@
-"""Parsing a model spec and the load options (device, precision) shared by every backend.
+"""Parsing a model spec (the load options every backend shares are in ``options``).
 
 Grammar: ``openclip:<arch>`` | ``hf:<repo id or local folder>`` | ``cliplab:<bundled name>`` | a bare
 bundled name or alias (``tiny``).
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
+from cliplab.models import bundled
 from cliplab.models.errors import ModelLoadError
+from cliplab.models.options import PRECISIONS, check_precision, resolve_device  # noqa: F401  (re-exported)
 
 KINDS = ("openclip", "hf", "cliplab")
 GRAMMAR = "openclip:<arch> (e.g. openclip:ViT-B-32), hf:<repo id or folder>, cliplab:<bundled name> or a bundled alias (tiny)"
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,6 @@ class ModelSpec:
 
 def parse_spec(spec: str) -> ModelSpec:
     """Split ``spec`` into backend kind and target; bare words are bundled names."""
-    from cliplab.models import bundled
-
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"empty model spec; use {GRAMMAR}")
     spec = spec.strip()
@@ -44,20 +41,3 @@ def parse_spec(spec: str) -> ModelSpec:
     if not sep and spec in bundled.names():
         return ModelSpec("cliplab", bundled.canonical_name(spec))
     raise ModelLoadError(f"unknown model spec {spec!r}; use {GRAMMAR}")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelLoadError(f"unknown device {device!r}: {exc}") from None
-
-
-def check_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ModelLoadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ModelLoadError(f"precision 'fp16' needs a CUDA device (got {device.type}); use 'bf16' or 'fp32' there")
-    return precision
