@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--background", default=None, help="background words, comma-separated, or 'none' (default: generic word + the five textures)")
     p.add_argument("--threshold", type=float, default=None, help="foreground probability below which a pixel is background")
     p.add_argument("--refine-steps", type=int, default=300, help="0: skip the learned refinement")
+    p.add_argument("--teacher-layer", type=int, default=2, help="shapes-tiny ResNet stage the refinement learns from")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="also write the table as JSON here")
     args = p.parse_args()
@@ -45,7 +46,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         model = load_model(args.model, pretrained=args.pretrained, device="cpu")
     data = synthetic_masks(args.scenes, args.seed, args.image_size)
-    options = dict(size=args.size, naclip_std=args.naclip_std, threshold=args.threshold)
+    options = {"size": args.size, "naclip_std": args.naclip_std, "threshold": args.threshold}
     if args.background is not None:
         options["background"] = [] if args.background == "none" else args.background.split(",")
     rows = {}
@@ -60,7 +61,7 @@ def main() -> None:
         best = max((m for m in rows if m != "vanilla"), key=lambda m: rows[m]["miou"])
         t0 = time.perf_counter()
         head = train_refiner(model, load_model("cliplab:shapes-tiny", device="cpu"), steps=args.refine_steps,
-                             image_size=args.image_size)  # fmt: skip
+                             image_size=args.image_size, teacher_layer=args.teacher_layer)  # fmt: skip
         train_s = time.perf_counter() - t0
         rows[f"{best}+refine"] = run_segmentation(model, data, method=best, refiner=head, **options)["metrics"]
         rows[f"{best}+refine"]["seconds"] = train_s

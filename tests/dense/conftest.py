@@ -28,7 +28,7 @@ def hf_clip():
     cfg = CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                       "image_size": 32, "patch_size": 8},  # fmt: skip
+                       "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
     torch.manual_seed(0)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from cliplab.dense.regions import MaskPrompt, as_masks, classify_regions, masked_crops, train_mask_prompt
+from cliplab.dense.regions import (
+    MaskPrompt,
+    as_masks,
+    classify_regions,
+    masked_crops,
+    train_mask_prompt,
+)
 from cliplab.errors import InputError
 from cliplab.models.vision_parts import pixel_normalisation
 

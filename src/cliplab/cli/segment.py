@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
 
 from cliplab.cli import app
-from cliplab.cli.common import MODEL_OPTION, PRETRAINED_OPTION, PRECISION_OPTION, read_names, user_errors, warnings_as_lines
+from cliplab.cli.common import (
+    MODEL_OPTION,
+    PRECISION_OPTION,
+    PRETRAINED_OPTION,
+    read_names,
+    user_errors,
+    warnings_as_lines,
+)
 
 
 class Method(str, Enum):
@@ -45,16 +51,16 @@ def segment_command(
     classes: str = typer.Option(..., "--classes", "-c", help="Class names 'sky,road,car' or a file with one per line."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.png (class index per pixel), overlay.png (colours and legend), areas.json."),
     model: str = MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
+    pretrained: str | None = PRETRAINED_OPTION,
     method: Method = typer.Option(Method.clearclip, "--method", help="How the last block is rewritten: clearclip, sclip, naclip, maskclip, or vanilla (unchanged)."),
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     background: str = typer.Option("background", "--background", help="Words merged into a 'background' class listed first, comma-separated; 'none' for no background words."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Pixels whose best class probability is below this become background."),
-    size: Optional[int] = typer.Option(None, "--size", min=8, help="Resize the short side to this many pixels before inference (default: the model's input size)."),
-    window: Optional[int] = typer.Option(None, "--window", min=8, help="Sliding-window crop in pixels (after resizing); default one pass over the whole image."),
-    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="Sliding-window step in pixels (default half the window)."),
+    threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Pixels whose best class probability is below this become background."),
+    size: int | None = typer.Option(None, "--size", min=8, help="Resize the short side to this many pixels before inference (default: the model's input size)."),
+    window: int | None = typer.Option(None, "--window", min=8, help="Sliding-window crop in pixels (after resizing); default one pass over the whole image."),
+    stride: int | None = typer.Option(None, "--stride", min=1, help="Sliding-window step in pixels (default half the window)."),
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
-    refiner: Optional[Path] = typer.Option(None, "--refiner", help="A learned refinement head file (from cliplab.dense.refine) to pool features with."),
+    refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (from cliplab.dense.refine) to pool features with."),
     precision: str = PRECISION_OPTION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""

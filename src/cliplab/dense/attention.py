@@ -8,9 +8,9 @@ residual connection and its feed-forward network around that output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 

@@ -3,7 +3,7 @@ IoU = total intersection / total union per class, over all images)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -6,7 +6,7 @@ dilations, weighted by how similar their colours are, so label edges snap to ima
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -25,7 +25,12 @@ import torch.nn.functional as F
 from cliplab.data import synthetic
 from cliplab.errors import InputError
 from cliplab.files import atomic_target
-from cliplab.models.vision_parts import PoolParts, ViTParts, pixel_normalisation, vision_parts
+from cliplab.models.vision_parts import (
+    PoolParts,
+    ViTParts,
+    pixel_normalisation,
+    vision_parts,
+)
 
 Tensor = torch.Tensor
 
@@ -38,7 +43,8 @@ def intermediate_tokens(model, parts: ViTParts, pixels: Tensor, stop: int) -> Te
 
 
 def teacher_features(teacher, pixels01: Tensor, layer: int, grid: tuple[int, int]) -> Tensor:
-    """The teacher's layer features (B, C, h, w) for [0, 1] pixels, average-pooled to ``grid``."""
+    """The teacher's layer features (B, C, h, w) for [0, 1] pixels, average-pooled to ``grid`` and
+    centred per image (ReLU features are all positive, so raw cosines would be high everywhere)."""
     mean, std = pixel_normalisation(teacher)
     x = (pixels01 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     parts = vision_parts(teacher)
@@ -50,7 +56,8 @@ def teacher_features(teacher, pixels01: Tensor, layer: int, grid: tuple[int, int
         fmap = x
     else:
         fmap = intermediate_tokens(teacher, parts, x, layer)
-    return F.adaptive_avg_pool2d(fmap.float(), grid)
+    pooled = F.adaptive_avg_pool2d(fmap.float(), grid)
+    return pooled - pooled.mean(dim=(2, 3), keepdim=True)
 
 
 def correlations(feats: Tensor) -> Tensor:
@@ -95,7 +102,7 @@ class CorrelationRefiner(torch.nn.Module):
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CorrelationRefiner":
+    def load(cls, path: str | os.PathLike) -> CorrelationRefiner:
         from safetensors import safe_open
         from safetensors.torch import load_file
 

@@ -10,8 +10,8 @@ blocks; it is trained on synthetic scenes with the model frozen (:func:`train_ma
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,12 @@ from PIL import Image
 from cliplab.data import synthetic
 from cliplab.errors import InputError
 from cliplab.files import atomic_target
-from cliplab.models.vision_parts import ViTParts, input_size, pixel_normalisation, vision_parts
+from cliplab.models.vision_parts import (
+    ViTParts,
+    input_size,
+    pixel_normalisation,
+    vision_parts,
+)
 from cliplab.zeroshot.templates import ensemble_text_weights
 
 Tensor = torch.Tensor
@@ -52,7 +57,7 @@ def masked_crops(model, image: Image.Image, masks: np.ndarray, expand: float = 0
             raise InputError("a region is empty; pass masks with at least one pixel")
         cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
         half = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) * (1 + expand) / 2
-        y0, y1, x0, x1 = (int(round(v)) for v in (cy - half, cy + half, cx - half, cx + half))
+        y0, y1, x0, x1 = (round(v) for v in (cy - half, cy + half, cx - half, cx + half))
         m = torch.from_numpy(mask).float()
         region_rgb = mean.expand(3, y1 - y0, x1 - x0).clone()  # the crop box, outside the image too, at the mean
         region_m = torch.zeros(y1 - y0, x1 - x0)
@@ -93,7 +98,7 @@ class MaskPrompt(torch.nn.Module):
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MaskPrompt":
+    def load(cls, path: str | os.PathLike) -> MaskPrompt:
         from safetensors.torch import load_file
 
         emb = load_file(str(path))["embedding"]

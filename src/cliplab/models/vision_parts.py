@@ -16,8 +16,8 @@ Everything that reads a library's module layout lives here, nowhere else.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ def resize_grid_embedding(pos: Tensor, grid: tuple[int, int], prefix: int = 1) -
     """Positional embedding ``(prefix + g*g, D)`` resized bicubically to ``(prefix + h*w, D)``
     (as MaskCLIP/SCLIP/ClearCLIP do for inputs of another size); unchanged when the grid matches."""
     extra, patches = pos[:prefix], pos[prefix:]
-    side = int(round(math.sqrt(patches.shape[0])))
+    side = round(math.sqrt(patches.shape[0]))
     if (side, side) == tuple(grid):
         return pos
     square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
@@ -133,7 +133,7 @@ def _openclip_resnet(visual) -> PoolParts:
     def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return tuple(split_heads(proj(x), pool.num_heads) for proj in (pool.q_proj, pool.k_proj, pool.v_proj))
 
-    stride = visual.image_size // int(round(math.sqrt(pool.positional_embedding.shape[0] - 1)))
+    stride = visual.image_size // round(math.sqrt(pool.positional_embedding.shape[0] - 1))
     return PoolParts(stride, pool.num_heads, features, lambda grid: resize_grid_embedding(pool.positional_embedding, grid),
                      qkv, pool.c_proj)  # fmt: skip
 
