@@ -39,7 +39,7 @@ from cliplab.train.objectives import multi_positive_clip_loss
 from cliplab.train.scene_batches import TwinSceneBatches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_tiny import evaluate, lr_at  # noqa: E402  (the same schedule and evaluation as shapes-tiny)
+from train_tiny import evaluate, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 VIT = BUNDLED["shapes-vit"]
