@@ -53,6 +53,7 @@ class Task(str, Enum):
     diagnostics = "diagnostics"
     generation = "generation"
     skills = "skills"
+    segmentation = "segmentation"
 
 
 class Attribute(str, Enum):
@@ -147,6 +148,7 @@ def eval_command(
     scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
     bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: vanilla, maskclip, sclip, clearclip (default) or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", hidden=True, help="Deprecated name of --images."),
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report).
@@ -158,10 +160,25 @@ def eval_command(
     from cliplab.cli import eval_tasks
     from cliplab.evaluate.tasks import EmbedOptions
 
+    if task == Task.segmentation:
+        from cliplab.dense.evaluate import segmentation_eval_command
+
+        with user_errors(), warnings_as_lines():
+            segmentation_eval_command(model, pretrained, dataset, out, report, method, templates, batch_size, progress)
+        return
     with user_errors(), warnings_as_lines():
         images = deprecated_alias(images, dataset, "--dataset", "--images")
         names = read_names(classnames, "--classnames") if classnames else None
         cache = cache_folder(cache_dir, no_cache)
+        if method is not None and task != Task.segmentation:
+            raise InputError("--method applies to --task segmentation")
+        if task == Task.segmentation:
+            from cliplab.dense.evaluate import segmentation_eval_command
+
+            if images is None:
+                raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
+            segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress)
+            return
         if task.value in eval_tasks.TASKS:
             manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
             given = [flag for flag, v in manifest.items() if v is not None] + (["--on-conflict"] if on_conflict != OnConflict.error else [])

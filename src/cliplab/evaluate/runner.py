@@ -116,7 +116,7 @@ def _embed(model, source: ImageSource, batch_size: int | None, cache_dir, num_wo
     return feats, [by_id[i] for i in feats.ids]
 
 
-def _run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
+def run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
     """What every result records about the run: dataset, model, weights, precision, cliplab version."""
     from cliplab import __version__
 
@@ -130,9 +130,12 @@ def _run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
     }
 
 
+NOT_IN_JSON = {"json": False}  # field metadata: what a report needs but the JSON results leave out
+
+
 @dataclass
 class RunResult:
-    """What every runner result records about the run; ``to_json()`` leaves out ``details``."""
+    """What every runner result records about the run; ``to_json()`` leaves out fields marked ``NOT_IN_JSON``."""
 
     dataset: str
     model: str
@@ -141,7 +144,7 @@ class RunResult:
     cliplab_version: str
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("json", True)}
 
 
 @dataclass
@@ -156,7 +159,7 @@ class ClassificationResult(RunResult):
     n_images: int
     n_unlabelled: int
     n_skipped: int
-    details: ClassificationDetails = field(repr=False)
+    details: ClassificationDetails = field(repr=False, metadata=NOT_IN_JSON)
     task: str = "zeroshot_classification"
 
 
@@ -168,7 +171,7 @@ class RetrievalResult(RunResult):
     n_images: int
     n_texts: int
     n_skipped: int
-    details: RetrievalDetails = field(repr=False)
+    details: RetrievalDetails = field(repr=False, metadata=NOT_IN_JSON)
     task: str = "zeroshot_retrieval"
 
 
@@ -230,7 +233,7 @@ def run_zeroshot_classification(
     metrics = classification_metrics(logits, y, classes)
     per_class = metrics.pop("per_class")
     return ClassificationResult(
-        **_run_facts(model, dataset or name, pretrained),
+        **run_facts(model, dataset or name, pretrained),
         metrics=metrics,
         per_class=per_class,
         classnames=classes,
@@ -284,7 +287,7 @@ def run_zeroshot_retrieval(
     text_emb = model.encode_texts(texts)
     metrics = retrieval_metrics(feats.X, text_emb, text_to_image, ks)
     return RetrievalResult(
-        **_run_facts(model, dataset or name, pretrained),
+        **run_facts(model, dataset or name, pretrained),
         metrics=metrics,
         n_images=len(items),
         n_texts=len(texts),

@@ -17,8 +17,8 @@ from cliplab.errors import how_to_pass
 from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
+from cliplab.models.options import check_precision, resolve_device
 from cliplab.models.precision import prepare_module
-from cliplab.models.spec import check_precision, resolve_device
 from cliplab.models.weights import file_sha256
 
 # weights transformers loads, in its order of preference (safetensors first, maybe sharded)

@@ -22,8 +22,8 @@ from cliplab.models import hub
 from cliplab.models.base import Model
 from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.openclip_fetch import hub_repo, looks_like_path, tag_weights
+from cliplab.models.options import check_precision, resolve_device
 from cliplab.models.precision import prepare_module
-from cliplab.models.spec import check_precision, resolve_device
 from cliplab.models.weights import (
     check_compatible,
     file_sha256,

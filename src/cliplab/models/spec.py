@@ -1,4 +1,4 @@
-"""Parsing a model spec and the load options (device, precision) shared by every backend.
+"""Parsing a model spec (the load options every backend shares are in ``options``).
 
 Grammar: ``openclip:<arch>`` | ``hf:<repo id or local folder>`` | ``cliplab:<bundled name>`` | a bare
 bundled name or alias (``tiny``).
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from cliplab.errors import ModelLoadError, how_to_pass
+from cliplab.errors import ModelLoadError
+from cliplab.models import bundled
+from cliplab.models.options import check_precision, resolve_device  # noqa: F401  (re-exported)
 
 KINDS = ("openclip", "hf", "cliplab")
 GRAMMAR = "openclip:<arch> (e.g. openclip:ViT-B-32), hf:<repo id or folder>, cliplab:<bundled name> or a bundled alias (tiny)"
@@ -27,8 +27,6 @@ class ModelSpec:
 
 def parse_spec(spec: str) -> ModelSpec:
     """Split ``spec`` into backend kind and target; bare words are bundled names."""
-    from cliplab.models import bundled
-
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"empty model spec; use {GRAMMAR}")
     spec = spec.strip()
@@ -43,28 +41,3 @@ def parse_spec(spec: str) -> ModelSpec:
     if not sep and spec in bundled.names():
         return ModelSpec("cliplab", bundled.canonical_name(spec))
     raise ModelLoadError(f"unknown model spec {spec!r}; use {GRAMMAR}")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device to load on: default cuda when available, else cpu; a device this machine lacks is an error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelLoadError(f"unknown device {device!r}: {exc}; use {how_to_pass('device', 'cpu')} or 'cuda'") from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {str(device)!r} needs a CUDA GPU and torch sees none on this machine; use {how_to_pass('device', 'cpu')}")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ModelLoadError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
-    elif resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ModelLoadError(f"device {str(device)!r} is not available here; use {how_to_pass('device', 'cpu')}")
-    return resolved
-
-
-def check_precision(precision: str, device: torch.device) -> str:
-    """The effective precision for ``precision`` on ``device`` ("auto" resolved); see ``models.precision``."""
-    from cliplab.models.precision import resolve_precision
-
-    return resolve_precision(precision, device)[0]

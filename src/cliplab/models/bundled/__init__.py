@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cliplab.models.errors import ModelLoadError
+from cliplab.models.openclip_backend import OpenClipModel
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,8 +31,14 @@ BUNDLED: dict[str, BundledModel] = {
         card=HERE / "shapes-tiny" / "MODEL_CARD.md",
         rebuild="python scripts/train_tiny.py",
     ),
+    "shapes-vit": BundledModel(
+        config=HERE / "shapes-vit" / "config.json",
+        weights=HERE / "shapes-vit" / "model.safetensors",
+        card=HERE / "shapes-vit" / "MODEL_CARD.md",
+        rebuild="python scripts/train_vit.py",
+    ),
 }
-ALIASES: dict[str, str] = {"tiny": "shapes-tiny"}
+ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit"}
 
 
 def names() -> list[str]:
@@ -59,8 +66,6 @@ def read_config(name: str) -> dict:
 
 def load_bundled(name: str, weights: str | os.PathLike | None = None, device=None, precision: str = "fp32"):
     """Load a bundled model; ``weights`` replaces the shipped weights file (e.g. a retrained one)."""
-    from cliplab.models.openclip_backend import OpenClipModel
-
     name = canonical_name(name)
     entry = BUNDLED[name]
     path = Path(weights) if weights is not None else entry.weights

@@ -1,0 +1,93 @@
+"""``cliplab segment``: open-vocabulary segmentation of one image into named classes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from cliplab.cli import app
+from cliplab.cli.common import (
+    MODEL_OPTION,
+    PRECISION_OPTION,
+    PRETRAINED_OPTION,
+    read_names,
+    user_errors,
+    warnings_as_lines,
+)
+
+
+class Method(str, Enum):
+    vanilla = "vanilla"
+    maskclip = "maskclip"
+    sclip = "sclip"
+    clearclip = "clearclip"
+    naclip = "naclip"
+
+
+def parse_background(value: str) -> list[str] | None:
+    """'none' -> no background words; otherwise comma-separated words."""
+    if value.strip().lower() == "none":
+        return None
+    return [w.strip() for w in value.split(",") if w.strip()] or None
+
+
+def save_label_map(labels: np.ndarray, path: Path) -> None:
+    """Class indices as a greyscale PNG (8-bit up to 256 classes, else 16-bit)."""
+    from PIL import Image
+
+    from cliplab.files import atomic_target
+
+    image = Image.fromarray(labels.astype(np.uint8)) if labels.max(initial=0) < 256 else Image.fromarray(labels.astype(np.uint16))
+    with atomic_target(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+@app.command("segment")
+def segment_command(
+    image: Path = typer.Option(..., "--image", help="The image to segment."),
+    classes: str = typer.Option(..., "--classes", "-c", help="Class names 'sky,road,car' or a file with one per line."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.png (class index per pixel), overlay.png (colours and legend), areas.json."),
+    model: str = MODEL_OPTION,
+    pretrained: str | None = PRETRAINED_OPTION,
+    method: Method = typer.Option(Method.clearclip, "--method", help="How the last block is rewritten: clearclip, sclip, naclip, maskclip, or vanilla (unchanged)."),
+    templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
+    background: str = typer.Option("background", "--background", help="Words merged into a 'background' class listed first, comma-separated; 'none' for no background words."),
+    threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Pixels whose best class probability is below this become background."),
+    size: int | None = typer.Option(None, "--size", min=8, help="Resize the short side to this many pixels before inference (default: the model's input size)."),
+    window: int | None = typer.Option(None, "--window", min=8, help="Sliding-window crop in pixels (after resizing); default one pass over the whole image."),
+    stride: int | None = typer.Option(None, "--stride", min=1, help="Sliding-window step in pixels (default half the window)."),
+    refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
+    refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (from cliplab.dense.refine) to pool features with."),
+    precision: str = PRECISION_OPTION,
+) -> None:
+    """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
+    from cliplab.data.images import open_image
+    from cliplab.dense.overlay import overlay
+    from cliplab.dense.segment import segment
+    from cliplab.files import atomic_folder, atomic_target, write_json
+    from cliplab.models import load_model
+
+    with user_errors(), warnings_as_lines():
+        names = read_names(classes, "--classes")
+        picture = open_image(image)
+        clip = load_model(model, pretrained=pretrained, precision=precision)
+        head = None
+        if refiner is not None:
+            from cliplab.dense.refine import CorrelationRefiner
+
+            head = CorrelationRefiner.load(refiner)
+        seg = segment(clip, picture, names, method=method.value, templates=templates, background=parse_background(background),
+                      threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
+                      refiner=head)  # fmt: skip
+        with atomic_folder(out) as tmp:
+            save_label_map(seg.labels, tmp / "labels.png")
+            with atomic_target(tmp / "overlay.png") as target:
+                overlay(picture, seg.labels, seg.classes).save(target, format="PNG")
+            write_json({"image": str(image), "model": clip.name, "method": method.value, "classes": seg.classes,
+                        "areas": seg.areas()}, tmp / "areas.json")  # fmt: skip
+    for name, area in sorted(seg.areas().items(), key=lambda kv: -kv[1]):
+        typer.echo(f"{name:>20s} {area:7.2%}")
+    typer.echo(f"wrote {out}/labels.png, overlay.png and areas.json")

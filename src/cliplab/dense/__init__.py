@@ -1,0 +1,8 @@
+"""Dense open-vocabulary segmentation: dense CLIP features, the training-free last-block methods
+(MaskCLIP, SCLIP, ClearCLIP, NACLIP), sliding windows, PAMR, mask classification and a learned refinement."""
+
+from cliplab.dense.attention import METHODS
+from cliplab.dense.features import dense_features
+from cliplab.dense.segment import Segmentation, Segmenter, segment
+
+__all__ = ["METHODS", "Segmentation", "Segmenter", "dense_features", "segment"]

@@ -1,0 +1,138 @@
+"""``cliplab eval --task segmentation``: mIoU, pixel accuracy, per-class and foreground IoU of a
+dense method on images with semantic masks, and an HTML report with the best and worst images."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cliplab.dense.datasets import MaskDataset
+from cliplab.dense.metrics import SegmentationScores, image_miou
+from cliplab.dense.overlay import overlay
+from cliplab.dense.segment import BACKGROUND, DEFAULT_BACKGROUND_WORDS, Segmenter
+from cliplab.evaluate.runner import NOT_IN_JSON, RunResult, run_facts
+
+# Background words for synthetic scenes: the generic word and the five textures they are drawn on.
+SYNTHETIC_BACKGROUND_WORDS = ("background", "plain background", "striped background", "checkered background",
+                              "dotted background", "noisy background")  # fmt: skip
+
+
+def segmenter_for(model, dataset: MaskDataset, background: Sequence[str] | None = None, **options) -> Segmenter:
+    """A :class:`Segmenter` whose class list matches the dataset's (background words when class 0 is background)."""
+    has_background = dataset.classes[0] == BACKGROUND
+    if has_background and background is None and options.get("threshold") is None:
+        background = SYNTHETIC_BACKGROUND_WORDS if dataset.name.startswith("synthetic:") else DEFAULT_BACKGROUND_WORDS
+    names = dataset.classes[1:] if has_background else dataset.classes
+    return Segmenter(model, names, background=background if has_background else None, **options)
+
+
+@dataclass
+class SegmentationResult(RunResult):
+    """A segmentation run: figures over the whole set, per-class IoU, each image's mIoU; the segmenter for reports."""
+
+    method: str
+    metrics: dict[str, float]
+    per_class_iou: dict[str, float]
+    images: int
+    seconds_per_image: float
+    per_image: list[dict[str, Any]]
+    segmenter: Any = field(repr=False, metadata=NOT_IN_JSON)
+    task: str = "segmentation"
+
+
+def run_segmentation(model, dataset: MaskDataset, progress: bool = False, batch_size: int | None = None,
+                     pretrained: str | None = None, **options) -> SegmentationResult:  # fmt: skip
+    """Segment every image of ``dataset``; figures over the whole set plus each image's own mIoU."""
+    from tqdm.auto import tqdm
+
+    batch_size = batch_size or 32
+    segmenter = segmenter_for(model, dataset, **options)
+    scores = SegmentationScores(dataset.classes)
+    per_image, t0 = [], time.perf_counter()
+    with tqdm(total=len(dataset), disable=not progress, desc="segment") as bar:
+        for lo in range(0, len(dataset), batch_size):
+            rows = [(dataset.ids[i], *dataset.load(i)) for i in range(lo, min(lo + batch_size, len(dataset)))]
+            for (name, _, mask), seg in zip(rows, segmenter.many([image for _, image, _ in rows], batch_size)):
+                scores.add(mask, seg.labels)
+                per_image.append({"id": name, "miou": image_miou(mask, seg.labels, len(dataset.classes))})
+            bar.update(len(rows))
+    seconds = time.perf_counter() - t0
+    figures = scores.figures()
+    return SegmentationResult(
+        **run_facts(model, dataset.name, pretrained),
+        method=segmenter.method,
+        metrics={k: v for k, v in figures.items() if k != "per_class_iou"},
+        per_class_iou=figures["per_class_iou"],
+        images=len(dataset),
+        seconds_per_image=seconds / max(1, len(dataset)),
+        per_image=per_image,
+        segmenter=segmenter,
+    )
+
+
+def segmentation_report(result: SegmentationResult, dataset: MaskDataset, n_examples: int = 4):
+    """An HTML :class:`~cliplab.evaluate.report.Report`: figures, per-class IoU, the best and worst images."""
+    from cliplab.evaluate.report import Report
+
+    segmenter = result.segmenter
+    report = Report(f"Segmentation: {result.model} on {result.dataset}", f"method {result.method}, {result.images} images")
+    report.add_table("Run", {k: getattr(result, k) for k in ("model", "pretrained", "precision", "method", "images", "cliplab_version")})
+    report.add_table("Figures", result.metrics)
+    report.add_table("Per-class IoU", [{"class": c, "iou": v} for c, v in result.per_class_iou.items()])
+    order = np.argsort([row["miou"] for row in result.per_image])
+    index = {name: i for i, name in enumerate(dataset.ids)}
+    picks = [("Best", order[::-1][:n_examples]), ("Worst", order[:n_examples])]
+    for title, rows in picks:
+        for r in rows:
+            row = result.per_image[int(r)]
+            image, mask = dataset.load(index[row["id"]])
+            pred = overlay(image, segmenter(image).labels, dataset.classes)
+            truth = overlay(image, np.where(mask == 255, 0, mask), dataset.classes, legend=False)
+            report.add_figure(f"{title}: {row['id']} (mIoU {row['miou']:.3f})", _side_by_side(truth, pred),
+                              caption="left: ground truth, right: prediction")  # fmt: skip
+    return report
+
+
+def _side_by_side(left, right) -> bytes:
+    from PIL import Image
+
+    scale = max(1, 192 // max(left.height, 1))
+    left = left.resize((left.width * scale, left.height * scale), Image.NEAREST)
+    right = right.resize((right.width * scale, right.height * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (left.width + right.width + 8, max(left.height, right.height)), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + 8, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, out, report, method: str, templates,
+                              batch_size: int, progress: bool) -> None:  # fmt: skip
+    """The body of ``cliplab eval --task segmentation``: JSON results, an optional HTML report, a printed table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cliplab.dense.datasets import open_mask_dataset
+    from cliplab.files import write_json
+    from cliplab.models import load_model
+
+    model = load_model(model_spec, pretrained=pretrained)
+    dataset = open_mask_dataset(dataset_spec)
+    result = run_segmentation(model, dataset, progress=progress, batch_size=batch_size, pretrained=pretrained, method=method,
+                              templates=templates or "default")  # fmt: skip
+    write_json(result.to_json(), out)
+    if report is not None:
+        segmentation_report(result, dataset).save(report)
+    table = Table(title=f"segmentation ({method}) — {dataset.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result.metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    print(f"wrote {out}" + (f" and {report}" if report is not None else ""))

@@ -1,0 +1,165 @@
+"""Open-vocabulary segmentation: class names in, a label map and per-pixel class probabilities out.
+
+    seg = cliplab.segment(model, "street.jpg", ["sky", "road", "car"], method="clearclip")
+    seg.classes   # ["background", "sky", "road", "car"]
+    seg.labels    # H x W ints into seg.classes
+    seg.probs     # len(classes) x H x W, sums to 1 over classes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cliplab.dense.attention import last_block
+from cliplab.dense.features import dense_features, patch_size
+from cliplab.dense.pamr import pamr
+from cliplab.dense.window import crop_logits, sliding_logits
+from cliplab.errors import InputError
+from cliplab.models.base import ImageInput, to_pil
+from cliplab.models.vision_parts import input_size, pixel_normalisation, vision_parts
+from cliplab.validation import check_classnames
+from cliplab.zeroshot.templates import ensemble_text_weights
+
+BACKGROUND = "background"
+DEFAULT_BACKGROUND_WORDS = ("background",)
+
+
+class FeatureRefiner(Protocol):
+    """Something that improves dense features using the crop they came from (e.g. :class:`~cliplab.dense.refine.CorrelationRefiner`)."""
+
+    def refine(self, model, pixels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class Segmentation:
+    """A segmented image. ``classes``: names (``background`` first when background handling is on);
+    ``labels``: (H, W) int64 indices into ``classes``; ``probs``: (C, H, W) float32, summing to 1 over C."""
+
+    classes: list[str]
+    labels: np.ndarray
+    probs: np.ndarray
+
+    def areas(self) -> dict[str, float]:
+        """Fraction of the image each class covers."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.classes))
+        return {name: float(c) / self.labels.size for name, c in zip(self.classes, counts)}
+
+
+class Segmenter:
+    """Segments many images with one model, one class list and one set of settings (text embedded once).
+
+    method: vanilla | maskclip | sclip | clearclip | naclip (:mod:`cliplab.dense.attention`).
+    templates: prompt templates for each name (a template set name, a list, or a file; see
+        :func:`cliplab.zeroshot.templates.resolve_templates`).
+    background: words whose probabilities are summed into a ``background`` class put first (SCLIP's
+        background synonyms); ``None`` or ``()`` for no background words.
+    threshold: pixels whose best foreground probability is below it are labelled background
+        (SCLIP/NACLIP ``prob_thd``); background handling is on when ``background`` or ``threshold`` is given.
+    size: the short side, in pixels, the image is resized to before inference (default: the model's
+        input size). window/stride: sliding-window crop and step in those pixels (default: one pass).
+    refine: ``"pamr"`` for pixel-adaptive refinement (steps ``pamr_steps``, ``pamr_dilations`` in output pixels).
+    logit_scale: softmax temperature of the cosine logits (default: the model's).
+    refiner: an optional learned feature refiner (:class:`~cliplab.dense.refine.CorrelationRefiner`).
+    """
+
+    def __init__(self, model, classes: Sequence[str], method: str = "clearclip", templates="default",
+                 background: Sequence[str] | None = DEFAULT_BACKGROUND_WORDS, threshold: float | None = None,
+                 size: int | None = None, window: int | None = None, stride: int | None = None,
+                 refine: str | None = None, pamr_steps: int = 10, pamr_dilations: Sequence[int] = (8, 16),
+                 logit_scale: float | None = None, naclip_std: float = 5.0,
+                 refiner: FeatureRefiner | None = None) -> None:  # fmt: skip
+        names = check_classnames(list(classes))
+        words = list(background or ())
+        self.background_on = bool(words) or threshold is not None
+        if self.background_on and BACKGROUND in names:
+            raise InputError(f"class {BACKGROUND!r} is added by background handling; drop it from the classes or pass background=None")
+        if refine not in (None, "pamr"):
+            raise InputError(f"unknown refinement {refine!r}; use 'pamr' or None")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise InputError(f"threshold is a probability in [0, 1], got {threshold}")
+        last_block(method)  # fail early on an unknown method
+        self.model, self.method = model, method
+        self.classes = [BACKGROUND, *names] if self.background_on else names
+        self.n_words = len(words)
+        self.text = torch.from_numpy(ensemble_text_weights(model, [*words, *names], templates)).to(model.device)
+        self.threshold, self.size, self.window, self.stride = threshold, size or input_size(model), window, stride
+        self.refine, self.pamr_steps, self.pamr_dilations = refine, pamr_steps, tuple(pamr_dilations)
+        self.logit_scale = float(logit_scale if logit_scale is not None else model.logit_scale)
+        self.naclip_std, self.refiner = naclip_std, refiner
+        self.parts = vision_parts(model)
+        mean, std = pixel_normalisation(model)
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The image resized so its short side is ``size``, normalised, as (3, h, w)."""
+        w, h = image.size
+        scale = self.size / min(w, h)
+        resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)
+        return (x - self.mean) / self.std
+
+    def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """Low-resolution class logits (N, words + classes, h, w) of a crop batch."""
+        feats = dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts)
+        if self.refiner is not None:
+            feats = self.refiner.refine(self.model, crops, feats)
+        return self.logit_scale * torch.einsum("nehw,ce->nchw", feats, self.text)
+
+    def _to_image_size(self, logits: torch.Tensor, image: Image.Image) -> torch.Tensor:
+        return F.interpolate(logits[None].cpu(), size=(image.height, image.width), mode="bilinear", align_corners=False)[0]
+
+    @torch.inference_mode()
+    def logits(self, image: Image.Image) -> torch.Tensor:
+        """Logits (words + classes, H, W) at the input image's size."""
+        pixels = self.pixels(image)
+        logits = sliding_logits(self.crop_logits, pixels, patch_size(self.parts), self.window, self.stride)
+        return self._to_image_size(logits, image)
+
+    def _finish(self, image: Image.Image, logits: torch.Tensor) -> Segmentation:
+        probs = torch.softmax(logits, dim=0)
+        if self.refine == "pamr":
+            rgb = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+            probs = pamr(rgb, probs, self.pamr_steps, self.pamr_dilations)
+        if self.background_on:
+            probs = torch.cat([probs[: self.n_words].sum(0, keepdim=True), probs[self.n_words :]])
+        labels = probs.argmax(0)
+        if self.threshold is not None:
+            labels[probs[1:].max(0).values < self.threshold] = 0
+        return Segmentation(list(self.classes), labels.numpy().astype(np.int64), probs.numpy().astype(np.float32))
+
+    @torch.inference_mode()
+    def __call__(self, image: ImageInput) -> Segmentation:
+        image = to_pil(image)
+        return self._finish(image, self.logits(image))
+
+    @torch.inference_mode()
+    def many(self, images: Sequence[ImageInput], batch_size: int = 32) -> list[Segmentation]:
+        """Segment several images; without a sliding window, images of one size share a forward pass."""
+        images = [to_pil(im) for im in images]
+        if self.window is not None:
+            return [self(im) for im in images]
+        out: list[Segmentation] = []
+        for lo in range(0, len(images), batch_size):
+            chunk = images[lo : lo + batch_size]
+            pixels = [self.pixels(im) for im in chunk]
+            if len({p.shape for p in pixels}) > 1:
+                out += [self(im) for im in chunk]
+                continue
+            logits = crop_logits(self.crop_logits, torch.stack(pixels), patch_size(self.parts))
+            out += [self._finish(im, self._to_image_size(lg, im)) for im, lg in zip(chunk, logits)]
+        return out
+
+
+def segment(model, image: ImageInput, classes: Sequence[str], method: str = "clearclip", templates="default",
+            background: Sequence[str] | None = DEFAULT_BACKGROUND_WORDS, window: int | None = None,
+            stride: int | None = None, **options) -> Segmentation:  # fmt: skip
+    """Segment ``image`` into ``classes`` (plus ``background`` first, by default); see :class:`Segmenter`
+    for every option."""
+    return Segmenter(model, classes, method, templates, background, window=window, stride=stride, **options)(image)

@@ -1,0 +1,211 @@
+"""The narrow vision-side interface that dense methods need: the pieces of an image tower's last
+attention layer, for open_clip ViTs, transformers CLIP ViTs and open_clip's ModifiedResNet.
+
+``vision_parts(model)`` returns one of two shapes:
+
+- :class:`ViTParts` - ``embed`` (patch tokens with the class token, positional embedding resized to
+  any grid, pre-norm), ``run_blocks`` (every block but the last), and the last block's pieces:
+  ``ln_1``, ``qkv`` (per-head q/k/v), ``out_proj``, ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``; then
+  ``head`` (final norm and projection into the joint space).
+- :class:`PoolParts` - a ResNet's ``features`` (the last feature map) and its attention pool's
+  ``qkv`` / ``out_proj``, the pool's positional embedding resized to any grid.
+
+Everything that reads a library's module layout lives here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cliplab.errors import InputError
+
+Tensor = torch.Tensor
+
+
+def resize_grid_embedding(pos: Tensor, grid: tuple[int, int], prefix: int = 1) -> Tensor:
+    """Positional embedding ``(prefix + g*g, D)`` resized bicubically to ``(prefix + h*w, D)``
+    (as MaskCLIP/SCLIP/ClearCLIP do for inputs of another size); unchanged when the grid matches."""
+    extra, patches = pos[:prefix], pos[prefix:]
+    side = round(math.sqrt(patches.shape[0]))
+    if (side, side) == tuple(grid):
+        return pos
+    square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
+    resized = F.interpolate(square, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([extra, resized.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(pos.dtype)])
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, L, D) -> (B, heads, L, D/heads)."""
+    b, n, d = x.shape
+    return x.reshape(b, n, heads, d // heads).transpose(1, 2)
+
+
+@dataclass
+class ViTParts:
+    """A ViT image tower taken apart at its last block (tokens are (B, L, D), class token first)."""
+
+    patch_size: int
+    num_heads: int
+    embed: Callable[[Tensor], tuple[Tensor, tuple[int, int]]]  # pixels -> tokens, patch grid
+    blocks: list[Callable[[Tensor], Tensor]]  # every block, batch-first tokens in and out
+    ln_1: Callable[[Tensor], Tensor]
+    qkv: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # normed tokens -> q, k, v as (B, h, L, d)
+    out_proj: Callable[[Tensor], Tensor]  # merged heads (B, L, D) -> (B, L, D)
+    ls_1: Callable[[Tensor], Tensor]
+    ln_2: Callable[[Tensor], Tensor]
+    mlp: Callable[[Tensor], Tensor]
+    ls_2: Callable[[Tensor], Tensor]
+    head: Callable[[Tensor], Tensor]  # final norm + projection: (B, L, D) -> (B, L, E)
+
+    def run_blocks(self, x: Tensor, stop: int = -1) -> Tensor:
+        """Tokens after the blocks before index ``stop`` (default: every block but the last)."""
+        for block in self.blocks[:stop]:
+            x = block(x)
+        return x
+
+    def last_block(self, x: Tensor) -> Tensor:
+        """The unmodified last block (to check the pieces against the library's own forward)."""
+        q, k, v = self.qkv(self.ln_1(x))
+        attn = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
+        x = x + self.ls_1(self.out_proj(attn.transpose(1, 2).flatten(2)))
+        return x + self.ls_2(self.mlp(self.ln_2(x)))
+
+
+@dataclass
+class PoolParts:
+    """A convolutional tower with CLIP's attention pool (OpenAI ModifiedResNet)."""
+
+    stride: int  # input pixels per feature-map cell
+    num_heads: int
+    features: Callable[[Tensor], Tensor]  # pixels -> (B, C, h, w)
+    positional: Callable[[tuple[int, int]], Tensor]  # grid -> (1 + h*w, C), mean token first
+    qkv: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # (B, L, C) -> q, k, v as (B, h, L, d)
+    out_proj: Callable[[Tensor], Tensor]  # (B, L, C) -> (B, L, E)
+
+
+# --- open_clip ---------------------------------------------------------------------------------
+def _openclip_vit(visual) -> ViTParts:
+    blocks = visual.transformer.resblocks
+    last = blocks[-1]
+    attn = last.attn
+    # nn.MultiheadAttention keeps its input projection as a bare weight; cliplab's ProjectedAttention
+    # (the same attention, rebuilt for bf16/int8 on CPUs) as a Linear layer
+    in_proj = getattr(attn, "in_proj", None)
+    if in_proj is None and getattr(attn, "in_proj_weight", None) is None:
+        raise InputError("dense features need the standard open_clip attention block (no qk-norm or custom blocks)")
+    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "final_ln_after_pool", False):
+        raise InputError("dense features need a ViT that pools its class token (attentional pooling is not supported)")
+    patch = visual.conv1.kernel_size[0]
+    batch_first = getattr(visual.transformer, "batch_first", True)
+
+    def embed(pixels: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        x = visual.conv1(pixels.to(visual.conv1.weight.dtype))
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + resize_grid_embedding(visual.positional_embedding, grid).to(x.dtype)
+        return visual.ln_pre(x), grid
+
+    def batch_first_block(block) -> Callable[[Tensor], Tensor]:
+        return block if batch_first else (lambda x: block(x.transpose(0, 1)).transpose(0, 1))
+
+    def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        projected = in_proj(x) if in_proj is not None else F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = projected.chunk(3, dim=-1)
+        return tuple(split_heads(t, attn.num_heads) for t in (q, k, v))
+
+    def head(x: Tensor) -> Tensor:
+        x = visual.ln_post(x)
+        return x @ visual.proj if visual.proj is not None else x
+
+    return ViTParts(patch, attn.num_heads, embed, [batch_first_block(b) for b in blocks], last.ln_1, qkv, attn.out_proj, last.ls_1, last.ln_2,
+                    last.mlp, last.ls_2, head)  # fmt: skip
+
+
+def _openclip_resnet(visual) -> PoolParts:
+    pool = visual.attnpool
+
+    def features(pixels: Tensor) -> Tensor:
+        x = visual.stem(pixels.to(visual.conv1.weight.dtype))
+        return visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+
+    def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(split_heads(proj(x), pool.num_heads) for proj in (pool.q_proj, pool.k_proj, pool.v_proj))
+
+    stride = visual.image_size // round(math.sqrt(pool.positional_embedding.shape[0] - 1))
+    return PoolParts(stride, pool.num_heads, features, lambda grid: resize_grid_embedding(pool.positional_embedding, grid),
+                     qkv, pool.c_proj)  # fmt: skip
+
+
+# --- transformers ------------------------------------------------------------------------------
+def _hf_vit(module) -> ViTParts:
+    vm = module.vision_model
+    emb = vm.embeddings
+    layers = vm.encoder.layers
+    last = layers[-1]
+    attn = last.self_attn
+    heads = attn.num_heads
+    identity = torch.nn.Identity()
+
+    def embed(pixels: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        x = emb.patch_embedding(pixels.to(emb.patch_embedding.weight.dtype))
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)
+        cls = emb.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + resize_grid_embedding(emb.position_embedding.weight, grid).to(x.dtype)
+        return vm.pre_layrnorm(x), grid
+
+    def as_block(layer) -> Callable[[Tensor], Tensor]:
+        def block(x: Tensor) -> Tensor:
+            out = layer(x, None)
+            return out[0] if isinstance(out, tuple) else out
+
+        return block
+
+    def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(split_heads(proj(x), heads) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+
+    def head(x: Tensor) -> Tensor:
+        return module.visual_projection(vm.post_layernorm(x))
+
+    return ViTParts(emb.patch_size, heads, embed, [as_block(layer) for layer in layers], last.layer_norm1, qkv, attn.out_proj, identity,
+                    last.layer_norm2, last.mlp, identity, head)  # fmt: skip
+
+
+def vision_parts(model) -> ViTParts | PoolParts:
+    """The last-layer pieces of ``model``'s image tower (a cliplab :class:`~cliplab.models.Model`)."""
+    module = model.torch_module
+    visual = getattr(module, "visual", None)
+    if visual is not None and hasattr(visual, "transformer") and hasattr(visual, "conv1"):
+        return _openclip_vit(visual)
+    if visual is not None and hasattr(visual, "attnpool"):
+        return _openclip_resnet(visual)
+    vm = getattr(module, "vision_model", None)
+    if vm is not None and hasattr(vm, "encoder") and hasattr(module, "visual_projection"):
+        return _hf_vit(module)
+    raise InputError(f"{model.name}: dense features need an open_clip ViT or ModifiedResNet, or a transformers CLIP ViT")
+
+
+def pixel_normalisation(model) -> tuple[list[float], list[float]]:
+    """The (mean, std) the model's preprocessing normalises pixels with."""
+    cfg = getattr(model, "preprocess_cfg", None)
+    if cfg is not None:
+        return list(cfg["mean"]), list(cfg["std"])
+    processor = getattr(model, "image_processor", None)
+    if processor is not None:
+        return list(processor.image_mean), list(processor.image_std)
+    raise InputError(f"{model.name}: cannot tell how this model normalises pixels")
+
+
+def input_size(model) -> int:
+    """The model's native input side in pixels."""
+    cfg = getattr(model, "preprocess_cfg", None)
+    if cfg is not None:
+        size = cfg["size"]
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+    return int(model.torch_module.config.vision_config.image_size)

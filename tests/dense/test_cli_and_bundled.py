@@ -1,0 +1,54 @@
+"""The segment command, eval --task segmentation, and the bundled ViT's promises (size, patch grid)."""
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from cliplab.cli import app, main  # noqa: F401
+from cliplab.models.bundled import BUNDLED
+
+
+def _run(args):
+    from cliplab.cli import _register
+
+    _register()
+    return CliRunner().invoke(app, args)
+
+
+def test_segment_command_writes_labels_overlay_and_areas(tiny_model_files, tmp_path):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "seg"
+    result = _run(["segment", "--image", str(image), "--classes", "sky,road", "--model", tiny_model_files["spec"],
+                   "--pretrained", str(tiny_model_files["weights"]), "--method", "naclip", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    labels = np.asarray(Image.open(out / "labels.png"))
+    assert labels.shape == (40, 50) and labels.max() <= 2
+    areas = json.loads((out / "areas.json").read_text())
+    assert areas["classes"] == ["background", "sky", "road"] and abs(sum(areas["areas"].values()) - 1) < 1e-6
+    assert Image.open(out / "overlay.png").width > 50  # image plus legend
+
+
+def test_eval_segmentation_writes_json_and_report(tiny_model_files, tmp_path):
+    out, report = tmp_path / "r.json", tmp_path / "r.html"
+    result = _run(["eval", "--task", "segmentation", "--dataset", "synthetic:4:1", "--model", tiny_model_files["spec"],
+                   "--pretrained", str(tiny_model_files["weights"]), "--method", "maskclip", "--out", str(out),
+                   "--report", str(report), "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["task"] == "segmentation" and 0 <= data["metrics"]["miou"] <= 1 and len(data["per_image"]) == 4
+    assert "Worst" in report.read_text()
+
+
+def test_bad_segment_input_is_one_line(tmp_path):
+    result = _run(["segment", "--image", str(tmp_path / "missing.png"), "--classes", "a", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "missing.png" in result.output
+
+
+def test_bundled_vit_is_small_with_an_8x8_grid():
+    entry = BUNDLED["shapes-vit"]
+    cfg = json.loads(entry.config.read_text())["model_cfg"]["vision_cfg"]
+    assert cfg["image_size"] // cfg["patch_size"] >= 8
+    assert entry.weights.stat().st_size <= 30e6 and entry.card.is_file()

@@ -1,0 +1,61 @@
+"""Mask classification: masked crops, boxes, probabilities, and mask prompt tuning."""
+
+import numpy as np
+import pytest
+import torch
+
+from cliplab.dense.regions import (
+    MaskPrompt,
+    as_masks,
+    classify_regions,
+    masked_crops,
+    train_mask_prompt,
+)
+from cliplab.errors import InputError
+from cliplab.models.vision_parts import pixel_normalisation
+
+
+def test_boxes_become_masks_and_bad_shapes_fail():
+    masks = as_masks([[1, 2, 4, 3]], 5, 6)
+    assert masks.shape == (1, 5, 6) and masks.sum() == 3 and masks[0, 2, 1:4].all()
+    with pytest.raises(InputError):
+        as_masks(np.zeros((2, 3, 3), bool), 5, 6)
+
+
+def test_crop_keeps_the_region_and_blanks_the_rest(tiny_model):
+    from PIL import Image
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[5:10, 20:25] = 255
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 20:25] = True
+    crops, crop_masks = masked_crops(tiny_model, Image.fromarray(rgb), mask[None], expand=0.0)
+    assert crops.shape == (1, 3, 32, 32) and crop_masks.all()  # the box is exactly the mask: white everywhere
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in pixel_normalisation(tiny_model))
+    torch.testing.assert_close(crops[0], ((1 - mean) / std).expand(3, 32, 32))
+    # a mask that is half the box: the blank half is the mean colour, i.e. zero after normalisation
+    half = mask.copy()
+    half[5:10, 23:25] = False
+    crops, crop_masks = masked_crops(tiny_model, Image.fromarray(rgb), half[None], expand=0.0)
+    assert crop_masks.float().mean() == pytest.approx(0.6, abs=0.1)
+    assert not crop_masks[0, :, 0].any() and not crop_masks[0, :, -1].any()  # the box is wider than the mask
+    torch.testing.assert_close(crops[0][:, :, [0, -1]], torch.zeros(3, 32, 2), atol=1e-6, rtol=0)
+    assert crops[0][:, crop_masks[0]].median() > 1.5  # white where the mask is (edges blend bilinearly)
+
+
+def test_probabilities_and_prompt_tuning(tiny_model, tmp_path):
+    from cliplab.data import synthetic
+
+    record = synthetic.scene(0, seed=1, image_size=32, split="test", max_objects=2)
+    probs = classify_regions(tiny_model, record.image, record.instance_masks, ["circle", "star"])
+    assert probs.shape == (len(record.instance_masks), 2)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+    before = [p.detach().clone() for p in tiny_model.torch_module.parameters()]
+    prompt = train_mask_prompt(tiny_model, depth=2, n_scenes=8, steps=3, batch_size=4)
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.torch_module.parameters()))  # model frozen
+    assert prompt.embedding.shape == (2, 16, 64)
+    tuned = classify_regions(tiny_model, record.image, record.instance_masks, ["circle", "star"], prompt=prompt)
+    np.testing.assert_allclose(tuned.sum(1), 1.0, atol=1e-5)
+    again = MaskPrompt.load(prompt.save(tmp_path / "prompt.safetensors"))
+    torch.testing.assert_close(again.embedding, prompt.embedding)
