@@ -15,7 +15,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its commands to ``app``; import order is the order of ``--help``.
-    from cliplab.cli import demo, data, embed, classify, evaluate  # noqa: F401
+    from cliplab.cli import demo, data, embed, classify, evaluate, search  # noqa: F401
 
 
 def main() -> None:
