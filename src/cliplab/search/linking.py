@@ -64,7 +64,7 @@ def similar_pairs(X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarr
     flat.add(X)
     # range_search keeps scores > radius; nudge the radius so that "=" counts too
     lims, scores, rows = flat.range_search(X, float(np.nextafter(np.float32(threshold), np.float32(-2))))
-    counts = np.diff(lims)
+    counts = np.diff(lims).astype(np.int64)
     i = np.repeat(np.arange(len(X)), counts)
     keep = rows > i
     return np.stack([i[keep], rows[keep]], axis=1).astype(np.int64), scores[keep]
