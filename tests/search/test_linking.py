@@ -43,11 +43,11 @@ def test_planted_near_duplicates_are_found_exactly(clip):
 
 
 def test_components_chain_but_average_linkage_does_not():
-    # a-b 0.97 and b-c 0.96 alike, a-c only 0.85: single linkage joins all three; average linkage
-    # merges a-b first, then keeps c apart ((0.04 + 0.15) / 2 > 1 - 0.95)
+    # a-b 0.97 and b-c 0.96 alike, a-c only 0.88: single linkage joins all three; average linkage
+    # merges a-b first, then keeps c apart ((0.04 + 0.12) / 2 > 1 - 0.95)
     a = np.array([1.0, 0.0, 0.0])
     b = np.array([0.97, np.sqrt(1 - 0.97**2), 0.0])
-    cos_bc, cos_ac = 0.96, 0.85
+    cos_bc, cos_ac = 0.96, 0.88
     c1 = (cos_bc - cos_ac * b[0]) / b[1]
     c = np.array([cos_ac, c1, np.sqrt(1 - cos_ac**2 - c1**2)])
     X = np.stack([a, b, c]).astype(np.float32)
