@@ -24,12 +24,15 @@ class MicroBatcher:
         self.items = 0
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, x: Any) -> np.ndarray:
-        if self._worker is None or self._worker.done():
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._loop is not loop:
+            # one worker per event loop (a test client and a server may each run the same app)
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._worker = loop.create_task(self._run())
+        future = loop.create_future()
         await self._queue.put((x, future))
         return await future
 
@@ -60,5 +63,11 @@ class MicroBatcher:
                     f.set_result(row)
 
     async def close(self) -> None:
-        if self._worker is not None:
+        """Stop the worker of the current event loop (at the app's shutdown)."""
+        if self._worker is not None and self._loop is asyncio.get_running_loop():
             self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._worker = None

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hmac
 import time
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -112,7 +113,13 @@ def create_app(
     images: ImageLookup | None = None,
 ) -> FastAPI:
     """The service for ``index`` (vectors from ``model``)."""
-    app = FastAPI(title="cliplab search", version="1", description="Search a collection by text, image or both.")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for batcher in app.state.batchers.values():
+            await batcher.close()
+
+    app = FastAPI(title="cliplab search", version="1", description="Search a collection by text, image or both.", lifespan=lifespan)
     registry = CollectorRegistry()
     requests_total = Counter("cliplab_requests", "Requests served", ["path", "status"], registry=registry)
     latency = Histogram("cliplab_request_seconds", "Request latency", ["path"], registry=registry,
