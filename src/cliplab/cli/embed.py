@@ -6,7 +6,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from cliplab.cli import app
@@ -29,6 +28,11 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("embed")
 def embed_command(
     images: str = IMAGES_OPTION,
@@ -40,7 +44,7 @@ def embed_command(
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
     progress: bool = PROGRESS_OPTION,
-    engine: str = typer.Option("local", "--engine", click_type=click.Choice(["local", "ray"]), help="local (this process and its decode workers) or ray (Ray Data: a local runtime, or --ray-address)."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process and its decode workers) or ray (Ray Data: a local runtime, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray (default: start a local runtime)."),
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder."""
@@ -50,7 +54,7 @@ def embed_command(
 
     with user_errors(), warnings_as_lines():
         clip = load_model(model, pretrained=pretrained, precision=precision.value)
-        feats = embed_ray(clip, images, pretrained=pretrained, address=ray_address, batch_size=batch_size) if engine == "ray" else embed(clip, images, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
+        feats = embed_ray(clip, images, pretrained=pretrained, address=ray_address, batch_size=batch_size) if engine is Engine.ray else embed(clip, images, cache_dir=cache_dir, batch_size=batch_size, num_workers=workers, progress=progress)
         feats.save(out)
     stats = feats.stats
     typer.echo(
