@@ -30,7 +30,7 @@ from cliplab.features import Features
 from cliplab.files import atomic_target, atomic_write
 from cliplab.search.metadata import MetadataStore
 from cliplab.search.sizing import IndexPlan, parse_bytes, plan_index
-from cliplab.search.tuning import recall_at_k, set_effort, tune_effort, effort_knob
+from cliplab.search.tuning import effort_knob, set_effort, tune_effort
 from cliplab.validation import check_embeddings
 
 INDEX_FILE, METADATA_FILE, INFO_FILE = "index.faiss", "metadata.sqlite", "index.json"
@@ -246,10 +246,6 @@ class SearchIndex:
             params = faiss.SearchParametersPreTransform(index_params=params)
         params.sel_ref = selector  # keep the selector alive as long as the parameters
         return params
-
-    def recall(self, queries: np.ndarray, exact_rows: np.ndarray) -> float:
-        """recall@k of this index on ``queries`` against known exact neighbours (row numbers)."""
-        return recall_at_k(self.index.search(queries, exact_rows.shape[1])[1], exact_rows)
 
     # --- files -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
