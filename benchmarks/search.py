@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the collection")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--clusters", type=int, default=1000)
-    ap.add_argument("--queries", type=int, default=1000, help="held-out queries for recall and latency")
+    ap.add_argument("--queries", type=int, default=500, help="held-out queries for recall and latency")
     ap.add_argument("--types", default="flat,ivf_flat,ivf_pq", help="index types to compare: flat, hnsw, ivf_flat, ivf_pq")
     ap.add_argument("--budget", default="4GB", help="memory budget for the default choice")
     ap.add_argument("--target-recall", type=float, default=0.95)

@@ -22,7 +22,8 @@ def test_ray_engine_matches_the_local_engine(tmp_path):
         p.write_bytes(item.read_bytes())
         paths.append(str(p))
     source = [*paths[:10], str(tmp_path / "broken.png"), *paths[10:]]
-    local = cliplab.embed(model, source, progress=False, num_workers=0)
+    with pytest.warns(UserWarning, match="1 not an image"):
+        local = cliplab.embed(model, source, progress=False, num_workers=0)
     remote = embed_ray("cliplab:shapes-tiny", source, num_cpus=2, batch_size=8, timeout_s=300)
     assert remote.ids == local.ids == paths
     cosines = np.sum(remote.X * local.X, axis=1)

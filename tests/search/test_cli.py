@@ -49,12 +49,12 @@ def test_search_with_filter_and_image(cli, built, tmp_path, scenes):
     assert composed.exit_code == 0, composed.output
 
 
-def test_user_errors_are_one_line(cli, built, tmp_path):
+def test_user_errors_are_one_line(cli, built, tmp_path, tiny_model_files):
     result = cli("search", built, "x", "--where", "nope = 1")
     assert result.exit_code == 2 and result.stderr.startswith("error: filter")
     result = cli("search", tmp_path, "x")
     assert result.exit_code == 2 and "not a search index" in result.stderr
-    result = cli("search", built, "x", "--model", "openclip:RN50")
+    result = cli("search", built, "x", "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])
     assert result.exit_code == 2 and "not the model this index was built with" in result.stderr
 
 
