@@ -26,6 +26,7 @@ def _register() -> None:
         doctor,
         embed,
         evaluate,
+        search,
         segment,
         train,
     )

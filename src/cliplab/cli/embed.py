@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +34,12 @@ from cliplab.cli.common import (
     user_errors,
     warnings_as_lines,
 )
+from cliplab.errors import InputError
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 @app.command("embed")
@@ -52,19 +59,32 @@ def embed_command(
     label_col: Optional[str] = LABEL_COL_OPTION,
     on_conflict: OnConflict = ON_CONFLICT_OPTION,
     progress: bool = PROGRESS_OPTION,
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process and its decode workers) or ray (Ray Data: a local runtime, or --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray (default: start a local runtime)."),
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder.
 
     Images that cannot be read are skipped and listed in OUT/skipped.csv.
     """
     from cliplab.features import embed
+    from cliplab.features.ray_engine import embed_ray
 
     with user_errors(), warnings_as_lines():
+        if engine is Engine.local and ray_address is not None:
+            raise InputError("--ray-address applies to --engine ray")
+        if engine is Engine.ray:
+            local_only = {"--cache-dir": cache_dir is not None, "--no-cache": no_cache, "--workers": workers is not None,
+                          "--decode": decode.value != "auto"}  # fmt: skip
+            stray = next((flag for flag, given in local_only.items() if given), None)
+            if stray:
+                raise InputError(f"{stray} applies to the local engine, not to --engine ray")
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        cache = cache_folder(cache_dir, no_cache)
         clip = load_model_for(model, pretrained, precision, announce=progress)
-        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
-                      decode=decode.value)
+        if engine is Engine.ray:
+            feats = embed_ray(clip, source, pretrained=pretrained, precision=clip.precision, address=ray_address, batch_size=batch_size or 64)
+        else:
+            feats = embed(clip, source, cache_dir=cache_folder(cache_dir, no_cache), batch_size=batch_size,
+                          num_workers=workers, progress=progress, decode=decode.value)  # fmt: skip
         feats.save(out)
         say_what_was_left_out(feats, out)
     stats = feats.stats
