@@ -57,3 +57,33 @@ def private_cache_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def kill_after_chunks():
+    """``kill_after_chunks(argv, cache, n, env=None)``: start ``argv``, SIGKILL it once ``cache`` holds
+    ``n`` embedding chunks (within 120 s), and return how many images those chunks hold (4 per chunk
+    in the resume tests)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def run(argv, cache, n: int, env=None) -> int:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while len(list(cache.glob("*/chunk-*.safetensors"))) < n:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "the child wrote no chunk in time"
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        return 4 * len(list(cache.glob("*/chunk-*.safetensors")))
+
+    return run

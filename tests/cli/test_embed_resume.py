@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -36,27 +34,13 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_killed_embed_command_resumes_from_the_default_cache(cli, private_cache_home, tmp_path):
+def test_killed_embed_command_resumes_from_the_default_cache(cli, private_cache_home, tmp_path, kill_after_chunks):
     args = ["embed", "--model", "tiny", "--images", "synthetic:24:5", "--out", str(tmp_path / "out"),
             "--batch-size", "4", "--workers", "0", "--no-progress"]  # fmt: skip
     cache = private_cache_home / "cliplab" / "embeddings"
     env = {**os.environ, "XDG_CACHE_HOME": str(private_cache_home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(cache.glob("*/chunk-*.safetensors")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the child wrote no chunk in time"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    done = kill_after_chunks([sys.executable, "-c", CHILD, *map(str, args)], cache, 1, env=env)
     assert not (tmp_path / "out" / "features.json").exists()
-    done = 4 * len(list(cache.glob("*/chunk-*.safetensors")))
     assert 4 <= done < 24
 
     again = cli(*args)  # the very same command

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,28 +32,14 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_killed_run_resumes_with_only_the_missing_images(tiny, tiny_weights, tmp_path, counter, add_images):
+def test_killed_run_resumes_with_only_the_missing_images(tiny, tiny_weights, tmp_path, counter, add_images, kill_after_chunks):
     folder = tmp_path / "images"
     add_images(folder, 40)
     cache = tmp_path / "cache"
     script = SCRIPT.format(
         tests=str(Path(__file__).parent), weights=str(tiny_weights), folder=str(folder), cache=str(cache), workers=1
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(cache.glob("*/chunk-*.safetensors"))) < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the child wrote no chunks in time"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done = 4 * len(list(cache.glob("*/chunk-*.safetensors")))
+    done = kill_after_chunks([sys.executable, "-c", script], cache, 3)
     assert 12 <= done < 40
 
     count = counter(tiny)
