@@ -109,8 +109,8 @@ def load(path: str | os.PathLike, model: Any = None) -> Any:
         with safe_open(os.fspath(path), framework="numpy") as f:
             meta = json.loads((f.metadata() or {}).get("cliplab", "{}"))
         arrays = load_file(os.fspath(path))
-    except FileNotFoundError:
-        raise InputError(f"head file not found: {path}") from None
+    except FileNotFoundError as exc:
+        raise InputError(f"head file not found: {path}") from exc
     except (SafetensorError, ValueError, OSError) as exc:
         raise InputError(f"{path} is not a saved cliplab head ({exc}); write one with head.save(path)") from exc
     if meta.get("format") != FORMAT:

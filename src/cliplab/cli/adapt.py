@@ -29,8 +29,8 @@ DEFAULT_METHODS = "zeroshot,gda,tip,tip-f,linear,coop,cocoop,svd"
 def parse_ints(value: str, option: str) -> list[int]:
     try:
         numbers = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"{option} takes comma-separated integers such as 1,2,4, got {value!r}") from None
+    except ValueError as exc:
+        raise InputError(f"{option} takes comma-separated integers such as 1,2,4, got {value!r}") from exc
     if not numbers or min(numbers) < (1 if option == "--shots" else 0):
         raise InputError(f"{option} needs at least one {'positive ' if option == '--shots' else ''}integer, got {value!r}")
     return numbers

@@ -78,8 +78,8 @@ def check_options(task: str, opts: TaskOptions) -> None:
 def _int_list(value: str, flag: str) -> list[int]:
     try:
         return [int(v) for v in value.replace(",", " ").split()]
-    except ValueError:
-        raise InputError(f"{flag} takes integers like 1,3,5, got {value!r}") from None
+    except ValueError as exc:
+        raise InputError(f"{flag} takes integers like 1,3,5, got {value!r}") from exc
 
 
 @contextmanager

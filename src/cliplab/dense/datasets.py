@@ -78,8 +78,8 @@ def open_mask_dataset(spec: str | os.PathLike, image_size: int = 64) -> MaskData
         parts = text.split(":")[1:]
         try:
             n, seed = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-        except (ValueError, IndexError):
-            raise InputError(f"synthetic dataset spec is synthetic:N[:seed], got {text!r}") from None
+        except (ValueError, IndexError) as exc:
+            raise InputError(f"synthetic dataset spec is synthetic:N[:seed], got {text!r}") from exc
         if n < 1:
             raise InputError(f"synthetic dataset needs N >= 1 scenes, got {n}")
         return synthetic_masks(n, seed, image_size)

@@ -52,8 +52,8 @@ def parse_objectives(spec: str) -> list[WeightedName]:
             raise InputError(f"unknown objective {name!r} in {spec!r}; use any of {', '.join(REGISTRY)}")
         try:
             w = float(weight) if weight.strip() else 1.0
-        except ValueError:
-            raise InputError(f"objective weight {weight!r} in {spec!r} is not a number; write name:weight, e.g. hardneg:0.5") from None
+        except ValueError as exc:
+            raise InputError(f"objective weight {weight!r} in {spec!r} is not a number; write name:weight, e.g. hardneg:0.5") from exc
         if any(o.name == name for o in out):
             raise InputError(f"objective {name!r} is listed twice in {spec!r}")
         out.append(WeightedName(name, w))
