@@ -58,7 +58,7 @@ def demo(
 
         evaluation = scenes.evaluate_scenes(model, n, n, seed, split, synthetic.ATTRIBUTES, on_step=step)
         step("writing the report")
-        figures = {"model": model.name, "n": n, **evaluation.figures()}
+        figures = {"model": model.name, "precision": model.precision, "n": n, **evaluation.figures()}
         _report(figures, evaluation).save(report)
         if out:
             write_json(figures, out)
@@ -93,7 +93,7 @@ def _retrieval_rows(retrieval: dict[str, float]) -> list[dict]:
 
 def _print_tables(figures: dict) -> None:
     console = Console()
-    acc = Table(title=f"zero-shot accuracy, {figures['model']} ({figures['split']}, n={figures['n']})")
+    acc = Table(title=f"zero-shot accuracy, {figures['model']} ({figures['precision']}, {figures['split']}, n={figures['n']})")
     acc.add_column("attribute")
     acc.add_column("accuracy", justify="right")
     for attribute, value in figures["zeroshot_accuracy"].items():
