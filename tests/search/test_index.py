@@ -117,3 +117,15 @@ def test_save_load_and_memory_mapped_load(tmp_path):
 def test_loading_something_else_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="not a search index"):
         SearchIndex.load(tmp_path)
+
+
+def test_effort_is_tuned_to_a_lower_confidence_bound():
+    import numpy as np
+
+    from cliplab.search.tuning import recall_lower_bound
+
+    sure = np.ones(100)
+    assert recall_lower_bound(sure) == 1.0
+    noisy = np.array([1.0, 0.8] * 50)  # mean 0.9, sd ~0.1005: bound = 0.9 - 1.645 * 0.01005
+    assert abs(recall_lower_bound(noisy) - (0.9 - 1.645 * noisy.std(ddof=1) / 10)) < 1e-12
+    assert recall_lower_bound(noisy) < 0.9
