@@ -59,3 +59,34 @@ def test_tip_f_trains_keys_and_keeps_best_validation_epoch(toy):
     if head.best_epoch_:
         assert not np.allclose(head.cache_keys_, toy["X"])
     assert head.score(toy["X_test"], toy["y_test"]) > 0.5
+
+
+@pytest.mark.parametrize("noise", [0.4, 1.5])
+def test_pruned_grid_equals_every_grid_point(noise):
+    """The grid search scores only the competing classes; its whole accuracy grid still equals an
+    argmax over all classes at every (alpha, beta), on data where most classes are pruned."""
+    from cliplab.adapt.search import ClassPaddedKeys, cache_logits_over_betas, competing_classes, grid_accuracy
+
+    rng = np.random.default_rng(3)
+    n_classes, shots, dim = 60, 3, 24
+    means = rng.normal(size=(n_classes, dim))
+
+    def unit(a):
+        return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+    keys = unit(np.repeat(means, shots, 0) + noise * rng.normal(size=(n_classes * shots, dim)))
+    key_y = np.repeat(np.arange(n_classes), shots)
+    keys, key_y = keys[:-1], key_y[:-1]  # one class short of a key: padding is exercised too
+    Xv = unit(np.repeat(means, 4, 0) + noise * rng.normal(size=(n_classes * 4, dim)))
+    yv = np.repeat(np.arange(n_classes), 4)
+    Z = 30.0 * Xv @ unit(means + noise * rng.normal(size=means.shape)).T
+    betas, alphas = reference_grid(7, 25, 0.1), reference_grid(3, 12, 0.1)
+    A = ClassPaddedKeys(keys, key_y, n_classes).affinity(Xv)
+    acc = grid_accuracy(Z, A, yv, alphas, betas)
+    affinity = (Xv @ keys.T).astype(np.float64)
+    for b, beta in enumerate(betas):
+        cache = np.stack([np.exp(-beta * (1 - affinity[:, key_y == c])).sum(1) for c in range(n_classes)], 1)
+        for a, alpha in enumerate(alphas):
+            assert acc[b, a] == np.mean(np.argmax(Z + alpha * cache, 1) == yv), (beta, alpha)
+    true_cache = np.stack(list(cache_logits_over_betas(A[np.arange(len(yv)), yv], betas)))
+    assert competing_classes(Z, A, yv, alphas, betas, true_cache).mean() < 0.5
