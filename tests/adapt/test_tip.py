@@ -65,7 +65,12 @@ def test_tip_f_trains_keys_and_keeps_best_validation_epoch(toy):
 def test_pruned_grid_equals_every_grid_point(noise):
     """The grid search scores only the competing classes; its whole accuracy grid still equals an
     argmax over all classes at every (alpha, beta), on data where most classes are pruned."""
-    from cliplab.adapt.search import ClassPaddedKeys, cache_logits_over_betas, competing_classes, grid_accuracy
+    from cliplab.adapt.search import (
+        ClassPaddedKeys,
+        cache_logits_over_betas,
+        competing_classes,
+        grid_accuracy,
+    )
 
     rng = np.random.default_rng(3)
     n_classes, shots, dim = 60, 3, 24
