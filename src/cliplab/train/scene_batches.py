@@ -44,20 +44,22 @@ def caption_for(spec: synthetic.SceneSpec, kind: str, rng: np.random.Generator) 
 
 class TwinSceneBatches(torch.utils.data.IterableDataset):
     """Endless trainer batches (dicts of ``ids``, ``pixels``, ``tokens``, ``caption_ids``) of
-    ``batch_size`` scenes (pairs of twins); equal captions share a caption id.
+    ``batch_size`` scenes (pairs of twins); equal captions share a caption id. ``keep_images`` also
+    passes the PIL ``images`` and the ``captions`` (for a distillation teacher).
 
     Batch ``b`` is drawn from ``np.random.default_rng([seed, b])``, so a resumed run that starts at
     batch ``start`` sees exactly the batches an uninterrupted run would have seen.
     """
 
     def __init__(self, preprocess: Callable[[Image.Image], torch.Tensor], tokenize: Callable[[list[str]], torch.Tensor],
-                 batch_size: int = 128, seed: int = 0, start: int = 0, image_size: int = 64, max_objects: int = 2) -> None:  # fmt: skip
+                 batch_size: int = 128, seed: int = 0, start: int = 0, image_size: int = 64, max_objects: int = 2,
+                 keep_images: bool = False) -> None:  # fmt: skip
         super().__init__()
         if batch_size % 2:
             raise InputError(f"batch_size must be even (pairs of twins), got {batch_size}")
         self.preprocess, self.tokenize = preprocess, tokenize
         self.batch_size, self.seed, self.start = batch_size, seed, start
-        self.image_size, self.max_objects = image_size, max_objects
+        self.image_size, self.max_objects, self.keep_images = image_size, max_objects, keep_images
 
     def make_batch(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
@@ -71,12 +73,15 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
                 images.append(synthetic.render(s, self.image_size).image)
                 captions.append(caption_for(s, kind, rng))
         ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
-        return {
+        batch = {
             "ids": [f"twins-{self.seed}-{index}-{k}" for k in range(len(images))],
             "pixels": torch.stack([self.preprocess(im) for im in images]),
             "tokens": self.tokenize(captions),
             "caption_ids": torch.tensor([ids[c] for c in captions]),
         }
+        if self.keep_images:
+            batch.update(images=images, captions=captions)
+        return batch
 
     def __iter__(self) -> Iterator[dict]:
         index = self.start
