@@ -1,7 +1,10 @@
 """Seeded step batches: the same batch for the same step, rank slices that make up the global batch."""
 
+import pytest
 import torch
 
+from cliplab.data import synthetic
+from cliplab.errors import InputError
 from cliplab.train.batches import BatchPlan, StepBatches, caption_id, short_caption
 from cliplab.train.pairs import SyntheticPairs, open_pairs
 
@@ -54,3 +57,38 @@ def test_manifest_pairs_read_rewrites_and_negatives(tmp_path):
     pair = pairs[0]
     assert pair.captions == ["a red square", "a square in red"] and pair.negatives == ["a blue square"]
     assert pair.image.size == (8, 8)
+
+
+def test_synthetic_hard_negatives_pair_each_scene_with_its_edited_twin():
+    """Rows 2j+1 are the edited twins of rows 2j: the same scene with one edit, captioned alike."""
+    pairs = SyntheticPairs(50, seed=1, image_size=32)
+    b = batches(BatchPlan(8, seed=3, hard_negatives=True), stop=2).make_batch(1)
+    assert len(b["ids"]) == 8 and len(set(b["ids"][::2])) == 4
+    for j in range(0, 8, 2):
+        scene_id, twin_id = b["ids"][j], b["ids"][j + 1]
+        assert twin_id == f"{scene_id}-edit-1"
+        index = int(scene_id.rsplit("-", 1)[1])
+        spec = pairs.spec(index)
+        kind = pairs.captions(index, spec).index(b["captions"][j])
+        twin_caption = b["captions"][j + 1]  # may equal the scene's: a short caption names no size
+        assert not torch.equal(b["pixels"][j], b["pixels"][j + 1])
+        twins = [t for t in (synthetic.swap_colours(spec), *_one_edits(spec)) if t is not None]
+        assert any(pairs.captions(index, t)[kind] == twin_caption for t in twins)
+
+
+def _one_edits(spec):
+    """Every scene that differs from ``spec`` in one object's shape or size."""
+    from dataclasses import replace
+
+    for k, obj in enumerate(spec.objects):
+        for attr, values in (("shape", synthetic.SHAPES), ("size", tuple(synthetic.SIZES))):
+            for v in values:
+                if v != getattr(obj, attr):
+                    objects = list(spec.objects)
+                    objects[k] = replace(obj, **{attr: v})
+                    yield replace(spec, objects=tuple(objects))
+
+
+def test_twin_batches_need_an_even_batch_size():
+    with pytest.raises(InputError, match="odd"):
+        batches(BatchPlan(7, hard_negatives=True))

@@ -170,6 +170,19 @@ def perturb_spec(spec: SceneSpec, rng: np.random.Generator, split: str = "train"
     return spec
 
 
+def swap_colours(spec: SceneSpec, split: str | None = None) -> SceneSpec | None:
+    """The scene with its first two objects' colours exchanged ("a red star and a blue square" ->
+    "a blue star and a red square"); None when they share a colour, when there is one object, or
+    when ``split`` is given and an exchanged shape-colour pair is not one of its pairs."""
+    if len(spec.objects) < 2 or spec.objects[0].color == spec.objects[1].color:
+        return None
+    a, b = spec.objects[:2]
+    swapped = (replace(a, color=b.color), replace(b, color=a.color))
+    if split is not None and not {(o.shape, o.color) for o in swapped} <= set(_allowed_pairs(split)):
+        return None
+    return replace(spec, objects=swapped + spec.objects[2:])
+
+
 # --- rendering ----------------------------------------------------------------------------------
 def _background(spec: SceneSpec, size: int) -> np.ndarray:
     rng = np.random.default_rng(spec.texture_seed)

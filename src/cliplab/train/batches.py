@@ -5,6 +5,12 @@ permutation of the pairs drawn from ``(seed, epoch)``; the caption (or rewrite) 
 negative of each example are drawn from ``(seed, step, position)``. A batch therefore depends on
 nothing but its step: a resumed run sees the same batches as an uninterrupted one, and rank r
 of W processes gets rows ``r*B/W .. (r+1)*B/W - 1`` of the very batch one process would see.
+
+With hard negatives on synthetic scenes, a step takes B/2 positions and each scene is followed by
+its edited twin (:func:`cliplab.train.hard_negatives.edited_scene`: colours exchanged, or a shape
+or size changed), image and caption, worded like the scene's caption. Every caption then meets
+the image it almost describes and every image the caption it almost matches: the symmetric,
+edited-pair hard negatives of CLIP-IN (Wang et al. 2025), in both directions of each loss.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ import torch
 from PIL import Image
 
 from cliplab.errors import InputError
-from cliplab.train.hard_negatives import hard_negative
-from cliplab.train.pairs import Pair
+from cliplab.train.hard_negatives import edited_scene, hard_negative
+from cliplab.train.pairs import Pair, SyntheticPairs
 from cliplab.train.rewrites import pick_caption
 
 
@@ -60,6 +66,9 @@ class StepBatches(torch.utils.data.IterableDataset):
         self.pairs, self.preprocess, self.tokenize = pairs, preprocess, tokenize
         self.plan, self.start, self.stop = plan, start, stop
         self._perm: tuple[int, np.ndarray] | None = None
+        self.twins = plan.hard_negatives and isinstance(pairs, SyntheticPairs)
+        if self.twins and plan.batch_size % 2:
+            raise InputError(f"batch size {plan.batch_size} is odd; hard negatives on synthetic scenes pair each scene with its twin")
 
     def _index(self, position: int) -> int:
         n = len(self.pairs)
@@ -68,21 +77,36 @@ class StepBatches(torch.utils.data.IterableDataset):
             self._perm = (epoch, np.random.default_rng([self.plan.seed, epoch]).permutation(n))
         return int(self._perm[1][offset])
 
+    def _row(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None]:
+        """Row ``row`` of step ``step``'s global batch: (id, image, caption, hard-negative caption)."""
+        plan = self.plan
+        per_step = plan.batch_size // 2 if self.twins else plan.batch_size
+        position = step * per_step + (row // 2 if self.twins else row)
+        index = self._index(position)
+        rng = np.random.default_rng([plan.seed, step, position])
+        if self.twins:
+            spec = self.pairs.spec(index)
+            captions = self.pairs.captions(index, spec)
+            caption = pick_caption(captions, rng, plan.rule_rewrites)
+            twin = edited_scene(spec, rng)
+            if row % 2:  # the twin, its caption worded as the scene's (full, short or paraphrase)
+                pair = self.pairs.pair(index, twin, suffix=f"-edit-{step}")
+                caption = pair.captions[captions.index(caption) if caption in captions else 0]
+            else:
+                pair = self.pairs.pair(index, spec)
+        else:
+            pair = self.pairs[index]
+            caption = pick_caption(pair.captions, rng, plan.rule_rewrites)
+        if not plan.hard_negatives:
+            return pair.id, pair.image, caption, None
+        given = pair.negatives
+        return pair.id, pair.image, caption, given[rng.integers(len(given))] if given else hard_negative(caption, rng)
+
     def make_batch(self, step: int) -> dict:
         plan = self.plan
         local = plan.batch_size // plan.world_size
-        first = step * plan.batch_size + plan.rank * local
-        ids, images, captions, negatives = [], [], [], []
-        for position in range(first, first + local):
-            pair = self.pairs[self._index(position)]
-            rng = np.random.default_rng([plan.seed, step, position])
-            caption = pick_caption(pair.captions, rng, plan.rule_rewrites)
-            ids.append(pair.id)
-            images.append(pair.image)
-            captions.append(caption)
-            if plan.hard_negatives:
-                given = pair.negatives
-                negatives.append(given[rng.integers(len(given))] if given else hard_negative(caption, rng))
+        ids, images, captions, negatives = zip(*(self._row(step, row) for row in range(plan.rank * local, (plan.rank + 1) * local)))
+        ids, images, captions, negatives = list(ids), list(images), list(captions), list(negatives)
         batch = {
             "ids": ids,
             "captions": captions,

@@ -4,20 +4,12 @@ two objects' colours exchanged?)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from cliplab.data import synthetic
 from cliplab.models.base import Model
 
 EVAL_SEED = 2026  # scenes of the test split that training (train split) never sees
-
-
-def colour_swapped(spec: synthetic.SceneSpec) -> synthetic.SceneSpec:
-    """The two-object scene with its objects' colours exchanged."""
-    a, b = spec.objects
-    return replace(spec, objects=(replace(a, color=b.color), replace(b, color=a.color)))
 
 
 def colour_binding(model: Model, n: int, seed: int = EVAL_SEED) -> dict[str, float]:
@@ -29,7 +21,7 @@ def colour_binding(model: Model, n: int, seed: int = EVAL_SEED) -> dict[str, flo
     out = {}
     for name, caption in (("full", synthetic.full_caption), ("short", synthetic.short_caption)):
         true = model.encode_texts([caption(r.spec) for r in scenes])
-        swapped = model.encode_texts([caption(colour_swapped(r.spec)) for r in scenes])
+        swapped = model.encode_texts([caption(synthetic.swap_colours(r.spec)) for r in scenes])
         out[name] = float(np.mean((image * true).sum(1) > (image * swapped).sum(1)))
     return out
 

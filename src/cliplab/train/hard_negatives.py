@@ -1,9 +1,12 @@
-"""Hard-negative captions made by editing the true caption's attribute words.
+"""Hard negatives made by editing attributes: of a caption's words, or of a synthetic scene.
 
 Two colours named in a caption are exchanged ("a red star and a blue square" -> "a blue star
 and a red square"); otherwise, or by chance, a shape word or a size word is replaced by another
 of its kind. The words come from the synthetic scenes' vocabulary plus common colour names, so
 the editor also serves manifests of real photos with plain captions.
+
+For synthetic scenes the same edits apply to the scene itself (:func:`edited_scene`), which gives
+an edited image together with its caption: the edited pairs of CLIP-IN (Wang et al. 2025).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import numpy as np
 
 from cliplab.data import synthetic
+from cliplab.data.synthetic import SceneSpec
 
 COLOR_WORDS: tuple[str, ...] = (*synthetic.COLOR_NAMES, "black", "white", "brown", "grey", "gray")
 SHAPE_WORDS: tuple[str, ...] = synthetic.SHAPES
@@ -67,11 +71,28 @@ def replace_word(caption: str, rng: np.random.Generator, kind: str) -> str | Non
 
 def hard_negative(caption: str, rng: np.random.Generator) -> str | None:
     """One attribute-edited version of ``caption`` (None when it names no attribute word)."""
-    edits = list(EDIT_WEIGHTS)
-    p = np.array(list(EDIT_WEIGHTS.values()))
-    order = [edits[i] for i in rng.choice(len(edits), size=len(edits), replace=False, p=p / p.sum())]
-    for edit in order:
+    for edit in _edit_order(rng):
         out = swap_colors(caption, rng) if edit == "swap_colors" else replace_word(caption, rng, edit)
         if out is not None and out != caption:
             return out
     return None
+
+
+def _edit_order(rng: np.random.Generator) -> list[str]:
+    """The edits of EDIT_WEIGHTS in a random order, heavier ones more often first."""
+    edits = list(EDIT_WEIGHTS)
+    p = np.array(list(EDIT_WEIGHTS.values()))
+    return [edits[i] for i in rng.choice(len(edits), size=len(edits), replace=False, p=p / p.sum())]
+
+
+def edited_scene(spec: SceneSpec, rng: np.random.Generator, split: str = "train") -> SceneSpec:
+    """A twin of the scene with the edit of :func:`hard_negative`: its objects' colours exchanged,
+    else one object's shape or size changed (only to shape-colour pairs of ``split``)."""
+    for edit in _edit_order(rng):
+        if edit == "swap_colors":
+            twin = synthetic.swap_colours(spec, split)
+        else:
+            twin = synthetic.perturb_spec(spec, rng, split, edit)
+        if twin is not None and twin != spec:
+            return twin
+    return synthetic.perturb_spec(spec, rng, split)

@@ -31,6 +31,7 @@ class Pair:
     image: Image.Image
     captions: list[str]  # the caption, then its rewrites
     negatives: list[str] = field(default_factory=list)  # hard-negative captions given by the data
+    spec: synthetic.SceneSpec | None = None  # a synthetic scene's description, from which edited twins are drawn
 
 
 class SyntheticPairs:
@@ -43,9 +44,20 @@ class SyntheticPairs:
         return self.n
 
     def __getitem__(self, index: int) -> Pair:
-        rec = synthetic.scene(index, self.seed, self.image_size, "train", self.max_objects)
-        paraphrase = synthetic.paraphrase(rec.spec, np.random.default_rng([self.seed, index, 1]))
-        return Pair(f"synthetic-train-{self.seed}-{index:06d}", rec.image, [rec.caption, rec.short_caption, paraphrase])
+        return self.pair(index, self.spec(index))
+
+    def spec(self, index: int) -> synthetic.SceneSpec:
+        return synthetic.sample_spec(synthetic.scene_rng(self.seed, "train", index), "train", self.max_objects)
+
+    def captions(self, index: int, spec: synthetic.SceneSpec) -> list[str]:
+        """The full and short captions of ``spec`` and a paraphrase worded from scene ``index``'s seed."""
+        paraphrase = synthetic.paraphrase(spec, np.random.default_rng([self.seed, index, 1]))
+        return [synthetic.full_caption(spec), synthetic.short_caption(spec), paraphrase]
+
+    def pair(self, index: int, spec: synthetic.SceneSpec, suffix: str = "") -> Pair:
+        """Scene ``index`` drawn as ``spec`` (its own, or an edited twin's)."""
+        image = synthetic.render(spec, self.image_size).image
+        return Pair(f"synthetic-train-{self.seed}-{index:06d}{suffix}", image, self.captions(index, spec), spec=spec)
 
 
 def _texts(value) -> list[str]:

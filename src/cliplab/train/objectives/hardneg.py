@@ -8,6 +8,10 @@ from "a blue star and a red square". Text-to-image stays the usual InfoNCE:
 
 with X, Y the batch's image and caption features, N all its hard negatives, s the logit scale,
 and targets spread over pairs that share a caption. Missing negatives are masked out.
+
+On synthetic scenes the batch itself also holds each scene's edited twin, image and caption
+(``cliplab.train.batches``), so the text-to-image side meets hard-negative images as well: the
+symmetric form of CLIP-IN's edited pairs.
 """
 
 from __future__ import annotations
