@@ -38,7 +38,7 @@ def train_command(
                                      "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),
     steps: int | None = _opt("--steps", help="Optimizer steps.", min=1),
     batch_size: int | None = _opt("--batch-size", "-b", help="Global batch size (all processes together).", min=1),
-    lr: float | None = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    lr: float | None = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay); default 5e-4 suits the bundled models, use 1e-5 to 5e-5 for a large pretrained CLIP."),
     warmup: int | None = _opt("--warmup", help="Warm-up steps.", default_shown="a tenth of --steps", min=0),
     weight_decay: float | None = _opt("--weight-decay", help="AdamW weight decay on weight matrices."),
     grad_clip: float | None = _opt("--grad-clip", help="Clip the global gradient norm to this (0: no clipping)."),
