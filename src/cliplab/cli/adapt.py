@@ -109,7 +109,7 @@ def adapt_command(
     views: int = typer.Option(10, "--views", min=0, help="Augmented views (random crop + flip) per shot image for GDA and Tip-Adapter(-F); 0 switches them off."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of the trained heads (default: each method's reference setting)."),
     templates: str = typer.Option("default", "--templates", help="Zero-shot prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
-    export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by validation accuracy at the most shots) with conformal sets to this file, for cliplab classify --head."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by validation accuracy at the most shots) with conformal sets to this file, for cliplab classify --head. svd tunes the model's towers rather than a head over its embeddings, so it is compared but never exported."),
     conformal_alpha: float = typer.Option(0.1, "--conformal-alpha", help="Miscoverage of the exported head's prediction sets (0.1: sets hold the true class 90% of the time)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
