@@ -55,3 +55,20 @@ def test_adapt_errors_are_one_line(cli, folder, tiny_model_files, tmp_path):
     assert result.exit_code == 2 and "unknown method" in result.stderr
     result = cli("adapt", "--train", folder, "--shots", "0", "--out", tmp_path / "y", *model)
     assert result.exit_code == 2 and "--shots" in result.stderr
+    result = cli("adapt", "--train", folder, "--methods", "gda,svd", "--export", tmp_path / "h.cliplab", "--export-method", "svd",
+                 "--out", tmp_path / "z", "--no-progress", *model)  # fmt: skip
+    assert result.exit_code == 2 and "--export-method 'svd' is not among the exportable methods compared: gda" in result.stderr
+    result = cli("adapt", "--train", folder, "--export-method", "gda", "--out", tmp_path / "w", "--no-progress", *model)
+    assert result.exit_code == 2 and "needs --export" in result.stderr
+
+
+def test_export_method_exports_the_chosen_head(cli, folder, tiny_model_files, tmp_path):
+    from cliplab.adapt import load
+
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    head = tmp_path / "tip.cliplab"
+    result = cli("adapt", "--train", folder, "--shots", "2", "--seeds", "1", "--methods", "zeroshot,tip", "--views", "1",
+                 "--out", tmp_path / "run", "--export", head, "--export-method", "tip", "--no-progress", *model)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "exported tip (2 shots)" in result.stdout
+    assert type(load(head).head.head).__name__ == "TipAdapter"

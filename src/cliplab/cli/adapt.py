@@ -110,6 +110,7 @@ def adapt_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of the trained heads (default: each method's reference setting)."),
     templates: str = typer.Option("default", "--templates", help="Zero-shot prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by validation accuracy at the most shots) with conformal sets to this file, for cliplab classify --head. svd tunes the model's towers rather than a head over its embeddings, so it is compared but never exported."),
+    export_method: Optional[str] = typer.Option(None, "--export-method", help="Export this compared method (at the most shots) instead of the best one; any of --methods but svd."),
     conformal_alpha: float = typer.Option(0.1, "--conformal-alpha", help="Miscoverage of the exported head's prediction sets (0.1: sets hold the true class 90% of the time)."),
     model: str = MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
@@ -137,6 +138,12 @@ def adapt_command(
         method_list = [m.strip() for m in methods.split(",") if m.strip()]
         if not 0.0 < conformal_alpha < 1.0:
             raise InputError(f"--conformal-alpha must be in (0, 1), got {conformal_alpha}")
+        if export_method is not None:
+            if export is None:
+                raise InputError("--export-method needs --export FILE to write the head to")
+            exportable = [m for m in method_list if m not in IMAGE_METHODS]
+            if export_method not in exportable:
+                raise InputError(f"--export-method {export_method!r} is not among the exportable methods compared: {', '.join(exportable)}")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
         clip = load_model(model, pretrained=pretrained)
@@ -173,7 +180,7 @@ def adapt_command(
         summary = summarise(records)
         export_info = None
         if export is not None:
-            export_info = export_best(task, records, method_list, shot_list, seed_list, epochs, conformal_alpha, export, IMAGE_METHODS)
+            export_info = export_best(task, records, method_list, shot_list, seed_list, epochs, conformal_alpha, export, IMAGE_METHODS, export_method)
         with atomic_folder(out) as tmp:
             write_json(records, tmp / "results.json")
             write_report(tmp / "report.html", clip.name, summary, shot_list, method_list, records, export_info, len(X_pool), len(X_test))
@@ -187,8 +194,8 @@ def adapt_command(
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 
-def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image_methods) -> dict:
-    """Fit the best exportable method at the most shots (first seed); on pool images used for neither
+def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image_methods, chosen=None) -> dict:
+    """Fit the ``chosen`` method, else the best exportable one, at the most shots (first seed); on pool images used for neither
     training nor validation (the validation set when none are left) fit a temperature on one half and
     the conformal quantile on the other; save."""
     from cliplab.adapt import (
@@ -200,7 +207,7 @@ def export_best(task, records, methods, shots, seeds, epochs, alpha, path, image
     from cliplab.adapt._base import label_index
     from cliplab.adapt.compare import best_method, draw_split, fit_head
 
-    method = best_method(records, [m for m in methods if m not in image_methods])
+    method = chosen or best_method(records, [m for m in methods if m not in image_methods])
     k, seed = max(shots), seeds[0]
     train, val = draw_split(task.y_pool, k, seed)
     head = fit_head(method, task, train, val, seed, epochs)
