@@ -38,3 +38,21 @@ def test_augmented_views_are_seeded_crops_of_the_same_size():
     again = augmented_views([image, image], n_views=3, seed=7)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(views[0], again[0]))
     assert not all(np.array_equal(np.asarray(a), np.asarray(image)) for a in views[0])
+
+
+def test_stratified_split_holds_out_a_share_of_each_class():
+    import numpy as np
+    import pytest
+
+    from cliplab.data.few_shot import stratified_split
+    from cliplab.errors import InputError
+
+    y = np.array(["a"] * 10 + ["b"] * 4 + ["c"])
+    kept, held = stratified_split(y, 0.3, seed=1)
+    assert sorted(np.concatenate([kept, held]).tolist()) == list(range(len(y)))
+    assert [int((y[held] == c).sum()) for c in "abc"] == [3, 1, 0]
+    kept1, held1 = stratified_split(y, 0.01, seed=1, keep_one=True)
+    assert [int((y[held1] == c).sum()) for c in "abc"] == [1, 1, 0]  # at least one held, a singleton kept
+    assert np.array_equal(stratified_split(y, 0.3, seed=1)[1], held)
+    with pytest.raises(InputError, match="--test-fraction must be in"):
+        stratified_split(y, 1.0, seed=0, name="--test-fraction")

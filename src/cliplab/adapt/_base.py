@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
 from cliplab.validation import check_embeddings, check_labels
 
@@ -89,22 +90,6 @@ def resolve_zero_shot(text_weights: Any, logit_scale: float | None, classes: np.
     return weights, float(logit_scale if logit_scale is not None else REFERENCE_LOGIT_SCALE)
 
 
-def stratified_holdout(y_index: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows): ``round(fraction * n_c)`` rows of each class held out, at least
-    one when the class has two or more, none when it has one."""
-    if not 0.0 < fraction < 1.0:
-        raise InputError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(y_index):
-        rows = rng.permutation(np.flatnonzero(y_index == c))
-        k = min(max(int(round(fraction * len(rows))), 1), len(rows) - 1) if len(rows) > 1 else 0
-        val.append(rows[:k])
-    val_rows = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
-    train_rows = np.setdiff1d(np.arange(len(y_index)), val_rows)
-    return train_rows, val_rows
-
-
 def check_features(X: Any, dim: int | None = None, *, name: str = "X") -> np.ndarray:
     """``cliplab.validation.check_embeddings`` plus what a head cannot fit on: sparse input, no rows, no columns."""
     import scipy.sparse
@@ -162,7 +147,7 @@ def validation_split(
     if X_val is not None:
         X_val = check_embeddings(X_val, X.shape[1], name="X_val")
         return np.arange(len(X)), X_val, label_index(y_val, classes, len(X_val)), False
-    fit_rows, val_rows = stratified_holdout(y_index, val_fraction, seed)
+    fit_rows, val_rows = stratified_split(y_index, val_fraction, seed, "val_fraction", keep_one=True)
     if len(val_rows) == 0:
         warnings.warn(
             "no class has two examples, so no validation rows can be held out; the hyperparameters keep their "

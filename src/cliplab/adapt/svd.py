@@ -22,11 +22,11 @@ from cliplab.adapt._base import (
     encode_labels,
     label_index,
     small_torch_ops,
-    stratified_holdout,
 )
 from cliplab.adapt.io import register
 from cliplab.adapt.prompt import class_texts
 from cliplab.adapt.training import frozen, train_early_stopping
+from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
 
 
@@ -139,7 +139,7 @@ class CLIPSVD(Head):
             val_pixels, yv = self._pixels(X_val), label_index(y_val, self.classes_, len(X_val))
             rows = np.arange(len(pixels))
         else:
-            rows, val_rows = stratified_holdout(y_index, self.val_fraction, self.random_state)
+            rows, val_rows = stratified_split(y_index, self.val_fraction, self.random_state, "val_fraction", keep_one=True)
             val_pixels, yv = pixels[val_rows], y_index[val_rows]
         names, groups, factors, initial = decompose(self.model)
         values = [torch.nn.Parameter(s.clone()) for s in initial]

@@ -21,6 +21,7 @@ from cliplab.cli.common import (
     user_errors,
     warnings_as_lines,
 )
+from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
 
 DEFAULT_METHODS = "zeroshot,gda,tip,tip-f,linear,coop,cocoop,svd"
@@ -40,19 +41,6 @@ def labelled(feats, what: str) -> np.ndarray:
     if feats.labels is None or any(lab is None for lab in feats.labels):
         raise InputError(f"{what} has unlabelled images; use a class-per-subfolder folder or a manifest with labels")
     return np.array(feats.labels, dtype=str)
-
-
-def stratified_test_split(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(pool rows, test rows): ``fraction`` of each class held out as the test set."""
-    if not 0.0 < fraction < 1.0:
-        raise InputError(f"--test-fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    test = []
-    for cls in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == cls))
-        test.append(rows[: int(round(fraction * len(rows)))])
-    test_rows = np.sort(np.concatenate(test))
-    return np.setdiff1d(np.arange(len(y)), test_rows), test_rows
 
 
 def image_loader(source, ids):
@@ -153,7 +141,7 @@ def adapt_command(
         y_all = labelled(pool, "--train")
         pool_load = image_loader(train_source, pool.ids)
         if test is None:
-            pool_rows, test_rows = stratified_test_split(y_all, test_fraction)
+            pool_rows, test_rows = stratified_split(y_all, test_fraction, 0, "--test-fraction")
             X_pool, y_pool, X_test, y_test = pool.X[pool_rows], y_all[pool_rows], pool.X[test_rows], y_all[test_rows]
             load_pool = lambda rows: pool_load(pool_rows[np.asarray(rows, dtype=np.int64)])  # noqa: E731
             load_test = lambda: pool_load(test_rows)  # noqa: E731

@@ -1,7 +1,7 @@
 """Few-shot splits and augmented views of the shot images.
 
 ``few_shot_split(labels, shots, seed)`` picks K examples per class (all of a class that has fewer,
-with a warning). ``augmented_views(images, n_views, seed)`` draws N random-resized-crop + flip views
+with a warning); ``stratified_split(labels, fraction, seed)`` holds out a share of each class. ``augmented_views(images, n_views, seed)`` draws N random-resized-crop + flip views
 of each image, the augmentation Tip-Adapter and GDA use for their cache/support features
 (RandomResizedCrop(scale=(0.5, 1)) + horizontal flip, reference a/b).
 """
@@ -52,6 +52,26 @@ def few_shot_split(labels: Sequence[Any], shots: int, seed: int, exclude: Sequen
             stacklevel=2,
         )
     return np.sort(np.concatenate(picked))
+
+
+def stratified_split(labels: Sequence[Any], fraction: float, seed: int, name: str = "fraction",
+                     keep_one: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(kept rows, held-out rows): ``round(fraction * n_c)`` rows of each class held out, drawn from
+    ``seed``. With ``keep_one`` a class of two or more rows holds out at least one and keeps at least
+    one, and a class of one row holds out none. ``name`` spells the fraction in the error."""
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"{name} must be in (0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(rows)))
+        if keep_one:
+            k = min(max(k, 1), len(rows) - 1) if len(rows) > 1 else 0
+        held.append(rows[:k])
+    held_rows = np.sort(np.concatenate(held)).astype(np.int64) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held_rows), held_rows
 
 
 def random_resized_crop_flip(

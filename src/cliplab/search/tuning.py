@@ -17,7 +17,6 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
-
 Z_ONE_SIDED_95 = 1.645
 
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cliplab.data.few_shot import stratified_split
 from cliplab.data.sources import ImageSource
 from cliplab.errors import InputError
 from cliplab.evaluate import task_plots
@@ -44,15 +45,7 @@ class CalibrationResult(TaskResult):
 
 def split_indices(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(validation, test) indices: ``val_fraction`` of each class to validation, rounded, seeded."""
-    if not 0 < val_fraction < 1:
-        raise InputError(f"the validation fraction must be in (0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        val.extend(members[: int(round(val_fraction * len(members)))].tolist())
-    val = np.sort(np.array(val, dtype=np.int64))
-    test = np.setdiff1d(np.arange(len(y)), val)
+    test, val = stratified_split(y, val_fraction, seed, "the validation fraction")
     if not len(val) or not len(test):
         raise InputError(f"{len(y)} labelled images are too few to split into validation and test")
     return val, test
