@@ -32,6 +32,21 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = BUNDLED["shapes-tiny"]
 
 
+def ship_run(run_dir: Path, out: Path, args: dict, wall_s: float) -> None:
+    """Save a finished run's weights as fp16 safetensors at ``out`` and its log as ``run_dir/log.json``
+    (loss terms and logit scale every 20 steps, the evaluations); shared with ``train_vit.py``."""
+    weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run_dir / "model.safetensors")).items()}
+    with atomic_target(out) as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args["steps"]), "seed": str(args["seed"])})
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    log = {"args": {k: str(v) for k, v in args.items()}, "wall_time_s": round(wall_s, 1),
+           "steps": [{"step": r["step"], **{k: round(v, 4) for k, v in r.items() if k == "loss" or k.startswith("loss/")},
+                      "logit_scale": round(r["logit_scale"], 2)} for r in lines if "loss" in r],
+           "evals": [{"step": r["step"], **r["eval"]} for r in lines if "eval" in r]}  # fmt: skip
+    write_json(log, run_dir / "log.json")
+    print(f"saved {out} ({out.stat().st_size / 1e6:.1f} MB) after {log['wall_time_s']} s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=1800)
@@ -59,16 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     result = train(config, model=model, resume=latest(args.run_dir) is not None, batches=twins)
 
-    weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(args.run_dir / "model.safetensors")).items()}
-    with atomic_target(args.out) as tmp:
-        save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args.steps), "seed": str(args.seed)})
-    lines = [json.loads(x) for x in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
-    log = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_time_s": round(result.wall_s, 1),
-           "steps": [{"step": r["step"], "loss": round(r["loss"], 4), "logit_scale": round(r["logit_scale"], 2)} for r in lines if "loss" in r],
-           "evals": [{"step": r["step"], **r["eval"]} for r in lines if "eval" in r]}  # fmt: skip
-    write_json(log, args.run_dir / "log.json")
-    print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) after {log['wall_time_s']} s", file=sys.stderr)
-
+    ship_run(args.run_dir, args.out, vars(args), result.wall_s)
 
 if __name__ == "__main__":
     main()

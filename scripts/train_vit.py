@@ -27,15 +27,16 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from cliplab.files import atomic_target, write_json
 from cliplab.models import load_model
 from cliplab.models.bundled import BUNDLED
 from cliplab.models.openclip_backend import OpenClipModel
 from cliplab.train import TrainConfig, train
 from cliplab.train.checkpoint import latest
 from cliplab.train.scene_batches import TwinSceneBatches
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_tiny import ship_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VIT = BUNDLED["shapes-vit"]
@@ -84,17 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     twins = lambda start: TwinSceneBatches(model.preprocess, model.tokenize, args.batch_size, seed=args.seed, start=start, keep_images=True)
     result = train(config, model=model, resume=latest(args.run_dir) is not None, batches=twins)
 
-    weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(args.run_dir / "model.safetensors")).items()}
-    with atomic_target(args.out) as tmp:
-        save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args.steps), "seed": str(args.seed)})
-    lines = [json.loads(x) for x in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
-    log = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_time_s": round(result.wall_s, 1),
-           "steps": [{"step": r["step"], "loss": round(r["loss"], 4), **{k: round(v, 4) for k, v in r.items() if k.startswith("loss/")}}
-                     for r in lines if "loss" in r],
-           "evals": [{"step": r["step"], **r["eval"]} for r in lines if "eval" in r]}  # fmt: skip
-    write_json(log, args.run_dir / "log.json")
-    print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) after {log['wall_time_s']} s", file=sys.stderr)
-
+    ship_run(args.run_dir, args.out, vars(args), result.wall_s)
 
 if __name__ == "__main__":
     main()
