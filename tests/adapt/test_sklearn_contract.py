@@ -45,4 +45,6 @@ def expected_failed_checks(estimator):
     expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
+    """One scikit-learn estimator check; the check raises (AssertionError or the error it expects not to
+    see) when the estimator breaks the contract, so the test fails then."""
     check(estimator)

@@ -44,4 +44,6 @@ def _head() -> ZeroShotClassifier:
 @parametrize_with_checks([_head()], expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 @pytest.mark.filterwarnings("ignore::cliplab.validation.NormWarning")
 def test_sklearn_checks(estimator, check):
+    """One scikit-learn estimator check; the check raises (AssertionError or the error it expects not to
+    see) when the estimator breaks the contract, so the test fails then."""
     check(estimator)
