@@ -60,7 +60,7 @@ def segment_command(
     window: int | None = typer.Option(None, "--window", min=8, help="Sliding-window crop in pixels (after resizing); default one pass over the whole image."),
     stride: int | None = typer.Option(None, "--stride", min=1, help="Sliding-window step in pixels (default half the window)."),
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
-    refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (from cliplab.dense.refine) to pool features with."),
+    refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     precision: str = PRECISION_OPTION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""

@@ -32,9 +32,12 @@ DEFAULT_BACKGROUND_WORDS = ("background",)
 
 
 class FeatureRefiner(Protocol):
-    """Something that improves dense features using the crop they came from (e.g. :class:`~cliplab.dense.refine.CorrelationRefiner`)."""
+    """Something that improves dense features using the crop they came from and predicts where the
+    foreground is (e.g. :class:`~cliplab.dense.refine.CorrelationRefiner`)."""
 
-    def refine(self, model, pixels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor: ...
+    delta: float  # a non-salient pixel whose best class probability is below it becomes background
+
+    def refine(self, model, pixels: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -66,7 +69,9 @@ class Segmenter:
         input size). window/stride: sliding-window crop and step in those pixels (default: one pass).
     refine: ``"pamr"`` for pixel-adaptive refinement (steps ``pamr_steps``, ``pamr_dilations`` in output pixels).
     logit_scale: softmax temperature of the cosine logits (default: the model's).
-    refiner: an optional learned feature refiner (:class:`~cliplab.dense.refine.CorrelationRefiner`).
+    refiner: an optional learned refiner (:class:`~cliplab.dense.refine.CorrelationRefiner`): it pools the
+        dense features and, with background handling on, its non-salient pixels whose best class
+        probability is below its ``delta`` become background (CLIP-DINOiser).
     """
 
     def __init__(self, model, classes: Sequence[str], method: str = "clearclip", templates="default",
@@ -93,6 +98,7 @@ class Segmenter:
         self.refine, self.pamr_steps, self.pamr_dilations = refine, pamr_steps, tuple(pamr_dilations)
         self.logit_scale = float(logit_scale if logit_scale is not None else model.logit_scale)
         self.naclip_std, self.refiner = naclip_std, refiner
+        self.gated = refiner is not None and self.background_on  # the refiner's foreground map rides as a last channel
         self.parts = vision_parts(model)
         mean, std = pixel_normalisation(model)
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -106,23 +112,29 @@ class Segmenter:
         return (x - self.mean) / self.std
 
     def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
-        """Low-resolution class logits (N, words + classes, h, w) of a crop batch."""
+        """Low-resolution class logits (N, words + classes, h, w) of a crop batch; when ``gated``, the
+        refiner's foreground probability follows as one more channel (so windows average it too)."""
         feats = dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts)
+        foreground = None
         if self.refiner is not None:
-            feats = self.refiner.refine(self.model, crops, feats)
-        return self.logit_scale * torch.einsum("nehw,ce->nchw", feats, self.text)
+            feats, foreground = self.refiner.refine(self.model, crops, feats)
+        logits = self.logit_scale * torch.einsum("nehw,ce->nchw", feats, self.text)
+        return torch.cat([logits, foreground[:, None].to(logits.dtype)], dim=1) if self.gated else logits
 
     def _to_image_size(self, logits: torch.Tensor, image: Image.Image) -> torch.Tensor:
         return F.interpolate(logits[None].cpu(), size=(image.height, image.width), mode="bilinear", align_corners=False)[0]
 
     @torch.inference_mode()
     def logits(self, image: Image.Image) -> torch.Tensor:
-        """Logits (words + classes, H, W) at the input image's size."""
+        """Logits (words + classes, H, W) at the input image's size (plus the foreground channel when ``gated``)."""
         pixels = self.pixels(image)
         logits = sliding_logits(self.crop_logits, pixels, patch_size(self.parts), self.window, self.stride)
         return self._to_image_size(logits, image)
 
     def _finish(self, image: Image.Image, logits: torch.Tensor) -> Segmentation:
+        foreground = None
+        if self.gated:
+            logits, foreground = logits[:-1], logits[-1]
         probs = torch.softmax(logits, dim=0)
         if self.refine == "pamr":
             rgb = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
@@ -132,6 +144,8 @@ class Segmenter:
         labels = probs.argmax(0)
         if self.threshold is not None:
             labels[probs[1:].max(0).values < self.threshold] = 0
+        if foreground is not None:  # CLIP-DINOiser: not salient and not a confident class -> background
+            labels[(foreground < 0.5) & (probs[1:].max(0).values < self.refiner.delta)] = 0
         return Segmentation(list(self.classes), labels.numpy().astype(np.int64), probs.numpy().astype(np.float32))
 
     @torch.inference_mode()

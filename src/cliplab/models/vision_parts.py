@@ -61,6 +61,7 @@ class ViTParts:
     mlp: Callable[[Tensor], Tensor]
     ls_2: Callable[[Tensor], Tensor]
     head: Callable[[Tensor], Tensor]  # final norm + projection: (B, L, D) -> (B, L, E)
+    block_qkv: Callable[[int, Tensor], tuple[Tensor, Tensor, Tensor]]  # (block index, tokens before its norm) -> q, k, v
 
     def run_blocks(self, x: Tensor, stop: int = -1) -> Tensor:
         """Tokens after the blocks before index ``stop`` (default: every block but the last)."""
@@ -114,17 +115,23 @@ def _openclip_vit(visual) -> ViTParts:
     def batch_first_block(block) -> Callable[[Tensor], Tensor]:
         return block if batch_first else (lambda x: block(x.transpose(0, 1)).transpose(0, 1))
 
-    def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        projected = in_proj(x) if in_proj is not None else F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = projected.chunk(3, dim=-1)
-        return tuple(split_heads(t, attn.num_heads) for t in (q, k, v))
+    def projections(attention) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
+        def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            proj = getattr(attention, "in_proj", None)
+            projected = proj(x) if proj is not None else F.linear(x, attention.in_proj_weight, attention.in_proj_bias)
+            return tuple(split_heads(t, attention.num_heads) for t in projected.chunk(3, dim=-1))
+
+        return qkv
+
+    def block_qkv(index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return projections(blocks[index].attn)(blocks[index].ln_1(x))
 
     def head(x: Tensor) -> Tensor:
         x = visual.ln_post(x)
         return x @ visual.proj if visual.proj is not None else x
 
-    return ViTParts(patch, attn.num_heads, embed, [batch_first_block(b) for b in blocks], last.ln_1, qkv, attn.out_proj, last.ls_1, last.ln_2,
-                    last.mlp, last.ls_2, head)  # fmt: skip
+    return ViTParts(patch, attn.num_heads, embed, [batch_first_block(b) for b in blocks], last.ln_1, projections(attn), attn.out_proj, last.ls_1,
+                    last.ln_2, last.mlp, last.ls_2, head, block_qkv)  # fmt: skip
 
 
 def _openclip_resnet(visual) -> PoolParts:
@@ -167,14 +174,17 @@ def _hf_vit(module) -> ViTParts:
 
         return block
 
-    def qkv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return tuple(split_heads(proj(x), heads) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+    def projections(attention) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
+        return lambda x: tuple(split_heads(proj(x), heads) for proj in (attention.q_proj, attention.k_proj, attention.v_proj))
+
+    def block_qkv(index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return projections(layers[index].self_attn)(layers[index].layer_norm1(x))
 
     def head(x: Tensor) -> Tensor:
         return module.visual_projection(vm.post_layernorm(x))
 
-    return ViTParts(emb.patch_size, heads, embed, [as_block(layer) for layer in layers], last.layer_norm1, qkv, attn.out_proj, identity,
-                    last.layer_norm2, last.mlp, identity, head)  # fmt: skip
+    return ViTParts(emb.patch_size, heads, embed, [as_block(layer) for layer in layers], last.layer_norm1, projections(attn), attn.out_proj,
+                    identity, last.layer_norm2, last.mlp, identity, head, block_qkv)  # fmt: skip
 
 
 def vision_parts(model) -> ViTParts | PoolParts:
