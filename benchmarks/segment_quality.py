@@ -4,8 +4,10 @@
 
 Scenes: the test split, 1-2 objects, seed 2026 (never used in training); classes: background + the
 eight shapes; mIoU over those nine classes. Prints one row per method with its ratio to ``vanilla``
-(the unmodified last block), with ``--pamr`` also each method followed by PAMR, then the learned
-refinement (trained here, seeded) on top of the best method, all in one process.
+(the unmodified last block), with ``--pamr`` also each method followed by PAMR, with ``--regions``
+each method whose foreground regions are relabelled by classifying a crop around them (OVSeg-style,
+the dense segmentation as the proposal source), then the learned refinement (trained here, seeded)
+on top of the best method, with and without ``--regions``, all in one process.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     p.add_argument("--background", default=None, help="background words, comma-separated, or 'none' (default: generic word + the five textures)")
     p.add_argument("--threshold", type=float, default=None, help="foreground probability below which a pixel is background")
     p.add_argument("--pamr", action="store_true", help="also score every method with PAMR post-processing (default steps and dilations)")
+    p.add_argument("--regions", action="store_true", help="also score every method with its foreground regions relabelled from crops")
     p.add_argument("--refine-steps", type=int, default=300, help="0: skip the learned refinement")
     p.add_argument("--teacher-layer", type=int, default=2, help="shapes-tiny ResNet stage the refinement learns from")
     p.add_argument("--threads", type=int, default=2)
@@ -56,10 +59,12 @@ def main() -> None:
         t0 = time.perf_counter()
         rows[method] = run_segmentation(model, data, method=method, **options).metrics
         rows[method]["seconds"] = time.perf_counter() - t0
-        if args.pamr:
+        variants = {"pamr": {"refine": "pamr"}} if args.pamr else {}
+        variants.update({"regions": {"regions": True}} if args.regions else {})
+        for suffix, extra in variants.items():
             t0 = time.perf_counter()
-            rows[f"{method}+pamr"] = run_segmentation(model, data, method=method, refine="pamr", **options).metrics
-            rows[f"{method}+pamr"]["seconds"] = time.perf_counter() - t0
+            rows[f"{method}+{suffix}"] = run_segmentation(model, data, method=method, **extra, **options).metrics
+            rows[f"{method}+{suffix}"]["seconds"] = time.perf_counter() - t0
     if args.refine_steps:
         from cliplab.dense.refine import train_refiner
 
@@ -70,10 +75,12 @@ def main() -> None:
         train_s = time.perf_counter() - t0
         rows[f"{best}+refine"] = run_segmentation(model, data, method=best, refiner=head, **options).metrics
         rows[f"{best}+refine"]["seconds"] = train_s
+        if args.regions:
+            rows[f"{best}+refine+regions"] = run_segmentation(model, data, method=best, refiner=head, regions=True, **options).metrics
     base = rows.get("vanilla", {}).get("miou")
     for name, r in rows.items():
         ratio = f"{r['miou'] / base:5.2f}x vanilla" if base else ""
-        print(f"{name:>18s}  mIoU {r['miou']:.3f}  fg IoU {r['foreground_iou']:.3f}  pixel acc {r['pixel_accuracy']:.3f}  {ratio}")
+        print(f"{name:>22s}  mIoU {r['miou']:.3f}  fg IoU {r['foreground_iou']:.3f}  pixel acc {r['pixel_accuracy']:.3f}  {ratio}")
     if args.json:
         from cliplab.files import write_json
 

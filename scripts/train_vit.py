@@ -13,10 +13,14 @@ Three things aim to shorten that on 2 CPU cores:
   embedding of the same scene (cosine distillation), a dense signal next to the contrastive one;
 - the batches are the shape-weighted twin batches of ``cliplab.train.scene_batches``.
 
-A thin call of the trainer (``cliplab.train``), like ``train_tiny.py``: seeded and resumable
-(batch b is drawn from (seed, b); a rerun continues from the last checkpoint in ``--run-dir``). At
-the end the weights are saved as fp16 safetensors next to the model config and the training log
-as JSON.
+Stage 1 is a thin call of the trainer (``cliplab.train``), like ``train_tiny.py``: seeded and
+resumable (batch b is drawn from (seed, b); a rerun continues from the last checkpoint in
+``--run-dir``). Stage 2 (``--region-steps``, about 15 minutes; rerun from stage 1's weights if cut
+off) is region self-distillation (``cliplab.dense.self_distill``, CLIPSelf-style): the patch
+features of the ``naclip`` last block, averaged over random boxes, learn the model's own embedding
+of each box's crop, while the image embedding stays put. At the end the weights are saved as fp16
+safetensors next to the model config and the training log as JSON (with stage 2's losses and a
+zero-shot evaluation after it).
 """
 
 from __future__ import annotations
@@ -24,15 +28,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
+from cliplab.dense.refine import normalised, scene_pixels
+from cliplab.dense.self_distill import distill_regions
+from cliplab.files import atomic_target, write_json
 from cliplab.models import load_model
 from cliplab.models.bundled import BUNDLED
 from cliplab.models.openclip_backend import OpenClipModel
 from cliplab.train import TrainConfig, train
 from cliplab.train.checkpoint import latest
+from cliplab.train.eval_hooks import evaluate
 from cliplab.train.scene_batches import TwinSceneBatches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-n", type=int, default=300)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--region-steps", type=int, default=1000, help="stage 2: region self-distillation steps (0: skip)")
+    p.add_argument("--region-lr", type=float, default=2e-4)
+    p.add_argument("--region-batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=REPO / "runs" / "shapes-vit")
     p.add_argument("--out", type=Path, default=VIT.weights)
@@ -86,6 +99,29 @@ def main(argv: list[str] | None = None) -> None:
     result = train(config, model=model, resume=latest(args.run_dir) is not None, batches=twins)
 
     ship_run(args.run_dir, args.out, vars(args), result.wall_s)
+    if args.region_steps:
+        distill_stage(args)
+
+
+def distill_stage(args: argparse.Namespace) -> None:
+    """Stage 2 on stage 1's weights (``--out``): region self-distillation, then the weights again as fp16."""
+    model = load_model("cliplab:shapes-vit", pretrained=str(args.out), device="cpu")
+    images = lambda step: normalised(model, scene_pixels(args.region_batch_size, 10_000 + step, 64))
+    report = lambda step, region, whole: step % 50 == 0 and print(f"region step {step}: region {region:.4f} whole {whole:.4f}", file=sys.stderr)
+    t0 = time.perf_counter()
+    log = distill_regions(model, images, steps=args.region_steps, batch_size=args.region_batch_size, lr=args.region_lr, seed=args.seed,
+                          progress=report)  # fmt: skip
+    weights = {k: v.to(torch.float16).contiguous() for k, v in model.torch_module.state_dict().items()}
+    with atomic_target(args.out) as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args.steps), "region_steps": str(args.region_steps),
+                                               "seed": str(args.seed)})  # fmt: skip
+    run_log = json.loads((args.run_dir / "log.json").read_text())
+    run_log["region_distillation"] = {
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "steps": [{"step": i, "region": round(r, 4), "whole": round(w, 4)} for i, (r, w) in enumerate(zip(log.region, log.whole)) if i % 20 == 0],
+        "eval": evaluate(model, args.eval_n),
+    }
+    write_json(run_log, args.run_dir / "log.json")
 
 if __name__ == "__main__":
     main()

@@ -39,7 +39,20 @@ def test_eval_segmentation_writes_json_and_report(tiny_model_files, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["task"] == "segmentation" and 0 <= data["metrics"]["miou"] <= 1 and len(data["per_image"]) == 4
+    assert data["settings"] == {"pamr": False, "regions": False, "learned_refiner": False}
     assert "Worst" in report.read_text()
+
+
+def test_eval_segmentation_with_images_regions_and_pamr(tiny_model_files, tmp_path):
+    out = tmp_path / "r.json"
+    result = _run(["eval", "--task", "segmentation", "--images", "synthetic:3:1", "--model", tiny_model_files["spec"],
+                   "--pretrained", str(tiny_model_files["weights"]), "--method", "naclip", "--regions", "--pamr",
+                   "--out", str(out), "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["settings"] == {"pamr": True, "regions": True, "learned_refiner": False} and len(data["per_image"]) == 3
+    wrong = _run(["eval", "--images", "synthetic:3", "--regions", "--out", str(tmp_path / "x.json")])
+    assert wrong.exit_code == 2 and "--regions applies to --task segmentation" in wrong.output
 
 
 def test_bad_segment_input_is_one_line(tmp_path):

@@ -8,7 +8,10 @@ from cliplab.dense.regions import (
     MaskPrompt,
     as_masks,
     classify_regions,
+    context_box,
+    foreground_regions,
     masked_crops,
+    region_probabilities,
     train_mask_prompt,
 )
 from cliplab.errors import InputError
@@ -59,3 +62,42 @@ def test_probabilities_and_prompt_tuning(tiny_model, tmp_path):
     np.testing.assert_allclose(tuned.sum(1), 1.0, atol=1e-5)
     again = MaskPrompt.load(prompt.save(tmp_path / "prompt.safetensors"))
     torch.testing.assert_close(again.embedding, prompt.embedding)
+
+
+def test_foreground_regions_are_8_connected_and_large_enough():
+    labels = np.zeros((6, 8), np.int64)
+    labels[0, 0] = labels[1, 1] = 2  # diagonal neighbours: one region of 2 pixels
+    labels[3:5, 4:7] = 1
+    labels[4, 6] = 3  # another class, same region: 6 pixels
+    labels[5, 0] = 1  # a lone pixel
+    regions = foreground_regions(labels, min_pixels=2)
+    assert sorted(r.sum() for r in regions) == [2, 6]
+    assert len(foreground_regions(labels, min_pixels=1)) == 3 and foreground_regions(np.zeros((3, 3), int)) == []
+
+
+def test_context_box_is_a_square_around_the_region():
+    mask = np.zeros((20, 20), bool)
+    mask[4:8, 6:14] = True  # 4 tall, 8 wide, centre (6, 10)
+    np.testing.assert_allclose(context_box(mask, 1.0), [2, -2, 18, 14])
+    np.testing.assert_allclose(context_box(mask, 0.0), [6, 2, 14, 10])
+
+
+def test_segmenter_regions_take_their_crops_class(tiny_model):
+    from PIL import Image
+
+    from cliplab.dense import Segmenter
+    from cliplab.zeroshot.templates import ensemble_text_weights
+
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    names = ["a", "b", "c"]
+    plain = Segmenter(tiny_model, names, background=None, threshold=0.0)(image)  # every pixel is foreground
+    seg = Segmenter(tiny_model, names, background=None, threshold=0.0, regions=True, region_min_pixels=1)(image)
+    text = torch.from_numpy(ensemble_text_weights(tiny_model, names, "default"))
+    expected = 1 + region_probabilities(tiny_model, image, [plain.labels > 0], text).argmax(1)[0]
+    assert (seg.labels == expected).all()
+    np.testing.assert_allclose(seg.probs.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(seg.probs[0], plain.probs[0], atol=1e-6)
+    with_background = Segmenter(tiny_model, names)(image), Segmenter(tiny_model, names, regions=True, region_min_pixels=1)(image)
+    np.testing.assert_array_equal(with_background[0].labels == 0, with_background[1].labels == 0)
+    with pytest.raises(InputError, match="background"):
+        Segmenter(tiny_model, names, background=None, regions=True)

@@ -149,6 +149,9 @@ def eval_command(
     bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
     method: Optional[str] = typer.Option(None, "--method", help="Segmentation: vanilla, maskclip, sclip, clearclip (default) or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
+    pamr: bool = typer.Option(False, "--pamr", help="Segmentation: refine label edges with pixel-adaptive mask refinement."),
+    regions: bool = typer.Option(False, "--regions", help="Segmentation: relabel each foreground region with the class of a crop around it (OVSeg-style)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Segmentation: a learned refinement head file (cliplab.dense.refine)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", hidden=True, help="Deprecated name of --images."),
 ) -> None:
     """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report).
@@ -160,24 +163,20 @@ def eval_command(
     from cliplab.cli import eval_tasks
     from cliplab.evaluate.tasks import EmbedOptions
 
-    if task == Task.segmentation:
-        from cliplab.dense.evaluate import segmentation_eval_command
-
-        with user_errors(), warnings_as_lines():
-            segmentation_eval_command(model, pretrained, dataset, out, report, method, templates, batch_size, progress)
-        return
     with user_errors(), warnings_as_lines():
         images = deprecated_alias(images, dataset, "--dataset", "--images")
         names = read_names(classnames, "--classnames") if classnames else None
         cache = cache_folder(cache_dir, no_cache)
-        if method is not None and task != Task.segmentation:
-            raise InputError("--method applies to --task segmentation")
+        dense = {"--method": method, "--pamr": pamr or None, "--regions": regions or None, "--refiner": refiner}
+        if task != Task.segmentation and any(v is not None for v in dense.values()):
+            raise InputError(f"{', '.join(k for k, v in dense.items() if v is not None)} applies to --task segmentation only")
         if task == Task.segmentation:
             from cliplab.dense.evaluate import segmentation_eval_command
 
             if images is None:
                 raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
-            segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress)
+            segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress,
+                                      pamr=pamr, regions=regions, refiner=refiner)  # fmt: skip
             return
         if task.value in eval_tasks.TASKS:
             manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}

@@ -60,6 +60,8 @@ def segment_command(
     window: int | None = typer.Option(None, "--window", min=8, help="Sliding-window crop in pixels (after resizing); default one pass over the whole image."),
     stride: int | None = typer.Option(None, "--stride", min=1, help="Sliding-window step in pixels (default half the window)."),
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
+    regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
+    region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     precision: str = PRECISION_OPTION,
 ) -> None:
@@ -81,7 +83,7 @@ def segment_command(
             head = CorrelationRefiner.load(refiner)
         seg = segment(clip, picture, names, method=method.value, templates=templates, background=parse_background(background),
                       threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
-                      refiner=head)  # fmt: skip
+                      refiner=head, regions=regions, region_context=region_context)  # fmt: skip
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
             with atomic_target(tmp / "overlay.png") as target:

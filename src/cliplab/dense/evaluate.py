@@ -4,6 +4,7 @@ dense method on images with semantic masks, and an HTML report with the best and
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class SegmentationResult(RunResult):
     """A segmentation run: figures over the whole set, per-class IoU, each image's mIoU; the segmenter for reports."""
 
     method: str
+    settings: dict[str, Any]  # the post-processing that ran: PAMR, region relabelling, a learned refiner
     metrics: dict[str, float]
     per_class_iou: dict[str, float]
     images: int
@@ -66,6 +68,7 @@ def run_segmentation(model, dataset: MaskDataset, progress: bool = False, batch_
     return SegmentationResult(
         **run_facts(model, dataset.name, pretrained),
         method=segmenter.method,
+        settings={"pamr": segmenter.refine == "pamr", "regions": segmenter.regions, "learned_refiner": segmenter.refiner is not None},
         metrics={k: v for k, v in figures.items() if k != "per_class_iou"},
         per_class_iou=figures["per_class_iou"],
         images=len(dataset),
@@ -113,7 +116,8 @@ def _side_by_side(left, right) -> bytes:
 
 
 def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, out, report, method: str, templates,
-                              batch_size: int, progress: bool) -> None:  # fmt: skip
+                              batch_size: int, progress: bool, pamr: bool = False, regions: bool = False,
+                              refiner: str | os.PathLike | None = None) -> None:  # fmt: skip
     """The body of ``cliplab eval --task segmentation``: JSON results, an optional HTML report, a printed table."""
     from rich.console import Console
     from rich.table import Table
@@ -124,8 +128,14 @@ def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, ou
 
     model = load_model(model_spec, pretrained=pretrained)
     dataset = open_mask_dataset(dataset_spec)
+    head = None
+    if refiner is not None:
+        from cliplab.dense.refine import CorrelationRefiner
+
+        head = CorrelationRefiner.load(refiner)
     result = run_segmentation(model, dataset, progress=progress, batch_size=batch_size, pretrained=pretrained, method=method,
-                              templates=templates or "default")  # fmt: skip
+                              templates=templates or "default", refine="pamr" if pamr else None, regions=regions,
+                              refiner=head)  # fmt: skip
     write_json(result.to_json(), out)
     if report is not None:
         segmentation_report(result, dataset).save(report)

@@ -131,6 +131,35 @@ def classify_regions(model, image, regions, classes: Sequence[str], templates="d
     return torch.softmax(logits, dim=-1).cpu().numpy()
 
 
+def foreground_regions(labels: np.ndarray, min_pixels: int = 10) -> list[np.ndarray]:
+    """Boolean masks of the connected (8-neighbour) non-background regions of a label map with at least
+    ``min_pixels`` pixels."""
+    from scipy import ndimage
+
+    components, n = ndimage.label(labels > 0, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(components.ravel(), minlength=n + 1)
+    return [components == k for k in range(1, n + 1) if sizes[k] >= min_pixels]
+
+
+def context_box(mask: np.ndarray, context: float) -> np.ndarray:
+    """A square box ``x0, y0, x1, y1`` around a mask, its side ``1 + context`` times the mask's longer side."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    half = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) * (1 + context) / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+@torch.inference_mode()
+def region_probabilities(model, image: Image.Image, masks: Sequence[np.ndarray], text: Tensor, context: float = 1.0) -> np.ndarray:
+    """(K, C) class probabilities of each region from an unmasked square crop around it with ``context``
+    (see :func:`context_box`): the proposal-then-classify step of OVSeg, for regions from a dense
+    segmentation. ``text``: (C, E) normalised class weights."""
+    boxes = as_masks(np.stack([context_box(m, context) for m in masks]), image.height, image.width)
+    crops, crop_masks = masked_crops(model, image, boxes, expand=0.0)
+    logits = model.logit_scale * region_embeddings(model, crops, crop_masks) @ text.to(model.device).T
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
 def scene_regions(model, n: int, seed: int, split: str, image_size: int = 64) -> tuple[Tensor, Tensor, Tensor]:
     """Masked crops, crop masks and shape labels of every object in ``n`` synthetic scenes of 1-2 objects."""
     crops, masks, labels = [], [], []

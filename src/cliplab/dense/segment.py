@@ -20,6 +20,7 @@ from PIL import Image
 from cliplab.dense.attention import last_block
 from cliplab.dense.features import dense_features, patch_size
 from cliplab.dense.pamr import pamr
+from cliplab.dense.regions import foreground_regions, region_probabilities
 from cliplab.dense.window import crop_logits, sliding_logits
 from cliplab.errors import InputError
 from cliplab.models.base import ImageInput, to_pil
@@ -72,6 +73,11 @@ class Segmenter:
     refiner: an optional learned refiner (:class:`~cliplab.dense.refine.CorrelationRefiner`): it pools the
         dense features and, with background handling on, its non-salient pixels whose best class
         probability is below its ``delta`` become background (CLIP-DINOiser).
+    regions: relabel each connected foreground region (of at least ``region_min_pixels``) with the class
+        of an unmasked square crop around it, ``region_context`` times larger than the region (1.0: twice
+        its side), embedded by the whole image tower (OVSeg-style mask classification with the dense
+        segmentation as the proposal source). Needs background handling; the region's foreground
+        probability is then split by the crop's class probabilities.
     """
 
     def __init__(self, model, classes: Sequence[str], method: str = "clearclip", templates="default",
@@ -79,7 +85,8 @@ class Segmenter:
                  size: int | None = None, window: int | None = None, stride: int | None = None,
                  refine: str | None = None, pamr_steps: int = 10, pamr_dilations: Sequence[int] = (8, 16),
                  logit_scale: float | None = None, naclip_std: float = 5.0,
-                 refiner: FeatureRefiner | None = None) -> None:  # fmt: skip
+                 refiner: FeatureRefiner | None = None, regions: bool = False, region_context: float = 1.0,
+                 region_min_pixels: int = 10) -> None:  # fmt: skip
         names = check_classnames(list(classes))
         words = list(background or ())
         self.background_on = bool(words) or threshold is not None
@@ -87,6 +94,8 @@ class Segmenter:
             raise InputError(f"class {BACKGROUND!r} is added by background handling; drop it from the classes or pass background=None")
         if refine not in (None, "pamr"):
             raise InputError(f"unknown refinement {refine!r}; use 'pamr' or None")
+        if regions and not self.background_on:
+            raise InputError("regions=True relabels foreground regions, so it needs background handling (background words or a threshold)")
         if threshold is not None and not 0 <= threshold <= 1:
             raise InputError(f"threshold is a probability in [0, 1], got {threshold}")
         last_block(method)  # fail early on an unknown method
@@ -99,6 +108,7 @@ class Segmenter:
         self.logit_scale = float(logit_scale if logit_scale is not None else model.logit_scale)
         self.naclip_std, self.refiner = naclip_std, refiner
         self.gated = refiner is not None and self.background_on  # the refiner's foreground map rides as a last channel
+        self.regions, self.region_context, self.region_min_pixels = regions, region_context, region_min_pixels
         self.parts = vision_parts(model)
         mean, std = pixel_normalisation(model)
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -146,7 +156,20 @@ class Segmenter:
             labels[probs[1:].max(0).values < self.threshold] = 0
         if foreground is not None:  # CLIP-DINOiser: not salient and not a confident class -> background
             labels[(foreground < 0.5) & (probs[1:].max(0).values < self.refiner.delta)] = 0
+        if self.regions:
+            self._relabel_regions(image, labels, probs)
         return Segmentation(list(self.classes), labels.numpy().astype(np.int64), probs.numpy().astype(np.float32))
+
+    def _relabel_regions(self, image: Image.Image, labels: torch.Tensor, probs: torch.Tensor) -> None:
+        """Give each foreground region its crop's class, in place (``regions=True``)."""
+        masks = foreground_regions(labels.numpy(), self.region_min_pixels)
+        if not masks:
+            return
+        region_probs = region_probabilities(self.model, image, masks, self.text[self.n_words :], self.region_context)
+        for mask, p in zip(masks, torch.from_numpy(region_probs)):
+            inside = torch.from_numpy(mask)
+            labels[inside] = 1 + int(p.argmax())
+            probs[1:, inside] = (1 - probs[0, inside])[None] * p[:, None]
 
     @torch.inference_mode()
     def __call__(self, image: ImageInput) -> Segmentation:
