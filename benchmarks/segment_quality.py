@@ -6,8 +6,9 @@ Scenes: the test split, 1-2 objects, seed 2026 (never used in training); classes
 eight shapes; mIoU over those nine classes. Prints one row per method with its ratio to ``vanilla``
 (the unmodified last block), with ``--pamr`` also each method followed by PAMR, with ``--regions``
 each method whose foreground regions are relabelled by classifying a crop around them (OVSeg-style,
-the dense segmentation as the proposal source), then the learned refinement (trained here, seeded)
-on top of the best method, with and without ``--regions``, all in one process.
+the dense segmentation as the proposal source), with both flags also PAMR then regions; then the
+learned refinement (trained here, seeded) on top of the best plain method, in the same variants, all
+in one process.
 """
 
 from __future__ import annotations
@@ -53,30 +54,32 @@ def main() -> None:
     options = {"size": args.size, "naclip_std": args.naclip_std, "threshold": args.threshold}
     if args.background is not None:
         options["background"] = [] if args.background == "none" else args.background.split(",")
+    variants = {"": {}}
+    if args.pamr:
+        variants["+pamr"] = {"refine": "pamr"}
+    if args.regions:
+        variants["+regions"] = {"regions": True}
+    if args.pamr and args.regions:
+        variants["+pamr+regions"] = {"refine": "pamr", "regions": True}
     rows = {}
     print(f"{model.name}: {args.scenes} test scenes ({args.image_size} px, seed {args.seed}), 9 classes")
-    for method in args.methods.split(","):
+
+    def score(name: str, method: str, **extra) -> None:
         t0 = time.perf_counter()
-        rows[method] = run_segmentation(model, data, method=method, **options).metrics
-        rows[method]["seconds"] = time.perf_counter() - t0
-        variants = {"pamr": {"refine": "pamr"}} if args.pamr else {}
-        variants.update({"regions": {"regions": True}} if args.regions else {})
+        rows[name] = run_segmentation(model, data, method=method, **extra, **options).metrics
+        rows[name]["seconds"] = time.perf_counter() - t0
+
+    for method in args.methods.split(","):
         for suffix, extra in variants.items():
-            t0 = time.perf_counter()
-            rows[f"{method}+{suffix}"] = run_segmentation(model, data, method=method, **extra, **options).metrics
-            rows[f"{method}+{suffix}"]["seconds"] = time.perf_counter() - t0
+            score(f"{method}{suffix}", method, **extra)
     if args.refine_steps:
         from cliplab.dense.refine import train_refiner
 
         best = max((m for m in rows if m != "vanilla" and "+" not in m), key=lambda m: rows[m]["miou"])
-        t0 = time.perf_counter()
         head = train_refiner(model, load_model("cliplab:shapes-tiny", device="cpu"), steps=args.refine_steps,
                              image_size=args.image_size, teacher_layer=args.teacher_layer)  # fmt: skip
-        train_s = time.perf_counter() - t0
-        rows[f"{best}+refine"] = run_segmentation(model, data, method=best, refiner=head, **options).metrics
-        rows[f"{best}+refine"]["seconds"] = train_s
-        if args.regions:
-            rows[f"{best}+refine+regions"] = run_segmentation(model, data, method=best, refiner=head, regions=True, **options).metrics
+        for suffix, extra in variants.items():
+            score(f"{best}+refine{suffix}", best, refiner=head, **extra)
     base = rows.get("vanilla", {}).get("miou")
     for name, r in rows.items():
         ratio = f"{r['miou'] / base:5.2f}x vanilla" if base else ""

@@ -34,12 +34,14 @@ TINY = BUNDLED["shapes-tiny"]
 
 def ship_run(run_dir: Path, out: Path, args: dict, wall_s: float) -> None:
     """Save a finished run's weights as fp16 safetensors at ``out`` and its log as ``run_dir/log.json``
-    (loss terms and logit scale every 20 steps, the evaluations); shared with ``train_vit.py``."""
+    (loss terms and logit scale every 20 steps, the evaluations, the wall time summed over the calls
+    that trained or resumed the run); shared with ``train_vit.py``."""
     weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run_dir / "model.safetensors")).items()}
     with atomic_target(out) as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args["steps"]), "seed": str(args["seed"])})
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    log = {"args": {k: str(v) for k, v in args.items()}, "wall_time_s": round(wall_s, 1),
+    earlier = json.loads((run_dir / "log.json").read_text()).get("wall_time_s", 0.0) if (run_dir / "log.json").is_file() else 0.0
+    log = {"args": {k: str(v) for k, v in args.items()}, "wall_time_s": round(earlier + wall_s, 1),
            "steps": [{"step": r["step"], **{k: round(v, 4) for k, v in r.items() if k == "loss" or k.startswith("loss/")},
                       "logit_scale": round(r["logit_scale"], 2)} for r in lines if "loss" in r],
            "evals": [{"step": r["step"], **r["eval"]} for r in lines if "eval" in r]}  # fmt: skip

@@ -15,7 +15,7 @@ Three things aim to shorten that on 2 CPU cores:
 
 Stage 1 is a thin call of the trainer (``cliplab.train``), like ``train_tiny.py``: seeded and
 resumable (batch b is drawn from (seed, b); a rerun continues from the last checkpoint in
-``--run-dir``). Stage 2 (``--region-steps``, about 15 minutes; rerun from stage 1's weights if cut
+``--run-dir``). Stage 2 (``--region-steps``, about 5 minutes; rerun from stage 1's weights if cut
 off) is region self-distillation (``cliplab.dense.self_distill``, CLIPSelf-style): the patch
 features of the ``naclip`` last block, averaged over random boxes, learn the model's own embedding
 of each box's crop, while the image embedding stays put. At the end the weights are saved as fp16
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-n", type=int, default=300)
     p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--region-steps", type=int, default=1000, help="stage 2: region self-distillation steps (0: skip)")
-    p.add_argument("--region-lr", type=float, default=2e-4)
+    p.add_argument("--region-steps", type=int, default=300, help="stage 2: region self-distillation steps (0: skip)")
+    p.add_argument("--region-lr", type=float, default=1e-4)
     p.add_argument("--region-batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=REPO / "runs" / "shapes-vit")

@@ -55,6 +55,23 @@ def test_eval_segmentation_with_images_regions_and_pamr(tiny_model_files, tmp_pa
     assert wrong.exit_code == 2 and "--regions applies to --task segmentation" in wrong.output
 
 
+def test_refiner_command_writes_a_head_segment_uses(tiny_model_files, resnet_model, tmp_path, monkeypatch):
+    import cliplab.models
+
+    real = cliplab.models.load_model
+    monkeypatch.setattr(cliplab.models, "load_model", lambda spec, **kw: resnet_model if spec == "teacher" else real(spec, **kw))
+    head = tmp_path / "head.safetensors"
+    result = _run(["refiner", "--model", tiny_model_files["spec"], "--pretrained", str(tiny_model_files["weights"]), "--teacher", "teacher",
+                   "--teacher-layer", "1", "--steps", "3", "--scenes", "8", "--out", str(head)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    image = tmp_path / "im.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
+    result = _run(["segment", "--image", str(image), "--classes", "a,b", "--model", tiny_model_files["spec"], "--pretrained",
+                   str(tiny_model_files["weights"]), "--refiner", str(head), "--regions", "--out", str(tmp_path / "seg")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "seg" / "labels.png").is_file()
+
+
 def test_bad_segment_input_is_one_line(tmp_path):
     result = _run(["segment", "--image", str(tmp_path / "missing.png"), "--classes", "a", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "missing.png" in result.output

@@ -101,3 +101,15 @@ def test_segmenter_regions_take_their_crops_class(tiny_model):
     np.testing.assert_array_equal(with_background[0].labels == 0, with_background[1].labels == 0)
     with pytest.raises(InputError, match="background"):
         Segmenter(tiny_model, names, background=None, regions=True)
+
+
+def test_region_weight_zero_keeps_the_dense_vote(tiny_model):
+    """λ = 0 in OVSeg's ensemble p_crop^λ · p_dense^(1-λ): each region takes its mean dense class."""
+    from PIL import Image
+
+    from cliplab.dense import Segmenter
+
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    plain = Segmenter(tiny_model, ["a", "b", "c"], background=None, threshold=0.0)(image)
+    seg = Segmenter(tiny_model, ["a", "b", "c"], background=None, threshold=0.0, regions=True, region_min_pixels=1, region_weight=0.0)(image)
+    assert (seg.labels == 1 + plain.probs[1:].mean((1, 2)).argmax()).all()

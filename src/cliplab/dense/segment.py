@@ -77,7 +77,8 @@ class Segmenter:
         of an unmasked square crop around it, ``region_context`` times larger than the region (1.0: twice
         its side), embedded by the whole image tower (OVSeg-style mask classification with the dense
         segmentation as the proposal source). Needs background handling; the region's foreground
-        probability is then split by the crop's class probabilities.
+        probability is then split by the crop's class probabilities. ``region_weight`` λ < 1 mixes in
+        the region's mean dense probabilities as OVSeg's ensemble does: p_crop^λ · p_dense^(1-λ).
     """
 
     def __init__(self, model, classes: Sequence[str], method: str = "clearclip", templates="default",
@@ -86,7 +87,7 @@ class Segmenter:
                  refine: str | None = None, pamr_steps: int = 10, pamr_dilations: Sequence[int] = (8, 16),
                  logit_scale: float | None = None, naclip_std: float = 5.0,
                  refiner: FeatureRefiner | None = None, regions: bool = False, region_context: float = 1.0,
-                 region_min_pixels: int = 10) -> None:  # fmt: skip
+                 region_min_pixels: int = 10, region_weight: float = 1.0) -> None:  # fmt: skip
         names = check_classnames(list(classes))
         words = list(background or ())
         self.background_on = bool(words) or threshold is not None
@@ -109,6 +110,7 @@ class Segmenter:
         self.naclip_std, self.refiner = naclip_std, refiner
         self.gated = refiner is not None and self.background_on  # the refiner's foreground map rides as a last channel
         self.regions, self.region_context, self.region_min_pixels = regions, region_context, region_min_pixels
+        self.region_weight = region_weight
         self.parts = vision_parts(model)
         mean, std = pixel_normalisation(model)
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -168,6 +170,10 @@ class Segmenter:
         region_probs = region_probabilities(self.model, image, masks, self.text[self.n_words :], self.region_context)
         for mask, p in zip(masks, torch.from_numpy(region_probs)):
             inside = torch.from_numpy(mask)
+            if self.region_weight < 1:  # OVSeg's ensemble: p_crop^λ · p_dense^(1-λ), p_dense the region's mean
+                dense = probs[1:, inside].mean(1)
+                p = p.clamp_min(1e-12) ** self.region_weight * (dense / dense.sum()).clamp_min(1e-12) ** (1 - self.region_weight)
+                p = p / p.sum()
             labels[inside] = 1 + int(p.argmax())
             probs[1:, inside] = (1 - probs[0, inside])[None] * p[:, None]
 
