@@ -101,6 +101,8 @@ def test_segmenter_regions_take_their_crops_class(tiny_model):
     np.testing.assert_array_equal(with_background[0].labels == 0, with_background[1].labels == 0)
     with pytest.raises(InputError, match="background"):
         Segmenter(tiny_model, names, background=None, regions=True)
+    with pytest.raises(InputError, match="region_weight"):
+        Segmenter(tiny_model, names, regions=True, region_weight=1.5)
 
 
 def test_region_weight_zero_keeps_the_dense_vote(tiny_model):

@@ -97,6 +97,8 @@ class Segmenter:
             raise InputError(f"unknown refinement {refine!r}; use 'pamr' or None")
         if regions and not self.background_on:
             raise InputError("regions=True relabels foreground regions, so it needs background handling (background words or a threshold)")
+        if not 0 <= region_weight <= 1 or region_context < 0:
+            raise InputError(f"region_weight is in [0, 1] and region_context >= 0, got {region_weight} and {region_context}")
         if threshold is not None and not 0 <= threshold <= 1:
             raise InputError(f"threshold is a probability in [0, 1], got {threshold}")
         last_block(method)  # fail early on an unknown method
