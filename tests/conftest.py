@@ -87,3 +87,22 @@ def kill_after_chunks():
         return 4 * len(list(cache.glob("*/chunk-*.safetensors")))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The Typer app with every command registered."""
+    from cliplab.cli import _register
+    from cliplab.cli import app as cliplab_app
+
+    _register()
+    return cliplab_app
+
+
+@pytest.fixture(scope="session")
+def cli(app):
+    """``cli(*args)`` -> click Result; stdout in ``.stdout``, stderr in ``.stderr``."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])

@@ -4,24 +4,15 @@ import json
 
 import numpy as np
 from PIL import Image
-from typer.testing import CliRunner
 
-from cliplab.cli import app, main  # noqa: F401
 from cliplab.models.bundled import BUNDLED
 
 
-def _run(args):
-    from cliplab.cli import _register
-
-    _register()
-    return CliRunner().invoke(app, args)
-
-
-def test_segment_command_writes_labels_overlay_and_areas(tiny_model_files, tmp_path):
+def test_segment_command_writes_labels_overlay_and_areas(cli, tiny_model_files, tmp_path):
     image = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image)
     out = tmp_path / "seg"
-    result = _run(["segment", "--image", str(image), "--classes", "sky,road", "--model", tiny_model_files["spec"],
+    result = cli(*["segment", "--image", str(image), "--classes", "sky,road", "--model", tiny_model_files["spec"],
                    "--pretrained", str(tiny_model_files["weights"]), "--method", "naclip", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     labels = np.asarray(Image.open(out / "labels.png"))
@@ -31,9 +22,9 @@ def test_segment_command_writes_labels_overlay_and_areas(tiny_model_files, tmp_p
     assert Image.open(out / "overlay.png").width > 50  # image plus legend
 
 
-def test_eval_segmentation_writes_json_and_report(tiny_model_files, tmp_path):
+def test_eval_segmentation_writes_json_and_report(cli, tiny_model_files, tmp_path):
     out, report = tmp_path / "r.json", tmp_path / "r.html"
-    result = _run(["eval", "--task", "segmentation", "--dataset", "synthetic:4:1", "--model", tiny_model_files["spec"],
+    result = cli(*["eval", "--task", "segmentation", "--dataset", "synthetic:4:1", "--model", tiny_model_files["spec"],
                    "--pretrained", str(tiny_model_files["weights"]), "--method", "maskclip", "--out", str(out),
                    "--report", str(report), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -43,37 +34,37 @@ def test_eval_segmentation_writes_json_and_report(tiny_model_files, tmp_path):
     assert "Worst" in report.read_text()
 
 
-def test_eval_segmentation_with_images_regions_and_pamr(tiny_model_files, tmp_path):
+def test_eval_segmentation_with_images_regions_and_pamr(cli, tiny_model_files, tmp_path):
     out = tmp_path / "r.json"
-    result = _run(["eval", "--task", "segmentation", "--images", "synthetic:3:1", "--model", tiny_model_files["spec"],
+    result = cli(*["eval", "--task", "segmentation", "--images", "synthetic:3:1", "--model", tiny_model_files["spec"],
                    "--pretrained", str(tiny_model_files["weights"]), "--method", "naclip", "--regions", "--pamr",
                    "--out", str(out), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["settings"] == {"pamr": True, "regions": True, "learned_refiner": False} and len(data["per_image"]) == 3
-    wrong = _run(["eval", "--images", "synthetic:3", "--regions", "--out", str(tmp_path / "x.json")])
+    wrong = cli(*["eval", "--images", "synthetic:3", "--regions", "--out", str(tmp_path / "x.json")])
     assert wrong.exit_code == 2 and "--regions applies to --task segmentation" in wrong.output
 
 
-def test_refiner_command_writes_a_head_segment_uses(tiny_model_files, resnet_model, tmp_path, monkeypatch):
+def test_refiner_command_writes_a_head_segment_uses(cli, tiny_model_files, resnet_model, tmp_path, monkeypatch):
     import cliplab.models
 
     real = cliplab.models.load_model
     monkeypatch.setattr(cliplab.models, "load_model", lambda spec, **kw: resnet_model if spec == "teacher" else real(spec, **kw))
     head = tmp_path / "head.safetensors"
-    result = _run(["refiner", "--model", tiny_model_files["spec"], "--pretrained", str(tiny_model_files["weights"]), "--teacher", "teacher",
+    result = cli(*["refiner", "--model", tiny_model_files["spec"], "--pretrained", str(tiny_model_files["weights"]), "--teacher", "teacher",
                    "--teacher-layer", "1", "--steps", "3", "--scenes", "8", "--out", str(head)])  # fmt: skip
     assert result.exit_code == 0, result.output
     image = tmp_path / "im.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
-    result = _run(["segment", "--image", str(image), "--classes", "a,b", "--model", tiny_model_files["spec"], "--pretrained",
+    result = cli(*["segment", "--image", str(image), "--classes", "a,b", "--model", tiny_model_files["spec"], "--pretrained",
                    str(tiny_model_files["weights"]), "--refiner", str(head), "--regions", "--out", str(tmp_path / "seg")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "seg" / "labels.png").is_file()
 
 
-def test_bad_segment_input_is_one_line(tmp_path):
-    result = _run(["segment", "--image", str(tmp_path / "missing.png"), "--classes", "a", "--out", str(tmp_path / "o")])
+def test_bad_segment_input_is_one_line(cli, tmp_path):
+    result = cli(*["segment", "--image", str(tmp_path / "missing.png"), "--classes", "a", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "missing.png" in result.output
 
 

@@ -23,6 +23,13 @@ def test_training_lowers_the_correlation_error_and_refine_pools(tiny_model, resn
     torch.testing.assert_close(refined.norm(dim=1), torch.ones(2, 4, 4))
     assert ((foreground > 0) & (foreground < 1)).all()
 
+    from cliplab.dense.features import last_block_input
+    from cliplab.models.vision_parts import vision_parts
+
+    reused = longer.refine(tiny_model, pixels, feats, last_block_input(vision_parts(tiny_model), pixels))
+    for ours, theirs in zip(reused, (refined, foreground)):
+        torch.testing.assert_close(ours, theirs)
+
     path = longer.save(tmp_path / "head.safetensors")
     again = CorrelationRefiner.load(path)
     for ours, theirs in zip(again.refine(tiny_model, pixels, feats), (refined, foreground)):
@@ -54,7 +61,7 @@ class FixedForeground(torch.nn.Module):
         super().__init__()
         self.value, self.delta = value, delta
 
-    def refine(self, model, pixels, feats):
+    def refine(self, model, pixels, feats, last_input=None):
         return feats, torch.full((feats.shape[0], *feats.shape[2:]), self.value)
 
 

@@ -3,16 +3,6 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-
-@pytest.fixture(scope="module")
-def cli():
-    from cliplab.cli import _register, app
-
-    _register()
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,17 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).flatten(2)
 
 
-def vit_tokens(parts: ViTParts, pixels: Tensor, block: LastBlock) -> tuple[Tensor, tuple[int, int]]:
-    """Patch tokens (B, h*w, E) after the rewritten last block and the projection."""
+def last_block_input(parts: ViTParts, pixels: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """The tokens (B, L, D) entering a ViT's last block, and the patch grid."""
     x, grid = parts.embed(pixels)
-    x = parts.run_blocks(x)
+    return parts.run_blocks(x), grid
+
+
+def vit_tokens(parts: ViTParts, pixels: Tensor, block: LastBlock,
+               last_input: tuple[Tensor, tuple[int, int]] | None = None) -> tuple[Tensor, tuple[int, int]]:  # fmt: skip
+    """Patch tokens (B, h*w, E) after the rewritten last block and the projection (``last_input``: the
+    :func:`last_block_input` of ``pixels`` when already computed)."""
+    x, grid = last_input if last_input is not None else last_block_input(parts, pixels)
     q, k, v = parts.qkv(parts.ln_1(x))
     out = parts.out_proj(merge_heads(block.attention(q, k, v, grid)))
     x = x + parts.ls_1(out) if block.residual else out
@@ -45,17 +52,19 @@ def pool_tokens(parts: PoolParts, pixels: Tensor, block: LastBlock) -> tuple[Ten
     return parts.out_proj(merge_heads(block.attention(q, k, v, grid)))[:, 1:], grid
 
 
-def dense_features(model, pixels: Tensor, method: str = "clearclip", naclip_std: float = 5.0, parts=None) -> Tensor:
+def dense_features(model, pixels: Tensor, method: str = "clearclip", naclip_std: float = 5.0, parts=None,
+                   last_input: tuple[Tensor, tuple[int, int]] | None = None) -> Tensor:  # fmt: skip
     """L2-normalised dense features (B, E, h, w) of a preprocessed NCHW batch (any size).
 
     ``method``: vanilla | maskclip | sclip | clearclip | naclip. ``parts``: a ready
-    :func:`~cliplab.models.vision_parts.vision_parts` result (looked up when None).
+    :func:`~cliplab.models.vision_parts.vision_parts` result (looked up when None). ``last_input``:
+    a ViT's :func:`last_block_input` of these pixels, when the caller needs it too (computed once).
     """
     parts = parts if parts is not None else vision_parts(model)
     block = last_block(method, naclip_std)
     pixels = pixels.to(model.device, model.input_dtype)  # the module's own precision (weights are cast, not autocast)
     if isinstance(parts, ViTParts):
-        tokens, grid = vit_tokens(parts, pixels, block)
+        tokens, grid = vit_tokens(parts, pixels, block, last_input)
     else:
         tokens, grid = pool_tokens(parts, pixels, block)
     tokens = F.normalize(tokens.float(), dim=-1)

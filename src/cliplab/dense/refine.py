@@ -114,13 +114,19 @@ class CorrelationRefiner(torch.nn.Module):
         return correlations(self.conv(tokens))
 
     @torch.no_grad()
-    def refine(self, model, pixels: Tensor, feats: Tensor) -> tuple[Tensor, Tensor]:
+    def refine(self, model, pixels: Tensor, feats: Tensor, last_input: tuple[Tensor, tuple[int, int]] | None = None) -> tuple[Tensor, Tensor]:
         """Guided pooling of dense features (B, E, h, w) of the crops ``pixels`` (CLIP-DINOiser eq. 2),
-        and the predicted foreground probability (B, h, w)."""
+        and the predicted foreground probability (B, h, w). ``last_input``: the tokens entering the last
+        block and the grid (:func:`~cliplab.dense.features.last_block_input`), reused when the heads read them."""
         parts = vision_parts(model)
         if not isinstance(parts, ViTParts):
             raise InputError("the learned refinement reads ViT tokens; use a ViT model")
-        tokens = intermediate_tokens(model, parts, pixels, self.config["layer"]).to(self.conv.weight.device)
+        if last_input is not None and self.config["layer"] % len(parts.blocks) == len(parts.blocks) - 1:
+            x, grid = last_input
+            tokens = x[:, 1:].transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid).float()
+        else:
+            tokens = intermediate_tokens(model, parts, pixels, self.config["layer"])
+        tokens = tokens.to(self.conv.weight.device)
         weights = self.predict(tokens)
         weights = torch.where(weights > self.config["gamma"], weights, torch.zeros_like(weights)).to(feats.device)
         flat = feats.flatten(2)  # (B, E, hw)

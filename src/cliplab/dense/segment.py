@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cliplab.dense.attention import last_block
-from cliplab.dense.features import dense_features, patch_size
+from cliplab.dense.features import dense_features, last_block_input, patch_size
 from cliplab.dense.pamr import pamr
 from cliplab.dense.regions import foreground_regions, region_probabilities
 from cliplab.dense.window import crop_logits, sliding_logits
 from cliplab.errors import InputError
 from cliplab.models.base import ImageInput, to_pil
-from cliplab.models.vision_parts import input_size, pixel_normalisation, vision_parts
+from cliplab.models.vision_parts import ViTParts, input_size, pixel_normalisation, vision_parts
 from cliplab.validation import check_classnames
 from cliplab.zeroshot.templates import ensemble_text_weights
 
@@ -38,7 +38,7 @@ class FeatureRefiner(Protocol):
 
     delta: float  # a non-salient pixel whose best class probability is below it becomes background
 
-    def refine(self, model, pixels: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def refine(self, model, pixels: torch.Tensor, feats: torch.Tensor, last_input=None) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -128,10 +128,13 @@ class Segmenter:
     def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
         """Low-resolution class logits (N, words + classes, h, w) of a crop batch; when ``gated``, the
         refiner's foreground probability follows as one more channel (so windows average it too)."""
-        feats = dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts)
+        last_input = None
+        if self.refiner is not None and isinstance(self.parts, ViTParts):  # the refiner reads these tokens too: run the blocks once
+            last_input = last_block_input(self.parts, crops.to(self.model.device, self.model.input_dtype))
+        feats = dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts, last_input=last_input)
         foreground = None
         if self.refiner is not None:
-            feats, foreground = self.refiner.refine(self.model, crops, feats)
+            feats, foreground = self.refiner.refine(self.model, crops, feats, last_input)
         logits = self.logit_scale * torch.einsum("nehw,ce->nchw", feats, self.text)
         return torch.cat([logits, foreground[:, None].to(logits.dtype)], dim=1) if self.gated else logits
 

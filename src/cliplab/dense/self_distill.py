@@ -78,10 +78,9 @@ def distill_regions(model, images: Callable[[int], Tensor], steps: int = 1000, b
     teacher = copy.deepcopy(module).eval().requires_grad_(False)
     module.float()
     teacher.float()
-    trainable = [p for n, p in module.named_parameters() if n.startswith("visual.")]
     for name, p in module.named_parameters():
         p.requires_grad_(name.startswith("visual."))
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     size, log = input_size(model), DistillLog()
     module.train()
