@@ -7,9 +7,9 @@
     clf.predict(feats.X)
 """
 
-from cliplab import _embed_alias, metrics
+from cliplab import metrics
 from cliplab.errors import CliplabError
-from cliplab.features import Features
+from cliplab.features import Features, embed
 from cliplab.models import DEFAULT_MODEL, Model, load_model
 from cliplab.zeroshot import (
     ContextualClassifier,
@@ -18,9 +18,6 @@ from cliplab.zeroshot import (
 )
 
 __version__ = "0.1.0"
-
-# ``cliplab.embed(model, source)`` is the function; the module object also serves old package imports.
-embed = _embed_alias.install()
 
 __all__ = [
     "DEFAULT_MODEL",
