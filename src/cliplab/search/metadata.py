@@ -178,7 +178,7 @@ class MetadataStore:
                     raise _bad_filter(where, brief(exc)) from exc
                 raise InputError(f"filter {where!r} ran over its {self.filter_budget_s:g} s budget; "
                                  "pass a simpler expression over the columns") from exc
-            except (sqlite3.Error, sqlite3.Warning) as exc:  # Warning: more than one statement (Python < 3.12)
+            except sqlite3.Error as exc:  # e.g. ProgrammingError: more than one statement
                 raise _bad_filter(where, brief(exc)) from exc
             finally:
                 conn.set_authorizer(None)

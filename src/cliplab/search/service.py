@@ -141,14 +141,15 @@ def create_app(
 ) -> FastAPI:
     """The service for ``index`` (vectors from ``model``); ``max_pixels`` bounds the decoded pixels of
     one request's images together, ``body_timeout_s`` the time to receive a body (408 beyond)."""
-    filters = ThreadPoolExecutor(1, thread_name_prefix="cliplab-filter")  # filtered searches queue here
+    # filtered searches queue for one thread of their own (its thread ends with the app), so slow
+    # filters never take the threads plain searches and encoders run on
+    filters = ThreadPoolExecutor(1, thread_name_prefix="cliplab-filter")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         for batcher in app.state.batchers.values():
             await batcher.close()
-        filters.shutdown(wait=False, cancel_futures=True)
 
     public_docs = {} if api_key is None else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title="cliplab search", version="1", description="Search a collection by text, image or both.",
