@@ -120,7 +120,7 @@ def test_embed_bounds_decoded_pixels_and_text_length(client):
     big = base64.b64encode(_png(size=(6000, 6000), mode="1")).decode()  # 36 million pixels in a few kB
     assert len(big) < 60_000
     r = client.post("/embed", json={"images": [big, big, big]})
-    assert r.status_code == 413 and "pixel limit" in r.json()["detail"]
+    assert r.status_code == 413 and "3 image(s) hold 108000000 pixels" in r.json()["detail"]
     r = client.post("/embed", json={"texts": ["a red star", "x" * 2001]})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "texts", 1]
     assert client.post("/embed", json={"texts": ["a red star"]}).status_code == 200

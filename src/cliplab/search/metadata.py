@@ -172,7 +172,7 @@ class MetadataStore:
             conn.set_authorizer(_filter_authorizer)
             try:
                 found = [r[0] for r in conn.execute(query).fetchall()]
-                last = conn.execute(f"SELECT max(row) FROM {TABLE}").fetchone()[0]
+                last = conn.execute(f"SELECT coalesce(max(row), -1) FROM {TABLE}").fetchone()[0]
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_INTERRUPT:
                     raise _bad_filter(where, brief(exc)) from exc

@@ -233,8 +233,8 @@ def create_app(
         data = {field: _b64(b64, field) for field, b64 in fields.items()}
         pixels = sum(map(_pixels, data.values()))
         if pixels > max_pixels:
-            raise HTTPException(413, f"{', '.join(data)}: {pixels} pixels in all, over the {max_pixels} pixel limit "
-                                     "of one request; send fewer or smaller images")
+            raise HTTPException(413, f"the request's {len(data)} image(s) hold {pixels} pixels in all, over the limit "
+                                     f"of {max_pixels}; send fewer or smaller images")
         try:
             return [await asyncio.to_thread(decode_image, d, field) for field, d in data.items()]
         except BadImage as exc:
