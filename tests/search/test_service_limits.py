@@ -9,7 +9,6 @@ import socket
 import time
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
