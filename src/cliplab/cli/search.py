@@ -152,22 +152,32 @@ def serve_command(
     pretrained: Optional[str] = PRETRAINED_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CLIPLAB_API_KEY", help="Require this key (Authorization: Bearer KEY or X-API-Key: KEY); /health and the page need none."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CLIPLAB_API_KEY", help="Require this key (Authorization: Bearer KEY or X-API-Key: KEY) everywhere but /health and the page, the schema (/openapi.json) and /docs included."),
     max_body: str = typer.Option("10MB", "--max-body", help="Largest request body accepted (413 above it)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1, help="Seconds a client has to send a request's line and headers; the connection is closed after."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1, help="Seconds a client has to send a request's body (408 after)."),
+    keep_alive: int = typer.Option(5, "--keep-alive", min=1, help="Seconds an idle connection stays open between requests."),
+    max_connections: int = typer.Option(256, "--max-connections", min=1, help="Open connections at most (lowered to fit the open-file limit); more are closed at once."),
     mmap: bool = MMAP_OPTION,
 ) -> None:
-    """Serve the index over HTTP: POST /search, /embed, /classify; GET /health, /metrics, /images/ID; the web page at /."""
+    """Serve the index over HTTP: POST /search, /embed, /classify; GET /health, /metrics, /images/ID; the web page at /.
+
+    Limits: a filter runs at most 1 s (400 beyond), one request's images hold at most 89 million pixels in all (413),
+    a text at most 2000 characters (422); slow or idle clients are cut off by the timeouts below.
+    """
     import faiss
     import uvicorn
 
     from cliplab.search import SearchIndex
+    from cliplab.search.server import ServerLimits, server_config
     from cliplab.search.service import create_app
     from cliplab.search.sizing import parse_bytes
 
+    limits = ServerLimits(header_timeout_s=header_timeout, body_timeout_s=body_timeout, keep_alive_s=keep_alive, max_connections=max_connections)
     with user_errors(), warnings_as_lines():
         index = SearchIndex.load(index_dir, mmap=mmap, read_only=True)
         clip = index.load_model(model, pretrained)
-        service = create_app(index, clip, api_key=api_key, max_body_bytes=parse_bytes(max_body, "--max-body"))
+        service = create_app(index, clip, api_key=api_key, max_body_bytes=parse_bytes(max_body, "--max-body"), body_timeout_s=body_timeout)
     faiss.omp_set_num_threads(1)  # one thread per query: concurrency comes from the requests
     typer.echo(f"serving {len(index)} vectors at http://{host}:{port}/ (OpenAPI schema at /openapi.json)", err=True)
-    uvicorn.run(service, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(service, host, port, limits, log_level="warning")).run()

@@ -130,6 +130,7 @@ class SearchIndex:
             "format": FORMAT, "version": 1, "model": model, "identity": identity, "dim": dim,
             "key": plan.key, "kind": plan.kind, "memory_budget": budget, "target_recall": target_recall,
             "images": images, "effort": None, "recall_at_10": None,
+            "images_base": os.getcwd() if images else None,  # a relative --images is relative to this
         }
         built = cls(index, MetadataStore(":memory:"), info)
 

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from cliplab.errors import InputError
+from cliplab.search.server import ServerLimits, server_config
 
 
 @dataclass
@@ -105,12 +106,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app: Any, port: int | None = None, startup_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yields its base URL, stops it on exit."""
+def running_server(app: Any, port: int | None = None, startup_timeout_s: float = 30.0, limits: ServerLimits | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread (under ``limits``, as ``cliplab serve`` does);
+    yields its base URL, stops it on exit."""
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, limits or ServerLimits(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s

@@ -3,8 +3,11 @@
 Columns: ``row`` (the vector's position in the index), ``id`` (unique), ``label``, ``caption``
 (the first caption), ``captions`` (all of them, JSON) and one column per metadata key (scalars as
 they are, anything nested as JSON text). Filters are SQL ``WHERE`` expressions over these columns,
-run on a read-only connection whose authorizer allows reading and nothing else, so a filter that
-arrives over HTTP can select rows but never change or attach anything.
+run on a read-only connection whose authorizer allows reading the items table and nothing else, so
+a filter that arrives over HTTP can select rows but never change, attach or list anything. A filter
+has a time budget (``filter_budget_s``, enforced by SQLite's progress handler) and, for a store kept
+in a file, its own connection and lock, so a slow filter never holds up the lookups other searches
+need.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, brief
 
 TABLE = "items"
 FIXED_COLUMNS = ("row", "id", "label", "caption", "captions")
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # sqlite3 authorizer action codes a filter may use (reading columns, calling functions, the SELECT itself)
 _READ_ONLY_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
+FILTER_BUDGET_S = 1.0  # seconds one filter may run
+_PROGRESS_STEPS = 10_000  # SQLite virtual-machine steps between two budget checks
+_FILTER_MAX_LENGTH = 10_000_000  # longest string or blob a filter may build (SQLITE_LIMIT_LENGTH)
 
 
 def _column_value(value: Any) -> Any:
@@ -46,6 +53,8 @@ def _check_column(name: str) -> str:
 class MetadataStore:
     """Rows of metadata keyed by index position, in an SQLite file (or in memory with ``":memory:"``)."""
 
+    filter_budget_s: float = FILTER_BUDGET_S
+
     def __init__(self, path: str | os.PathLike, *, read_only: bool = False) -> None:
         self.path = str(path)
         if read_only:
@@ -57,6 +66,9 @@ class MetadataStore:
                 "label TEXT, caption TEXT, captions TEXT)"
             )
         self._lock = threading.Lock()  # one connection shared by the service's worker threads
+        # filters run on a read-only connection of their own (a file) or on the only one (in memory)
+        self._filter_conn = None if self.path == ":memory:" else _filter_connection(self.path)
+        self._filter_lock = threading.Lock() if self._filter_conn is not None else self._lock
 
     # --- writing --------------------------------------------------------------------------------------
     def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
@@ -117,6 +129,8 @@ class MetadataStore:
 
     def close(self) -> None:
         self._conn.close()
+        if self._filter_conn is not None:
+            self._filter_conn.close()
 
     # --- reading --------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -145,20 +159,49 @@ class MetadataStore:
         return out
 
     def filter_rows(self, where: str) -> np.ndarray:
-        """Index rows whose metadata satisfies the SQL expression ``where`` (e.g. ``label = 'cat'``)."""
-        if ";" in where:
-            raise InputError(f"filter {where!r} contains ';'; pass one SQL expression such as label = 'cat'")
+        """Index rows whose metadata satisfies the SQL expression ``where`` (e.g. ``label = 'cat'``).
+
+        Raises ``InputError`` for anything but one read-only expression over the columns, and for a
+        filter that runs longer than ``filter_budget_s``.
+        """
         query = f"SELECT row FROM {TABLE} WHERE {where}"
-        with self._lock:
-            self._conn.set_authorizer(_read_only_authorizer)
+        conn = self._filter_conn or self._conn
+        with self._filter_lock:
+            deadline = time.monotonic() + self.filter_budget_s
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+            conn.set_authorizer(_filter_authorizer)
             try:
-                found = self._conn.execute(query).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise InputError(f"filter {where!r} is not a valid read-only expression over the columns: {exc}") from exc
+                found = [r[0] for r in conn.execute(query).fetchall()]
+                last = conn.execute(f"SELECT coalesce(max(row), -1) FROM {TABLE}").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_INTERRUPT:
+                    raise _bad_filter(where, brief(exc)) from exc
+                raise InputError(f"filter {where!r} ran over its {self.filter_budget_s:g} s budget; "
+                                 "pass a simpler expression over the columns") from exc
+            except sqlite3.Error as exc:  # e.g. ProgrammingError: more than one statement
+                raise _bad_filter(where, brief(exc)) from exc
             finally:
-                self._conn.set_authorizer(None)
-        return np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+                conn.set_authorizer(None)
+                conn.set_progress_handler(None, 0)
+        # an expression only selects rows; anything else came from a query of its own (UNION ...)
+        if not all(type(v) is int and 0 <= v <= last for v in found):
+            raise _bad_filter(where, "it selects values that are not rows of the index")
+        return np.unique(np.array(found, dtype=np.int64))
 
 
-def _read_only_authorizer(action: int, *args: Any) -> int:
+def _filter_connection(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, check_same_thread=False)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _FILTER_MAX_LENGTH)
+    return conn
+
+
+def _bad_filter(where: str, why: str) -> InputError:
+    return InputError(f"filter {where!r} is not one read-only expression over the columns ({why}); "
+                      "pass e.g. label = 'cat'")
+
+
+def _filter_authorizer(action: int, arg1: str | None, *args: Any) -> int:
+    """Allow a filter to read the items table and call functions; deny everything else."""
+    if action == sqlite3.SQLITE_READ and arg1 != TABLE:
+        return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK if action in _READ_ONLY_ACTIONS else sqlite3.SQLITE_DENY

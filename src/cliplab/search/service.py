@@ -8,9 +8,13 @@
 
 Concurrent requests are encoded together (``MicroBatcher``: one forward pass per modality per
 batch). Bad requests get one clear status and the service keeps serving: 422 malformed or
-missing fields, 413 a body over ``max_body_bytes``, 400 an image that is not an image (with the
-reason) or a bad filter, 401 a missing or wrong key when ``api_key`` is set (``Authorization:
-Bearer KEY`` or ``X-API-Key: KEY``; /health and the page need none).
+missing fields or a text over ``MAX_TEXT`` characters (the input echoed at most ``ECHO_CHARS``
+characters long), 413 a body over ``max_body_bytes`` or images over ``max_pixels`` decoded pixels
+in all, 400 an image that is not an image (with the reason) or a bad filter (one over its time
+budget too), 401 a missing or wrong key when ``api_key`` is set (``Authorization: Bearer KEY`` or
+``X-API-Key: KEY``; only /health and the page need none: with a key, the schema and the docs
+pages need it too). Filtered searches run in a thread of their own, so a slow filter never holds
+up other searches.
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ import asyncio
 import base64
 import binascii
 import hmac
+import io
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
@@ -37,9 +47,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from PIL import Image
 from pydantic import BaseModel, Field, model_validator
 
-from cliplab.data.images import decode_image
+from cliplab.data.images import DEFAULT_MAX_PIXELS, decode_image
 from cliplab.errors import BadImage, CliplabError
 from cliplab.search.batching import MicroBatcher
 from cliplab.search.images import ImageLookup
@@ -55,17 +66,19 @@ from cliplab.validation import check_embeddings
 DEFAULT_MAX_BODY = 10_000_000
 MAX_K = 1000
 MAX_ITEMS = 64
-OPEN_PATHS = {"/", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+MAX_TEXT = 2000  # characters of one text (a query, a text to embed, a label)
+ECHO_CHARS = 200  # characters of a bad input a 422 echoes
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
 
 # --- request and response bodies --------------------------------------------------------------------
 class SearchRequest(BaseModel):
-    text: str | None = Field(None, min_length=1, max_length=2000, description="What to look for, in words.")
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT, description="What to look for, in words.")
     image: str | None = Field(None, min_length=1, description="A query image, base64-encoded (with text: a composed query).")
     embedding: list[float] | None = Field(None, min_length=1, description="A query vector (the index's model's dims).")
     k: int = Field(10, ge=1, le=MAX_K, description="How many results.")
-    where: str | None = Field(None, min_length=1, max_length=2000, description="SQL filter over the metadata, e.g. label = 'cat'.")
-    source_text: str | None = Field(None, min_length=1, max_length=2000, description="Composed queries: what the query image shows.")
+    where: str | None = Field(None, min_length=1, max_length=MAX_TEXT, description="SQL filter over the metadata, e.g. label = 'cat'.")
+    source_text: str | None = Field(None, min_length=1, max_length=MAX_TEXT, description="Composed queries: what the query image shows.")
     alpha: float = Field(DEFAULT_ALPHA, ge=0, le=10, description="Composed queries: how far to move along the text edit.")
 
     @model_validator(mode="after")
@@ -82,7 +95,7 @@ class SearchResponse(BaseModel):
 
 
 class EmbedRequest(BaseModel):
-    texts: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    texts: list[Text] = Field(default_factory=list, max_length=MAX_ITEMS)
     images: list[str] = Field(default_factory=list, max_length=MAX_ITEMS, description="base64-encoded images")
 
     @model_validator(mode="after")
@@ -99,7 +112,7 @@ class EmbedResponse(BaseModel):
 
 class ClassifyRequest(BaseModel):
     image: str = Field(min_length=1, description="base64-encoded image")
-    labels: list[str] = Field(min_length=1, max_length=1000)
+    labels: list[Text] = Field(min_length=1, max_length=1000)
 
 
 class ClassifyResponse(BaseModel):
@@ -109,7 +122,7 @@ class ClassifyResponse(BaseModel):
 ERRORS = {
     400: {"description": "An input that cannot be used (not an image, a bad filter, wrong dims)."},
     401: {"description": "Missing or wrong API key."},
-    413: {"description": "Body over the size limit."},
+    413: {"description": "Body over the size limit, or images over the decoded-pixel limit."},
 }
 
 
@@ -123,15 +136,24 @@ def create_app(
     max_batch: int = 32,
     max_wait_s: float = 0.002,
     images: ImageLookup | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
-    """The service for ``index`` (vectors from ``model``)."""
+    """The service for ``index`` (vectors from ``model``); ``max_pixels`` bounds the decoded pixels of
+    one request's images together, ``body_timeout_s`` the time to receive a body (408 beyond)."""
+    # filtered searches queue for one thread of their own (its thread ends with the app), so slow
+    # filters never take the threads plain searches and encoders run on
+    filters = ThreadPoolExecutor(1, thread_name_prefix="cliplab-filter")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         for batcher in app.state.batchers.values():
             await batcher.close()
 
-    app = FastAPI(title="cliplab search", version="1", description="Search a collection by text, image or both.", lifespan=lifespan)
+    public_docs = {} if api_key is None else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title="cliplab search", version="1", description="Search a collection by text, image or both.",
+                  lifespan=lifespan, default_response_class=AsciiJSONResponse, **public_docs)
     registry = CollectorRegistry()
     requests_total = Counter("cliplab_requests", "Requests served", ["path", "status"], registry=registry)
     latency = Histogram("cliplab_request_seconds", "Request latency", ["path"], registry=registry,
@@ -151,7 +173,7 @@ def create_app(
     text_batcher = MicroBatcher(counted("text", lambda texts: model.encode_texts(list(texts))), max_batch, max_wait_s)
     image_batcher = MicroBatcher(counted("image", lambda ims: model.encode_images(list(ims))), max_batch, max_wait_s)
     app.state.batchers = {"text": text_batcher, "image": image_batcher}
-    lookup = images or ImageLookup(index.info.get("images"))
+    lookup = images or ImageLookup.for_index(index.info)
     page = resources.files("cliplab.search").joinpath("static/index.html").read_text(encoding="utf-8")
 
     # authentication: either header; documented in the OpenAPI schema
@@ -176,15 +198,21 @@ def create_app(
             response = _too_large(max_body_bytes)
         else:
             body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body_bytes:
-                    break
-            if len(body) > max_body_bytes:
-                response = _too_large(max_body_bytes)
+            try:
+                async with asyncio.timeout(body_timeout_s):  # a client that sends slowly gives up its connection
+                    async for chunk in request.stream():
+                        body += chunk
+                        if len(body) > max_body_bytes:
+                            break
+            except TimeoutError:
+                response = AsciiJSONResponse({"detail": f"the request body did not arrive within {body_timeout_s:g} s"},
+                                             status_code=408, headers={"Connection": "close"})
             else:
-                request._body = body  # the route reads the buffered body
-                response = await call_next(request)
+                if len(body) > max_body_bytes:
+                    response = _too_large(max_body_bytes)
+                else:
+                    request._body = body  # the route reads the buffered body
+                    response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "other")
         requests_total.labels(path, str(response.status_code)).inc()
@@ -193,20 +221,30 @@ def create_app(
 
     @app.exception_handler(CliplabError)
     async def _user_error(request: Request, exc: CliplabError):
-        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=400)
+        return AsciiJSONResponse({"detail": " ".join(str(exc).split())}, status_code=400)
 
-    async def decode(b64: str, field: str):
-        data = _b64(b64, field)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = [{**e, "input": _echo(e["input"])} if "input" in e else e for e in exc.errors()]
+        return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    async def decode(fields: dict[str, str]) -> list[Image.Image]:
+        """Decode base64 images (field name -> text), refusing them unless their pixels fit ``max_pixels``."""
+        data = {field: _b64(b64, field) for field, b64 in fields.items()}
+        pixels = sum(map(_pixels, data.values()))
+        if pixels > max_pixels:
+            raise HTTPException(413, f"the request's {len(data)} image(s) hold {pixels} pixels in all, over the limit "
+                                     f"of {max_pixels}; send fewer or smaller images")
         try:
-            return await asyncio.to_thread(decode_image, data, field)
+            return [await asyncio.to_thread(decode_image, d, field) for field, d in data.items()]
         except BadImage as exc:
-            raise HTTPException(400, f"{field}: {exc.reason}") from exc
+            raise HTTPException(400, f"{exc.source_id}: {exc.reason}") from exc
 
     async def query_vector(req: SearchRequest) -> np.ndarray:
         if req.embedding is not None:
             return check_embeddings(normalise(req.embedding), index.dim, name="embedding", warn_norm=False)
         if req.image is not None:
-            image_vec = await image_batcher(await decode(req.image, "image"))
+            image_vec = await image_batcher((await decode({"image": req.image}))[0])
             if req.text is None:
                 return image_vec[None]
             target, source = await asyncio.gather(text_batcher(req.text), text_batcher(req.source_text or DEFAULT_SOURCE_TEXT))
@@ -224,12 +262,15 @@ def create_app(
     @app.post("/search", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
     async def search(req: SearchRequest) -> dict[str, Any]:
         q = await query_vector(req)
-        hits = await asyncio.to_thread(index.search, q, req.k, req.where)
+        if req.where:
+            hits = await asyncio.get_running_loop().run_in_executor(filters, index.search, q, req.k, req.where)
+        else:
+            hits = await asyncio.to_thread(index.search, q, req.k)
         return {"results": hits[0]}
 
     @app.post("/embed", response_model=EmbedResponse, dependencies=guarded, responses=ERRORS)
     async def embed(req: EmbedRequest) -> dict[str, Any]:
-        pictures = [await decode(b, f"images[{i}]") for i, b in enumerate(req.images)]
+        pictures = await decode({f"images[{i}]": b for i, b in enumerate(req.images)})
         texts = await asyncio.gather(*(text_batcher(t) for t in req.texts))
         vecs = await asyncio.gather(*(image_batcher(p) for p in pictures))
         return {"text_embeddings": [v.tolist() for v in texts], "image_embeddings": [v.tolist() for v in vecs]}
@@ -245,7 +286,7 @@ def create_app(
         from cliplab.validation import check_classnames
 
         names = tuple(check_classnames(req.labels, name="labels"))
-        image_vec = await image_batcher(await decode(req.image, "image"))
+        image_vec = await image_batcher((await decode({"image": req.image}))[0])
         clf = await asyncio.to_thread(classifier, names)
         probs = clf.predict_proba(image_vec[None])[0]
         order = np.argsort(-probs, kind="stable")
@@ -265,11 +306,53 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    if api_key is not None:
+        _guarded_docs(app, guarded)
     return app
 
 
+def _guarded_docs(app: FastAPI, guarded: list) -> None:
+    """/openapi.json, /docs and /redoc behind the API key (FastAPI's own routes are open to anyone)."""
+    @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+    async def schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=guarded, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", dependencies=guarded, include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped, so text that is not valid UTF-8 (a lone surrogate
+    such as "\\ud800", which JSON allows) still makes a response."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _echo(value: Any) -> Any:
+    """A bad input as a 422 shows it: numbers as they are, anything else as text of at most ``ECHO_CHARS``."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text)} characters)"
+
+
+def _pixels(data: bytes) -> int:
+    """Width x height from an image's header (0 when unreadable: decoding then says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.width * im.height
+    except Exception:  # noqa: BLE001 - decode_image classifies the failure
+        return 0
+
+
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body is over the {limit} byte limit; send a smaller image"}, status_code=413)
+    return AsciiJSONResponse({"detail": f"request body is over the {limit} byte limit; send a smaller image"}, status_code=413)
 
 
 def _b64(text: str, field: str) -> bytes:
