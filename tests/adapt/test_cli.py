@@ -22,7 +22,8 @@ def test_adapt_table_results_report_export_and_classify(cli, folder, tiny_model_
                  "--views", "1", "--epochs", "1", "--out", out, "--export", head, "--no-progress", *model)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "zeroshot" in result.stdout and "±" in result.stdout and "exported" in result.stdout
-    records = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    records = results["runs"]
     assert len(records) == 2 * 1 * 5
     assert {"method", "shots", "seed", "accuracy", "hyperparameters"} <= set(records[0])
     gda = next(r for r in records if r["method"] == "gda")
