@@ -195,7 +195,7 @@ def adapt_command(
             write_report(tmp / "report.html", clip.name, summary, shot_list, method_list, records, export_info, len(X_pool), len(X_test))
     console.print(results_table(summary, shot_list, method_list))
     if export_info:
-        console.print(describe_export(export_info), soft_wrap=True)
+        typer.echo(describe_export(export_info))
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
 
