@@ -22,7 +22,8 @@ def test_adapt_table_results_report_export_and_classify(cli, folder, tiny_model_
                  "--views", "1", "--epochs", "1", "--out", out, "--export", head, "--no-progress", *model)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "zeroshot" in result.stdout and "±" in result.stdout and "exported" in result.stdout
-    records = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    records = results["runs"]
     assert len(records) == 2 * 1 * 5
     assert {"method", "shots", "seed", "accuracy", "hyperparameters"} <= set(records[0])
     gda = next(r for r in records if r["method"] == "gda")
@@ -62,3 +63,103 @@ def test_export_method_exports_the_chosen_head(cli, folder, tiny_model_files, tm
     assert result.exit_code == 0, result.output
     assert "exported tip (2 shots)" in result.stdout
     assert type(load(head).head.head).__name__ == "TipAdapter"
+
+
+def class_folder(root, counts):
+    """A class-per-subfolder folder of small solid-colour PNGs: ``counts`` maps class -> images."""
+    from PIL import Image
+
+    for c, (name, n) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (40 * c % 256, 8 * i % 256, 200)).save(root / name / f"{i}.png")
+    return root
+
+
+def no_embedding(monkeypatch):
+    def refuse(*args, **kw):
+        raise AssertionError("embedded before checking the options")
+
+    monkeypatch.setattr("cliplab.features.embed", refuse)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "gda,nope"], "unknown method(s) nope"),
+    (["--methods", " , "], "unknown method(s) (none given)"),
+    (["--selection-fraction", "1.5"], "--selection-fraction must be in (0, 1)"),
+    (["--no-cache", "--cache-dir", "somewhere"], "--no-cache and --cache-dir contradict"),
+    (["--precision", "int4"], "'int4' is not one of"),
+])  # fmt: skip
+def test_bad_options_fail_before_any_embedding(cli, folder, tiny_model_files, tmp_path, monkeypatch, private_cache_home, args, message):
+    no_embedding(monkeypatch)
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    result = cli("adapt", "--train", folder, *args, "--out", tmp_path / "x", "--no-progress", *model)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not (private_cache_home / "cliplab").exists() and not (tmp_path / "x").exists()
+
+
+def test_one_class_folder_is_refused(cli, tiny_model_files, tmp_path, monkeypatch):
+    no_embedding(monkeypatch)
+    train = class_folder(tmp_path / "good", {"ok": 12})
+    result = cli("adapt", "--train", train, "--out", tmp_path / "x", "--no-progress",
+                 "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --train has only class 'ok'; comparing classifiers needs at least 2 classes (one subfolder per class)"
+
+
+def test_too_many_shots_names_the_class_with_fewest_images(cli, tiny_model_files, tmp_path):
+    train = class_folder(tmp_path / "parts", {"bent": 6, "good": 10})  # 30% held out as test: bent keeps 4, good 7
+    result = cli("adapt", "--train", train, "--shots", "2,16", "--methods", "zeroshot", "--out", tmp_path / "x", "--no-progress",
+                 "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "16 shots need 17 labelled images of every class" in result.stderr and "class 'bent' has 4" in result.stderr
+    assert "no labelled rows" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from cliplab.cli.data import write_scenes
+
+    out = tmp_path_factory.mktemp("scenes") / "shapes"
+    write_scenes(out, 90, seed=5, split="test", image_size=32, max_objects=1, class_folders="shape", masks=False, progress=False)
+    return out / "images"
+
+
+@pytest.mark.parametrize("precision, bf16_cpu", [("auto", False), ("bf16", False), ("auto", True)])
+def test_adapt_export_classify_flow_at_each_precision(cli, shapes, tiny_model_files, tmp_path, monkeypatch, private_cache_home, precision, bf16_cpu):
+    """Default options but the few shots, one seed and cheap methods; ``bf16_cpu`` makes this CPU report
+    native bf16, so auto picks bf16 as on such a CPU."""
+    import torch
+
+    from cliplab.models import precision as P
+
+    if bf16_cpu:
+        monkeypatch.setattr(P, "cpu_info", lambda: P.CpuInfo("bf16 cpu", 2, frozenset({"avx2", "avx512_bf16"})))
+    expected = precision if precision != "auto" else P.auto_precision(torch.device("cpu"))[0]
+    assert expected == "bf16" or not bf16_cpu
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"], "--precision", precision]
+    out, head = tmp_path / "run", tmp_path / "best.cliplab"
+    result = cli("adapt", "--train", shapes, "--shots", "2", "--seeds", "1", "--methods", "zeroshot,linear,coop", "--epochs", "2",
+                 "--out", out, "--export", head, "--no-progress", *model)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["precision"] == expected
+    exported = results["export"]
+    assert 0.0 <= exported["selection_accuracy"] <= 1.0 and exported["selection_images"] >= 5
+    assert f"selection accuracy {exported['selection_accuracy']:.3f} on {exported['selection_images']} images no search saw" in " ".join(result.stdout.split())
+    assert all(isinstance(r["selection_accuracy"], float) for r in results["runs"])
+    assert list(private_cache_home.glob("cliplab/embeddings/*/chunk-*.safetensors")), "adapt did not use the default cache"
+    csv_path = tmp_path / "pred.csv"
+    result = cli("classify", "--images", shapes, "--head", head, "--conformal-alpha", "0.2", "--out", csv_path, "--no-progress", *model)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(csv_path.open()))
+    shapes_found = {p.name for p in shapes.iterdir()}
+    assert len(rows) == 90 and {row["label_1"] for row in rows} <= shapes_found
+    assert all(row["prediction_set"] and set(row["prediction_set"].split("|")) <= shapes_found for row in rows)
+
+
+def test_no_cache_writes_no_cache(cli, folder, tiny_model_files, tmp_path, private_cache_home):
+    result = cli("adapt", "--train", folder, "--shots", "1", "--seeds", "1", "--methods", "zeroshot", "--out", tmp_path / "run",
+                 "--no-cache", "--no-progress", "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not (private_cache_home / "cliplab").exists()

@@ -70,6 +70,7 @@ def test_labels_file_and_top_k_clamped(cli, model_args, tmp_path):
         (["--images", "nowhere/", "--classnames", "a,b"], "no such file or folder"),
         (["--images", "synthetic:2", "--classnames", "a,a"], "unique"),
         (["--images", "synthetic:2", "--classnames", " , "], "names no classes"),
+        (["--images", "synthetic:2", "--classnames", "star"], "names one class (star); classifying needs at least two"),
     ],
 )
 def test_bad_input_exits_2(cli, model_args, tmp_path, args, message):

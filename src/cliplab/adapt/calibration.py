@@ -1,6 +1,7 @@
 """Trust in a head's outputs: temperature scaling and split-conformal prediction sets.
 
-Both wrap an already fitted head and only calibrate: ``fit(X_cal, y_cal)`` never refits the head.
+Both wrap an already fitted head and only calibrate: ``fit(X_cal, y_cal)`` never refits the head,
+and an unfitted head is refused (fit it first).
 Use calibration rows the head was not fitted on (and, to report coverage honestly, not the test rows).
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.adapt._base import label_index, softmax
@@ -24,7 +26,13 @@ CONFORMAL_METHODS = ("lac", "aps")
 
 class _Wrapper(ClassifierMixin, BaseEstimator):
     def _calibration_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        check_is_fitted(self.head)
+        # a wrapper calibrates a prefit head, as scikit-learn's FrozenEstimator / cv="prefit": fitting
+        # it here would put the calibration rows in its training data and void the guarantees
+        try:
+            check_is_fitted(self.head)
+        except NotFittedError as exc:
+            raise InputError(f"{type(self).__name__} wraps a fitted head but this {type(self.head).__name__} is not fitted; "
+                             "call head.fit(X_train, y_train) first, on rows other than the calibration rows") from exc  # fmt: skip
         self.classes_ = np.asarray(self.head.classes_)
         self.n_features_in_ = int(self.head.n_features_in_)
         X = check_embeddings(X, self.n_features_in_)

@@ -3,7 +3,10 @@
 Protocol (CoOp's): for each (shots K, seed) draw K training images per class from the training
 pool and a separate validation set of min(K, 4) per class from the rest of the pool; every
 hyperparameter search and early stop uses that validation set only; accuracy is measured on the
-test set, which no search sees.
+test set, which no search sees. Choosing which method to export is a search too, over methods:
+it uses ``Task.selection``, pool rows set aside before any draw (``cliplab.adapt.export``), since
+the validation sets already chose each method's hyperparameters and flatter the method that
+overfits them most.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ MAX_VAL_SHOTS = 4
 class Task:
     """Everything one comparison needs. ``y_*`` are string labels; ``classes`` their sorted set;
     ``text_weights`` (C x D) the zero-shot weights in that order. ``pool_images(rows)`` and
-    ``test_images()`` decode images (needed by CLIP-SVD and by augmented views)."""
+    ``test_images()`` decode images (needed by CLIP-SVD and by augmented views). ``selection``:
+    pool rows no draw ever takes, on which every run is also scored (empty: none)."""
 
     model: Any
     X_pool: np.ndarray
@@ -49,6 +53,7 @@ class Task:
     test_images: Callable[[], list[Image.Image]] | None = None
     n_views: int = 0
     view_seed: int = 0
+    selection: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _views: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def views(self, rows: np.ndarray) -> np.ndarray | None:
@@ -71,12 +76,40 @@ def average_views(views: np.ndarray) -> np.ndarray:
     return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
 
-def draw_split(y_pool: np.ndarray, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows): K per class, then min(K, 4) per class from the remaining rows."""
+def check_classes(labels: Sequence[Any], what: str, min_classes: int = 2) -> None:
+    """Every row labelled and at least ``min_classes`` classes (with one, every method scores 100%)."""
+    if any(lab is None for lab in labels):
+        raise InputError(f"{what} has unlabelled images; use a class-per-subfolder folder or a manifest with labels")
+    found = sorted({str(lab) for lab in labels})
+    if len(found) < min_classes:
+        named = f"only class {found[0]!r}" if found else "no images"
+        raise InputError(f"{what} has {named}; comparing classifiers needs at least {min_classes} classes (one subfolder per class)")
+
+
+def check_pool(y_pool: np.ndarray, shots: int, exclude: np.ndarray) -> None:
+    """At least two classes, and in each ``shots`` training rows plus one for validation outside ``exclude``."""
+    check_classes(y_pool.tolist(), "the training pool")
+    usable = np.ones(len(y_pool), bool)
+    usable[exclude] = False
+    classes, counts = np.unique(y_pool[usable], return_counts=True)
+    missing = sorted(set(y_pool.tolist()) - set(classes.tolist()))
+    fewest, n = (missing[0], 0) if missing else (classes[np.argmin(counts)], int(counts.min()))
+    if n < shots + 1:
+        raise InputError(
+            f"{shots} shots need {shots + 1} labelled images of every class in the training pool ({shots} to train, "
+            f"1 or more to validate; held-out test and selection images excluded) but class {str(fewest)!r} has {n}; "
+            "use fewer shots or add images"
+        )
+
+
+def draw_split(y_pool: np.ndarray, shots: int, seed: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows): K per class, then min(K, 4) per class from the remaining rows;
+    rows in ``exclude`` are never drawn."""
+    exclude = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train = few_shot_split(y_pool, shots, seed)
-        val = few_shot_split(y_pool, min(shots, MAX_VAL_SHOTS), seed + 10_000, exclude=train)
+        train = few_shot_split(y_pool, shots, seed, exclude=exclude)
+        val = few_shot_split(y_pool, min(shots, MAX_VAL_SHOTS), seed + 10_000, exclude=np.concatenate([exclude, train]))
     for w in caught[:1]:
         warnings.warn(f"{shots} shots, seed {seed}: {w.message}", UserWarning, stacklevel=2)
     return train, val
@@ -121,6 +154,13 @@ def fit_head(method: str, task: Task, train: np.ndarray, val: np.ndarray, seed: 
     return head.fit(average_views(views), y, X_val, y_val, views=views)
 
 
+def pool_accuracy(head, method: str, task: Task, rows: np.ndarray) -> float:
+    """Accuracy of a fitted head on pool rows (their images for the image-tower methods)."""
+    if method in IMAGE_METHODS:
+        return float(head.score(task.pool_images(rows), task.y_pool[rows]))
+    return float(head.score(task.X_pool[rows], task.y_pool[rows]))
+
+
 def accuracy(head, method: str, task: Task, test_images: list[Image.Image] | None) -> float:
     if method in IMAGE_METHODS:
         return float(head.score(test_images, task.y_test))
@@ -137,26 +177,33 @@ def hyperparameters(head) -> dict[str, Any]:
     return out
 
 
+def check_methods(methods: Sequence[str]) -> None:
+    """Every name one of ``METHODS``, and at least one."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; use some of {', '.join(METHODS)}")
+
+
 def run_comparison(task: Task, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
                    epochs: int | None = None, on_result: Callable[[dict], None] | None = None) -> list[dict]:  # fmt: skip
-    """One record per (method, shots, seed): accuracy on test, validation accuracy, hyperparameters, fit time."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method(s) {', '.join(unknown)}; use some of {', '.join(METHODS)}")
+    """One record per (method, shots, seed): accuracy on test, validation accuracy, accuracy on the
+    task's selection rows (None without them), hyperparameters, fit time."""
+    check_methods(methods)
+    check_pool(task.y_pool, max(shots), task.selection)
     test_images = task.test_images() if any(m in IMAGE_METHODS for m in methods) else None
     records = []
     for k in shots:
         for seed in seeds:
-            train, val = draw_split(task.y_pool, k, seed)
+            train, val = draw_split(task.y_pool, k, seed, task.selection)
             for method in methods:
                 start = time.perf_counter()
                 head = fit_head(method, task, train, val, seed, epochs)
                 fit_seconds = time.perf_counter() - start
-                val_images = task.pool_images(val) if method in IMAGE_METHODS else None
-                val_acc = float(head.score(val_images, task.y_pool[val])) if method in IMAGE_METHODS else float(head.score(task.X_pool[val], task.y_pool[val]))
+                selection = pool_accuracy(head, method, task, task.selection) if len(task.selection) else None
                 record = {
                     "method": method, "shots": int(k), "seed": int(seed),
-                    "accuracy": accuracy(head, method, task, test_images), "val_accuracy": val_acc,
+                    "accuracy": accuracy(head, method, task, test_images), "val_accuracy": pool_accuracy(head, method, task, val),
+                    "selection_accuracy": selection,
                     "hyperparameters": hyperparameters(head), "fit_seconds": round(fit_seconds, 3),
                 }  # fmt: skip
                 records.append(record)
@@ -174,12 +221,17 @@ def summarise(records: Sequence[dict]) -> dict[str, dict[int, tuple[float, float
 
 
 def best_method(records: Sequence[dict], exportable: Sequence[str]) -> str:
-    """The method with the best mean **validation** accuracy at the largest shot count (ties: first)."""
+    """The method with the best mean **selection** accuracy at the largest shot count (ties: first).
+
+    Not the validation accuracy: every method already chose its hyperparameters and epoch on the
+    validation set, so its score there is optimistic, the more so the more the method searched."""
     top = max(r["shots"] for r in records)
     scores: dict[str, list[float]] = {}
     for r in records:
         if r["shots"] == top and r["method"] in exportable:
-            scores.setdefault(r["method"], []).append(r["val_accuracy"])
+            if r.get("selection_accuracy") is None:
+                raise InputError("choosing the best method needs runs scored on selection rows; build the Task with selection=")
+            scores.setdefault(r["method"], []).append(r["selection_accuracy"])
     if not scores:
         raise InputError(f"none of the methods run can be exported ({', '.join(exportable)})")
     return max(scores, key=lambda m: np.mean(scores[m]))

@@ -85,10 +85,16 @@ class ClassPrompts:
         return torch.nn.functional.normalize(model.text_features_from_embeddings(tokens, edit).float(), dim=-1)
 
 
-def class_texts(classes: np.ndarray, classnames: Any) -> list[str]:
+def class_texts(classes: np.ndarray, classnames: Any, head: str) -> list[str]:
     """The text naming each class: ``classnames[label]`` (a mapping), the i-th name (a list in the
-    order of the sorted labels) or the label itself."""
+    order of the sorted labels) or the label itself when every label is a string. Labels such as
+    0, 1, 2 name nothing, so without ``classnames`` they are refused (prompts "a photo of a 0."
+    silently lose most of what the text tower knows)."""
     if classnames is None:
+        if not all(isinstance(c, str) for c in classes.tolist()):
+            shown = ", ".join(repr(c) for c in classes.tolist()[:3])
+            raise InputError(f"{head} builds its prompts from class names but the labels ({shown}, ...) are not text; "
+                             "pass classnames= (a {label: name} mapping, or one name per sorted label)")  # fmt: skip
         return [str(c) for c in classes]
     if isinstance(classnames, Mapping):
         missing = [c for c in classes.tolist() if c not in classnames]
@@ -118,7 +124,7 @@ class _PromptHead(Head):
         X, y_index = self._fit_inputs(X, y)
         if X.shape[1] != self.model.embed_dim:
             raise InputError(f"X has {X.shape[1]} features but {self.model.name} embeds to {self.model.embed_dim}; embed with the same model")
-        self.prompt_names_ = class_texts(self.classes_, self.classnames)
+        self.prompt_names_ = class_texts(self.classes_, self.classnames, type(self).__name__)
         self.n_ctx_ = len(word_ids(self.model, self.ctx_init)) if self.ctx_init else int(self.n_ctx)
         self.logit_scale_ = float(self.model.logit_scale)
         return X, y_index

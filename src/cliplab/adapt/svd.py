@@ -114,6 +114,9 @@ class CLIPSVD(Head):
         self.random_state = random_state
 
     def _pixels(self, images: Any) -> torch.Tensor:
+        if getattr(images, "ndim", None) == 2:  # (N, D): embeddings, which the tuned image tower cannot reuse
+            raise InputError(f"CLIPSVD tunes the image tower, so it takes images, not embeddings (got an array of shape {tuple(images.shape)}); "
+                             "pass the images (PIL images, paths, uint8 arrays or an NCHW tensor)")  # fmt: skip
         if isinstance(images, torch.Tensor):
             if images.ndim != 4:
                 raise InputError(f"pixels must be an NCHW tensor, got shape {tuple(images.shape)}")
@@ -133,7 +136,7 @@ class CLIPSVD(Head):
         pixels = self._pixels(X)
         self.classes_, y_index = encode_labels(y, len(pixels))
         self.n_features_in_ = int(self.model.embed_dim)
-        self.prompt_names_ = class_texts(self.classes_, self.classnames)
+        self.prompt_names_ = class_texts(self.classes_, self.classnames, type(self).__name__)
         self.logit_scale_ = float(self.logit_scale if self.logit_scale is not None else REFERENCE_LOGIT_SCALE)
         if X_val is not None:
             val_pixels, yv = self._pixels(X_val), label_index(y_val, self.classes_, len(X_val))

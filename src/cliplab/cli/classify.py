@@ -115,6 +115,8 @@ def classify_command(
         if (head is None) == (given is None) or (conformal_alpha is not None and head is None):
             raise InputError("pass --classnames for zero-shot, or --head (optionally with --conformal-alpha)")
         names = read_names(given, "--classnames") if head is None else None
+        if names is not None and len(names) < 2:  # a softmax over one class scores every image 1.000
+            raise InputError(f"--classnames names one class ({names[0]}); classifying needs at least two, e.g. '{names[0]},other'")
         cache = cache_folder(cache_dir, no_cache)
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
         clip = load_model_for(model, pretrained, precision, announce=progress)
