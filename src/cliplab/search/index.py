@@ -376,8 +376,9 @@ def _open_metadata(path: Path, count: int, *, read_only: bool) -> MetadataStore:
 
 
 def _own_folder(folder: Path) -> dict[str, Any] | None:
-    """The index folder ``folder`` is ready to take a new version: its ``index.json`` (None for a new or
-    half-written folder). A file, or a folder with anything else in it, is refused."""
+    """``folder``, made ready to take a new version: its ``index.json`` (None for a new or half-written
+    folder). A file, a foreign ``index.json``, or a folder without one that holds other names than a
+    save's is refused; beside a cliplab ``index.json`` other files are left alone."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; pass a folder for the index")
     folder.mkdir(parents=True, exist_ok=True)
