@@ -29,6 +29,10 @@ class ModelLoadError(CliplabError, RuntimeError):
     """A model could not be loaded; the message is one line that says what to do."""
 
 
+class OutputError(CliplabError, OSError):
+    """An output that could not be written (a full disk, a file size limit); nothing half-written is left."""
+
+
 class SourceError(CliplabError, ValueError):
     """A dataset spec that cannot be listed; the message is one line naming the input and the fix."""
 

@@ -129,3 +129,13 @@ def test_effort_is_tuned_to_a_lower_confidence_bound():
     noisy = np.array([1.0, 0.8] * 50)  # mean 0.9, sd ~0.1005: bound = 0.9 - 1.645 * 0.01005
     assert abs(recall_lower_bound(noisy) - (0.9 - 1.645 * noisy.std(ddof=1) / 10)) < 1e-12
     assert recall_lower_bound(noisy) < 0.9
+
+
+def test_shards_of_one_model_at_any_precision_share_an_index_and_another_model_is_named():
+    X = unit_rows(40, 16, seed=5)
+    ident = "openclip:x|sha256=aaa|arch=1|pre=224"
+    index = SearchIndex.build(features_of(X[:20], "a", identity=ident + "|bf16"))
+    assert index.add(features_of(X[20:30], "b", identity=ident)) == 10
+    assert index.add(features_of(X[30:], "c", identity=ident + "|int8")) == 10
+    with pytest.raises(InputError, match=r"\(weights differ\)"):
+        index.add(features_of(X[:5], "d", identity="openclip:x|sha256=bbb|arch=1|pre=224"))

@@ -44,6 +44,7 @@ def test_image_and_composed_queries(client, scenes, image_b64):
     assert hits[0]["id"] == scenes.ids[5]
     composed = client.post("/search", json={"image": image_b64, "text": "a blue star", "k": 2})
     assert composed.status_code == 200 and len(composed.json()["results"]) == 2
+    assert scenes.ids[5] not in [h["id"] for h in composed.json()["results"]]  # the query image is what it asks to change
     vector = client.post("/search", json={"embedding": scenes.X[9].tolist(), "k": 1}).json()["results"]
     assert vector[0]["id"] == scenes.ids[9]
 

@@ -10,7 +10,9 @@ import typer
 from cliplab.cli import app
 from cliplab.cli.common import (
     OUT_JSON_OPTION,
+    PRECISION_OPTION,
     PRETRAINED_OPTION,
+    Precision,
     user_errors,
     warnings_as_lines,
 )
@@ -74,6 +76,7 @@ def search_command(
     where: Optional[str] = typer.Option(None, "--where", help="SQL filter over the metadata, e.g. \"label = 'cat'\"."),
     model: Optional[str] = INDEX_MODEL_OPTION,
     pretrained: Optional[str] = PRETRAINED_OPTION,
+    precision: Precision = PRECISION_OPTION,
     mmap: bool = MMAP_OPTION,
     out: Optional[Path] = OUT_JSON_OPTION,
 ) -> None:
@@ -82,9 +85,10 @@ def search_command(
 
     with user_errors(), warnings_as_lines():
         index = SearchIndex.load(index_dir, mmap=mmap, read_only=True)
-        clip = index.load_model(model, pretrained)
+        clip = index.load_model(model, pretrained, precision=precision.value)
         q = query_vector(clip, text=text, image=image, source_text=source_text, alpha=alpha)
-        results = index.search(q, k, where)[0]
+        composed = image is not None and text is not None
+        results = index.search(q, k, where, exclude=clip.encode_images([image]) if composed else None)[0]
         if out is not None:
             write_json({"results": results}, out)
     for rank, hit in enumerate(results, 1):
@@ -101,8 +105,9 @@ def dedup_command(
     method: str = typer.Option("components", "--method", help="components (every linked pair joins) or agglomerative (average linkage)."),
     text_weight: float = typer.Option(0.5, "--text-weight", min=0.0, max=1.0, help="Weight of the caption embedding in the pooled image+text embedding (0: images only)."),
     truth: Optional[str] = typer.Option(None, "--truth", help="Metadata column (or 'label') holding the true group of each record: adds precision/recall."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for the captions; default: the one that embedded the features."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for the captions; default: the one that embedded the features (it must be the same model)."),
     pretrained: Optional[str] = PRETRAINED_OPTION,
+    precision: Precision = PRECISION_OPTION,
 ) -> None:
     """Find near-duplicates and link records over pooled image+text embeddings."""
     from cliplab.features import Features
@@ -115,7 +120,8 @@ def dedup_command(
         if text_weight > 0 and feats.captions is not None:
             from cliplab.models import load_model
 
-            clip = load_model(model or feats.model, pretrained=pretrained)
+            clip = load_model(model or feats.model, pretrained=pretrained, precision=precision.value)
+            _check_same_model(clip, feats)
             captions = [" ".join(c) if c else "" for c in feats.captions]
             text_vecs = normalise(clip.encode_texts(captions))
         linkage = link(pooled_embeddings(feats.X, text_vecs, text_weight), threshold, method)
@@ -131,6 +137,19 @@ def dedup_command(
     if "scores" in report:
         s = report["scores"]
         typer.echo(f"pairwise precision {s['precision']:.4f}, recall {s['recall']:.4f}, F1 {s['f1']:.4f}")
+
+
+def _check_same_model(clip, feats) -> None:
+    """Captions embedded by another model than the images' would mix two embedding spaces."""
+    from cliplab.errors import InputError
+    from cliplab.search.index import model_difference
+
+    differs = model_difference(clip.identity, feats.identity)
+    if clip.embed_dim != feats.dim:
+        differs = ", ".join(filter(None, [f"embedding dim {clip.embed_dim} vs {feats.dim}", differs]))
+    if differs:
+        raise InputError(f"--model {clip.name} is not the model that embedded the features ({feats.model}): {differs} differ; "
+                         "leave --model out or embed the images with that model")
 
 
 def _truth_column(feats, column: str) -> list:
@@ -159,6 +178,7 @@ def serve_command(
     keep_alive: int = typer.Option(5, "--keep-alive", min=1, help="Seconds an idle connection stays open between requests."),
     max_connections: int = typer.Option(256, "--max-connections", min=1, help="Open connections at most (lowered to fit the open-file limit); more are closed at once."),
     mmap: bool = MMAP_OPTION,
+    precision: Precision = PRECISION_OPTION,
 ) -> None:
     """Serve the index over HTTP: POST /search, /embed, /classify; GET /health, /metrics, /images/ID; the web page at /.
 
@@ -176,7 +196,7 @@ def serve_command(
     limits = ServerLimits(header_timeout_s=header_timeout, body_timeout_s=body_timeout, keep_alive_s=keep_alive, max_connections=max_connections)
     with user_errors(), warnings_as_lines():
         index = SearchIndex.load(index_dir, mmap=mmap, read_only=True)
-        clip = index.load_model(model, pretrained)
+        clip = index.load_model(model, pretrained, precision=precision.value)
         service = create_app(index, clip, api_key=api_key, max_body_bytes=parse_bytes(max_body, "--max-body"), body_timeout_s=body_timeout)
     faiss.omp_set_num_threads(1)  # one thread per query: concurrency comes from the requests
     typer.echo(f"serving {len(index)} vectors at http://{host}:{port}/ (OpenAPI schema at /openapi.json)", err=True)

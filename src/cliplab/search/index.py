@@ -5,9 +5,13 @@
     index.save("my.index");  index = SearchIndex.load("my.index", mmap=True)
     index.search(query_vectors, k=10, where="label = 'cat'")   # [[{"id", "score", ...}, ...], ...]
 
-An index folder holds ``index.faiss`` (inner-product FAISS index; row r is the r-th vector added),
-``metadata.sqlite`` (see ``metadata.py``) and ``index.json`` (format, model name and identity,
-factory key, tuned search effort, measured recall), written last.
+An index folder holds one version of the index: ``index-<build>.faiss`` (inner-product FAISS index;
+row r is the r-th vector added), ``metadata-<build>.sqlite`` (see ``metadata.py``) and ``index.json``
+(format, build id, the two part names, model name and identity, factory key, tuned search effort,
+measured recall). A save writes the parts of a new version under new names, then replaces
+``index.json`` (one atomic rename: the moment the new version exists), then removes the old parts, so
+a save killed at any point, or failing on a full disk, leaves the old version or the new one, never
+a mix. Loading checks that the parts are there and agree (as many metadata rows as vectors).
 
 Building from many shards never holds them all: a first pass reads each shard for its size and a
 sample to train the quantiser on, a second pass adds shard by shard while keeping the exact top-k
@@ -18,23 +22,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, OutputError, how_to_pass, warn
 from cliplab.features import Features
 from cliplab.files import atomic_target, atomic_write
 from cliplab.search.metadata import MetadataStore
-from cliplab.search.sizing import IndexPlan, parse_bytes, plan_index
+from cliplab.search.sizing import EXACT_BELOW, IndexPlan, parse_bytes, plan_index
 from cliplab.search.tuning import effort_knob, set_effort, tune_effort
 from cliplab.validation import check_embeddings
 
-INDEX_FILE, METADATA_FILE, INFO_FILE = "index.faiss", "metadata.sqlite", "index.json"
-FORMAT = "cliplab.search-index"
+INFO_FILE = "index.json"
+FORMAT, VERSION = "cliplab.search-index", 2
+# the only names a save deletes: parts of a version (version 1 had no build id in them) and the
+# temporary files cliplab.files (mkstemp: ".NAME." + 8 of [a-z0-9_] + ".tmp") and SQLite make beside them
+_PART = re.compile(r"^(index(-[0-9a-f]{12})?\.faiss|metadata(-[0-9a-f]{12})?\.sqlite)$")
+_TEMP = re.compile(r"^\.(index\.json|index(-[0-9a-f]{12})?\.faiss|metadata(-[0-9a-f]{12})?\.sqlite)\.[a-z0-9_]{8}\.tmp(-journal)?$")
+# a stored vector this close to a composed query's image is that image (or a copy of it), not an edit of it
+COPY_COSINE = 0.99
+COPIES_CHECKED = 10
 TUNE_QUERIES = 500
 TUNE_K = 10
 TRAIN_PER_LIST = 39  # FAISS k-means wants >= 39 points per centroid
@@ -111,7 +126,10 @@ class SearchIndex:
         if n == 0:
             raise InputError("the feature shards hold no vectors; embed some images first")
         plan = IndexPlan(key, "custom", 0) if key else plan_index(n, dim, budget, mmap=mmap)
-        index = faiss.index_factory(dim, plan.key, faiss.METRIC_INNER_PRODUCT)
+        if plan.estimated_bytes > budget:
+            warn(f"{how_to_pass('memory_budget', str(memory_budget))} cannot hold the {n} vectors: as {plan.key} (every index "
+                 f"under {EXACT_BELOW} vectors is exact) they need about {_size(plan.estimated_bytes)}; raise the budget")
+        index = _factory(dim, plan.key)
         n_train = 0 if index.is_trained else min(n, MAX_TRAIN, max(TRAIN_PER_LIST * _lists(index) * 4, 10_000))
         n_query = min(tune_queries, max(1, n // 10)) if effort_knob(index) else 0
         picked = rng.permutation(n)[: n_train + n_query]
@@ -122,7 +140,7 @@ class SearchIndex:
         queries, train = sample[:n_query], sample[n_query:]  # tuning queries are held out of training
         if n_train:
             _shorten_opq_training(index)
-            index.train(train)
+            _train(index, train, plan.key)
         _make_direct_map(index)
         del train, sample
 
@@ -177,41 +195,65 @@ class SearchIndex:
         self.metadata.add(first, shard.ids, shard.labels, shard.captions, shard.meta)
         return len(shard)
 
-    def load_model(self, spec: str | None = None, pretrained: str | None = None, device: str | None = None):
-        """The model the index was built with (its recorded spec, or ``spec``), checked by identity."""
+    def load_model(self, spec: str | None = None, pretrained: str | None = None, device: str | None = None,
+                   precision: str = "fp32"):
+        """The model the index was built with (its recorded spec, or ``spec``), checked by identity and
+        dimension; any ``precision`` (``load_model``'s) will do, see ``model_difference``."""
         from cliplab.models import load_model
 
         name = spec or self.model_name
         if not name:
             raise InputError("the index records no model; pass --model (and --pretrained) that embedded its features")
-        model = load_model(name, pretrained=pretrained, device=device)
-        recorded = self.info.get("identity")
-        if recorded and model.identity != recorded:
+        model = load_model(name, pretrained=pretrained, device=device, precision=precision)
+        differs = model_difference(model.identity, self.info.get("identity") or "")
+        if model.embed_dim != self.dim:
+            differs = ", ".join(filter(None, [f"embedding dim {model.embed_dim} vs {self.dim}", differs]))
+        if differs:
             raise InputError(
-                f"{name} is not the model this index was built with ({self.model_name}); "
-                "pass the same --model and --pretrained as when embedding"
+                f"{name} is not the model this index was built with ({self.model_name}): {differs} differ; "
+                f"pass the same {how_to_pass('spec')} and {how_to_pass('pretrained')} as when embedding"
             )
         return model
 
     # --- searching ---------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int = 10, where: str | None = None) -> list[list[dict[str, Any]]]:
+    def search(self, queries: np.ndarray, k: int = 10, where: str | None = None,
+               exclude: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
         """Top-``k`` hits per query row, best first: ``{"id", "score", ...metadata}``.
 
         ``where`` is an SQL expression over the metadata columns (``label = 'cat' AND width > 100``).
+        ``exclude``: one vector per query (a composed query's image); the rows that are copies of it
+        (cosine >= ``COPY_COSINE``) are left out, since the query asks for that image changed.
         """
-        Q = check_embeddings(np.atleast_2d(queries), self.dim, name="query")
+        Q = self._check_vectors(queries, "query")
         if k < 1:
             raise InputError(f"k={k}; ask for at least one result")
-        if where:
-            scores, rows = self._search_filtered(Q, k, self.metadata.filter_rows(where))
-        else:
-            scores, rows = self.index.search(Q, min(k, max(len(self), 1)))
+        copies = [set() for _ in Q] if exclude is None else self._copies(self._check_vectors(exclude, "excluded vector"), where)
+        if len(copies) != len(Q):
+            raise InputError(f"{len(Q)} queries but {len(copies)} vectors to exclude; pass one per query")
+        scores, rows = self._search_rows(Q, k + max(map(len, copies)), where)
         records = self.metadata.records(sorted({int(r) for r in rows.ravel() if r >= 0}))
         return [
             [{"id": records[int(r)]["id"], "score": float(s), **{c: v for c, v in records[int(r)].items() if c != "id"}}
-             for s, r in zip(srow, rrow) if r >= 0]
-            for srow, rrow in zip(scores, rows)
+             for s, r in zip(srow, rrow) if r >= 0 and int(r) not in skip][:k]
+            for srow, rrow, skip in zip(scores, rows, copies)
         ]
+
+    def _check_vectors(self, vectors: np.ndarray, name: str) -> np.ndarray:
+        X = check_embeddings(np.atleast_2d(vectors), name=name)
+        if X.shape[1] != self.dim:
+            raise InputError(f"the {name} has {X.shape[1]} dims but the index holds {self.dim}-dim vectors; "
+                             "embed it with the model the index was built with")
+        return X
+
+    def _search_rows(self, Q: np.ndarray, k: int, where: str | None) -> tuple[np.ndarray, np.ndarray]:
+        if where:
+            return self._search_filtered(Q, k, self.metadata.filter_rows(where))
+        return self.index.search(Q, min(k, max(len(self), 1)))
+
+    def _copies(self, vectors: np.ndarray, where: str | None) -> list[set[int]]:
+        """Per vector, the rows (among its ``COPIES_CHECKED`` nearest) that are copies of it."""
+        scores, rows = self._search_rows(vectors, COPIES_CHECKED, where)
+        return [{int(r) for s, r in zip(srow, rrow) if r >= 0 and s >= COPY_COSINE} for srow, rrow in zip(scores, rows)]
 
     def _search_filtered(self, Q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(allowed):
@@ -250,45 +292,46 @@ class SearchIndex:
 
     # --- files -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index folder (index, metadata, then ``index.json`` last)."""
+        """Write the index to ``folder`` as a new version (see the module docstring); the old one is
+        removed once ``index.json`` names the new one. A folder cliplab did not write is refused."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_target(folder / INDEX_FILE) as tmp:
+        _remove_leftovers(folder, keep=_parts(_own_folder(folder)))
+        build = uuid.uuid4().hex[:12]
+        files = {"vectors": f"index-{build}.faiss", "metadata": f"metadata-{build}.sqlite"}
+        with _writing(folder / files["vectors"]) as tmp:
             faiss.write_index(self.index, str(tmp))
-        same = self.folder is not None and self.folder.resolve() == folder.resolve()
-        if not same:  # rows already live in this folder's metadata file when it is the one loaded
-            with atomic_target(folder / METADATA_FILE) as tmp:
-                self.metadata.backup_to(tmp)
-        info = {**self.info, "count": len(self)}
+        with _writing(folder / files["metadata"]) as tmp:
+            self.metadata.backup_to(tmp)
+        info = {**self.info, "version": VERSION, "build": build, "files": files, "count": len(self)}
         info.pop("mmap", None)
         atomic_write(folder / INFO_FILE, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        _remove_leftovers(folder, keep=set(files.values()))
         return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike, *, mmap: bool = False, read_only: bool | None = None) -> SearchIndex:
-        """Open an index folder; ``mmap`` maps the vectors from disk instead of reading them (read-only)."""
+        """Open an index folder; ``mmap`` maps the vectors from disk instead of reading them (read-only).
+
+        Not ``read_only``: the metadata is read into memory, so adding rows leaves the folder as it
+        is until ``save`` writes a new version.
+        """
         folder = Path(folder)
-        info_path = folder / INFO_FILE
-        if not info_path.is_file():
-            raise InputError(f"{folder} is not a search index (no {INFO_FILE}); build one with cliplab index build")
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise InputError(f"{info_path} is damaged ({exc}); build the index again") from exc
-        if info.get("format") != FORMAT:
-            raise InputError(f"{info_path} is not a cliplab search index")
+        info = _read_info(folder)
+        vectors, rows_file = (folder / info["files"][part] for part in ("vectors", "metadata"))
+        for part in (vectors, rows_file):
+            if not part.is_file():
+                raise InputError(f"{folder} is incomplete ({part.name} is missing); build the index again with cliplab index build")
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE), flags)
+            index = faiss.read_index(str(vectors), flags)
         except RuntimeError as exc:
-            raise InputError(f"cannot read {folder / INDEX_FILE}: {str(exc).splitlines()[0]}") from exc
+            raise InputError(f"cannot read {vectors}: {_faiss_reason(exc)}; build the index again with cliplab index build") from exc
         if index.ntotal != info.get("count", index.ntotal):
-            raise InputError(f"{folder / INDEX_FILE} holds {index.ntotal} vectors but {INFO_FILE} says {info['count']}; build the index again")
+            raise InputError(f"{vectors} holds {index.ntotal} vectors but {INFO_FILE} says {info['count']}; build the index again")
         effort = (info.get("effort") or {}).get("value")
         if effort:
             set_effort(index, effort)
-        read_only = mmap if read_only is None else read_only
-        metadata = MetadataStore(folder / METADATA_FILE, read_only=read_only)
+        metadata = _open_metadata(rows_file, index.ntotal, read_only=mmap if read_only is None else read_only)
         if mmap:
             info["mmap"] = True
         return cls(index, metadata, info, folder=folder)
@@ -298,12 +341,154 @@ class SearchIndex:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+def _read_info(folder: Path) -> dict[str, Any]:
+    """``index.json`` of an index folder written by this cliplab, or one ``InputError``."""
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise InputError(f"{folder} is not a search index (no {INFO_FILE}); build one with cliplab index build")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{info_path} is damaged ({exc}); build the index again") from exc
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise InputError(f"{info_path} is not a cliplab search index")
+    if info.get("version") != VERSION:
+        raise InputError(f"{folder} was written by another cliplab version (format {info.get('version')}); build the index again with cliplab index build")
+    files = info.get("files")
+    if not isinstance(files, dict) or sorted(files) != ["metadata", "vectors"] or not all(_PART.match(str(n)) for n in files.values()):
+        raise InputError(f"{info_path} is damaged (its files entry is not two part names); build the index again")
+    return info
+
+
+def _open_metadata(path: Path, count: int, *, read_only: bool) -> MetadataStore:
+    """The metadata file checked against the vectors: readable, one row per vector; in memory unless ``read_only``."""
+    try:
+        store = MetadataStore(path, read_only=True)
+        rows = len(store)
+        if not read_only:
+            store, on_disk = store.copy(), store
+            on_disk.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path} is damaged ({exc}); build the index again with cliplab index build") from exc
+    if rows != count:
+        store.close()
+        raise InputError(f"{path} holds {rows} rows for {count} vectors; build the index again with cliplab index build")
+    return store
+
+
+def _own_folder(folder: Path) -> dict[str, Any] | None:
+    """``folder``, made ready to take a new version: its ``index.json`` (None for a new or half-written
+    folder). A file, a foreign ``index.json``, or a folder without one that holds other names than a
+    save's is refused; beside a cliplab ``index.json`` other files are left alone."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; pass a folder for the index")
+    folder.mkdir(parents=True, exist_ok=True)
+    info_path = folder / INFO_FILE
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except ValueError:
+            info = None
+        if isinstance(info, dict) and info.get("format") == FORMAT:
+            return info
+        raise InputError(f"{folder} exists and is not a cliplab search index (its {INFO_FILE} is another file); pass a new folder")
+    others = [p.name for p in folder.iterdir() if not (_PART.match(p.name) or _TEMP.match(p.name))]
+    if others:
+        raise InputError(f"{folder} exists and is not a cliplab search index (it holds {others[0]}); pass a new folder")
+    return None
+
+
+def _parts(info: dict[str, Any] | None) -> set[str]:
+    files = (info or {}).get("files")
+    return set(files.values()) if isinstance(files, dict) else set()
+
+
+def _remove_leftovers(folder: Path, keep: set[str]) -> None:
+    """Delete what earlier saves left in ``folder``: parts not in ``keep`` and temporary files."""
+    for path in folder.iterdir():
+        if (_PART.match(path.name) and path.name not in keep) or _TEMP.match(path.name):
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[Path]:
+    """``atomic_target(path)``, with FAISS's and SQLite's write errors (a full disk) as one ``OutputError``."""
+    try:
+        with atomic_target(path) as tmp:
+            yield tmp
+    except (RuntimeError, sqlite3.Error) as exc:
+        reason = _faiss_reason(exc) if isinstance(exc, RuntimeError) else str(exc)
+        raise OutputError(f"cannot write {path} ({reason}); free some disk space and run again") from exc
+
+
+def model_difference(identity: str, other: str) -> str:
+    """What differs between two models' identities ("model name, weights"; "" for the same model or
+    an unknown identity), whatever precision each ran at.
+
+    A ``Model.identity`` is ``name|sha256=...|arch=...|pre=...`` plus ``|bf16``, ``|fp16`` or ``|int8``
+    when not fp32. Precision is arithmetic, not another model: features of the same weights at bf16
+    or int8 match fp32 ones to cosine 0.9999 / 0.9998 (``cliplab.models.precision``), one embedding space.
+    """
+    if not identity or not other:
+        return ""
+    mine, theirs = _identity_parts(identity), _identity_parts(other)
+    keys = dict.fromkeys([*mine, *theirs])
+    return ", ".join(_IDENTITY_WORDS.get(k, k) for k in keys if mine.get(k) != theirs.get(k))
+
+
+_IDENTITY_WORDS = {"name": "model name", "sha256": "weights", "arch": "architecture", "pre": "preprocessing"}
+
+
+def _identity_parts(identity: str) -> dict[str, str]:
+    from cliplab.models.precision import PRECISIONS
+
+    name, *rest = identity.split("|")
+    parts = {"name": name}
+    for part in rest:
+        key, _, value = part.partition("=")
+        if part not in PRECISIONS:
+            parts[key] = value
+    return parts
+
+
 def _same_model(shard: Features, model: str | None, identity: str | None, dim: int | None) -> tuple[str, str, int]:
     if dim is not None and shard.dim != dim:
         raise InputError(f"a feature shard has {shard.dim} dims but the index has {dim}; embed every shard with the same model")
-    if identity is not None and shard.identity and identity and shard.identity != identity:
-        raise InputError(f"a feature shard was embedded with {shard.model!r}, not {model!r} like the index; re-embed it with that model")
+    differs = model_difference(shard.identity, identity or "")
+    if differs:
+        raise InputError(f"a feature shard was embedded with {shard.model!r}, not {model!r} like the index ({differs} differ); "
+                         "re-embed it with that model")
     return (model if model is not None else shard.model), (identity if identity is not None else shard.identity), shard.dim
+
+
+def _faiss_reason(exc: RuntimeError) -> str:
+    """FAISS's own words from its error ("Error in <function> at <file>:<line>: Error: '<check>' failed: <reason>")."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*' failed: )?", "", first)
+
+
+def _factory(dim: int, key: str) -> faiss.Index:
+    try:
+        return faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise InputError(
+            f"{how_to_pass('key', key)}: FAISS cannot build that index for {dim}-dim vectors ({_faiss_reason(exc)}); "
+            "pass a FAISS factory string such as Flat, HNSW32,Flat or IVF256,Flat, or leave it out"
+        ) from exc
+
+
+def _train(index: faiss.Index, train: np.ndarray, key: str) -> None:
+    try:
+        index.train(train)
+    except RuntimeError as exc:
+        raise InputError(
+            f"{how_to_pass('key', key)}: cannot train it on the {len(train)} training vectors these features give "
+            f"({_faiss_reason(exc)}); pass an index with fewer lists or centroids, or leave it out"
+        ) from exc
+
+
+def _size(n_bytes: int) -> str:
+    return next(f"{n_bytes / scale:.3g} {unit}" for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1, "bytes")) if n_bytes >= scale or unit == "bytes")
 
 
 def _shorten_opq_training(index: faiss.Index) -> None:

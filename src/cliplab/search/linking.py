@@ -47,7 +47,10 @@ def pooled_embeddings(image: np.ndarray, text: np.ndarray | None = None, text_we
     image = check_embeddings(image, name="image embeddings")
     if text is None or text_weight == 0:
         return normalise(image)
-    text = check_embeddings(text, image.shape[1], name="text embeddings")
+    text = check_embeddings(text, name="text embeddings")
+    if text.shape[1] != image.shape[1]:
+        raise InputError(f"the text embeddings have {text.shape[1]} dims but the image embeddings {image.shape[1]}; "
+                         "embed the captions with the model that embedded the images")
     if len(text) != len(image):
         raise InputError(f"{len(image)} image embeddings but {len(text)} text embeddings; pass one text per record")
     if not 0 <= text_weight <= 1:

@@ -127,6 +127,13 @@ class MetadataStore:
         finally:
             dest.close()
 
+    def copy(self) -> MetadataStore:
+        """An in-memory copy of the whole store (rows added to it leave this one as it is)."""
+        out = MetadataStore(":memory:")
+        with self._lock:
+            self._conn.backup(out._conn)
+        return out
+
     def close(self) -> None:
         self._conn.close()
         if self._filter_conn is not None:

@@ -50,7 +50,12 @@ def query_vector(model: Any, *, text: str | None = None, image: Any = None, embe
     if embedding is not None:
         if text is not None or image is not None:
             raise InputError("pass an embedding alone, not with a text or an image")
-        return check_embeddings(normalise(embedding), getattr(model, "embed_dim", None), name="embedding", warn_norm=False)
+        vec = check_embeddings(normalise(embedding), name="embedding", warn_norm=False)
+        dim = getattr(model, "embed_dim", vec.shape[1])
+        if vec.shape[1] != dim:
+            raise InputError(f"the embedding has {vec.shape[1]} dims but the model {getattr(model, 'name', '')} gives {dim}; "
+                             "pass an embedding from the model the index was built with")
+        return vec
     if image is not None and text is not None:
         img = model.encode_images([image])
         t = model.encode_texts([text, source_text or DEFAULT_SOURCE_TEXT])

@@ -28,7 +28,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Annotated, Any
 
@@ -240,16 +240,17 @@ def create_app(
         except BadImage as exc:
             raise HTTPException(400, f"{exc.source_id}: {exc.reason}") from exc
 
-    async def query_vector(req: SearchRequest) -> np.ndarray:
+    async def query_vector(req: SearchRequest) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (1, d) query and, for a composed query, its image's vector (whose copies are left out of the hits)."""
         if req.embedding is not None:
-            return check_embeddings(normalise(req.embedding), index.dim, name="embedding", warn_norm=False)
+            return check_embeddings(normalise(req.embedding), index.dim, name="embedding", warn_norm=False), None
         if req.image is not None:
             image_vec = await image_batcher((await decode({"image": req.image}))[0])
             if req.text is None:
-                return image_vec[None]
+                return image_vec[None], None
             target, source = await asyncio.gather(text_batcher(req.text), text_batcher(req.source_text or DEFAULT_SOURCE_TEXT))
-            return compose(image_vec, target, source, req.alpha)
-        return (await text_batcher(req.text))[None]
+            return compose(image_vec, target, source, req.alpha), image_vec[None]
+        return (await text_batcher(req.text))[None], None
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -261,11 +262,12 @@ def create_app(
 
     @app.post("/search", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
     async def search(req: SearchRequest) -> dict[str, Any]:
-        q = await query_vector(req)
+        q, exclude = await query_vector(req)
+        run = partial(index.search, q, req.k, req.where, exclude=exclude)
         if req.where:
-            hits = await asyncio.get_running_loop().run_in_executor(filters, index.search, q, req.k, req.where)
+            hits = await asyncio.get_running_loop().run_in_executor(filters, run)
         else:
-            hits = await asyncio.to_thread(index.search, q, req.k)
+            hits = await asyncio.to_thread(run)
         return {"results": hits[0]}
 
     @app.post("/embed", response_model=EmbedResponse, dependencies=guarded, responses=ERRORS)
