@@ -56,6 +56,21 @@ def test_embed_index_search_add_and_dedup_at_the_default_and_bf16_precision(cli,
     assert dedup.exit_code == 0, dedup.output
     assert json.loads((tmp_path / "d.json").read_text())["records"] == 16
 
+    served = serve(cli, request.getfixturevalue("monkeypatch"), tmp_path / "ix", precision)
+    assert served.post("/search", json={"text": "a red star", "k": 3}).status_code == 200
+
+
+def serve(cli, monkeypatch, index_dir, precision: str):
+    """``cliplab serve INDEX --precision P`` up to the point where uvicorn would start: a client of the app it built."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    built = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: built.setdefault("app", self.config.app))
+    result = cli("serve", index_dir, "--precision", precision)
+    assert result.exit_code == 0, result.output
+    return TestClient(built["app"])
+
 
 def test_features_of_one_model_at_fp32_bf16_and_int8_are_one_embedding_space(clip):
     from cliplab.data.sources import open_source
