@@ -23,10 +23,20 @@ from typing import Any, Iterator
 from cliplab.errors import InputError
 
 
+DEFAULT_UMASK = 0o022  # the usual default where the process umask cannot be read (not Linux, or Linux < 4.7)
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read from the "Umask:" line of /proc/self/status (Linux >= 4.7, see
+    proc(5)) so the umask is never changed, not even for a moment; ``DEFAULT_UMASK`` elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return DEFAULT_UMASK
 
 
 def _prepare_parent(path: Path) -> None:
