@@ -127,3 +127,10 @@ def test_cache_info_counts_an_image_cached_by_two_runs_once(cli, tmp_path):
     assert cli("cache", "info", "--cache-dir", tmp_path / "c", "--out", tmp_path / "i.json").exit_code == 0
     [entry] = json.loads((tmp_path / "i.json").read_text())["models"]
     assert (entry["embeddings"], entry["chunks"]) == (3, 2)
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"cliplab {version('cliplab')}\n" == "cliplab 0.1.0\n"
