@@ -198,3 +198,18 @@ def test_an_unwritable_cache_folder_is_a_warning_not_a_failure(tiny, folder, tmp
     feats, messages = quiet_embed(tiny, folder, cache_dir=tmp_path / "cache", num_workers=0)
     assert len(feats) == len(open_source(folder).items) and feats.stats["cache_hits"] == 0
     assert len(messages) == 1 and messages[0].startswith(f"embedding cache {tmp_path / 'cache'}: cannot write")
+
+
+def test_progress_bar_prints_its_first_line_once(tiny, folder, capsys):
+    import time
+
+    preprocess = tiny.preprocess
+
+    def slow(image):  # decoding takes longer than the bar's refresh interval (0.1 s)
+        time.sleep(0.01)
+        return preprocess(image)
+
+    tiny.preprocess = slow
+    embed(tiny, folder, num_workers=0, progress=True, cache_dir=None)
+    err = capsys.readouterr().err
+    assert err.count("0/24") == 1 and "24/24" in err

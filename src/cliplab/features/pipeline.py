@@ -576,7 +576,8 @@ def _run(model, batches, total, keys, vectors, bad_keys, failed, cache, *, batch
                 else:
                     bad_keys[key] = reason
                     keys[i] = key
-            bar.update(len(bad))
+            if bad:  # tqdm redraws even for 0, repeating its first line in a log
+                bar.update(len(bad))
             for i, key in zip(idxs, new_keys):
                 keys[i] = key  # the hash of the bytes actually decoded
             if pixels is not None:
