@@ -101,6 +101,13 @@ class Features:
         except KeyError as e:
             raise KeyError(f"id {e.args[0]!r} is not in these features") from e
 
+    def labelled(self) -> Features:
+        """The rows that have a label (what a head fitted on labels uses); images kept unlabelled,
+        e.g. those beside a folder's class subfolders, are left out. No labels at all: no rows."""
+        if self.labels is None:
+            return self[[]]
+        return self[[i for i, label in enumerate(self.labels) if label is not None]]
+
     @property
     def y(self) -> np.ndarray:
         """Labels as indices into ``classes`` (-1 where an image has no label)."""
