@@ -135,3 +135,23 @@ def test_shard_members_that_are_not_files_are_listed_in_skipped_csv(cli, model_a
     assert Features.load(tmp_path / "f").ids == [f"{tmp_path / 's.tar'}#a", f"{tmp_path / 's.tar'}#b"]
     listed = (tmp_path / "f" / "skipped.csv").read_text().splitlines()
     assert listed == ["kind,where,reason", f"image,{tmp_path / 's.tar'}#c.png,symbolic link member (not followed)"]
+
+
+@pytest.mark.slow
+def test_engine_ray_keeps_rays_info_lines_and_deprecations_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_DATA_LOG_LEVEL", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "cliplab", "embed", "--images", "synthetic:6", "--model", "tiny", "--engine", "ray",
+         "--no-progress", "--out", str(tmp_path / "f")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "embedded 6 images" in run.stdout
+    noisy = [line for line in run.stderr.splitlines() if " INFO " in line or "deprecated" in line.lower()]
+    assert noisy == []
