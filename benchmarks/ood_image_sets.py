@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -37,5 +37,14 @@ def main(out: str, n: int = 500, size: int = 64) -> None:
     print(f"wrote {n} noise and {n} plasma images of {size} px under {out}")
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Write noise/ and plasma/ image sets (far from the shape scenes) for OOD checks.")
+    parser.add_argument("out", help="folder to write noise/ and plasma/ under")
+    parser.add_argument("n", nargs="?", type=int, default=500, help="images per set (default 500)")
+    parser.add_argument("size", nargs="?", type=int, default=64, help="image side in pixels (default 64)")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], *(int(a) for a in sys.argv[2:4]))
+    args = parse_args()
+    main(args.out, args.n, args.size)

@@ -69,3 +69,22 @@ def test_atomic_folder(tmp_path):
         with atomic_folder(tmp_path / "new"):
             raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_the_umask_is_read_not_changed(tmp_path, umask_022, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or 0o022)
+    path = atomic_write(tmp_path / "a.txt", "x")
+    with atomic_folder(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("y")
+    assert calls == []
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_the_umask_in_force_sets_the_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -8,12 +8,14 @@ the umask), not the 0600 of ``mkstemp``.
     write_json(data, path)
     with atomic_target(path) as tmp: torch.save(obj, tmp)        # for libraries that write by path
     with atomic_folder(path) as tmp: ...write many files into tmp...
+    remove_leftovers(path)                                       # what a killed writer left
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,10 +25,20 @@ from typing import Any, Iterator
 from cliplab.errors import InputError
 
 
+DEFAULT_UMASK = 0o022  # the usual default where the process umask cannot be read (not Linux, or Linux < 4.7)
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read from the "Umask:" line of /proc/self/status (Linux >= 4.7, see
+    proc(5)) so the umask is never changed, not even for a moment; ``DEFAULT_UMASK`` elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return DEFAULT_UMASK
 
 
 def _prepare_parent(path: Path) -> None:
@@ -59,6 +71,24 @@ def atomic_target(path: str | os.PathLike[str], mode: int | None = None) -> Iter
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_leftovers(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files ``atomic_target`` left beside ``path`` when a writer was killed
+    (``.<name>.<8 characters of mkstemp>.tmp``, nothing else); returns what was removed.
+
+    Call it before writing ``path`` again, where no other process writes the same output.
+    """
+    path = Path(path)
+    # mkstemp's random part: 8 of "a-z0-9_" (CPython's tempfile._RandomNameSequence)
+    ours = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            if ours.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, encoding: str = "utf-8") -> Path:

@@ -71,3 +71,66 @@ def test_doctor_reports_the_machine_and_autos_choice(cli, tmp_path):
     if report["default_device"] == "cpu":
         assert report["auto_precision"] == ("bf16" if native else "fp32")
     assert f"precision auto on {report['default_device']}: {report['auto_precision']}" in result.stdout
+
+
+def _namespace(cache, identity: str, keys: list[bytes]) -> "Path":
+    """A namespace as embed() makes it, holding one chunk of ``keys`` (random 4-dim rows)."""
+    import numpy as np
+
+    from cliplab.features.cache import ChunkCache, namespace_key
+
+    ns, description = namespace_key(identity, "fp32")
+    chunks = ChunkCache(cache, ns, description=description)
+    chunks.put(keys, np.random.default_rng(0).normal(size=(len(keys), 4)).astype(np.float32))
+    return chunks.dir
+
+
+def test_cache_clear_removes_only_what_the_cache_made(cli, tmp_path):
+    import hashlib
+
+    cache = tmp_path / "d"
+    (cache / "sub").mkdir(parents=True)
+    (cache / "sub" / "b.txt").write_text("y")
+    lookalike = cache / hashlib.sha256(b"mine").hexdigest()  # named like a namespace, but not one
+    lookalike.mkdir()
+    (lookalike / "model.txt").write_text("not the text its name hashes\n")
+    ours = _namespace(cache, "cliplab:shapes-tiny", [bytes(32)])
+    older = _namespace(cache, "openclip:ViT-B-32", [bytes(32)])
+    (older / "CACHEDIR.TAG").unlink()  # made before the marker: recognised by its name = sha256(model.txt)
+    with_note = _namespace(cache, "openclip:RN50", [bytes(32)])
+    (with_note / "notes.txt").write_text("the user's")
+
+    info = cli("cache", "info", "--cache-dir", cache)
+    assert "3 model folder(s)" in info.stdout
+    only = cli("cache", "clear", "--model", "tiny", "--cache-dir", cache)
+    assert only.exit_code == 0 and "removed 1 model folder(s)" in only.stdout
+    assert not ours.exists() and older.exists()
+    result = cli("cache", "clear", "--cache-dir", cache)
+    assert result.exit_code == 0, result.output
+    assert "removed 2 model folder(s)" in result.stdout
+    assert (cache / "sub" / "b.txt").read_text() == "y" and (lookalike / "model.txt").exists()
+    assert not older.exists() and [p.name for p in with_note.iterdir()] == ["notes.txt"]
+    lines = result.stderr.splitlines()
+    assert f"left alone {cache / 'sub'}: not a cliplab cache folder" in lines
+    assert f"left alone {lookalike}: not a cliplab cache folder" in lines
+    assert any(line.startswith(f"left alone {with_note}: it holds files the cache did not write (notes.txt)") for line in lines)
+
+
+def test_cache_info_counts_an_image_cached_by_two_runs_once(cli, tmp_path):
+    import json
+
+    from cliplab.features.cache import ChunkCache
+
+    folder = _namespace(tmp_path / "c", "cliplab:shapes-tiny", [bytes([1]) * 32, bytes([2]) * 32])
+    _namespace(tmp_path / "c", "cliplab:shapes-tiny", [bytes([2]) * 32, bytes([3]) * 32])  # a concurrent run's chunk
+    assert len(ChunkCache(tmp_path / "c", folder.name)) == 3
+    assert cli("cache", "info", "--cache-dir", tmp_path / "c", "--out", tmp_path / "i.json").exit_code == 0
+    [entry] = json.loads((tmp_path / "i.json").read_text())["models"]
+    assert (entry["embeddings"], entry["chunks"]) == (3, 2)
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"cliplab {version('cliplab')}\n" == "cliplab 0.1.0\n"

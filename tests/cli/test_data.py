@@ -25,3 +25,20 @@ def test_synth_refuses_to_overwrite_and_bad_attribute(cli, tmp_path):
     assert again.exit_code == 2 and "not empty" in again.output
     bad = cli("data", "synth", "--n", 2, "--out", tmp_path / "x", "--class-folders", "colour")
     assert bad.exit_code == 2 and "not an attribute" in bad.output
+
+
+def test_synth_masks_come_with_classes_txt_in_mask_value_order(cli, tmp_path):
+    import numpy as np
+
+    from cliplab.dense.datasets import folder_masks
+
+    out = tmp_path / "seg"
+    result = cli("data", "synth", "--n", 4, "--seed", 1, "--out", out, "--masks", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (out / "classes.txt").read_text() == "background\n" + "".join(f"{s}\n" for s in synthetic.SHAPES)
+    data = folder_masks(out)  # what eval --task segmentation --images OUT reads
+    assert data.classes == ["background", *synthetic.SHAPES] and len(data) == 4
+    for (_, _, mask), rec in zip(data, synthetic.generate(4, seed=1, split="test")):
+        assert np.array_equal(mask, rec.semantic_mask)
+        for shape in {o["shape"] for o in rec.objects}:
+            assert data.classes.index(shape) in mask

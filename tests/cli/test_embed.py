@@ -98,3 +98,60 @@ def test_decode_option(cli, model_args, tmp_path):
     a, b = Features.load(tmp_path / "cpu").X, Features.load(tmp_path / "gpu").X
     assert (a * b).sum(1).min() >= 0.999
     assert cli("embed", *model_args, "--images", "synthetic:3:2", "--decode", "nvjpeg", "--out", tmp_path / "x", *FAST).exit_code == 2
+
+
+def test_a_stray_image_is_kept_unlabelled_and_said_once(cli, model_args, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    for i, rel in enumerate(["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png", "stray.png"]):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (40 * i, 200 - 30 * i, 90)).save(folder / rel)
+    result = cli("embed", *model_args, "--images", folder, "--out", tmp_path / "f", *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("'stray.png'") == 1 and "left out of labelled tasks" in result.stderr
+    feats = Features.load(tmp_path / "f")
+    assert len(feats) == 5 and feats.labels[feats.ids.index(str(folder / "stray.png"))] is None
+    heads_use = feats.labelled()  # what a head fitted on labels takes
+    assert heads_use.labels == ["cat", "cat", "dog", "dog"] and heads_use.y.tolist() == [0, 0, 1, 1]
+    assert str(folder / "stray.png") not in heads_use.ids
+
+
+def test_shard_members_that_are_not_files_are_listed_in_skipped_csv(cli, model_args, tmp_path):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(buf, "PNG")
+    with tarfile.open(tmp_path / "s.tar", "w") as tf:
+        for name, kind, link in [("a.png", tarfile.REGTYPE, ""), ("b.png", tarfile.LNKTYPE, "a.png"), ("c.png", tarfile.SYMTYPE, "a.png")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, len(buf.getvalue()) if kind == tarfile.REGTYPE else 0
+            tf.addfile(info, io.BytesIO(buf.getvalue()) if kind == tarfile.REGTYPE else None)
+    result = cli("embed", *model_args, "--images", tmp_path / "s.tar", "--out", tmp_path / "f", *FAST)
+    assert result.exit_code == 0, result.output
+    assert Features.load(tmp_path / "f").ids == [f"{tmp_path / 's.tar'}#a", f"{tmp_path / 's.tar'}#b"]
+    listed = (tmp_path / "f" / "skipped.csv").read_text().splitlines()
+    assert listed == ["kind,where,reason", f"image,{tmp_path / 's.tar'}#c.png,symbolic link member (not followed)"]
+
+
+@pytest.mark.slow
+def test_engine_ray_keeps_rays_info_lines_and_deprecations_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_DATA_LOG_LEVEL", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "cliplab", "embed", "--images", "synthetic:6", "--model", "tiny", "--engine", "ray",
+         "--no-progress", "--out", str(tmp_path / "f")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "embedded 6 images" in run.stdout
+    noisy = [line for line in run.stderr.splitlines() if " INFO " in line or "deprecated" in line.lower()]
+    assert noisy == []

@@ -185,3 +185,30 @@ def test_plain_rgb_formats_roundtrip():
 def test_to_rgb_leaves_rgb_alone():
     im = Image.new("RGB", (2, 2))
     assert to_rgb(im) is im
+
+
+def test_decoding_in_threads_leaves_the_warnings_filters_alone(monkeypatch):
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    entered = []
+
+    class Spy(warnings.catch_warnings):
+        def __enter__(self):
+            entered.append(1)
+            return super().__enter__()
+
+    monkeypatch.setattr(warnings, "catch_warnings", Spy)
+    datas = [encode(noise(8 + i % 5, 8), "PNG") for i in range(64)] + [png_with_size(5000, 5000)] * 16
+    before = list(warnings.filters)
+
+    def one(data: bytes) -> str:
+        try:
+            return decode_image(data, "t", max_pixels=1_000_000).mode
+        except BadImage as e:
+            return e.reason
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, datas))
+    assert results.count("RGB") == 64 and results.count("decompression bomb") == 16
+    assert warnings.filters == before and not entered

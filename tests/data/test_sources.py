@@ -61,7 +61,7 @@ def test_stray_top_level_file_keeps_subfolder_labels(tmp_path):
         src = image_folder(tmp_path)
     assert src.classes == ["sub"]
     assert {Path(i.id).name: i.label for i in src} == {"top.png": None, "inner.png": "sub"}
-    assert "1 image(s) outside the class subfolders" in src.notes[0]
+    assert not src.notes  # said once, as the warning
     with pytest.raises(SourceError, match="outside class subfolders"):
         image_folder(tmp_path, labels="folder")
     assert image_folder(tmp_path / "sub", labels=None).classes is None
@@ -309,3 +309,34 @@ def test_manifest_in_wrong_encoding_is_one_clear_line(tmp_path):
     write(tmp_path / "m.csv", "image,caption\nx.png,caf\u00e9\n".encode("utf-16"))
     with pytest.raises(SourceError, match="save it as UTF-8"):
         manifest(tmp_path / "m.csv")
+
+
+def test_shard_links_and_devices_are_followed_or_listed(tmp_path):
+    path = tmp_path / "s.tar"
+    red = png()
+    with tarfile.open(path, "w") as tf:
+        def add(name: str, kind: bytes, data: bytes = b"", linkname: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, linkname, len(data)
+            tf.addfile(info, io.BytesIO(data) if data else None)
+
+        add("a.png", tarfile.REGTYPE, red)
+        add("a.txt", tarfile.REGTYPE, b"a red square")
+        add("b.png", tarfile.LNKTYPE, linkname="a.png")  # a valid hard-linked image: kept
+        add("b.txt", tarfile.SYMTYPE, linkname="/etc/passwd")
+        add("c.png", tarfile.SYMTYPE, linkname="a.png")
+        add("d.png", tarfile.LNKTYPE, linkname="/etc/hostname")
+        add("e.png", tarfile.CHRTYPE)
+        add("f.png", tarfile.FIFOTYPE)
+    src = webdataset(str(path))
+    assert [it.id.rpartition("#")[2] for it in src.items] == ["a", "b"]
+    assert src.items[1].read_bytes() == red and decode_image(src.items[1].read_bytes()).size == (6, 4)
+    assert src.items[0].captions == ["a red square"] and src.items[1].captions == []
+    listed = {(s.id.rpartition("#")[2], s.reason, s.kind) for s in src.skipped}
+    assert listed == {
+        ("b.txt", "symbolic link member (not followed)", "note"),
+        ("c.png", "symbolic link member (not followed)", "image"),
+        ("d.png", "hard link to a file not in this shard", "image"),
+        ("e.png", "device member", "image"),
+        ("f.png", "fifo member", "image"),
+    }

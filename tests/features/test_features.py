@@ -88,3 +88,16 @@ def test_manifest_is_plain_json(tmp_path):
     sample().save(tmp_path / "f")
     manifest = json.loads((tmp_path / "f" / "features.json").read_text())
     assert manifest["matrix"]["shape"] == [6, 4] and manifest["ids"][0] == "img0"
+
+
+def test_a_rerun_removes_what_a_killed_save_left_and_nothing_else(tmp_path):
+    out = tmp_path / "f"
+    out.mkdir()
+    leftovers = [".features.json.k2_x9abc.tmp", ".features.safetensors.0a1b2c3d.tmp", ".skipped.csv.zz99yy88.tmp"]
+    others = [".features.json.tmp", ".features.json.notours!.tmp", "features.json.abcdefgh.tmp", "mine.txt"]
+    for name in leftovers + others:
+        (out / name).write_text("x")
+    feats = Features(X=np.eye(2, dtype=np.float32), ids=["a", "b"], skipped=[Skipped("c", "truncated")])
+    feats.save(out)
+    feats.save_skipped(out / "skipped.csv")
+    assert sorted(p.name for p in out.iterdir()) == sorted(others + ["features.json", "features.safetensors", "skipped.csv"])

@@ -177,3 +177,39 @@ def test_reduced_decode_keeps_bad_jpeg_reasons():
     with pytest.raises(BadImage) as e:
         decode_image(data, "x", 1000, min_side=64)
     assert e.value.reason == "decompression bomb"
+
+
+def test_a_full_cache_disk_turns_the_cache_off_with_one_warning(tiny, folder, tmp_path, monkeypatch):
+    import errno
+
+    from cliplab.features.cache import ChunkCache
+
+    def full(self, keys, embeddings):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.dir / "chunk-x.safetensors"))
+
+    monkeypatch.setattr(ChunkCache, "put", full)
+    feats, messages = quiet_embed(tiny, folder, cache_dir=tmp_path / "cache", chunk_size=2, batch_size=2, num_workers=0)
+    assert len(feats) == len(open_source(folder).items)
+    assert messages == [f"embedding cache {tmp_path / 'cache'}: cannot write (no space left on device); carrying on without caching"]
+
+
+def test_an_unwritable_cache_folder_is_a_warning_not_a_failure(tiny, folder, tmp_path):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    feats, messages = quiet_embed(tiny, folder, cache_dir=tmp_path / "cache", num_workers=0)
+    assert len(feats) == len(open_source(folder).items) and feats.stats["cache_hits"] == 0
+    assert len(messages) == 1 and messages[0].startswith(f"embedding cache {tmp_path / 'cache'}: cannot write")
+
+
+def test_progress_bar_prints_its_first_line_once(tiny, folder, capsys):
+    import time
+
+    preprocess = tiny.preprocess
+
+    def slow(image):  # decoding takes longer than the bar's refresh interval (0.1 s)
+        time.sleep(0.01)
+        return preprocess(image)
+
+    tiny.preprocess = slow
+    embed(tiny, folder, num_workers=0, progress=True, cache_dir=None)
+    err = capsys.readouterr().err
+    assert err.count("0/24") == 1 and "24/24" in err

@@ -14,6 +14,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"cliplab {version('cliplab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
 def _register() -> None:
     # Each module adds its commands to ``app``; import order is the order of ``--help``.
     from cliplab.cli import (  # noqa: F401

@@ -73,12 +73,14 @@ def clear_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's embeddings (a spec, e.g. openclip:ViT-B-32 or tiny); all precisions."),
     cache_dir: Optional[Path] = CACHE_ROOT_OPTION,
 ) -> None:
-    """Delete cached embeddings: all of them, or one model's."""
+    """Delete cached embeddings: all of them, or one model's. Folders the cache did not make are left alone."""
     from cliplab.features.cache_folder import clear
 
     with user_errors():
         root = _root(cache_dir)
-        gone = clear(root, model)
+        gone, kept = clear(root, model)
+    for line in kept:
+        typer.echo(line, err=True)
     freed = human_size(sum(ns.bytes for ns in gone))
     what = f"model {model}" if model else "all models"
     typer.echo(f"removed {len(gone)} model folder(s) ({freed}) for {what} from {root}")

@@ -21,7 +21,8 @@ app.add_typer(data_app, name="data")
 
 def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_objects: int, class_folders: str | None, masks: bool, progress: bool = True) -> int:
     """Write ``n`` scenes to ``out``: ``images/`` (one subfolder per class with ``class_folders``),
-    optional ``masks/``, and ``metadata.jsonl``; returns n.
+    optional ``masks/`` with ``classes.txt`` (line i names mask value i: background, then the
+    shapes), and ``metadata.jsonl``; returns n.
 
     Everything goes to a temporary sibling folder first and is renamed into place at the end, so
     an interrupted run never leaves a half-written dataset behind.
@@ -47,6 +48,8 @@ def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_
                 row["semantic_mask"] = str(mask_rel)
             lines.append(json.dumps(row) + "\n")
         atomic_write(tmp / "metadata.jsonl", "".join(lines))
+        if masks:  # what eval --task segmentation reads: line i names mask value i
+            atomic_write(tmp / "classes.txt", "".join(f"{name}\n" for name in ("background", *synthetic.SHAPES)))
     return n
 
 
@@ -59,7 +62,7 @@ def synth(
     image_size: int = typer.Option(64, min=16, help="Image side in pixels."),
     max_objects: int = typer.Option(2, min=1, max=4, help="Objects per image: 1 to this."),
     class_folders: str = typer.Option(None, help="Also lay images out one folder per value of this attribute of the first object (shape, color, size, position, background)."),
-    masks: bool = typer.Option(False, "--masks", help="Also write semantic masks (0 background, 1+shape index) as PNG."),
+    masks: bool = typer.Option(False, "--masks", help="Also write semantic masks (0 background, 1+shape index) as PNG, and classes.txt naming each value (for eval --task segmentation --images OUT)."),
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Write synthetic scenes with captions and ground truth: images + metadata.jsonl.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -35,6 +38,14 @@ from cliplab.cli.common import (
     warnings_as_lines,
 )
 from cliplab.errors import InputError
+
+
+def quiet_ray() -> None:
+    """Keep Ray's INFO lines and deprecation notices about its own settings off the terminal: Ray
+    Data's log level (its RAY_DATA_LOG_LEVEL, unless the user set one) and a filter for Ray's
+    DeprecationWarnings, inside the command's ``warnings_as_lines``."""
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
 
 
 class Engine(str, Enum):
@@ -81,7 +92,9 @@ def embed_command(
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
         clip = load_model_for(model, pretrained, precision, announce=progress)
         if engine is Engine.ray:
-            feats = embed_ray(clip, source, pretrained=pretrained, precision=clip.precision, address=ray_address, batch_size=batch_size or 64)
+            quiet_ray()
+            feats = embed_ray(clip, source, pretrained=pretrained, precision=clip.precision, address=ray_address,
+                              batch_size=batch_size or 64, logging_level=logging.ERROR)  # fmt: skip
         else:
             feats = embed(clip, source, cache_dir=cache_folder(cache_dir, no_cache), batch_size=batch_size,
                           num_workers=workers, progress=progress, decode=decode.value)  # fmt: skip

@@ -8,7 +8,6 @@ float, palette, alpha, EXIF-rotated) are always converted to 8-bit RGB, never sk
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,30 +35,27 @@ def decode_image(
     if not data:
         raise BadImage("empty file", source_id)
     _check_riff_length(data, source_id)
-    # Pillow warns between MAX_IMAGE_PIXELS and twice that; make the warning an error unless the
-    # caller asked for a larger limit than Pillow's.
-    strict = max_pixels is not None and max_pixels <= (Image.MAX_IMAGE_PIXELS or 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error" if strict else "ignore", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage("decompression bomb", source_id, str(e)) from e
-        except UnidentifiedImageError as exc:
-            raise BadImage("not an image", source_id) from exc
-        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad input
-            raise _classify(e, source_id) from e
-        width, height = im.size
-        if max_pixels is not None and width * height > max_pixels:
-            raise BadImage("decompression bomb", source_id, f"{width}x{height} pixels, limit {max_pixels}")
-        if min_side and im.format == "JPEG" and min(width, height) >= 2 * min_side:
-            im.draft("RGB", (min_side, min_side))
-        try:
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage("decompression bomb", source_id, str(e)) from e
-        except Exception as e:  # noqa: BLE001
-            raise _classify(e, source_id) from e
+    # The size is checked here, between open and load, so the warnings filters (process-wide, not
+    # thread-safe) are never touched; Pillow itself refuses more than 2 * Image.MAX_IMAGE_PIXELS.
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise BadImage("decompression bomb", source_id, str(e)) from e
+    except UnidentifiedImageError as exc:
+        raise BadImage("not an image", source_id) from exc
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad input
+        raise _classify(e, source_id) from e
+    width, height = im.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise BadImage("decompression bomb", source_id, f"{width}x{height} pixels, limit {max_pixels}")
+    if min_side and im.format == "JPEG" and min(width, height) >= 2 * min_side:
+        im.draft("RGB", (min_side, min_side))
+    try:
+        im.load()
+    except Image.DecompressionBombError as e:
+        raise BadImage("decompression bomb", source_id, str(e)) from e
+    except Exception as e:  # noqa: BLE001
+        raise _classify(e, source_id) from e
     try:
         return to_rgb(_exif_upright(im))
     except Exception as e:  # noqa: BLE001 - e.g. a mode Pillow cannot convert

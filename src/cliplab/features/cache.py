@@ -3,6 +3,7 @@
 Layout under ``cache_dir``::
 
     <namespace>/                    sha256 of the model identity, precision and decode policy
+        CACHEDIR.TAG                the marker of a folder the cache made (cachedir spec + cliplab line)
         model.txt                   that text, for people and ``cliplab cache info``
         chunk-<random>.safetensors  "hashes" uint8 (n, 32), "embeddings" float32 (n, d);
                                     metadata: format, rows, dim, sha256 of both tensors' bytes
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -32,6 +34,14 @@ CHUNK_FORMAT = "cliplab.embedding-chunk"
 CHUNK_VERSION = "1"
 HASH_BYTES = 32
 STALE_TMP_SECONDS = 24 * 3600
+# The Cache Directory Tagging Specification (https://bford.info/cachedir/): backup tools skip a folder
+# holding this file; the second line makes it cliplab's own, so no other tool's cache is taken for one.
+MARKER = "CACHEDIR.TAG"
+MARKER_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# cliplab embedding cache namespace; see cliplab cache info\n"
+LABEL = "model.txt"
+_OWN_NAME = r"(?:CACHEDIR\.TAG|model\.txt|chunk-[0-9a-f]{32}\.safetensors)"
+# what this module writes, and the temporary names cliplab.files.atomic_target gives them meanwhile
+_OWN_FILE = re.compile(rf"{_OWN_NAME}|\.{_OWN_NAME}\.[A-Za-z0-9_]{{8}}\.tmp")
 
 
 class CacheWarning(UserWarning):
@@ -64,8 +74,10 @@ class ChunkCache:
         self.dir = self.root / namespace
         self.dim = dim
         self.dir.mkdir(parents=True, exist_ok=True)
+        if not is_namespace_folder(self.dir):
+            atomic_write(self.dir / MARKER, MARKER_TEXT)
         if description:
-            label = self.dir / "model.txt"
+            label = self.dir / LABEL
             if not label.exists():
                 atomic_write(label, description + "\n")
         self._index: dict[bytes, str] = {}  # content hash -> chunk file name
@@ -259,6 +271,26 @@ class ChunkCache:
                 pass
             self._rows.pop(name, None)
         return len(merged)
+
+
+def is_namespace_folder(folder: Path) -> bool:
+    """True for a folder the cache made: it holds the marker, or (made before the marker) its name
+    is the sha256 of its ``model.txt`` text, as ``namespace_key`` names it."""
+    try:
+        if (folder / MARKER).read_text(encoding="utf-8") == MARKER_TEXT:
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        text = (folder / LABEL).read_bytes().removesuffix(b"\n")
+    except OSError:
+        return False
+    return hashlib.sha256(text).hexdigest() == folder.name
+
+
+def is_cache_file(name: str) -> bool:
+    """True for a file name the cache writes in a namespace folder (temporary names included)."""
+    return _OWN_FILE.fullmatch(name) is not None
 
 
 class ChunkError(Exception):

@@ -4,7 +4,8 @@ Rows of ``X`` are float32 and L2-normalised; row ``i`` belongs to ``ids[i]`` (an
 ``captions[i]``, ``meta[i]`` when known). Images that could not be embedded are in ``skipped``.
 ``save(dir)`` writes ``features.safetensors`` (the matrix) and ``features.json`` (everything else,
 plus the matrix file's sha256), each to a temporary name renamed into place; the manifest is written
-last, so a reader never pairs a manifest with a matrix it does not describe.
+last, so a reader never pairs a manifest with a matrix it does not describe. Temporary files a
+killed ``save`` left in the folder are removed by the next ``save`` there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from cliplab.data.items import Skipped
 from cliplab.errors import FeaturesFileError, InputError
-from cliplab.files import atomic_write
+from cliplab.files import atomic_write, remove_leftovers
 
 MATRIX_FILE = "features.safetensors"
 MANIFEST_FILE = "features.json"
@@ -100,6 +101,13 @@ class Features:
         except KeyError as e:
             raise KeyError(f"id {e.args[0]!r} is not in these features") from e
 
+    def labelled(self) -> Features:
+        """The rows that have a label (what a head fitted on labels uses); images kept unlabelled,
+        e.g. those beside a folder's class subfolders, are left out. No labels at all: no rows."""
+        if self.labels is None:
+            return self[[]]
+        return self[[i for i, label in enumerate(self.labels) if label is not None]]
+
     @property
     def y(self) -> np.ndarray:
         """Labels as indices into ``classes`` (-1 where an image has no label)."""
@@ -135,6 +143,8 @@ class Features:
             "stats": self.stats,
         }
         text = json.dumps(manifest, ensure_ascii=False, default=str)
+        for name in (MATRIX_FILE, MANIFEST_FILE):
+            remove_leftovers(folder / name)
         atomic_write(folder / MATRIX_FILE, blob)
         atomic_write(folder / MANIFEST_FILE, text.encode("utf-8"))
         return folder
@@ -145,6 +155,7 @@ class Features:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["kind", "where", "reason"])
         writer.writerows([s.kind, s.id, s.reason] for s in self.skipped)
+        remove_leftovers(path)
         return atomic_write(path, buf.getvalue())
 
     @classmethod

@@ -45,7 +45,7 @@ from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
 from cliplab.errors import InputError, NothingEmbeddedError, warn
-from cliplab.features.cache import ChunkCache, content_hash, namespace_key
+from cliplab.features.cache import CacheWarning, ChunkCache, content_hash, namespace_key
 from cliplab.features.features import Features
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -295,8 +295,12 @@ def embed(
         identity = model.identity
         policy = "/".join(tag for tag in (DEVICE_DECODE_TAG if decode_path == "gpu" else "", DRAFT_TAG if draft else "") if tag)
         ns, description = namespace_key(identity, model.precision, policy)
-        cache = ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description)
-        vectors = cache.get_many(k for k in keys if isinstance(k, bytes))
+        try:
+            cache = _CacheWriter(ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description))
+        except OSError as e:  # a full disk, a read-only folder: the run goes on without the cache
+            _without_cache(cache_dir, e)
+        else:
+            vectors = cache.chunks.get_many(k for k in keys if isinstance(k, bytes))
     first_item: dict[bytes, int] = {}
     for i, k in enumerate(keys):
         if isinstance(k, bytes) and k not in vectors:
@@ -365,7 +369,7 @@ def embed(
         "torch_threads": torch.get_num_threads(),
         **timer.stats(),
         "precision": getattr(model, "precision", "fp32"),
-        "corrupt_chunks": [str(p) for p in cache.discarded] if cache else [],
+        "corrupt_chunks": [str(p) for p in cache.chunks.discarded] if cache else [],
         "source_notes": list(getattr(src, "notes", []) or []),
     }
     features = Features(
@@ -383,6 +387,35 @@ def embed(
     if skipped:
         warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning)
     return features
+
+
+class _CacheWriter:
+    """Adds chunks to the cache until a write fails (a full disk, a read-only folder): then one
+    warning naming the cache folder, and the run carries on uncached."""
+
+    def __init__(self, chunks: ChunkCache):
+        self.chunks: ChunkCache = chunks
+        self.failed = False
+
+    def put(self, keys: list[bytes], embeddings: np.ndarray) -> None:
+        self._write(self.chunks.put, keys, embeddings)
+
+    def compact(self, chunk_rows: int) -> None:
+        self._write(self.chunks.compact, chunk_rows)
+
+    def _write(self, write: Callable[..., Any], *args: Any) -> None:
+        if self.failed:
+            return
+        try:
+            write(*args)
+        except OSError as e:
+            self.failed = True
+            _without_cache(self.chunks.root, e)
+
+
+def _without_cache(folder: str | os.PathLike, e: OSError) -> None:
+    reason = (e.strerror or type(e).__name__).lower()
+    warn(f"embedding cache {os.fspath(folder)}: cannot write ({reason}); carrying on without caching", CacheWarning)
 
 
 class SkippedWarning(UserWarning):
@@ -543,7 +576,8 @@ def _run(model, batches, total, keys, vectors, bad_keys, failed, cache, *, batch
                 else:
                     bad_keys[key] = reason
                     keys[i] = key
-            bar.update(len(bad))
+            if bad:  # tqdm redraws even for 0, repeating its first line in a log
+                bar.update(len(bad))
             for i, key in zip(idxs, new_keys):
                 keys[i] = key  # the hash of the bytes actually decoded
             if pixels is not None:

@@ -17,6 +17,7 @@ after ``timeout_s``.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import time
 from typing import Any
@@ -113,11 +114,14 @@ def embed_ray(
     batch_size: int = 64,
     num_cpus: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    logging_level: int = logging.INFO,
 ) -> Features:
     """Embed ``source`` on Ray with ``model`` (a spec, or a loaded ``Model`` whose spec and precision
     the actors load again, with ``pretrained``); ``address`` None starts a local runtime.
 
     num_cpus: CPUs of the local runtime (default: all); ignored with an ``address``.
+    logging_level: Ray's own log level (``ray.init(logging_level=...)``; Ray's default is INFO),
+        when the runtime is started or joined here.
     """
     try:
         import ray
@@ -136,17 +140,18 @@ def embed_ray(
     if started_here:
         try:
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=False, ignore_reinit_error=True)
+                     log_to_driver=False, logging_level=logging_level, ignore_reinit_error=True)
         except Exception as exc:  # noqa: BLE001 - Ray raises many types for a cluster it cannot join
             raise RayEngineError(f"cannot start or join Ray at {address or 'a local runtime'}: {exc}") from exc
     t0 = time.perf_counter()
     try:
         actors, per_actor = _pool_size(ray.cluster_resources())
         ds = ray.data.from_items([{"row": i} for i in range(len(items))], override_num_blocks=max(1, min(len(items), 4 * actors)))
-        ds = ds.map_batches(_ReadBytes, fn_constructor_args=(items,), batch_size=batch_size, concurrency=1, num_cpus=0.25)
+        ds = ds.map_batches(_ReadBytes, fn_constructor_args=(items,), batch_size=batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25)
         ds = ds.map_batches(
             _EmbedActor, fn_constructor_args=(spec, None if pretrained is None else os.fspath(pretrained), precision, int(per_actor["num_cpus"])),
-            batch_size=batch_size, concurrency=actors, **per_actor,
+            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), **per_actor,
         )
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             future = pool.submit(ds.take_all)

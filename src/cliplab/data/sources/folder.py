@@ -48,15 +48,13 @@ def image_folder(root: str | os.PathLike[str], labels: str | None = "auto") -> I
         )
     # Labels come from subfolders whenever there are any; images beside them are kept unlabelled.
     use_labels = labels is not None and len(loose) < len(rels)
-    notes = []
-    if use_labels and loose:
+    if use_labels and loose:  # a warning only: the CLI prints each warning once, as a line of its own
         shown = ", ".join(repr(name) for name in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
-        notes.append(f"{len(loose)} image(s) outside the class subfolders have no label and are left out of labelled tasks: {shown}")
-        warn(f"{root}: {notes[-1]}")
+        warn(f"{root}: {len(loose)} image(s) outside the class subfolders have no label and are left out of labelled tasks: {shown}")
     items = []
     for rel in rels:
         path = str(base.joinpath(*rel))
         label = rel[0] if use_labels and len(rel) >= 2 else None
         items.append(ImageItem(id=path, read_bytes=partial(read_file, path), label=label))
     classes = sorted_classes({it.label for it in items if it.label is not None}) if use_labels else None
-    return ImageSource(name=base.resolve().name or str(base), items=items, classes=classes, notes=notes)
+    return ImageSource(name=base.resolve().name or str(base), items=items, classes=classes)

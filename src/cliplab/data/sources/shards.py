@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import io
 import json
@@ -24,7 +25,9 @@ def webdataset(pattern: str | Sequence[str]) -> ImageSource:
     Members group by key (the name up to the first dot of the basename). The image is the
     jpg/jpeg/png/webp member, the caption the ``txt`` member, the label ``cls`` or ``json["label"]``;
     the ``json`` content becomes ``meta``. Ids are ``"<shard>#<key>"``. Bytes are read on demand by
-    offset. Corrupt or missing shards, and samples without an image, land in ``skipped``.
+    offset. A hard link to an earlier member of the same shard reads that member's data; symbolic
+links, devices and other non-files are never read and, like corrupt or missing shards and samples
+without an image, land in ``skipped``.
     """
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     shards: list[str] = []
@@ -64,9 +67,17 @@ def _list_shard(shard: str, items: list[ImageItem], skipped: list[Skipped]) -> N
         with tf:
             problem = None
             try:
+                regular: dict[str, tarfile.TarInfo] = {}  # name -> a regular file's header, links resolved
                 for member in tf:
+                    if member.isdir():
+                        continue
+                    if member.islnk() and member.linkname in regular:
+                        member = _followed(member, regular[member.linkname])
                     if member.isfile():
+                        regular[member.name] = member
                         _add_member(samples, member)
+                    else:
+                        skipped.append(_not_followed(shard, member))
                 if not _rest_is_zero(f, tf.offset):
                     problem = f"unreadable tar header at byte {tf.offset}"
             except (tarfile.TarError, EOFError, OSError) as e:
@@ -86,6 +97,31 @@ def _list_shard(shard: str, items: list[ImageItem], skipped: list[Skipped]) -> N
         item = ImageItem(id=sid, read_bytes=partial(_read_range, shard, image.offset_data, image.size))
         _apply_texts(item, texts[key], skipped)
         items.append(item)
+
+
+def _followed(link: tarfile.TarInfo, target: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A hard link as the regular file it names (an earlier member of the same archive): the
+    target's data under the link's name."""
+    member = copy.copy(target)
+    member.name = link.name
+    return member
+
+
+def _not_followed(shard: str, member: tarfile.TarInfo) -> Skipped:
+    """A member that is not a file of this archive: listed, never read (a symbolic link or a hard
+    link may point anywhere on the reading machine)."""
+    if member.issym():
+        reason = "symbolic link member (not followed)"
+    elif member.islnk():
+        reason = "hard link to a file not in this shard"
+    elif member.ischr() or member.isblk():
+        reason = "device member"
+    elif member.isfifo():
+        reason = "fifo member"
+    else:
+        reason = "not a regular file"
+    ext = member.name.rpartition(".")[2].lower()
+    return Skipped(f"{shard}#{member.name}", reason, "image" if ext in WDS_IMAGE_EXTENSIONS else "note")
 
 
 def _add_member(samples: dict[str, dict[str, tarfile.TarInfo]], member: tarfile.TarInfo) -> None:
