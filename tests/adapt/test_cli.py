@@ -163,3 +163,19 @@ def test_no_cache_writes_no_cache(cli, folder, tiny_model_files, tmp_path, priva
                  "--no-cache", "--no-progress", "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not (private_cache_home / "cliplab").exists()
+
+
+def test_a_stray_unlabelled_image_is_kept_aside_not_refused(cli, folder, tiny_model_files, tmp_path):
+    """The README: images beside the class subfolders are kept unlabelled with a warning; adapt fits on the labelled ones."""
+    import shutil
+
+    train = tmp_path / "train"
+    shutil.copytree(folder, train)
+    stray = next((train / "small").iterdir())
+    shutil.copy(stray, train / "stray.png")
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    result = cli("adapt", "--train", train, "--shots", "1", "--seeds", "1", "--methods", "zeroshot,gda",
+                 "--out", tmp_path / "run", "--no-progress", "--no-cache", *model)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "stray.png" in result.stderr
+    assert len(json.loads((tmp_path / "run" / "results.json").read_text())["runs"]) == 2

@@ -77,12 +77,11 @@ def average_views(views: np.ndarray) -> np.ndarray:
 
 
 def check_classes(labels: Sequence[Any], what: str, min_classes: int = 2) -> None:
-    """Every row labelled and at least ``min_classes`` classes (with one, every method scores 100%)."""
-    if any(lab is None for lab in labels):
-        raise InputError(f"{what} has unlabelled images; use a class-per-subfolder folder or a manifest with labels")
-    found = sorted({str(lab) for lab in labels})
+    """At least ``min_classes`` classes among the labelled rows (with one, every method scores 100%);
+    unlabelled rows (``None``) are not counted: the heads use the labelled ones."""
+    found = sorted({str(lab) for lab in labels if lab is not None})
     if len(found) < min_classes:
-        named = f"only class {found[0]!r}" if found else "no images"
+        named = f"only class {found[0]!r}" if found else "no labelled images"
         raise InputError(f"{what} has {named}; comparing classifiers needs at least {min_classes} classes (one subfolder per class)")
 
 

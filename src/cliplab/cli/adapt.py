@@ -158,7 +158,7 @@ def adapt_command(
             check_classes([item.label for item in test_source.items], "--test", min_classes=1)
         clip = load_model_for(model, pretrained, precision, announce=progress)
         kw = dict(cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
-        pool = embed(clip, train_source, **kw)
+        pool = embed(clip, train_source, **kw).labelled()  # images kept unlabelled were named by the source
         y_all = np.array(pool.labels, dtype=str)
         pool_load = image_loader(train_source, pool.ids)
         if test_source is None:
@@ -167,7 +167,7 @@ def adapt_command(
             load_pool = lambda rows: pool_load(pool_rows[np.asarray(rows, dtype=np.int64)])  # noqa: E731
             load_test = lambda: pool_load(test_rows)  # noqa: E731
         else:
-            test_feats = embed(clip, test_source, **kw)
+            test_feats = embed(clip, test_source, **kw).labelled()
             X_pool, y_pool, load_pool = pool.X, y_all, pool_load
             X_test, y_test = test_feats.X, np.array(test_feats.labels, dtype=str)
             test_load = image_loader(test_source, test_feats.ids)
