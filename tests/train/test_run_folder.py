@@ -3,6 +3,10 @@ an interrupted run's temporary files are cleared, and the final line counts what
 
 import fcntl
 import json
+import resource
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -11,22 +15,26 @@ from cliplab.train import TrainConfig, TrainResult, train
 from cliplab.train.trainer import Trainer
 
 
-@pytest.fixture
-def interrupted(tmp_path, tiny_model_files):
-    """A 4-step run (batch 8, lr 1e-3) stopped right after its step-2 checkpoint; returns its folder."""
-    out = tmp_path / "run"
-    cfg = TrainConfig(model=tiny_model_files["spec"], pretrained=str(tiny_model_files["weights"]), data="synthetic:32:1",
-                      steps=4, batch_size=8, lr=1e-3, ckpt_every=2, eval_n=0, log_every=1, workers=0, progress=False,
-                      device="cpu", out=str(out))  # fmt: skip
+def stop_after(out, stop, **settings):
+    """Start a run in ``out`` (batch 8, lr 1e-3) and stop it right after its step-``stop`` checkpoint."""
+    cfg = TrainConfig(**{"data": "synthetic:32:1", "batch_size": 8, "lr": 1e-3, "eval_n": 0, "log_every": 1, "workers": 0,
+                         "progress": False, "device": "cpu", "out": str(out), **settings})  # fmt: skip
     trainer = Trainer(cfg)
     for step, batch in enumerate(trainer._loader(), start=1):
         trainer.step(batch)
         trainer.log.add({"step": step})
-        if step == 2:
-            trainer._save_checkpoint(2)
+        if step == stop:
+            trainer._save_checkpoint(stop)
             break
     trainer.close()
     return out
+
+
+@pytest.fixture
+def interrupted(tmp_path, tiny_model_files):
+    """A 4-step run stopped right after its step-2 checkpoint."""
+    return stop_after(tmp_path / "run", 2, model=tiny_model_files["spec"], pretrained=str(tiny_model_files["weights"]),
+                      steps=4, ckpt_every=2)  # fmt: skip
 
 
 def test_resume_continues_the_saved_config(cli, interrupted):
@@ -97,3 +105,31 @@ def test_only_rank_0_prints_the_final_line(cli, monkeypatch, tmp_path):
     res = cli("train", "--steps", "2", "--out", tmp_path / "run", "--no-progress")
     assert res.exit_code == 0, res.output
     assert res.stdout == ""
+
+
+@pytest.mark.parametrize("damage", ["state.pt", "model.safetensors"])
+def test_a_damaged_checkpoint_is_one_line(cli, interrupted, damage):
+    path = interrupted / "checkpoints" / "step_0000002" / damage
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    res = cli("train", "--resume", "--out", interrupted, "--no-progress")
+    assert res.exit_code == 2
+    assert res.output.count("\n") == 1 and "step_0000002 cannot be read" in res.output and "delete that folder" in res.output
+
+
+def _no_bigger_files_than(limit):
+    def limit_writes():  # in the child: writes past the limit fail with EFBIG instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    out = stop_after(tmp_path / "run", 1, model="tiny", steps=2, ckpt_every=1)
+    kept = {p: p.read_bytes() for p in (out / "checkpoints").rglob("*") if p.is_file()}
+    res = subprocess.run([sys.executable, "-m", "cliplab", "train", "--resume", "--out", str(out), "--no-progress"], capture_output=True,
+                         text=True, timeout=300, preexec_fn=_no_bigger_files_than(1_000_000), check=False)  # fmt: skip
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr == f"error: file too large: {out / 'checkpoints' / 'step_0000002'}\n"
+    assert {p: p.read_bytes() for p in (out / "checkpoints").rglob("*") if p.is_file()} == kept  # no partial step 2, step 1 intact

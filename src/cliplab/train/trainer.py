@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from cliplab.errors import InputError
-from cliplab.files import atomic_target, atomic_write, write_json
+from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
 from cliplab.train import checkpoint, distributed, run_dir
 from cliplab.train.batches import BatchPlan, StepBatches
@@ -363,8 +363,7 @@ class Trainer:
         """``out/model.safetensors``: the trained weights, loadable with ``load_model(spec, pretrained=...)``."""
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
-        with atomic_target(path) as tmp:
-            save_file(checkpoint.state_tensors(self.module), str(tmp), metadata=meta)
+        atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
         return path
 
     def run(self) -> TrainResult:
