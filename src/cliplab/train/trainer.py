@@ -107,9 +107,13 @@ class Trainer:
         saved = self.out / "config.yaml"
         self.resumed_config = resume and saved.is_file()
         self.config = config = resumed(saved, config.to_dict()) if self.resumed_config else config.check()
+        if not resume and checkpoint.latest(self.out) is not None:
+            raise InputError(f"{self.out} already holds checkpoints; pass --resume to continue it or choose a new --out")
         self.runtime = distributed.start(config.device)
-        self.lock = self._claim_run_dir(resume) if self.runtime.is_main else None
+        self.lock = run_dir.lock(self.out) if self.runtime.is_main else None  # held until close()
         try:
+            if self.lock is not None:
+                run_dir.remove_leftovers(self.out)
             self._build(model, resume, on_log, batches)
         except BaseException:
             self._release()
@@ -193,14 +197,6 @@ class Trainer:
         for p in frozen.parameters():
             p.requires_grad_(False)
         return frozen
-
-    def _claim_run_dir(self, resume: bool):
-        """Lock the run folder, clear an interrupted run's temporary files, refuse a finished run's folder."""
-        if not resume and checkpoint.latest(self.out) is not None:
-            raise InputError(f"{self.out} already holds checkpoints; pass --resume to continue it or choose a new --out")
-        handle = run_dir.lock(self.out)
-        run_dir.remove_leftovers(self.out)
-        return handle
 
     def _restore(self) -> int:
         """Write the run's config (a resumed run keeps its own) and load the last checkpoint; the step to start at."""
