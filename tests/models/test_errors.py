@@ -49,6 +49,17 @@ def test_hf_folder_without_processor_says_so(hf_clip_dir, tmp_path):
     )
 
 
+def test_hf_folder_with_only_pickled_weights_is_refused(hf_clip_dir, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(hf_clip_dir, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"weight": torch.zeros(1)}, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError) as err:
+        load_model(f"hf:{folder}")
+    assert str(err.value).startswith(f"hf:{folder}: {folder} holds only pickled weights (pytorch_model.bin), which cliplab never loads; "
+                                     "convert them to safetensors")  # fmt: skip
+
+
 def test_unreachable_hub_fails_fast_in_one_line(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)

@@ -68,3 +68,50 @@ def test_curate_command(tmp_path):
     report = json.loads((tmp_path / "curated.report.json").read_text())
     assert report["texts"] == 7 and report["kept"] == len(kept)
     assert (tmp_path / "curated.report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _curate(tmp_path, rows, out_name, *args):
+    from cliplab.cli import _register, app
+
+    _register()
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "entries.txt").write_text("\n".join(ENTRIES) + "\n")
+    out = tmp_path / out_name
+    res = CliRunner().invoke(app, ["curate", "--metadata", str(tmp_path / "entries.txt"), str(manifest), "--out", str(out), *args])
+    return res, out
+
+
+def test_jsonl_to_csv_writes_every_field(tmp_path):
+    import csv
+
+    rows = [{"image": "0.png", "caption": "a cat."}, {"image": "1.png", "caption": "a dog", "tags": ["pet", "dog"]}, {"image": "2.png", "caption": "x"}]
+    res, out = _curate(tmp_path, rows, "curated.csv")
+    assert res.exit_code == 0, res.output
+    with open(out, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert written == [{"image": "0.png", "caption": "a cat.", "tags": ""}, {"image": "1.png", "caption": "a dog", "tags": '["pet", "dog"]'}]
+
+
+def test_caption_col_names_the_caption_column(tmp_path):
+    rows = [{"image": f"{i}.png", "text": t} for i, t in enumerate(TEXTS)]
+    res, out = _curate(tmp_path, rows, "curated.jsonl", "--caption-col", "text", "--t", "1")
+    assert res.exit_code == 0, res.output
+    assert "cat and dog" in [json.loads(x)["text"] for x in out.read_text().splitlines()]
+    res, _ = _curate(tmp_path, rows, "curated.jsonl", "--caption-column", "text")
+    assert res.exit_code == 2 and "No such option" in res.output
+
+
+def test_report_kept_counts_the_rows_written_after_dedup(tmp_path):
+    from cliplab.features import Features
+
+    rows = [{"image": f"{i}.png", "caption": f"a cat number {i}"} for i in range(4)]
+    X = np.eye(4, dtype=np.float32)
+    X[1] = X[0]  # image 1 duplicates image 0
+    Features(X, [str(tmp_path / r["image"]) for r in rows]).save(tmp_path / "feats")
+    res, out = _curate(tmp_path, rows, "curated.jsonl", "--dedup-features", str(tmp_path / "feats"))
+    assert res.exit_code == 0, res.output
+    written = out.read_text().splitlines()
+    report = json.loads((tmp_path / "curated.report.json").read_text())
+    assert len(written) == 3 and report["kept"] == 3 and report["near_duplicates_dropped"] == 1
+    assert "kept 3 of 4 rows" in res.output

@@ -31,16 +31,23 @@ def read_rows(path: Path) -> tuple[list[dict], list[str]]:
 
 
 def write_rows(rows: list[dict], fieldnames: list[str], path: Path) -> None:
+    """Rows as JSONL, or as CSV/TSV with ``fieldnames`` and then every other key the rows hold
+    (JSONL rows need not share keys); list and mapping values become JSON text in a CSV cell."""
     from cliplab.files import atomic_write
 
     if path.suffix.lower() == ".jsonl":
         atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return
+    columns = list(dict.fromkeys([*fieldnames, *(k for r in rows for k in r)]))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fieldnames, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    writer = csv.DictWriter(buf, fieldnames=columns, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: cell(v) for k, v in r.items()} for r in rows)
     atomic_write(path, buf.getvalue())
+
+
+def cell(value: object) -> object:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
 
 
 def caption_of(row: dict, column: str) -> str:
@@ -56,7 +63,7 @@ def curate_command(
     metadata: Path = typer.Option(..., "--metadata", help="Text file of metadata entries, one per line (matched case-sensitively)."),
     t: int = typer.Option(20000, "--t", min=1, help="Balancing threshold: entries matched by more texts are sampled down to about t."),
     out: Path = typer.Option(..., "--out", "-o", help="Curated manifest to write (same format as the input; kept rows unchanged)."),
-    caption_column: str = typer.Option("caption", "--caption-column", help="Column holding the caption."),
+    caption_col: str = typer.Option("caption", "--caption-col", help="Manifest column holding the caption."),
     seed: int = typer.Option(0, "--seed", help="Seed of the balancing trials."),
     dedup_features: Path | None = typer.Option(None, "--dedup-features", help="Feature folder (cliplab embed) of the manifest's images: also drop near-duplicate images."),
     dedup_threshold: float = typer.Option(0.95, "--dedup-threshold", help="Cosine similarity at which two images count as duplicates (1.0: exact only)."),
@@ -72,13 +79,14 @@ def curate_command(
         if not entries:
             raise InputError(f"{metadata} holds no metadata entries; write one entry per line")
         rows, fields = read_rows(manifest)
-        if rows and caption_column not in rows[0]:
-            raise InputError(f"{manifest} has no {caption_column!r} column; name it with --caption-column")
-        result = curate([caption_of(r, caption_column) for r in rows], entries, t, seed)
+        if rows and caption_col not in rows[0]:
+            raise InputError(f"{manifest} has no {caption_col!r} column; name it with --caption-col")
+        result = curate([caption_of(r, caption_col) for r in rows], entries, t, seed)
         keep = result.keep
         summary = result.summary(entries)
         if dedup_features is not None:
             keep, summary["near_duplicates_dropped"] = _dedup(rows, keep, manifest, dedup_features, dedup_threshold, near_duplicates)
+            summary["kept"] = int(keep.sum())  # the rows written
         write_rows([r for r, k in zip(rows, keep) if k], fields, out)
         write_json(summary, out.with_suffix(".report.json"))
         atomic_write(out.with_suffix(".report.png"), distribution_png(result))

@@ -73,21 +73,24 @@ def train_command(
     they load with cliplab.load_model(<the same spec>, pretrained="OUT/model.safetensors").
     Run on several processes with: torchrun --nproc-per-node 2 -m cliplab train ...
     """
-    from cliplab.train.config import from_yaml
+    from cliplab.train.config import read_yaml, resumed
     from cliplab.train.trainer import train
 
     names = [n for n in ctx.params if n not in ("ctx", "config", "resume", "progress")]
-    given = {n: ctx.params[n] for n in names if ctx.params[n] is not None}
-    given = {("data" if k == "data" else k): v for k, v in given.items()}
+    given = {n: ctx.params[n] for n in names if ctx.params[n] is not None}  # options default to None: given ones are set
     if "out" in given:
         given["out"] = str(given["out"])
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None
     given["progress"] = progress
     with user_errors(), warnings_as_lines():
-        cfg = from_yaml(config, **given) if config else TrainConfig(**given).check()
+        settings = {**(read_yaml(config) if config else {}), **given}
+        saved = Path(settings.get("out", _DEFAULTS.out)) / "config.yaml"
+        cfg = resumed(saved, settings) if resume and saved.is_file() else TrainConfig(**settings).check()
         result = train(cfg, resume=resume, on_log=_echo_eval)
-    typer.echo(f"trained {result.steps} steps in {result.wall_s:.0f} s ({result.samples_per_s:.1f} samples/s); weights: {result.out / 'model.safetensors'}")
+    if result.is_main:  # under torchrun every process returns; one line is enough
+        typer.echo(f"trained {result.steps_run} steps in {result.wall_s:.0f} s ({result.samples_per_s:.1f} samples/s), "
+                   f"{result.steps} steps in all; weights: {result.out / 'model.safetensors'}")  # fmt: skip
 
 
 def _echo_eval(record: dict) -> None:

@@ -70,6 +70,16 @@ def check_saved_parts(name: str, folder: Path) -> None:
         raise ModelLoadError(f"{name}: no tokenizer saved in {folder}; save one there with tokenizer.save_pretrained(folder)")
 
 
+def check_safetensors(name: str, folder: Path) -> None:
+    """cliplab never unpickles: a folder whose weights are only pickled ``.bin`` files is refused."""
+    pickled = sorted(folder.glob("*.bin"))
+    if pickled and not any(folder.glob("*.safetensors")):
+        raise ModelLoadError(
+            f"{name}: {folder} holds only pickled weights ({pickled[0].name}), which cliplab never loads; convert them to "
+            "safetensors where you trust the file: AutoModel.from_pretrained(folder).save_pretrained(folder)"
+        )
+
+
 def as_features(output: Any) -> torch.Tensor:
     """transformers returns a tensor, or (5.x) an output object whose ``pooler_output`` is the embedding."""
     if isinstance(output, torch.Tensor):
@@ -119,8 +129,9 @@ class HFModel(Model):
         precision = check_precision(precision, device)
         folder = resolve_folder(target)
         check_saved_parts(name, folder)
+        check_safetensors(name, folder)
         try:
-            module = AutoModel.from_pretrained(folder, dtype=torch.float32)
+            module = AutoModel.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             image_processor = AutoImageProcessor.from_pretrained(folder)
         except (OSError, ValueError, KeyError) as exc:

@@ -8,10 +8,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, how_to_pass
 from cliplab.files import atomic_write
 
 RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
+# Settings a resumed run may change: where it runs and how it shows progress, not what it computes.
+RESUME_FREE = ("out", "device", "workers", "progress")
 
 
 @dataclass
@@ -79,8 +81,8 @@ def field_names() -> list[str]:
     return [f.name for f in fields(TrainConfig)]
 
 
-def from_yaml(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-    """A config from a YAML mapping of field names (dashes or underscores), then ``overrides``."""
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings of a YAML mapping of field names (dashes or underscores), recorded facts left out."""
     import yaml
 
     try:
@@ -95,10 +97,30 @@ def from_yaml(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(data) - set(field_names()))
     if unknown:
         raise InputError(f"config {os.fspath(path)} has unknown settings: {', '.join(unknown)}")
-    data.update(overrides)
     if "betas" in data:
         data["betas"] = tuple(data["betas"])
-    return TrainConfig(**data).check()
+    return data
+
+
+def from_yaml(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """A config from a YAML mapping of field names (dashes or underscores), then ``overrides``."""
+    return TrainConfig(**{**read_yaml(path), **overrides}).check()
+
+
+def resumed(saved: str | os.PathLike, settings: dict[str, Any]) -> TrainConfig:
+    """The run's ``saved`` config with ``settings`` applied; a setting that would change what the run
+    computes (anything but ``RESUME_FREE``) and differs from the saved value is refused."""
+    config = from_yaml(saved)
+    for name, value in settings.items():
+        was = getattr(config, name)
+        if name not in RESUME_FREE and _comparable(value) != _comparable(was):
+            raise InputError(f"{how_to_pass(name, str(value))} differs from the {name} {was} the run was started with "
+                             f"({os.fspath(saved)}); leave it out to continue the run, or start a new run in another folder")  # fmt: skip
+    return dataclasses.replace(config, **{k: v for k, v in settings.items() if k in RESUME_FREE})
+
+
+def _comparable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def write_yaml(config: TrainConfig, path: str | os.PathLike, **extra: Any) -> None:

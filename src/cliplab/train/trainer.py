@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from cliplab.errors import InputError
-from cliplab.files import atomic_target, atomic_write, write_json
+from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
-from cliplab.train import checkpoint, distributed
+from cliplab.train import checkpoint, distributed, run_dir
 from cliplab.train.batches import BatchPlan, StepBatches
-from cliplab.train.config import TrainConfig, write_yaml
+from cliplab.train.config import TrainConfig, resumed, write_yaml
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.schedule import cosine_with_warmup
@@ -50,7 +50,9 @@ class Towers(torch.nn.Module):
 @dataclass
 class TrainResult:
     out: Path
-    steps: int
+    steps: int  # the run's total
+    steps_run: int  # by this call (a resumed run starts from its checkpoint)
+    is_main: bool  # rank 0 (or a single process)
     wall_s: float
     samples_per_s: float
     losses: list[float] = field(default_factory=list)
@@ -101,12 +103,28 @@ class Trainer:
                  batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> None:  # fmt: skip
         """``batches(start_step)``, when given, replaces the batches built from ``config.data``: an
         iterable of dicts with ``ids``, ``pixels``, ``tokens`` and ``caption_ids`` (one per step)."""
+        self.out = Path(config.out)
+        saved = self.out / "config.yaml"
+        self.resumed_config = resume and saved.is_file()
+        self.config = config = resumed(saved, config.to_dict()) if self.resumed_config else config.check()
+        if not resume and checkpoint.latest(self.out) is not None:
+            raise InputError(f"{self.out} already holds checkpoints; pass --resume to continue it or choose a new --out")
+        self.runtime = distributed.start(config.device)
+        self.lock = run_dir.lock(self.out) if self.runtime.is_main else None  # held until close()
+        try:
+            if self.lock is not None:
+                run_dir.remove_leftovers(self.out)
+            self._build(model, resume, on_log, batches)
+        except BaseException:
+            self._release()
+            raise
+
+    def _build(self, model: Model | None, resume: bool, on_log: Callable[[dict], None] | None,
+               batches: Callable[[int], torch.utils.data.IterableDataset] | None) -> None:  # fmt: skip
         from cliplab.models import load_model
         from cliplab.train.pairs import open_pairs
 
-        self.config = config.check()
-        self.runtime = distributed.start(config.device)
-        self.out = Path(config.out)
+        config = self.config
         self.on_log = on_log
         torch.manual_seed(config.seed)
         if model is None:
@@ -143,7 +161,7 @@ class Trainer:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         if config.precision == "fp16" and self.runtime.device.type != "cuda":
             raise InputError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        self.start_step = self._prepare_run_dir(resume)
+        self.start_step = self._restore()
         self.custom_batches = batches
         self.pairs = open_pairs(config.data) if batches is None else None
         self.log = MetricsLog(self.out / "metrics.jsonl", keep_until=self.start_step if resume else None)
@@ -180,16 +198,14 @@ class Trainer:
             p.requires_grad_(False)
         return frozen
 
-    def _prepare_run_dir(self, resume: bool) -> int:
-        last = checkpoint.latest(self.out)
-        if last is not None and not resume:
-            raise InputError(f"{self.out} already holds checkpoints; pass --resume to continue it or choose a new --out")
-        if self.runtime.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+    def _restore(self) -> int:
+        """Write the run's config (a resumed run keeps its own) and load the last checkpoint; the step to start at."""
+        if self.runtime.is_main and not self.resumed_config:
             import cliplab
 
             write_yaml(self.config, self.out / "config.yaml", cliplab_version=cliplab.__version__,
                        torch_version=str(torch.__version__), world_size=self.runtime.world_size)  # fmt: skip
+        last = checkpoint.latest(self.out)
         if last is None:
             return 0
         state = checkpoint.load(last, self.module, self.objective_modules)
@@ -343,8 +359,7 @@ class Trainer:
         """``out/model.safetensors``: the trained weights, loadable with ``load_model(spec, pretrained=...)``."""
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
-        with atomic_target(path) as tmp:
-            save_file(checkpoint.state_tensors(self.module), str(tmp), metadata=meta)
+        atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
         return path
 
     def run(self) -> TrainResult:
@@ -389,7 +404,7 @@ class Trainer:
             write_json(summary, self.out / "summary.json")
         if self.tensorboard is not None:
             self.tensorboard.close()
-        return TrainResult(self.out, c.steps, wall, done * c.batch_size / max(wall, 1e-9), losses, [e for e in evals if e])
+        return TrainResult(self.out, c.steps, done, rt.is_main, wall, done * c.batch_size / max(wall, 1e-9), losses, [e for e in evals if e])
 
     def _open_tensorboard(self):
         if not self.config.tensorboard or not self.runtime.is_main:
@@ -402,6 +417,12 @@ class Trainer:
 
     def close(self) -> None:
         distributed.stop(self.runtime)
+        self._release()
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
 
 def _flatten(record: dict, prefix: str = "") -> dict[str, float]:
