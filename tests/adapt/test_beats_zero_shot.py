@@ -1,6 +1,6 @@
-"""Quality check (slow, not in the default suite): every few-shot head beats zero-shot at 16 shots.
+"""Quality check (the slow tier): every few-shot head beats zero-shot at 16 shots.
 
-    CLIPLAB_SLOW=1 PYTHONPATH=src nice -n 10 python -m pytest tests/adapt/test_beats_zero_shot.py -q -s
+    python -m pytest -m slow tests/adapt/test_beats_zero_shot.py -s
 
 Task: the position of a single shape on the 3x3 grid (9 classes), with the bundled model. Its
 zero-shot accuracy is weak (about 35-45%: position prompts such as "a photo of a top left" are far
@@ -13,12 +13,10 @@ zeroshot 0.406, gda 0.494, tip 0.411, tip-f 0.419, linear 0.664, coop 0.439, coc
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(os.environ.get("CLIPLAB_SLOW") != "1", reason="slow quality check: set CLIPLAB_SLOW=1")
+pytestmark = pytest.mark.slow
 
 METHODS = ("zeroshot", "gda", "tip", "tip-f", "linear", "coop", "cocoop", "svd")
 

@@ -33,6 +33,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_killed_embed_command_resumes_from_the_default_cache(cli, private_cache_home, tmp_path, kill_after_chunks):
     args = ["embed", "--model", "tiny", "--images", "synthetic:24:5", "--out", str(tmp_path / "out"),

@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_killed_run_resumes_with_only_the_missing_images(tiny, tiny_weights, tmp_path, counter, add_images, kill_after_chunks):
     folder = tmp_path / "images"

@@ -14,6 +14,9 @@ BOUNDS = {
 }
 
 
+pytestmark = pytest.mark.slow  # 2,000 scenes through the model
+
+
 @pytest.fixture(scope="module")
 def figures():
     return evaluate_scenes(load_model("cliplab:shapes-tiny", device="cpu"), n_classify=1000, n_retrieval=1000, seed=2026).figures()

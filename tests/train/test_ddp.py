@@ -4,6 +4,7 @@ with the same global batch (open_clip's gather semantics, with and without local
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -53,6 +54,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(tmp_path), None), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
