@@ -176,7 +176,7 @@ def eval_command(
             if images is None:
                 raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
             segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress,
-                                      pamr=pamr, regions=regions, refiner=refiner)  # fmt: skip
+                                      pamr=pamr, regions=regions, refiner=refiner, precision=precision.value)  # fmt: skip
             return
         if task.value in eval_tasks.TASKS:
             manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}

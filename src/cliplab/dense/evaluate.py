@@ -117,7 +117,7 @@ def _side_by_side(left, right) -> bytes:
 
 def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, out, report, method: str, templates,
                               batch_size: int, progress: bool, pamr: bool = False, regions: bool = False,
-                              refiner: str | os.PathLike | None = None) -> None:  # fmt: skip
+                              refiner: str | os.PathLike | None = None, precision: str = "fp32") -> None:  # fmt: skip
     """The body of ``cliplab eval --task segmentation``: JSON results, an optional HTML report, a printed table."""
     from rich.console import Console
     from rich.table import Table
@@ -126,7 +126,7 @@ def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, ou
     from cliplab.files import write_json
     from cliplab.models import load_model
 
-    model = load_model(model_spec, pretrained=pretrained)
+    model = load_model(model_spec, pretrained=pretrained, precision=precision)
     dataset = open_mask_dataset(dataset_spec)
     head = None
     if refiner is not None:
