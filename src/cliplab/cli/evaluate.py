@@ -202,7 +202,7 @@ def eval_command(
                          "--scenes": scenes, "--bins": bins, "--seed": seed}  # fmt: skip
             stray = next((flag for flag, v in task_only.items() if v not in (None, [])), None)
             if stray:
-                raise InputError(f"{stray} applies to the tasks beyond accuracy (--task robustness, calibration, ...), not to zero-shot {task.value}")
+                raise InputError(f"{stray} applies to --task {eval_tasks.tasks_taking(stray)}, not to zero-shot classification or retrieval")
             result = _zeroshot(clip_spec=(model, pretrained, precision, progress), images=images, task=task, names=names,
                                templates=templates, attribute=attribute, recall_k=recall_k, extra=list(ctx.args),
                                manifest=dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict),

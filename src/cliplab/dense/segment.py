@@ -22,7 +22,7 @@ from cliplab.dense.features import dense_features, last_block_input, patch_size
 from cliplab.dense.pamr import pamr
 from cliplab.dense.regions import foreground_regions, region_probabilities
 from cliplab.dense.window import crop_logits, sliding_logits
-from cliplab.errors import InputError
+from cliplab.errors import InputError, spelled
 from cliplab.models.base import ImageInput, to_pil
 from cliplab.models.vision_parts import ViTParts, input_size, pixel_normalisation, vision_parts
 from cliplab.validation import check_classnames
@@ -92,11 +92,13 @@ class Segmenter:
         words = list(background or ())
         self.background_on = bool(words) or threshold is not None
         if self.background_on and BACKGROUND in names:
-            raise InputError(f"class {BACKGROUND!r} is added by background handling; drop it from the classes or pass background=None")
+            raise InputError(f"class {BACKGROUND!r} is added by background handling; drop it from the classes or pass "
+                             f"{spelled('background=None', '--background none')}")  # fmt: skip
         if refine not in (None, "pamr"):
             raise InputError(f"unknown refinement {refine!r}; use 'pamr' or None")
         if regions and not self.background_on:
-            raise InputError("regions=True relabels foreground regions, so it needs background handling (background words or a threshold)")
+            raise InputError(f"{spelled('regions=True', '--regions')} relabels foreground regions, so it needs background handling "
+                             f"({spelled('background words or a threshold', '--background words or --threshold')})")  # fmt: skip
         if not 0 <= region_weight <= 1 or region_context < 0:
             raise InputError(f"region_weight is in [0, 1] and region_context >= 0, got {region_weight} and {region_context}")
         if threshold is not None and not 0 <= threshold <= 1:
