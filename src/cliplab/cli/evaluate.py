@@ -148,7 +148,7 @@ def eval_command(
     scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
     bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: vanilla, maskclip, sclip, clearclip (default) or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: auto (default: maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
     pamr: bool = typer.Option(False, "--pamr", help="Segmentation: refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Segmentation: relabel each foreground region with the class of a crop around it (OVSeg-style)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="Segmentation: a learned refinement head file (cliplab.dense.refine)."),
@@ -175,7 +175,7 @@ def eval_command(
 
             if images is None:
                 raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
-            segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress,
+            segmentation_eval_command(model, pretrained, images, out, report, method or "auto", templates, batch_size, progress,
                                       pamr=pamr, regions=regions, refiner=refiner, precision=precision.value)  # fmt: skip
             return
         if task.value in eval_tasks.TASKS:

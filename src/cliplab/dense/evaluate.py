@@ -139,7 +139,7 @@ def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, ou
     write_json(result.to_json(), out)
     if report is not None:
         segmentation_report(result, dataset).save(report)
-    table = Table(title=f"segmentation ({method}) — {dataset.name}")
+    table = Table(title=f"segmentation ({result.method}) — {dataset.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in result.metrics.items():
