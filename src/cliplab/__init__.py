@@ -8,6 +8,7 @@
 """
 
 from cliplab import _embed_alias, metrics
+from cliplab.dense import segment
 from cliplab.errors import CliplabError
 from cliplab.features import Features
 from cliplab.models import DEFAULT_MODEL, Model, load_model
@@ -33,4 +34,5 @@ __all__ = [
     "embed",
     "load_model",
     "metrics",
+    "segment",
 ]
