@@ -8,6 +8,7 @@
 """
 
 from cliplab import metrics
+from cliplab.dense import segment
 from cliplab.errors import CliplabError
 from cliplab.features import Features, embed
 from cliplab.models import DEFAULT_MODEL, Model, load_model
@@ -30,4 +31,5 @@ __all__ = [
     "embed",
     "load_model",
     "metrics",
+    "segment",
 ]

@@ -96,6 +96,12 @@ def how_to_pass(argument: str, value: str | None = None) -> str:
     return f"{argument}=" if value is None else f"{argument}={value!r}"
 
 
+def spelled(python: str, command_line: str) -> str:
+    """``command_line`` inside :func:`command_line_spelling` (the CLI), else ``python``: for wordings
+    ``how_to_pass`` cannot build, e.g. ``regions=True`` / ``--regions``."""
+    return command_line if _ON_COMMAND_LINE.get() else python
+
+
 # --- warnings that point at the caller's line ----------------------------------------------------
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _LIBRARY_MARKERS = (os.sep + "torch" + os.sep, os.sep + "sklearn" + os.sep, os.sep + "typer" + os.sep,

@@ -62,3 +62,9 @@ def test_misused_options_fail_in_one_line(cli, model_args, tmp_path, args, messa
     result = cli("eval", *model_args, *args, "--out", tmp_path / "x.json", *FAST)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bins_error_names_calibration(cli, tmp_path):
+    result = cli("eval", "--images", "synthetic:4", "--bins", "5", "--out", tmp_path / "r.json")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--bins applies to --task calibration" in result.stderr and "robustness" not in result.stderr

@@ -1,5 +1,7 @@
 """cliplab.segment on random models: shapes, probabilities, background handling, options."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -55,3 +57,26 @@ def test_bad_arguments(tiny_model, image):
         segment(tiny_model, image, ["background", "a"])
     with pytest.raises(InputError, match="threshold"):
         segment(tiny_model, image, ["a"], threshold=2.0)
+
+
+def test_auto_method_follows_the_architecture(tiny_model, resnet_model):
+    assert Segmenter(tiny_model, ["a", "b"]).method == "naclip"  # a ViT
+    assert Segmenter(resnet_model, ["a", "b"]).method == "maskclip"  # a ResNet's attention pool
+    assert Segmenter(resnet_model, ["a", "b"], method="sclip").method == "sclip"
+
+
+def test_default_segment_of_the_bundled_resnet_does_not_paint_scenes_one_class(cli, tmp_path):
+    """Six 3-object test scenes, each with its own three shapes as classes: the default method
+    (clearclip before auto) labelled five of them one class; maskclip, auto's pick, at most one."""
+    from cliplab.data import synthetic
+
+    one_class = 0
+    for i in range(6):
+        scene = synthetic.scene(i, seed=0, split="test", max_objects=3, min_objects=3)
+        scene.image.save(tmp_path / f"s{i}.png")
+        names = ",".join(sorted({o.shape for o in scene.spec.objects}))
+        result = cli("segment", "--image", tmp_path / f"s{i}.png", "--classes", names, "--out", tmp_path / f"seg{i}")
+        assert result.exit_code == 0, result.output
+        one_class += len(np.unique(np.asarray(Image.open(tmp_path / f"seg{i}" / "labels.png")))) == 1
+    assert one_class <= 1
+    assert json.loads((tmp_path / "seg0" / "areas.json").read_text())["method"] == "maskclip"

@@ -51,3 +51,14 @@ def test_centring_removes_the_gap_keeps_pairs():
     assert alignment(ci, ct) < alignment(img, txt)
     assert np.allclose(np.linalg.norm(ci, axis=1), 1.0)
     assert set(geometry(img, txt)) >= {"modality_gap", "alignment", "uniformity_image", "uniformity_text"}
+
+
+def test_centred_separability_of_one_distribution_is_chance():
+    """Centring runs inside each fold: two samples of one distribution are inseparable (0.5), where
+    centring the whole set before cross-validation scored them far below chance (about 0.2)."""
+    rng = np.random.default_rng(3)
+    scores = [modality_separability(rng.normal(size=(60, 16)), rng.normal(size=(60, 16)), seed=s, centred=True) for s in range(8)]
+    assert np.mean(scores) == pytest.approx(0.5, abs=0.04)
+    gapped = rng.normal(size=(60, 16))
+    assert modality_separability(gapped, gapped[::-1] + np.r_[4.0, np.zeros(15)]) > 0.9  # raw: the gap separates
+    assert modality_separability(gapped, gapped[::-1] + np.r_[4.0, np.zeros(15)], centred=True) < 0.65  # centred: it is gone

@@ -111,6 +111,8 @@ def test_diagnostics_matches_geometry(tiny_model):
     expected = geometry(img, txt)
     assert {k: res.metrics["raw"][k] for k in expected} == pytest.approx(expected, abs=1e-4)
     assert res.metrics["centred"]["modality_gap"] < res.metrics["raw"]["modality_gap"]
+    centred = geometry(img, txt, centred=True)  # separability centred inside each fold
+    assert {k: res.metrics["centred"][k] for k in centred} == pytest.approx(centred, abs=1e-4)
 
 
 def test_generation_matches_metrics(tiny_model, noise_folder, tmp_path):

@@ -37,6 +37,11 @@ FLAGS = {
 NEEDS_LABELS = {"robustness", "calibration", "ood", "fairness"}
 
 
+def tasks_taking(flag: str) -> str:
+    """The tasks that accept ``flag``, for messages: ``--bins`` -> ``calibration``."""
+    return ", ".join(task for task, names in ACCEPTS.items() if any(FLAGS[n] == flag for n in names))
+
+
 @dataclass
 class TaskOptions:
     """Everything ``cliplab eval`` passes to a task; None means "not given"."""

@@ -148,7 +148,7 @@ def eval_command(
     scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
     bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: vanilla, maskclip, sclip, clearclip (default) or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: auto (default: maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
     pamr: bool = typer.Option(False, "--pamr", help="Segmentation: refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Segmentation: relabel each foreground region with the class of a crop around it (OVSeg-style)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="Segmentation: a learned refinement head file (cliplab.dense.refine)."),
@@ -171,12 +171,18 @@ def eval_command(
         if task != Task.segmentation and any(v is not None for v in dense.values()):
             raise InputError(f"{', '.join(k for k, v in dense.items() if v is not None)} applies to --task segmentation only")
         if task == Task.segmentation:
-            from cliplab.dense.evaluate import segmentation_eval_command
-
             if images is None:
                 raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
-            segmentation_eval_command(model, pretrained, images, out, report, method or "clearclip", templates, batch_size, progress,
-                                      pamr=pamr, regions=regions, refiner=refiner)  # fmt: skip
+            from cliplab.dense.datasets import open_mask_dataset
+            from cliplab.dense.refine import CorrelationRefiner
+
+            dataset = open_mask_dataset(images)  # the inputs are checked before the model loads
+            head = CorrelationRefiner.load(refiner) if refiner is not None else None
+            result = _segmentation(load_model_for(model, pretrained, precision, announce=progress), pretrained, dataset, out, report,
+                                   method=method or "auto", templates=templates or "default", batch_size=batch_size, progress=progress,
+                                   refine="pamr" if pamr else None, regions=regions, refiner=head)  # fmt: skip
+            print_metrics(result)
+            typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
             return
         if task.value in eval_tasks.TASKS:
             manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
@@ -202,7 +208,7 @@ def eval_command(
                          "--scenes": scenes, "--bins": bins, "--seed": seed}  # fmt: skip
             stray = next((flag for flag, v in task_only.items() if v not in (None, [])), None)
             if stray:
-                raise InputError(f"{stray} applies to the tasks beyond accuracy (--task robustness, calibration, ...), not to zero-shot {task.value}")
+                raise InputError(f"{stray} applies to --task {eval_tasks.tasks_taking(stray)}, not to zero-shot classification or retrieval")
             result = _zeroshot(clip_spec=(model, pretrained, precision, progress), images=images, task=task, names=names,
                                templates=templates, attribute=attribute, recall_k=recall_k, extra=list(ctx.args),
                                manifest=dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict),
@@ -219,6 +225,17 @@ def eval_command(
     else:
         print_metrics(result)
     typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
+
+
+def _segmentation(clip, pretrained, dataset, out: Path, report: Path | None, **options):
+    """``--task segmentation``: mIoU and friends of a dense method on images with masks; JSON and an optional report."""
+    from cliplab.dense.evaluate import run_segmentation, segmentation_report
+
+    result = run_segmentation(clip, dataset, pretrained=pretrained, **options)
+    write_json(result.to_json(), out)
+    if report is not None:
+        segmentation_report(result, dataset).save(report)
+    return result
 
 
 def _zeroshot(clip_spec, images, task, names, templates, attribute, recall_k, extra, manifest, embed):

@@ -20,6 +20,7 @@ from cliplab.cli.common import (
 
 
 class Method(str, Enum):
+    auto = "auto"
     vanilla = "vanilla"
     maskclip = "maskclip"
     sclip = "sclip"
@@ -52,7 +53,7 @@ def segment_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.png (class index per pixel), overlay.png (colours and legend), areas.json."),
     model: str = MODEL_OPTION,
     pretrained: str | None = PRETRAINED_OPTION,
-    method: Method = typer.Option(Method.clearclip, "--method", help="How the last block is rewritten: clearclip, sclip, naclip, maskclip, or vanilla (unchanged)."),
+    method: Method = typer.Option(Method.auto, "--method", help="How the last block is rewritten: auto (maskclip for a ResNet, naclip for a ViT), clearclip, sclip, naclip, maskclip, or vanilla (unchanged)."),
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     background: str = typer.Option("background", "--background", help="Words merged into a 'background' class listed first, comma-separated; 'none' for no background words."),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Pixels whose best class probability is below this become background."),
@@ -68,7 +69,7 @@ def segment_command(
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
     from cliplab.data.images import open_image
     from cliplab.dense.overlay import overlay
-    from cliplab.dense.segment import segment
+    from cliplab.dense.segment import Segmenter
     from cliplab.files import atomic_folder, atomic_target, write_json
     from cliplab.models import load_model
 
@@ -81,14 +82,15 @@ def segment_command(
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
-        seg = segment(clip, picture, names, method=method.value, templates=templates, background=parse_background(background),
-                      threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
-                      refiner=head, regions=regions, region_context=region_context)  # fmt: skip
+        segmenter = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
+                              threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
+                              refiner=head, regions=regions, region_context=region_context)  # fmt: skip
+        seg = segmenter(picture)
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
             with atomic_target(tmp / "overlay.png") as target:
                 overlay(picture, seg.labels, seg.classes).save(target, format="PNG")
-            write_json({"image": str(image), "model": clip.name, "method": method.value, "classes": seg.classes,
+            write_json({"image": str(image), "model": clip.name, "method": segmenter.method, "classes": seg.classes,
                         "areas": seg.areas()}, tmp / "areas.json")  # fmt: skip
     for name, area in sorted(seg.areas().items(), key=lambda kv: -kv[1]):
         typer.echo(f"{name:>20s} {area:7.2%}")

@@ -3,7 +3,8 @@
 - ``synthetic:N[:seed]``: N test-split scenes of 1-2 objects; classes ``background`` + the eight shapes.
 - a folder with ``images/`` (any image files), ``masks/`` (one PNG per image, same stem, pixel value =
   class index, 255 = ignore) and ``classes.txt`` (one name per line, line i = value i; a first line
-  ``background`` makes class 0 the background).
+  ``background`` makes class 0 the background, and ``background`` on any other line is refused, as is
+  a mask value past the last line).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from PIL import Image
 
 from cliplab.data import synthetic
 from cliplab.data.images import open_image
+from cliplab.dense.metrics import IGNORE
+from cliplab.dense.segment import BACKGROUND
 from cliplab.errors import InputError, SourceError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
 
 
 @dataclass
@@ -61,14 +65,36 @@ def folder_masks(root: str | os.PathLike) -> MaskDataset:
     if not pairs:
         raise SourceError(f"segmentation dataset {root}: images/ holds no images")
 
+    check_class_order(names_file, classes, [m for _, m in pairs])
+
     def load(i: int) -> tuple[Image.Image, np.ndarray]:
         image_path, mask_path = pairs[i]
-        mask = np.asarray(Image.open(mask_path))
-        if mask.ndim != 2:
-            raise SourceError(f"mask {mask_path} is not single-channel; store class indices as a greyscale or palette PNG")
-        return open_image(image_path), mask
+        return open_image(image_path), read_mask(mask_path)
 
     return MaskDataset(str(root), classes, [p.stem for p, _ in pairs], load)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    mask = np.asarray(Image.open(path))
+    if mask.ndim != 2:
+        raise SourceError(f"mask {path} is not single-channel; store class indices as a greyscale or palette PNG")
+    return mask
+
+
+def check_class_order(names_file: Path, classes: list[str], masks: list[Path]) -> None:
+    """``classes.txt`` must name every mask value in order: ``background`` (if named) on the first line,
+    as value 0, and no mask value (other than 255, ignore) at or past the number of lines. A list
+    missing its ``background`` line would shift every class by one without a word."""
+    if not classes:
+        raise SourceError(f"{names_file} names no class; write one name per line, line i for mask value i")
+    if BACKGROUND in classes[1:]:
+        raise SourceError(f"{names_file}: 'background' is on line {classes.index(BACKGROUND) + 1}; it must be the first line (mask value 0)")
+    for path in masks:
+        values = np.unique(read_mask(path))
+        top = int(values[values != IGNORE].max(initial=0))
+        if top >= len(classes):
+            first = "" if classes[0] == BACKGROUND else " (if value 0 is the background, put 'background' on the first line)"
+            raise SourceError(f"mask {path} has value {top} but {names_file} names {len(classes)} classes (values 0-{len(classes) - 1}){first}")
 
 
 def open_mask_dataset(spec: str | os.PathLike, image_size: int = 64) -> MaskDataset:

@@ -4,7 +4,6 @@ dense method on images with semantic masks, and an HTML report with the best and
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,36 +112,3 @@ def _side_by_side(left, right) -> bytes:
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def segmentation_eval_command(model_spec: str, pretrained, dataset_spec: str, out, report, method: str, templates,
-                              batch_size: int, progress: bool, pamr: bool = False, regions: bool = False,
-                              refiner: str | os.PathLike | None = None) -> None:  # fmt: skip
-    """The body of ``cliplab eval --task segmentation``: JSON results, an optional HTML report, a printed table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from cliplab.dense.datasets import open_mask_dataset
-    from cliplab.files import write_json
-    from cliplab.models import load_model
-
-    model = load_model(model_spec, pretrained=pretrained)
-    dataset = open_mask_dataset(dataset_spec)
-    head = None
-    if refiner is not None:
-        from cliplab.dense.refine import CorrelationRefiner
-
-        head = CorrelationRefiner.load(refiner)
-    result = run_segmentation(model, dataset, progress=progress, batch_size=batch_size, pretrained=pretrained, method=method,
-                              templates=templates or "default", refine="pamr" if pamr else None, regions=regions,
-                              refiner=head)  # fmt: skip
-    write_json(result.to_json(), out)
-    if report is not None:
-        segmentation_report(result, dataset).save(report)
-    table = Table(title=f"segmentation ({method}) — {dataset.name}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in result.metrics.items():
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
-    print(f"wrote {out}" + (f" and {report}" if report is not None else ""))

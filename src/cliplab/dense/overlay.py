@@ -1,4 +1,5 @@
-"""Pictures of a segmentation: a colour label map blended over the image, with a legend."""
+"""Pictures of a segmentation: a colour label map blended over the image, each region outlined in its
+solid class colour (the colour its legend swatch shows), with a legend."""
 
 from __future__ import annotations
 
@@ -18,14 +19,25 @@ def palette(n: int) -> np.ndarray:
     return _BASE[np.arange(n) % len(_BASE)] if n <= len(_BASE) else np.concatenate([_BASE, _BASE[1:][np.arange(n - len(_BASE)) % (len(_BASE) - 1)]])
 
 
-def colour_labels(labels: np.ndarray, n_classes: int) -> Image.Image:
-    return Image.fromarray(palette(n_classes)[labels])
+def outlines(labels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels on the edge of their region (a 4-neighbour of another class, or the image border)."""
+    edge = np.ones_like(labels, dtype=bool)
+    inner = labels[1:-1, 1:-1]
+    edge[1:-1, 1:-1] = ((inner != labels[:-2, 1:-1]) | (inner != labels[2:, 1:-1])
+                        | (inner != labels[1:-1, :-2]) | (inner != labels[1:-1, 2:]))  # fmt: skip
+    return edge
 
 
 def overlay(image: Image.Image, labels: np.ndarray, classes: Sequence[str], alpha: float = 0.5, legend: bool = True) -> Image.Image:
-    """``image`` with the label colours blended in (``alpha``), and a legend strip on the right."""
+    """``image`` with the label colours blended in (``alpha``) and each region outlined in its solid
+    colour, so every legend swatch is a colour drawn on its class; a legend strip on the right."""
     image = image.convert("RGB")
-    blended = Image.blend(image, colour_labels(labels, len(classes)).resize(image.size, Image.NEAREST), alpha)
+    at_size = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(image.size, Image.NEAREST))
+    solid = palette(len(classes))[at_size]
+    drawn = np.asarray(Image.blend(image, Image.fromarray(solid), alpha)).copy()
+    edge = outlines(at_size)
+    drawn[edge] = solid[edge]
+    blended = Image.fromarray(drawn)
     if not legend:
         return blended
     colours = palette(len(classes))

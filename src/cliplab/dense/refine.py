@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplab.data import synthetic
-from cliplab.errors import InputError
+from cliplab.errors import InputError, brief
 from cliplab.files import atomic_target
 from cliplab.models.vision_parts import (
     PoolParts,
@@ -143,16 +143,26 @@ class CorrelationRefiner(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CorrelationRefiner:
-        from safetensors import safe_open
+        """The head :meth:`save` wrote. Only safetensors files are read; nothing is ever unpickled."""
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
+        made_by = "write one with `cliplab refiner --out FILE` (cliplab.dense.refine.train_refiner)"
+        if not Path(path).is_file():
+            raise InputError(f"refinement head {path} does not exist; {made_by}")
         try:
             with safe_open(str(path), "pt") as f:
-                config = json.loads((f.metadata() or {})["config"])
-            head = cls(**config)
-            head.load_state_dict(load_file(str(path)))
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
-            raise InputError(f"cannot read a refinement head from {path}: {exc}") from exc
+                config = (f.metadata() or {}).get("config")
+            state = load_file(str(path))
+        except (OSError, SafetensorError) as exc:
+            raise InputError(f"refinement head {path} is not a safetensors file (other formats are never unpickled); {made_by}") from exc
+        if config is None:
+            raise InputError(f"{path} is a safetensors file but not a refinement head (no 'config' metadata); {made_by}")
+        try:
+            head = cls(**json.loads(config))
+            head.load_state_dict(state)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"refinement head {path} does not match this cliplab's head ({brief(exc)}); {made_by}") from exc
         return head.eval()
 
 

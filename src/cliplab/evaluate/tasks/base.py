@@ -19,12 +19,13 @@ HIDDEN = {"json": False}  # field metadata: kept on the result for reports and p
 @dataclass
 class TaskResult:
     """A task's outcome, CLIP_benchmark-shaped: ``dataset``, ``model``, ``pretrained``, ``task``,
-    ``metrics``; subclasses add their own fields. Fields declared with ``metadata=HIDDEN`` (arrays,
+    ``metrics``, plus the effective ``precision``; subclasses add their own fields. Fields declared with ``metadata=HIDDEN`` (arrays,
     images) stay out of ``to_json()``."""
 
     dataset: str
     model: str
     pretrained: str | None
+    precision: str
     task: str
     metrics: dict[str, Any]
 
@@ -51,18 +52,25 @@ def _plain(value: Any) -> Any:
 
 def header(model, dataset: str, task: str, pretrained: str | None = None) -> dict[str, Any]:
     pre = pretrained if pretrained is not None else getattr(model, "pretrained", None)
-    return {"dataset": dataset, "model": model.name, "pretrained": None if pre is None else os.fspath(pre), "task": task}
+    return {"dataset": dataset, "model": model.name, "pretrained": None if pre is None else os.fspath(pre),
+            "precision": getattr(model, "precision", "fp32"), "task": task}  # fmt: skip
 
 
 @dataclass
 class EmbedOptions:
     """How collections are embedded (``cliplab.embed`` arguments)."""
 
-    batch_size: int | None = None  # None: the device's default
+    batch_size: int | None = None  # None: the device's default (:meth:`batch_size_for`)
     cache_dir: str | os.PathLike | None = None
     num_workers: int | None = None
     progress: bool = False
     decode: str = "auto"
+
+    def batch_size_for(self, model) -> int:
+        """The batch size to use with ``model``: the one given, else its device's default."""
+        from cliplab.features.pipeline import default_batch_size
+
+        return self.batch_size or default_batch_size(model.device)
 
 
 def open_images(spec: ImageSource | str | os.PathLike, attribute: str | None = None, labelled: bool = False) -> tuple[ImageSource, str]:

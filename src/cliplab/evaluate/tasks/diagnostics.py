@@ -40,8 +40,9 @@ def run_diagnostics(model, images: ImageSource | str | os.PathLike, opts: EmbedO
     img = X[keep]
     txt = model.encode_texts([items[i].captions[0] for i in keep])
     out = {}
-    for label, (a, b) in {"raw": (img, txt), "centred": centre_modalities(img, txt)}.items():
-        figures = geometry(a, b, seed=seed)
+    for label, centred in (("raw", False), ("centred", True)):
+        figures = geometry(img, txt, seed=seed, centred=centred)
+        a, b = centre_modalities(img, txt) if centred else (img, txt)
         r = retrieval_metrics(a.astype(np.float32), b.astype(np.float32), np.arange(len(a)), ks=(1,))
         figures["text_to_image_recall@1"] = r["image_retrieval_recall@1"]
         figures["image_to_text_recall@1"] = r["text_retrieval_recall@1"]

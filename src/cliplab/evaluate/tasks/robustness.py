@@ -84,7 +84,7 @@ def run_robustness(
         for s in severities:
             step(f"{c}, severity {s}")
             shown = [corrupt(im, c, s, np.random.default_rng([seed, key, s, i])) for i, im in enumerate(clean)]
-            emb = model.encode_images(shown, batch_size=opts.batch_size)
+            emb = model.encode_images(shown, batch_size=opts.batch_size_for(model))
             acc[c][s] = float(np.mean(run.head.decision_function(emb).argmax(1) == run.y))
     metrics = {"clean_acc1": clean_acc1, "corruptions": acc, **corruption_errors(clean_acc1, acc)}
     return RobustnessResult(
