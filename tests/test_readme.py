@@ -12,7 +12,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Ten lines of Python #1 | exec'd on ``scenes/images`` made by ``cliplab data synth`` (24 scenes) |
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
-| Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of uvicorn |
+| Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
 | Layout #1 | not run: a file tree, not code |
 """
@@ -100,7 +100,7 @@ def images_by_shape(folder: Path, n: int, seed: int) -> Path:
 
 def made_up_data(cwd: Path, cli) -> None:
     """Every input the README's bash blocks name, at the name they use."""
-    images_by_shape(cwd / "parts", 48, 1)
+    images_by_shape(cwd / "parts", 160, 1)
     images_by_shape(cwd / "new_parts", 8, 2)
     images_by_shape(cwd / "photos", 24, 3)
     more = images_by_shape(cwd / "more_photos", 8, 4)
@@ -113,16 +113,17 @@ def made_up_data(cwd: Path, cli) -> None:
 
 
 def serve_in_process(monkeypatch, answers: list) -> None:
-    """``cliplab serve`` hands its app to ``uvicorn.run``: ask it the README's page query and a search instead."""
+    """``cliplab serve`` hands its app to ``uvicorn.Server(config).run()``: ask it the README's page query and a
+    search instead of listening."""
     import uvicorn
     from fastapi.testclient import TestClient
 
-    def run(app, **_):
-        with TestClient(app) as client:
+    def run(server):
+        with TestClient(server.config.app) as client:
             answers.append(client.get("/", params={"q": "a red star"}))
             answers.append(client.post("/search", json={"text": "a red star", "k": 3}))
 
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(uvicorn.Server, "run", run)
 
 
 BASH = [b for b, lang, _ in blocks() if lang == "bash" and HOW.get(b) == "run"]
