@@ -155,3 +155,16 @@ def test_engine_ray_keeps_rays_info_lines_and_deprecations_quiet(tmp_path):
     assert "embedded 6 images" in run.stdout
     noisy = [line for line in run.stderr.splitlines() if " INFO " in line or "deprecated" in line.lower()]
     assert noisy == []
+
+
+def test_decoding_on_the_device_shows_no_torchvision_notice(cli, model_args, tmp_path):
+    """torchvision's notice that its decoders are deprecated is for cliplab's developers, not its users."""
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (60 * i, 20, 90)).save(tmp_path / "imgs" / f"a{i}.jpg")
+    ok = cli("embed", *model_args, "--images", tmp_path / "imgs", "--decode", "gpu", "--out", tmp_path / "f", *FAST)
+    assert ok.exit_code == 0, ok.output
+    assert Features.load(tmp_path / "f").stats["decode"] == "gpu"
+    assert "warning" not in ok.stderr

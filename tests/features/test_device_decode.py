@@ -4,6 +4,8 @@ fallbacks for what the tensor path does not take, its own cache namespace, per-d
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,47 @@ def test_auto_decodes_on_the_gpu_under_cuda(tiny_model_files, folder):
     on_cpu = embed(cpu_model, folder, decode="cpu", cache_dir=None, progress=False)
     assert on_gpu.stats["decode"] == "gpu" and on_gpu.stats["batch_size"] == 256
     assert (on_gpu.X * on_cpu.X).sum(1).min() >= 0.999
+
+
+def small_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 16), (200, 40, 90)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_decode_jpegs_leaves_the_warnings_filters_alone(monkeypatch):
+    """The filters are process-wide and not thread-safe: decoding reads them, never swaps them."""
+    import warnings
+
+    import torchvision.io
+
+    from cliplab.data.tensor_decode import decode_jpegs
+
+    real, seen = torchvision.io.decode_jpeg, []
+
+    def spy(*args, **kwargs):
+        seen.append(warnings.filters)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", spy)
+    before, snapshot = warnings.filters, list(warnings.filters)
+    good = small_jpeg()
+    out = decode_jpegs([good, b"\xff\xd8garbage"], torch.device("cpu"))  # the batch fails: one by one
+    assert out[0].shape == (3, 16, 24) and out[1] is None
+    assert len(seen) == 3 and all(f is before for f in seen)
+    assert warnings.filters is before and warnings.filters == snapshot
+
+
+def test_without_a_pixel_limit_the_tensor_path_keeps_pillows(monkeypatch):
+    """max_pixels=None: JPEGs over Pillow's MAX_IMAGE_PIXELS go to the PIL path, which warns or
+    refuses them as it does any image."""
+    from cliplab.data.tensor_decode import tensor_decodable
+
+    data = small_jpeg()
+    assert tensor_decodable(data, None) and tensor_decodable(data, 24 * 16)
+    assert not tensor_decodable(data, 24 * 16 - 1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 24 * 16 - 1)
+    assert not tensor_decodable(data, None)
+    assert tensor_decodable(data, 24 * 16)  # an explicit limit is the caller's
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's own "no limit"
+    assert tensor_decodable(data, None)

@@ -213,3 +213,21 @@ def test_progress_bar_prints_its_first_line_once(tiny, folder, capsys):
     embed(tiny, folder, num_workers=0, progress=True, cache_dir=None)
     err = capsys.readouterr().err
     assert err.count("0/24") == 1 and "24/24" in err
+
+
+def test_embed_in_process_leaves_the_torch_thread_count_alone(tiny, folder, monkeypatch):
+    preprocess, seen = tiny.preprocess, []
+
+    def spy(image):
+        seen.append(torch.get_num_threads())
+        return preprocess(image)
+
+    monkeypatch.setattr(tiny, "preprocess", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's choice, whatever OMP_NUM_THREADS says
+    try:
+        feats = embed(tiny, folder, num_workers=0, progress=False, cache_dir=None)
+        assert len(feats) == 24 and seen == [2] * 24  # decoding here runs with the caller's threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -184,6 +184,9 @@ def warnings_as_lines() -> Iterator[None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         warnings.simplefilter("ignore", SkippedWarning)
+        # torchvision 0.29's notice that its JPEG decoders (embed's decode "gpu") move to TorchCodec is
+        # for cliplab's developers; the library leaves the process-wide filters alone
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io")
         try:
             yield
         finally:

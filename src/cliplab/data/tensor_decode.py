@@ -7,17 +7,18 @@ code runs on CPU tensors, which is how it is tested without a GPU.
 
 What this path does not take goes to the PIL path (``decode_image`` + the model's own
 ``preprocess``) image by image: non-JPEGs, CMYK/YCCK JPEGs, JPEGs with an EXIF rotation, more pixels
-than ``max_pixels``, and any JPEG the tensor decoder refuses (nvjpeg rejects some progressive or
+than ``max_pixels`` (or, without a limit, than Pillow's ``Image.MAX_IMAGE_PIXELS``, so Pillow warns or
+refuses as it does for any image), and any JPEG the tensor decoder refuses (nvjpeg rejects some progressive or
 unusual files). So a bad file is still skipped with the same reason as before, never a crash.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+from PIL import Image
 
 SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
@@ -136,6 +137,7 @@ def tensor_decodable(data: bytes, max_pixels: int | None) -> bool:
     """True when ``data`` is a JPEG the tensor path takes (see the module docstring). It must end
     with the end-of-image marker: libjpeg fills a truncated file with grey where PIL reports it."""
     head = jpeg_header(data)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels  # None there too: no limit
     return (
         head is not None
         and data.endswith(b"\xff\xd9")
@@ -143,30 +145,32 @@ def tensor_decodable(data: bytes, max_pixels: int | None) -> bool:
         and head.orientation == 1
         and head.width > 0
         and head.height > 0
-        and (max_pixels is None or head.width * head.height <= max_pixels)
+        and (limit is None or head.width * head.height <= limit)
     )
 
 
 def decode_jpegs(datas: Sequence[bytes], device: torch.device) -> list[torch.Tensor | None]:
     """uint8 CHW RGB tensors on ``device`` for JPEG bytes, decoded as one batch; None for any the
-    decoder refuses (found by decoding one by one when the batch fails)."""
+    decoder refuses (found by decoding one by one when the batch fails).
+
+    torchvision 0.29 announces with a DeprecationWarning that its decoders move to TorchCodec. Python's
+    default filters hide it (it is raised in torchvision's code); the warnings filters are process-wide
+    and not thread-safe, so they are left alone here and the CLI hides it from its users.
+    """
     from torchvision.io import ImageReadMode, decode_jpeg
 
     if not datas:
         return []
     encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
     where = "cuda" if device.type == "cuda" else "cpu"
-    with warnings.catch_warnings():
-        # torchvision 0.29 announces its decoders will move to TorchCodec; they work, nothing to act on
-        warnings.filterwarnings("ignore", message=r"The image decoding and encoding capabilities of TorchVision")
+    try:
+        return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=where))
+    except RuntimeError:
+        pass
+    out: list[torch.Tensor | None] = []
+    for e in encoded:
         try:
-            return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=where))
+            out.append(decode_jpeg(e, mode=ImageReadMode.RGB, device=where))
         except RuntimeError:
-            pass
-        out: list[torch.Tensor | None] = []
-        for e in encoded:
-            try:
-                out.append(decode_jpeg(e, mode=ImageReadMode.RGB, device=where))
-            except RuntimeError:
-                out.append(None)
-        return out
+            out.append(None)
+    return out

@@ -6,6 +6,6 @@ labels, captions, metadata and the list of skipped images).
 
 from cliplab.features.cache import CacheWarning, ChunkCache
 from cliplab.features.features import Features, FeaturesFileError
-from cliplab.features.pipeline import default_num_workers, embed
+from cliplab.features.pipeline import EmbedOptions, default_num_workers, embed
 
-__all__ = ["CacheWarning", "ChunkCache", "Features", "FeaturesFileError", "default_num_workers", "embed"]
+__all__ = ["CacheWarning", "ChunkCache", "EmbedOptions", "Features", "FeaturesFileError", "default_num_workers", "embed"]

@@ -12,44 +12,33 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
 from cliplab.data.images import decode_image
-from cliplab.data.items import ImageItem
 from cliplab.data.tensor_decode import TensorPreprocess, decode_jpegs, tensor_decodable
 from cliplab.errors import BadImage
 from cliplab.features.cache import content_hash
-
-Batch = tuple[list[int], list[bytes], "torch.Tensor | None", list[tuple[int, "bytes | None", str]], float]
+from cliplab.features.decoding import Batch, DecodeTask, read_error
 
 
 def device_batches(
-    items: list[ImageItem],
-    order: list[int],
-    preprocess: Callable,
-    tensor_preprocess: TensorPreprocess,
-    device: torch.device,
-    max_pixels: int | None,
-    min_side: int | None,
-    batch_size: int,
-    threads: int,
-    read_error: Callable[[BaseException], str],
+    task: DecodeTask, tensor_preprocess: TensorPreprocess, device: torch.device, batch_size: int, threads: int
 ) -> Iterator[Batch]:
     """(item indices, sha256 keys, NCHW float pixels on ``device`` | None, [(index, key, skip reason)],
-    CPU seconds spent decoding) per batch of ``batch_size`` items of ``order``."""
+    CPU seconds spent decoding) per batch of ``batch_size`` items of ``task.order``."""
 
     def read(i: int) -> tuple[int, bytes | None, str | None]:
         try:
-            return i, items[i].read_bytes(), None
+            return i, task.items[i].read_bytes(), None
         except Exception as e:  # noqa: BLE001 - any read failure skips the item, as in the DataLoader path
             return i, None, read_error(e)
 
     ahead = max(2 * batch_size, 4 * threads)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         pending: deque = deque()
-        todo = iter(order)
+        todo = iter(task.order)
         for i in todo:  # fill the window
             pending.append(pool.submit(read, i))
             if len(pending) >= ahead:
@@ -61,10 +50,10 @@ def device_batches(
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append(pool.submit(read, nxt))
-            yield _decode_group(group, preprocess, tensor_preprocess, device, max_pixels, min_side)
+            yield _decode_group(group, task, tensor_preprocess, device)
 
 
-def _decode_group(group, preprocess, tensor_preprocess, device, max_pixels, min_side) -> Batch:
+def _decode_group(group: list, task: DecodeTask, tensor_preprocess: TensorPreprocess, device: torch.device) -> Batch:
     t = time.thread_time()
     bad: list[tuple[int, bytes | None, str]] = []
     jpegs: list[tuple[int, bytes, bytes]] = []
@@ -74,7 +63,7 @@ def _decode_group(group, preprocess, tensor_preprocess, device, max_pixels, min_
             bad.append((i, None, error))
             continue
         entry = (i, content_hash(data), data)
-        (jpegs if tensor_decodable(data, max_pixels) else others).append(entry)
+        (jpegs if tensor_decodable(data, task.max_pixels) else others).append(entry)
     decoded = decode_jpegs([d for _, _, d in jpegs], device)
     on_device = [(i, key, im) for (i, key, _), im in zip(jpegs, decoded) if im is not None]
     others += [entry for entry, im in zip(jpegs, decoded) if im is None]  # refused: the PIL path decides
@@ -85,8 +74,8 @@ def _decode_group(group, preprocess, tensor_preprocess, device, max_pixels, min_
     host = []
     for i, key, data in others:
         try:
-            image = decode_image(data, str(i), max_pixels, min_side=min_side)
-            host.append(preprocess(image))
+            image = decode_image(data, str(i), task.max_pixels, min_side=task.min_side)
+            host.append(task.preprocess(image))
         except BadImage as e:
             bad.append((i, key, e.reason))
             continue

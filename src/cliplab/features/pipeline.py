@@ -1,6 +1,6 @@
 """``embed``: images -> ``Features``, decoding in worker processes while the model runs here.
 
-Three steps:
+Four stages, each a method of ``_EmbedRun``:
 
 1. hash: read every item's bytes and sha256 them (a thread pool: file reads and hashlib release the
    GIL). Unreadable items are skipped here.
@@ -12,7 +12,8 @@ Three steps:
    ``device_decode.device_batches`` (torchvision decoding on the model's device); the main process
    gathers full batches and calls ``model.encode_pixels_async``, keeping one batch in flight. Every
    ``chunk_size`` new embeddings are written as one chunk, so a killed run loses at most one chunk of
-   work and the next run resumes.
+   work and the next run resumes. ``_Encoder`` owns the buffers of this stage.
+4. assemble: the rows in source order, the skipped items and the run's figures, as ``Features``.
 
 The workers re-hash the bytes they decode, so an embedding is always stored under the hash of the
 exact bytes it was computed from.
@@ -22,8 +23,10 @@ the encoder takes ~64 ms/img at the machine's matmul peak, so for 400x300 JPEGs 
 ~3.4 ms/img) overlapping decoding gains nothing measurable on an idle machine. What pays:
 - large JPEGs are decoded at a reduced scale (libjpeg DCT scaling, keeping >= 2x the model input):
   12 MP photos 194 -> 48 ms/img; with the overlap, 2.45x the plain loop (embeddings: cosine >= 0.99999);
-- preprocessing runs with one torch thread: on a busy machine torch's multi-threaded small ops wait
-  at thread barriers (3.5 -> 50 ms/img with 2 threads when other processes hold the cores).
+- preprocessing in worker processes runs with one torch thread (torch's ``DataLoader`` sets that in
+  each worker): on a busy machine torch's multi-threaded small ops wait at thread barriers
+  (3.5 -> 50 ms/img with 2 threads when other processes hold the cores). Decoding in this process
+  (``num_workers=0``, or 16 images or fewer) leaves the caller's thread count alone.
 """
 
 from __future__ import annotations
@@ -33,19 +36,22 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from cliplab.data.images import decode_image
+from cliplab.data.images import DEFAULT_MAX_PIXELS
 from cliplab.data.items import ImageItem, Skipped
 from cliplab.data.sources.base import read_file
+from cliplab.data.tensor_decode import TensorPreprocess
 from cliplab.errors import InputError, NothingEmbeddedError, warn
 from cliplab.features.cache import CacheWarning, ChunkCache, content_hash, namespace_key
+from cliplab.features.decoding import Batch, DecodeDataset, DecodeTask, collate, read_error
 from cliplab.features.features import Features
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -64,8 +70,6 @@ def pick_decode(decode: str, model: Any):
     """(path, tensor preprocessing | None): "gpu" decodes JPEGs with torchvision on the model's
     device (on a CPU model: torchvision's CPU decoder, the same code), "cpu" with PIL in workers;
     "auto" is "gpu" on CUDA when the model's preprocessing can run as tensor ops, else "cpu"."""
-    from cliplab.data.tensor_decode import TensorPreprocess
-
     if decode not in DECODES:
         raise InputError(f"unknown decode {decode!r}; use one of {', '.join(DECODES)}")
     device = torch.device(getattr(model, "device", "cpu"))
@@ -100,7 +104,6 @@ def _all_tar(paths: Sequence[Any]) -> bool:
     return bool(paths) and all(os.fspath(p).lower().endswith(".tar") for p in paths)
 
 
-# --- decoding (runs in the workers) ---------------------------------------------------------------
 def draft_side(model: Any) -> int | None:
     """The side length the model's preprocessing resizes to, when it can be found (else None)."""
     cfg = getattr(model, "preprocess_cfg", None)
@@ -113,65 +116,6 @@ def draft_side(model: Any) -> int | None:
     if isinstance(size, (list, tuple)):
         size = max(size) if size else None
     return int(size) if isinstance(size, (int, np.integer)) and size > 0 else None
-
-
-class _DecodeDataset(torch.utils.data.Dataset):
-    """Item index -> (index, sha256, CHW tensor | None, skip reason | None)."""
-
-    def __init__(self, items: list[ImageItem], order: list[int], preprocess: Callable, max_pixels, draft):
-        self.items, self.order, self.preprocess = items, order, preprocess
-        self.max_pixels, self.draft = max_pixels, draft
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, k: int):
-        from cliplab.data.images import BadImage
-
-        i = self.order[k]
-        item = self.items[i]
-        try:
-            data = item.read_bytes()
-        except Exception as e:  # noqa: BLE001
-            return i, None, None, _read_error(e)
-        key = content_hash(data)
-        try:
-            image = decode_image(data, item.id, self.max_pixels, min_side=2 * self.draft if self.draft else None)
-        except BadImage as e:
-            return i, key, None, e.reason
-        try:
-            pixels = self.preprocess(image)
-        except Exception as e:  # noqa: BLE001 - a transform that chokes on this image
-            return i, key, None, f"preprocessing failed ({type(e).__name__})"
-        return i, key, pixels, None
-
-
-class _TimedDataset(torch.utils.data.Dataset):
-    """The decode dataset, also reporting the CPU seconds each image took (to plan threads)."""
-
-    def __init__(self, inner: _DecodeDataset):
-        self.inner = inner
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, k: int):
-        t = time.thread_time()  # CPU time: what decoding costs, however busy the machine is
-        i, key, px, reason = self.inner[k]
-        return i, key, px, reason, time.thread_time() - t
-
-
-def _collate(batch):
-    good = [(i, key, px, dt) for i, key, px, _, dt in batch if px is not None]
-    bad = [(i, key, reason) for i, key, px, reason, _ in batch if px is None]
-    pixels = torch.stack([g[2] for g in good]) if good else None
-    return [g[0] for g in good], [g[1] for g in good], pixels, bad, sum(g[3] for g in good)
-
-
-def _read_error(e: BaseException) -> str:
-    if isinstance(e, FileNotFoundError):
-        return "file not found"
-    return "unreadable"
 
 
 # --- how many workers --------------------------------------------------------------------------------
@@ -212,7 +156,7 @@ def _hash_all(items: list[ImageItem], threads: int) -> list[bytes | str]:
         try:
             return content_hash(item.read_bytes())
         except Exception as e:  # noqa: BLE001
-            return _read_error(e)
+            return read_error(e)
 
     if len(items) < 32 or threads <= 1:
         return [one(it) for it in items]
@@ -230,24 +174,10 @@ class _DefaultCache:
 DEFAULT_CACHE: Any = _DefaultCache()
 
 
-def embed(
-    model,
-    source,
-    cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    progress: bool = True,
-    *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    fast_jpeg: bool = True,
-    max_pixels: int | None = None,
-    decode: str = "auto",
-) -> Features:
-    """Embed every image of ``source`` with ``model`` (a ``Model`` or a spec for ``load_model``):
-    a ``Features`` whose rows follow the source's order.
+@dataclass(frozen=True)
+class EmbedOptions:
+    """``embed``'s options.
 
-    source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
-        "synthetic:<n>"), or a list of image paths.
     cache_dir: a folder for the content-addressed cache; images whose bytes were embedded before by
         the same model (same weights, preprocessing and precision) are not computed again, so a
         killed run resumes. Default: ``$XDG_CACHE_HOME/cliplab/embeddings`` (else
@@ -255,138 +185,293 @@ def embed(
     batch_size: images per forward pass; None: 256 on CUDA, 64 elsewhere.
     num_workers: decode processes (0 decodes in this process); None picks ``default_num_workers``
         (none for 16 images or fewer). With decode "gpu", file-reading threads instead.
+    progress: show a progress bar on stderr.
+    chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
+    fast_jpeg: decode large JPEGs at a reduced scale that still leaves >= 2x the model's input size.
+    max_pixels: images with more pixels are skipped; None: ``cliplab.data.images.DEFAULT_MAX_PIXELS``.
     decode: "auto" (on CUDA, JPEGs are decoded and preprocessed on the GPU; elsewhere with PIL in
         worker processes), "cpu" or "gpu" (torchvision's decoder on the model's device; on a CPU model
         its CPU decoder). Files that path cannot take fall back to PIL one by one.
-    chunk_size: new embeddings are written to the cache every ``chunk_size`` images.
-    fast_jpeg: decode large JPEGs at a reduced scale that still leaves >= 2x the model's input size.
+    """
+
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE
+    batch_size: int | None = None
+    num_workers: int | None = None
+    progress: bool = True
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    fast_jpeg: bool = True
+    max_pixels: int | None = None
+    decode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if (self.batch_size is not None and self.batch_size < 1) or self.chunk_size < 1:
+            raise InputError("batch_size and chunk_size must be >= 1")
+
+
+def embed(model: Any, source: Any, **options: Any) -> Features:
+    """Embed every image of ``source`` with ``model`` (a ``Model`` or a spec for ``load_model``):
+    a ``Features`` whose rows follow the source's order.
+
+    source: an ``ImageSource``, anything ``open_source`` accepts (folder, manifest, shards,
+        "synthetic:<n>"), or a list of image paths.
+    options: the fields of ``EmbedOptions`` (cache_dir, batch_size, num_workers, progress,
+        chunk_size, fast_jpeg, max_pixels, decode).
     Images that cannot be read or decoded are left out and listed in ``Features.skipped``.
     """
-    from cliplab.data.images import DEFAULT_MAX_PIXELS
-
-    if (batch_size is not None and batch_size < 1) or chunk_size < 1:
-        raise InputError("batch_size and chunk_size must be >= 1")
-    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-    if cache_dir is DEFAULT_CACHE:
+    opts = EmbedOptions(**options)
+    if opts.cache_dir is DEFAULT_CACHE:
         from cliplab.features.cache_folder import default_cache_dir
 
-        cache_dir = default_cache_dir()
+        opts = replace(opts, cache_dir=default_cache_dir())
+    run = _EmbedRun(_loaded(model), source, opts)
+    run.hash()
+    run.look_up()
+    run.compute()
+    return run.assemble()
+
+
+def _loaded(model: Any) -> Any:
+    """``model``, loaded with ``load_model`` when it is a spec."""
     if isinstance(model, str):
         from cliplab.models import load_model
 
-        model = load_model(model)
-    t_start = time.perf_counter()
-    src = as_source(source)
-    items: list[ImageItem] = list(src.items)
-    device = torch.device(getattr(model, "device", "cpu"))
-    draft = draft_side(model) if fast_jpeg else None
-    batch_size = batch_size or default_batch_size(device)
-    decode_path, tensor_preprocess = pick_decode(decode, model)
+        return load_model(model)
+    return model
 
-    # 1. hash -------------------------------------------------------------------------------------
-    keys = _hash_all(items, threads=min(8, 2 * _cores()))
-    failed: dict[int, str] = {i: k for i, k in enumerate(keys) if isinstance(k, str)}
-    t_hashed = time.perf_counter()
 
-    # 2. look up ------------------------------------------------------------------------------------
-    cache = None
-    vectors: dict[bytes, np.ndarray] = {}
-    if cache_dir is not None:
-        identity = model.identity
-        policy = "/".join(tag for tag in (DEVICE_DECODE_TAG if decode_path == "gpu" else "", DRAFT_TAG if draft else "") if tag)
-        ns, description = namespace_key(identity, model.precision, policy)
-        try:
-            cache = _CacheWriter(ChunkCache(cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description))
-        except OSError as e:  # a full disk, a read-only folder: the run goes on without the cache
-            _without_cache(cache_dir, e)
-        else:
-            vectors = cache.chunks.get_many(k for k in keys if isinstance(k, bytes))
-    first_item: dict[bytes, int] = {}
-    for i, k in enumerate(keys):
-        if isinstance(k, bytes) and k not in vectors:
-            first_item.setdefault(k, i)
-    todo = sorted(first_item.values())
-    hits = sum(1 for k in keys if isinstance(k, bytes) and k in vectors)
+@dataclass(frozen=True)
+class _Plan:
+    """What one run resolves from its model and options."""
 
-    # 3. compute ------------------------------------------------------------------------------------
-    bad_keys: dict[bytes, str] = {}
-    forward_images = 0
-    t_compute = time.perf_counter()
-    dataset = _TimedDataset(_DecodeDataset(items, todo, model.preprocess, max_pixels, draft))
-    if num_workers is None:  # a handful of images is done before a worker process would be up
-        workers = default_num_workers(device) if len(todo) > SMALL_JOB else 0
-    else:
-        workers = int(num_workers)
-    timer = _Timer()
-    if todo:
-        forward_images = _compute(
-            model, dataset, keys, vectors, bad_keys, failed, cache,
-            batch_size=batch_size, workers=workers, chunk_size=chunk_size,
-            progress=progress, cached=hits, timer=timer, tensor_preprocess=tensor_preprocess,
+    device: torch.device
+    batch_size: int
+    chunk_size: int
+    max_pixels: int
+    draft: int | None  # large JPEGs are decoded keeping twice this side; None: at full size
+    decode: str  # "cpu" or "gpu"
+    tensor_preprocess: TensorPreprocess | None  # the preprocessing on the device, with decode "gpu"
+
+    @classmethod
+    def make(cls, model: Any, opts: EmbedOptions) -> _Plan:
+        device = torch.device(getattr(model, "device", "cpu"))
+        decode, tensor_preprocess = pick_decode(opts.decode, model)
+        return cls(
+            device=device,
+            batch_size=opts.batch_size or default_batch_size(device),
+            chunk_size=opts.chunk_size,
+            max_pixels=DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels,
+            draft=draft_side(model) if opts.fast_jpeg else None,
+            decode=decode,
+            tensor_preprocess=tensor_preprocess,
         )
-    if cache is not None:
-        cache.compact(chunk_size)
-    t_done = time.perf_counter()
 
-    # assemble, in source order ------------------------------------------------------------------------
-    rows, kept = [], []
-    for i, k in enumerate(keys):
-        if i in failed:
-            continue
-        if k in bad_keys:
-            failed[i] = bad_keys[k]
-        elif k in vectors:
-            rows.append(vectors[k])
-            kept.append(i)
-        else:  # its bytes changed between hashing and decoding
-            failed[i] = "changed while reading"
-    dim = int(getattr(model, "embed_dim", 0) or (rows[0].shape[0] if rows else 0))
-    X = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, dim), np.float32)
-    kept_items = [items[i] for i in kept]
-    skipped = list(getattr(src, "skipped", []) or [])
-    skipped += [Skipped(items[i].id, reason) for i, reason in sorted(failed.items())]
-    if not kept:
-        raise NothingEmbeddedError(f"nothing embedded from {getattr(src, 'name', 'the source')!r}: {nothing_reason(skipped)}")
-    has_labels = any(it.label is not None for it in items) or bool(getattr(src, "classes", None))
-    has_captions = any(it.captions for it in items)
-    has_meta = any(it.meta for it in items)
-    total = t_done - t_start
-    stats = {
-        "images": len(items),
-        "images_total": len(items) + sum(1 for s in getattr(src, "skipped", []) or [] if s.kind == "image"),
-        "embedded": len(kept),
-        "skipped": len(skipped),
-        "cache_hits": hits,
-        "cache_misses": forward_images,
-        "seconds": round(total, 4),
-        "hash_seconds": round(t_hashed - t_start, 4),
-        "encode_seconds": round(t_done - t_compute, 4),
-        "images_per_s": round(len(kept) / total, 3) if total > 0 else 0.0,
-        "encode_images_per_s": round(forward_images / (t_done - t_compute), 3) if forward_images else 0.0,
-        "num_workers": workers,
-        "batch_size": batch_size,
-        "decode": decode_path,
-        "torch_threads": torch.get_num_threads(),
-        **timer.stats(),
-        "precision": getattr(model, "precision", "fp32"),
-        "corrupt_chunks": [str(p) for p in cache.chunks.discarded] if cache else [],
-        "source_notes": list(getattr(src, "notes", []) or []),
-    }
-    features = Features(
-        X=X,
-        ids=[it.id for it in kept_items],
-        labels=[it.label for it in kept_items] if has_labels else None,
-        captions=[list(it.captions) for it in kept_items] if has_captions else None,
-        meta=[dict(it.meta) for it in kept_items] if has_meta else None,
-        classes=list(src.classes) if getattr(src, "classes", None) else None,
-        skipped=skipped,
-        stats=stats,
-        model=getattr(model, "name", type(model).__name__),
-        identity=getattr(model, "identity", ""),
-    )
-    if skipped:
-        warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning)
-    return features
+    def cache_policy(self) -> str:
+        """The decoding choices that change the embeddings, for the cache namespace."""
+        tags = (DEVICE_DECODE_TAG if self.decode == "gpu" else "", DRAFT_TAG if self.draft else "")
+        return "/".join(tag for tag in tags if tag)
+
+    def task(self, items: list[ImageItem], order: list[int], preprocess: Callable) -> DecodeTask:
+        return DecodeTask(items, order, preprocess, self.max_pixels, 2 * self.draft if self.draft else None)
+
+
+class _Found:
+    """Per item, the sha256 of its bytes (or why they could not be read); per content, its
+    embedding or why it could not be decoded."""
+
+    def __init__(self, keys: list[bytes | str]):
+        self.keys = keys
+        self.failed: dict[int, str] = {i: k for i, k in enumerate(keys) if isinstance(k, str)}
+        self.vectors: dict[bytes, np.ndarray] = {}
+        self.bad_keys: dict[bytes, str] = {}
+
+    def hashed(self) -> list[bytes]:
+        return [k for k in self.keys if isinstance(k, bytes)]
+
+    def hits(self) -> int:
+        return sum(1 for k in self.hashed() if k in self.vectors)
+
+    def misses(self) -> list[int]:
+        """The first item of each distinct content without an embedding, in source order."""
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(self.keys):
+            if isinstance(k, bytes) and k not in self.vectors:
+                first.setdefault(k, i)
+        return sorted(first.values())
+
+    def record(self, idxs: list[int], keys: list[bytes], bad: list[tuple[int, bytes | None, str]]) -> None:
+        """A decoded batch: the hashes of the bytes actually decoded, and why the others failed."""
+        for i, key, reason in bad:
+            if key is None:
+                self.failed[i] = reason
+            else:
+                self.bad_keys[key] = reason
+                self.keys[i] = key
+        for i, key in zip(idxs, keys):
+            self.keys[i] = key
+
+    def settle(self) -> list[int]:
+        """The items with an embedding, in source order; every other item gets its skip reason."""
+        kept = []
+        for i, k in enumerate(self.keys):
+            if i in self.failed:
+                continue
+            if k in self.bad_keys:
+                self.failed[i] = self.bad_keys[k]
+            elif k in self.vectors:
+                kept.append(i)
+            else:  # its bytes changed between hashing and decoding
+                self.failed[i] = "changed while reading"
+        return kept
+
+
+class _EmbedRun:
+    """One ``embed`` call: its stages (hash -> look up -> compute -> assemble) and what they find."""
+
+    def __init__(self, model: Any, source: Any, opts: EmbedOptions):
+        self.times = {"start": time.perf_counter()}
+        self.model, self.opts = model, opts
+        self.src = as_source(source)
+        self.items: list[ImageItem] = list(self.src.items)
+        self.plan = _Plan.make(model, opts)
+        self.found = _Found([])
+        self.cache: _CacheWriter | None = None
+        self.timer = _Timer()
+        self.hits = self.workers = self.encoded = 0
+
+    def hash(self) -> None:
+        """1. The sha256 of every item's bytes, or why they could not be read."""
+        self.found = _Found(_hash_all(self.items, threads=min(8, 2 * _cores())))
+        self.times["hashed"] = time.perf_counter()
+
+    def look_up(self) -> None:
+        """2. The embeddings the cache holds for these bytes under this model's namespace (identity,
+        precision, decode path)."""
+        if self.opts.cache_dir is not None:
+            model = self.model
+            ns, description = namespace_key(model.identity, model.precision, self.plan.cache_policy())
+            try:
+                chunks = ChunkCache(self.opts.cache_dir, ns, dim=getattr(model, "embed_dim", None), description=description)
+            except OSError as e:  # a full disk, a read-only folder: the run goes on without the cache
+                _without_cache(self.opts.cache_dir, e)
+            else:
+                self.cache = _CacheWriter(chunks)
+                self.found.vectors = chunks.get_many(self.found.hashed())
+        self.hits = self.found.hits()
+
+    def compute(self) -> None:
+        """3. Decode and encode each distinct content the cache lacks, adding it to the cache."""
+        todo = self.found.misses()
+        self.times["compute"] = time.perf_counter()
+        self.workers = _worker_count(self.opts.num_workers, self.plan.device, len(todo))
+        if todo:
+            batches = self._batches(todo)  # workers fork here, before the progress bar starts its monitor thread
+            self._encode_all(batches, _progress_bar(len(todo), self.opts.progress, self.hits))
+        if self.cache is not None:
+            self.cache.compact(self.plan.chunk_size)
+        self.times["done"] = time.perf_counter()
+
+    def _batches(self, todo: list[int]) -> Iterator[Batch]:
+        """Decoded batches of the items ``todo``: on the model's device, or by the PIL path in workers."""
+        task = self.plan.task(self.items, todo, self.model.preprocess)
+        if self.plan.tensor_preprocess is None:
+            return _loader_batches(DecodeDataset(task), self.plan, self.workers)
+        from cliplab.features.device_decode import device_batches
+
+        threads = max(2, self.workers)
+        return device_batches(task, self.plan.tensor_preprocess, self.plan.device, self.plan.batch_size, threads)
+
+    def _encode_all(self, batches: Iterator[Batch], bar: Any) -> None:
+        encoder = _Encoder(self.model, self.cache, self.plan, partial(self._encoded, bar))
+        try:
+            for idxs, keys, pixels, bad, decode_seconds in batches:
+                self.timer.decoded(decode_seconds, len(idxs))
+                self.found.record(idxs, keys, bad)
+                if bad:  # tqdm redraws even for 0, repeating its first line in a log
+                    bar.update(len(bad))
+                if pixels is not None:
+                    encoder.add(keys, pixels)
+            encoder.finish()
+        finally:
+            encoder.save()  # whatever was encoded is kept, even when interrupted
+            bar.close()
+
+    def _encoded(self, bar: Any, keys: list[bytes], rows: np.ndarray, seconds: float) -> None:
+        self.timer.encoded(seconds, len(keys))
+        self.found.vectors.update(zip(keys, rows))
+        self.encoded += len(keys)
+        bar.update(len(keys))
+
+    def assemble(self) -> Features:
+        """4. The rows in source order, what was left out, and the run's figures."""
+        kept = self.found.settle()
+        skipped = list(getattr(self.src, "skipped", []) or [])
+        skipped += [Skipped(self.items[i].id, reason) for i, reason in sorted(self.found.failed.items())]
+        if not kept:
+            raise NothingEmbeddedError(f"nothing embedded from {getattr(self.src, 'name', 'the source')!r}: {nothing_reason(skipped)}")
+        X = np.stack([self.found.vectors[self.found.keys[i]] for i in kept]).astype(np.float32, copy=False)
+        stats = self._stats(len(kept), len(skipped))
+        features = self._features(X, [self.items[i] for i in kept], skipped, stats)
+        if skipped:
+            warn(skip_summary(skipped, stats["images_total"]) + "; the list is in Features.skipped", SkippedWarning)
+        return features
+
+    def _features(self, X: np.ndarray, kept: list[ImageItem], skipped: list[Skipped], stats: dict[str, Any]) -> Features:
+        items, classes = self.items, getattr(self.src, "classes", None)
+        has_labels = any(it.label is not None for it in items) or bool(classes)
+        return Features(
+            X=X,
+            ids=[it.id for it in kept],
+            labels=[it.label for it in kept] if has_labels else None,
+            captions=[list(it.captions) for it in kept] if any(it.captions for it in items) else None,
+            meta=[dict(it.meta) for it in kept] if any(it.meta for it in items) else None,
+            classes=list(classes) if classes else None,
+            skipped=skipped,
+            stats=stats,
+            model=getattr(self.model, "name", type(self.model).__name__),
+            identity=getattr(self.model, "identity", ""),
+        )
+
+    def _stats(self, embedded: int, skipped: int) -> dict[str, Any]:
+        t = self.times
+        total, encode_s = t["done"] - t["start"], t["done"] - t["compute"]
+        return {
+            "images": len(self.items),
+            "images_total": len(self.items) + sum(1 for s in getattr(self.src, "skipped", []) or [] if s.kind == "image"),
+            "embedded": embedded,
+            "skipped": skipped,
+            "cache_hits": self.hits,
+            "cache_misses": self.encoded,
+            "seconds": round(total, 4),
+            "hash_seconds": round(t["hashed"] - t["start"], 4),
+            "encode_seconds": round(encode_s, 4),
+            "images_per_s": round(embedded / total, 3) if total > 0 else 0.0,
+            "encode_images_per_s": round(self.encoded / encode_s, 3) if self.encoded else 0.0,
+            "num_workers": self.workers,
+            "batch_size": self.plan.batch_size,
+            "decode": self.plan.decode,
+            "torch_threads": torch.get_num_threads(),
+            **self.timer.stats(),
+            "precision": getattr(self.model, "precision", "fp32"),
+            "corrupt_chunks": [str(p) for p in self.cache.chunks.discarded] if self.cache else [],
+            "source_notes": list(getattr(self.src, "notes", []) or []),
+        }
+
+
+def _worker_count(num_workers: int | None, device: torch.device, todo: int) -> int:
+    if num_workers is None:  # a handful of images is done before a worker process would be up
+        return default_num_workers(device) if todo > SMALL_JOB else 0
+    return int(num_workers)
+
+
+def _loader_batches(dataset: DecodeDataset, plan: _Plan, workers: int) -> Iterator[Batch]:
+    """Batches decoded by ``workers`` processes (0: in this one), fetched up to 32 images at a time."""
+    fetch = max(1, min(plan.batch_size, 32))
+    loader_kw: dict[str, Any] = {"batch_size": fetch, "shuffle": False, "num_workers": workers, "collate_fn": collate}
+    if workers > 0:
+        loader_kw.update(prefetch_factor=max(2, -(-2 * plan.batch_size // (fetch * workers))), multiprocessing_context=_mp_context())
+    if plan.device.type == "cuda":
+        loader_kw["pin_memory"] = True
+    return iter(torch.utils.data.DataLoader(dataset, **loader_kw))
 
 
 class _CacheWriter:
@@ -479,136 +564,66 @@ class _Timer:
         return {"decode_ms_per_image": ms(self.decode_s, self.decode_n), "encode_ms_per_image": ms(self.encode_s, self.encode_n)}
 
 
-def _compute(
-    model, dataset, keys, vectors, bad_keys, failed, cache, *, batch_size, workers, chunk_size, progress, cached, timer,
-    tensor_preprocess=None,
-) -> int:
-    """Decode ``dataset`` (in workers, or on the model's device when ``tensor_preprocess`` is given)
-    and encode full batches here; returns the number of images encoded."""
-    if tensor_preprocess is not None:
-        return _run(model, _device_batches(model, dataset.inner, tensor_preprocess, batch_size, workers), len(dataset),
-                    keys, vectors, bad_keys, failed, cache, batch_size=batch_size, in_process=False,
-                    chunk_size=chunk_size, progress=progress, cached=cached, timer=timer)  # fmt: skip
-    fetch = max(1, min(batch_size, 32))
-    loader_kw: dict[str, Any] = {"batch_size": fetch, "shuffle": False, "num_workers": workers, "collate_fn": _collate}
-    if workers > 0:
-        loader_kw.update(prefetch_factor=max(2, -(-2 * batch_size // (fetch * workers))), multiprocessing_context=_mp_context())
-    if getattr(model, "device", torch.device("cpu")).type == "cuda":
-        loader_kw["pin_memory"] = True
-    loader = torch.utils.data.DataLoader(dataset, **loader_kw)
-    batches = iter(loader)  # workers fork here, before the progress bar starts its monitor thread
-    return _run(model, batches, len(dataset), keys, vectors, bad_keys, failed, cache, batch_size=batch_size,
-                in_process=workers == 0, chunk_size=chunk_size, progress=progress, cached=cached, timer=timer)  # fmt: skip
+class _Encoder:
+    """Encodes pixels in full batches of ``plan.batch_size`` with one batch in flight (on CUDA the
+    forward pass runs while this process prepares the next), hands each finished batch to ``done``
+    and writes every ``plan.chunk_size`` new rows to the cache, so a killed run loses at most one
+    chunk. It owns the buffers between those steps."""
 
+    def __init__(self, model: Any, cache: _CacheWriter | None, plan: _Plan, done: Callable[[list[bytes], np.ndarray, float], None]):
+        self.model, self.cache, self.done = model, cache, done
+        self.batch_size, self.chunk_size = plan.batch_size, plan.chunk_size
+        self.pixels: list[torch.Tensor] = []  # decoded, not yet encoded
+        self.keys: list[bytes] = []
+        self.in_flight: tuple[list[bytes], torch.Tensor, float] | None = None
+        self.unsaved_keys: list[bytes] = []  # encoded, not yet in the cache
+        self.unsaved_rows: list[np.ndarray] = []
 
-def _device_batches(model, dataset: "_DecodeDataset", tensor_preprocess, batch_size: int, threads: int):
-    from cliplab.features.device_decode import device_batches
+    def add(self, keys: list[bytes], pixels: torch.Tensor) -> None:
+        """Buffer a decoded batch and encode every full batch."""
+        self.pixels.append(pixels)
+        self.keys.extend(keys)
+        while len(self.keys) >= self.batch_size:
+            self._start(self.batch_size)
 
-    min_side = 2 * dataset.draft if dataset.draft else None
-    return device_batches(
-        dataset.items, dataset.order, dataset.preprocess, tensor_preprocess, torch.device(model.device),
-        dataset.max_pixels, min_side, batch_size, threads=max(2, threads), read_error=_read_error,
-    )  # fmt: skip
+    def finish(self) -> None:
+        """Encode what is buffered and collect every batch."""
+        if self.keys:
+            self._start(len(self.keys))
+        self._collect()
 
+    def save(self) -> None:
+        """Write the rows encoded since the last chunk to the cache."""
+        self._save(len(self.unsaved_keys))
 
-def _run(model, batches, total, keys, vectors, bad_keys, failed, cache, *, batch_size, in_process, chunk_size,
-         progress, cached, timer) -> int:  # fmt: skip
-    """Encode the pixel batches of ``batches`` in full ``batch_size`` batches, store and cache the rows."""
-    bar = _progress_bar(total, progress, cached)
-    buf_px: list[torch.Tensor] = []
-    buf_keys: list[bytes] = []
-    pending_keys: list[bytes] = []
-    pending_vecs: list[np.ndarray] = []
-    encoded = 0
-    in_flight: list[tuple[list[bytes], torch.Tensor, float]] = []  # at most one batch
-
-    def run_batch(n: int) -> None:
-        """Start encoding the next ``n`` buffered images, then store the batch started before it
-        (on CUDA the forward pass runs while this process prepares the next batch)."""
-        nonlocal buf_px, buf_keys
-        pixels = torch.cat(buf_px) if len(buf_px) > 1 else buf_px[0]
+    def _start(self, n: int) -> None:
+        """Start encoding the next ``n`` buffered images, then collect the batch started before it."""
+        pixels = torch.cat(self.pixels) if len(self.pixels) > 1 else self.pixels[0]
         batch, rest = pixels[:n], pixels[n:]
         t = time.perf_counter()
-        rows = model.encode_pixels_async(batch)
-        batch_keys, buf_keys = buf_keys[:n], buf_keys[n:]
-        buf_px = [rest] if len(rest) else []
-        finish_batch()
-        in_flight.append((batch_keys, rows, t))
+        rows = self.model.encode_pixels_async(batch)
+        keys, self.keys = self.keys[:n], self.keys[n:]
+        self.pixels = [rest] if len(rest) else []
+        self._collect()
+        self.in_flight = (keys, rows, t)
 
-    def finish_batch() -> None:
-        nonlocal encoded
-        if not in_flight:
+    def _collect(self) -> None:
+        if self.in_flight is None:
             return
-        batch_keys, rows, t = in_flight.pop()
+        keys, rows, t = self.in_flight
+        self.in_flight = None
         out = rows.cpu().numpy()
-        n = len(batch_keys)
-        timer.encoded(time.perf_counter() - t, n)
-        for key, vec in zip(batch_keys, out):
-            vectors[key] = vec
-        encoded += n
-        if cache is not None:
-            pending_keys.extend(batch_keys)
-            pending_vecs.extend(out)
-            while len(pending_keys) >= chunk_size:
-                flush(chunk_size)
-        bar.update(n)
+        self.done(keys, out, time.perf_counter() - t)
+        if self.cache is not None:
+            self.unsaved_keys.extend(keys)
+            self.unsaved_rows.extend(out)
+            while len(self.unsaved_keys) >= self.chunk_size:
+                self._save(self.chunk_size)
 
-    def flush(n: int) -> None:
-        if n:
-            cache.put(pending_keys[:n], np.stack(pending_vecs[:n]))
-            del pending_keys[:n], pending_vecs[:n]
-
-    try:
-        buffered = 0
-        while True:
-            # decoding in this process: one torch thread for the small preprocessing ops (with
-            # several, each op waits on a thread barrier; on a busy machine that costs more than
-            # the op), all of them again for the encoder
-            with _torch_threads(1 if in_process else None):
-                got = next(batches, None)
-            if got is None:
-                break
-            idxs, new_keys, pixels, bad, decode_seconds = got
-            timer.decoded(decode_seconds, len(idxs))
-            for i, key, reason in bad:
-                if key is None:
-                    failed[i] = reason
-                else:
-                    bad_keys[key] = reason
-                    keys[i] = key
-            if bad:  # tqdm redraws even for 0, repeating its first line in a log
-                bar.update(len(bad))
-            for i, key in zip(idxs, new_keys):
-                keys[i] = key  # the hash of the bytes actually decoded
-            if pixels is not None:
-                buf_px.append(pixels)
-                buf_keys.extend(new_keys)
-                buffered += len(new_keys)
-            while buffered >= batch_size:
-                run_batch(batch_size)
-                buffered -= batch_size
-        if buffered:
-            run_batch(buffered)
-        finish_batch()
-    finally:
-        if cache is not None and pending_keys:
-            flush(len(pending_keys))  # whatever was encoded is kept, even when interrupted
-        bar.close()
-    return encoded
-
-
-class _torch_threads:
-    def __init__(self, n: int | None):
-        self.n, self.before = n, None
-
-    def __enter__(self):
-        if self.n is not None and torch.get_num_threads() != self.n:
-            self.before = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if self.before is not None:
-            torch.set_num_threads(self.before)
+    def _save(self, n: int) -> None:
+        if n and self.cache is not None:
+            self.cache.put(self.unsaved_keys[:n], np.stack(self.unsaved_rows[:n]))
+            del self.unsaved_keys[:n], self.unsaved_rows[:n]
 
 
 class _NoBar:

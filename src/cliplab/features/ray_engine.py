@@ -20,6 +20,7 @@ import concurrent.futures
 import logging
 import os
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -104,25 +105,33 @@ def _pool_size(resources: dict[str, float]) -> tuple[int, dict[str, float]]:
     return max(1, cpus - 1), {"num_cpus": 1}
 
 
-def embed_ray(
-    model: Any,
-    source: Any,
-    *,
-    pretrained: str | os.PathLike | None = None,
-    precision: str = "fp32",
-    address: str | None = None,
-    batch_size: int = 64,
-    num_cpus: int | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    logging_level: int = logging.INFO,
-) -> Features:
-    """Embed ``source`` on Ray with ``model`` (a spec, or a loaded ``Model`` whose spec and precision
-    the actors load again, with ``pretrained``); ``address`` None starts a local runtime.
+@dataclass(frozen=True)
+class RayOptions:
+    """``embed_ray``'s options.
 
+    pretrained, precision: what the actors load with the model's spec (for a loaded ``Model``, its
+        own precision is used).
+    address: the Ray cluster to join; None starts a local runtime.
+    batch_size: images per read task and per forward pass.
     num_cpus: CPUs of the local runtime (default: all); ignored with an ``address``.
+    timeout_s: the run ends with ``RayEngineError`` when it has not finished by then.
     logging_level: Ray's own log level (``ray.init(logging_level=...)``; Ray's default is INFO),
         when the runtime is started or joined here.
     """
+
+    pretrained: str | os.PathLike | None = None
+    precision: str = "fp32"
+    address: str | None = None
+    batch_size: int = 64
+    num_cpus: int | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    logging_level: int = logging.INFO
+
+
+def embed_ray(model: Any, source: Any, **options: Any) -> Features:
+    """Embed ``source`` on Ray with ``model`` (a spec, or a loaded ``Model`` whose spec and precision
+    the actors load again); ``options`` are the fields of ``RayOptions``."""
+    opts = RayOptions(**options)
     try:
         import ray
     except ImportError as exc:
@@ -130,39 +139,49 @@ def embed_ray(
     from cliplab.models import load_model
 
     if isinstance(model, str):
-        reference = load_model(model, pretrained=pretrained, precision=precision, device="cpu")  # checks the spec here, once
+        reference = load_model(model, pretrained=opts.pretrained, precision=opts.precision, device="cpu")  # checks the spec here, once
     else:
-        reference, precision = model, model.precision
-    spec = reference.name
+        reference, opts = model, replace(opts, precision=model.precision)
     src = as_source(source)
     items = list(src.items)
     started_here = not ray.is_initialized()
     if started_here:
-        try:
-            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging_level, ignore_reinit_error=True)
-        except Exception as exc:  # noqa: BLE001 - Ray raises many types for a cluster it cannot join
-            raise RayEngineError(f"cannot start or join Ray at {address or 'a local runtime'}: {exc}") from exc
+        _start(ray, opts)
     t0 = time.perf_counter()
     try:
         actors, per_actor = _pool_size(ray.cluster_resources())
-        ds = ray.data.from_items([{"row": i} for i in range(len(items))], override_num_blocks=max(1, min(len(items), 4 * actors)))
-        ds = ds.map_batches(_ReadBytes, fn_constructor_args=(items,), batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25)
-        ds = ds.map_batches(
-            _EmbedActor, fn_constructor_args=(spec, None if pretrained is None else os.fspath(pretrained), precision, int(per_actor["num_cpus"])),
-            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors), **per_actor,
-        )
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            future = pool.submit(ds.take_all)
-            try:
-                rows = future.result(timeout=timeout_s)
-            except concurrent.futures.TimeoutError as exc:
-                raise RayEngineError(f"the Ray embedding run did not finish within {timeout_s:.0f} s; check the cluster's free CPUs/GPUs") from exc
+        rows = _run(ray, items, reference.name, opts, actors, per_actor)
     finally:
         if started_here:
             ray.shutdown()
     return _assemble(items, src, rows, reference, time.perf_counter() - t0, actors)
+
+
+def _start(ray: Any, opts: RayOptions) -> None:
+    """Start a local Ray runtime, or join the one at ``opts.address``."""
+    try:
+        ray.init(address=opts.address, num_cpus=None if opts.address else opts.num_cpus, include_dashboard=False,
+                 log_to_driver=False, logging_level=opts.logging_level, ignore_reinit_error=True)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - Ray raises many types for a cluster it cannot join
+        raise RayEngineError(f"cannot start or join Ray at {opts.address or 'a local runtime'}: {exc}") from exc
+
+
+def _run(ray: Any, items: list[ImageItem], spec: str, opts: RayOptions, actors: int, per_actor: dict[str, float]) -> list[dict]:
+    """The rows of a Ray Data pipeline: read tasks, then ``actors`` model actors; at most ``opts.timeout_s``."""
+    pretrained = None if opts.pretrained is None else os.fspath(opts.pretrained)
+    ds = ray.data.from_items([{"row": i} for i in range(len(items))], override_num_blocks=max(1, min(len(items), 4 * actors)))
+    ds = ds.map_batches(_ReadBytes, fn_constructor_args=(items,), batch_size=opts.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25)  # fmt: skip
+    ds = ds.map_batches(
+        _EmbedActor, fn_constructor_args=(spec, pretrained, opts.precision, int(per_actor["num_cpus"])),
+        batch_size=opts.batch_size, compute=ray.data.ActorPoolStrategy(size=actors), **per_actor,
+    )  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(ds.take_all)
+        try:
+            return future.result(timeout=opts.timeout_s)
+        except concurrent.futures.TimeoutError as exc:
+            raise RayEngineError(f"the Ray embedding run did not finish within {opts.timeout_s:.0f} s; check the cluster's free CPUs/GPUs") from exc
 
 
 def _assemble(items: list[ImageItem], src: Any, rows: list[dict], model: Any, seconds: float, actors: int) -> Features:
