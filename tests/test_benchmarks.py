@@ -1,4 +1,5 @@
-"""benchmarks/: runs record where they ran, and the README's tables come from those records (issue #20 §6)."""
+"""benchmarks/ and scripts/: runs record where they ran, the README's tables come from those records,
+and the training scripts leave the shipped weights alone unless asked (issue #20 §6)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
+SCRIPTS = REPO / "scripts"
 # these two import torch and cliplab at the top (their areas own the imports), so --help takes seconds
 HEAVY_IMPORTS = {"service_load.py", "train_throughput.py"}
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni")
@@ -25,6 +27,12 @@ SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512
 def bench(monkeypatch):
     """The benchmarks folder on sys.path, as when a script there runs; returns ``import_module``."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+@pytest.fixture
+def scripts(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
     return importlib.import_module
 
 
@@ -132,3 +140,31 @@ def test_readme_tables_refuses_other_json_in_one_line(tmp_path):
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2 and "other.json is not a benchmark --json file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("module", "bundled"), [("train_tiny", "shapes-tiny"), ("train_vit", "shapes-vit")])
+def test_training_scripts_write_the_shipped_weights_only_with_ship(scripts, module, bundled, tmp_path):
+    from cliplab.models.bundled import BUNDLED, HERE
+
+    script = scripts(module)
+    args = script.parse_args([])
+    assert args.out == REPO / "runs" / bundled and not args.ship
+    target = script.weights_path(args.out, args.ship, BUNDLED[bundled])
+    assert target.parent == args.out and HERE not in target.parents
+    args = script.parse_args(["--out", str(tmp_path), "--ship"])
+    assert script.weights_path(args.out, args.ship, BUNDLED[bundled]) == BUNDLED[bundled].weights
+
+
+def test_finishing_a_run_without_ship_leaves_the_bundled_folder_alone(scripts, tmp_path):
+    from safetensors.torch import save_file
+
+    from cliplab.models.bundled import BUNDLED, HERE
+
+    before = {p: p.stat().st_mtime_ns for p in HERE.rglob("*") if "__pycache__" not in p.parts}
+    train_tiny = scripts("train_tiny")
+    args = train_tiny.parse_args(["--out", str(tmp_path)])
+    save_file({"w": torch.ones(2, 2)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "logit_scale": 10.0}) + "\n")
+    train_tiny.ship_run(args.out, train_tiny.weights_path(args.out, args.ship, BUNDLED["shapes-tiny"]), vars(args), 1.0)
+    assert {p: p.stat().st_mtime_ns for p in HERE.rglob("*") if "__pycache__" not in p.parts} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json", "metrics.jsonl", "model-fp16.safetensors", "model.safetensors"]
