@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 
 def git_revision(folder: Path = HERE) -> str | None:
     """Short hash of the checkout holding ``folder``, with "+dirty" when tracked files have changes
-    (untracked files, such as the results a benchmark writes, do not count); None outside git."""
+    (``git describe --dirty`` leaves untracked files out, so the results a benchmark writes do not
+    count); None outside git."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--abbrev=7", "--dirty=+dirty", "--exclude=*"],
                              cwd=folder, capture_output=True, text=True, timeout=30)  # fmt: skip
@@ -50,7 +51,7 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,  # not on Windows
         "git_revision": git_revision(),
     }
 
@@ -59,7 +60,7 @@ def describe(machine: dict[str, Any]) -> str:
     """One line: CPU (cores; flags present), GPUs, torch and threads, load average, git revision."""
     flags = ", ".join(f for f, present in machine["cpu_flags"].items() if present) or "none of the speed flags"
     gpus = f"; GPU {', '.join(machine['cuda'])}" if machine["cuda"] else ""
-    load = " ".join(f"{x:.2f}" for x in machine["load_average"])
+    load = " ".join(f"{x:.2f}" for x in machine["load_average"]) if machine["load_average"] else "unknown"
     return (f"{machine['cpu']} ({machine['cores']} cores; {flags}){gpus}; torch {machine['torch']}, "
             f"{machine['torch_threads']} threads; load {load}; rev {machine['git_revision'] or 'unknown'}")  # fmt: skip
 
