@@ -1,6 +1,6 @@
 """Fit time of the training-free heads at ImageNet scale: 1,000 classes x 16 shots x 512-d features.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/adapt_speed.py [--classes 1000] [--shots 16] [--dim 512]
+    PYTHONPATH=src nice -n 10 python benchmarks/adapt_speed.py [--classes 1000] [--shots 16] [--dim 512] [--json FILE]
 
 Prints one line per head, ``<name> fit seconds: S``, plus the ratio against GDA (the baseline: one
 covariance and one pinv). Each head searches its hyperparameters on a validation set of 4 images
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from cliplab.adapt import GDA, LinearProbe, TipAdapter
+from _machine import add_json_option, print_machine, write_json
 
 
 def unit(a: np.ndarray) -> np.ndarray:
@@ -31,7 +31,11 @@ def main() -> None:
     parser.add_argument("--val-shots", type=int, default=4)
     parser.add_argument("--refine-steps", type=int, default=0)
     parser.add_argument("--skip-linear", action="store_true")
+    add_json_option(parser)
     args = parser.parse_args()
+    from cliplab.adapt import GDA, LinearProbe, TipAdapter
+
+    machine = print_machine()
     rng = np.random.default_rng(0)
     means = rng.normal(size=(args.classes, args.dim))
     X = unit(np.repeat(means, args.shots, 0) + 3.0 * rng.normal(size=(args.classes * args.shots, args.dim)))
@@ -46,13 +50,16 @@ def main() -> None:
     }
     if not args.skip_linear:
         heads["LinearProbe"] = LinearProbe(refine_steps=args.refine_steps)
-    baseline = None
+    baseline, rows = None, {}
     for name, head in heads.items():
         start = time.perf_counter()
         head.fit(X, y, X_val, y_val)
         seconds = time.perf_counter() - start
         baseline = baseline or seconds
+        rows[name] = {"fit_s": seconds, "x_gda": seconds / baseline, "val_accuracy": head.val_accuracy_}
         print(f"{name} fit seconds: {seconds:.2f}  ({seconds / baseline:.2f}x GDA; val accuracy {head.val_accuracy_:.3f})")
+    if args.json:
+        write_json(args.json, {"heads": rows}, machine)
 
 
 if __name__ == "__main__":

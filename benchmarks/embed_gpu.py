@@ -1,7 +1,7 @@
 """Images/s of ``cliplab.embed`` with CPU and with device (GPU) decoding, against the naive loop and
 the model alone, on CUDA when present, else on the CPU.
 
-    python benchmarks/embed_gpu.py [--n 3000] [--batch-size B] [--precision auto] [--model openclip:ViT-B-32]
+    python benchmarks/embed_gpu.py [--n 3000] [--batch-size B] [--precision auto] [--model openclip:ViT-B-32] [--json FILE]
 
 Writes ``--n`` photo-like 400x300 JPEGs (``embed_throughput.photo_like``) and measures, in one
 process, with one model (random init):
@@ -12,7 +12,8 @@ process, with one model (random init):
               the model's device (on a CPU-only machine: torchvision's CPU decoder, the same code);
   model only  the encoder on a ready random batch on the device.
 
-Each embed run uses a fresh empty cache. Printed: the device name, each rate, the min cosine between
+Each embed run uses a fresh empty cache. Printed: the machine, the device name, the precision
+``--precision`` resolved to and why, each rate, the min cosine between
 the paths' embeddings, and a last line ``embed/model-only: R`` (the faster embed path).
 """
 
@@ -25,13 +26,17 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import add_json_option, print_machine, write_json
 from embed_throughput import write_images
+
+if TYPE_CHECKING:
+    import torch
 
 
 def device_name(device: torch.device) -> str:
@@ -44,11 +49,15 @@ def device_name(device: torch.device) -> str:
 
 
 def sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def model_only(model, batch_size: int, rounds: int = 3) -> float:
+    import torch
+
     from cliplab.features.pipeline import draft_side
 
     side = draft_side(model) or 224
@@ -64,6 +73,8 @@ def model_only(model, batch_size: int, rounds: int = 3) -> float:
 
 
 def naive(model, paths: list[Path], batch_size: int) -> tuple[float, np.ndarray]:
+    import torch
+
     t = time.perf_counter()
     out = []
     for i in range(0, len(paths), batch_size):
@@ -97,18 +108,23 @@ def main() -> None:
     ap.add_argument("--model", default="openclip:ViT-B-32")
     ap.add_argument("--workers", type=int, default=None, help="decode workers for embed/cpu (default: its own choice)")
     ap.add_argument("--images", type=Path, default=None, help="reuse/keep the JPEGs in this folder")
+    add_json_option(ap)
     args = ap.parse_args()
+    import torch
 
     from cliplab.features.pipeline import default_batch_size
     from cliplab.models import load_model
+    from cliplab.models.precision import resolve_precision
 
+    machine = print_machine()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision, why = resolve_precision(args.precision, device)
     batch_size = args.batch_size or default_batch_size(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        model = load_model(args.model, device=device, precision=args.precision)
-    print(f"device: {device_name(device)}; torch {torch.__version__}")
+        model = load_model(args.model, device=device, precision=precision)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; precision {args.precision} -> {precision}: {why}")
     random = " (random init)" if model.name.startswith("openclip:") else ""
     print(f"model: {model.name}{random}, precision {model.precision}, batch size {batch_size}")
 
@@ -136,6 +152,12 @@ def main() -> None:
               f"embed/cpu vs embed/gpu {cos(x_cpu, x_gpu):.6f}")  # fmt: skip
         print(f"embed/naive: {max(rate_cpu, rate_gpu) / rate_naive:.2f}x")
         print(f"embed/model-only: {max(rate_cpu, rate_gpu) / rate_model:.2f}")
+        if args.json:
+            figures = {"device": device_name(device), "precision": model.precision, "batch_size": batch_size, "images": len(paths),
+                       "naive_img_s": rate_naive, "embed_cpu_img_s": rate_cpu, "embed_gpu_img_s": rate_gpu, "model_only_img_s": rate_model,
+                       "min_cosine": min(cos(x_naive, x_cpu), cos(x_naive, x_gpu)),
+                       "embed_vs_naive": max(rate_cpu, rate_gpu) / rate_naive, "embed_vs_model_only": max(rate_cpu, rate_gpu) / rate_model}  # fmt: skip
+            write_json(args.json, figures, machine)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

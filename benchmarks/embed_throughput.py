@@ -1,6 +1,6 @@
 """Images/s of ``cliplab.embed`` against the straightforward loop, on this machine.
 
-    python benchmarks/embed_throughput.py [--n 512] [--batch-size 64] [--repeats 1] [--ablate]
+    python benchmarks/embed_throughput.py [--n 512] [--batch-size 64] [--repeats 1] [--ablate] [--json FILE]
 
 Writes ``--n`` photo-like JPEGs (~400x300: smooth gradients, shapes, sensor noise, quality 90) to a
 temporary folder and embeds them with a random-init open_clip ViT-B-32 (224 px) in two ways, with
@@ -23,17 +23,16 @@ being ``cliplab.embed`` at the fastest precision whose min cosine to fp32 is >= 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
+
+from _machine import add_json_option, print_machine, write_json
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -75,6 +74,8 @@ def write_images(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> 
 
 # --- model ---------------------------------------------------------------------------------------
 def load_vitb32(precision: str = "fp32"):
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -88,6 +89,7 @@ def load_vitb32(precision: str = "fp32"):
 def _fallback_model(precision: str):
     """A minimal ``Model`` over open_clip, for when ``cliplab.models.load_model`` is not there."""
     import open_clip
+    import torch
 
     from cliplab.models.base import Model
 
@@ -117,6 +119,8 @@ def _fallback_model(precision: str):
 
 # --- measurements --------------------------------------------------------------------------------
 def matmul_gflops(n: int = 2048, seconds: float = 1.5) -> float:
+    import torch
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best, t_end = float("inf"), time.perf_counter() + seconds
@@ -128,6 +132,8 @@ def matmul_gflops(n: int = 2048, seconds: float = 1.5) -> float:
 
 
 def encoder_only(model, batch_size: int, batches: int = 2) -> float:
+    import torch
+
     x = torch.randn(batch_size, 3, 224, 224)
     model.encode_pixels(x[:2])
     t = time.perf_counter()
@@ -138,6 +144,8 @@ def encoder_only(model, batch_size: int, batches: int = 2) -> float:
 
 def decode_preprocess(model, paths: list[Path], fast_jpeg: bool, threads: int) -> float:
     """Images/s of read + decode + preprocess alone, in this process with ``threads`` torch threads."""
+    import torch
+
     from cliplab.data.images import decode_image
     from cliplab.features.pipeline import draft_side
 
@@ -158,6 +166,8 @@ def naive(model, paths: list[Path], batch_size: int, preprocess_threads: int | N
 
     ``preprocess_threads`` (ablation only) switches torch to that many threads while preprocessing.
     """
+    import torch
+
     threads = torch.get_num_threads()
     t = time.perf_counter()
     out = []
@@ -190,6 +200,8 @@ def pipelined(model, paths: list[Path], batch_size: int, workers: int | None, **
 def precisions_here() -> list[str]:
     """Every precision this machine runs natively (fp32 always; bf16 with avx512_bf16/amx_bf16; int8
     with int8 kernels), detected at run time."""
+    import torch
+
     from cliplab.models.precision import int8_supported, native_bf16
 
     found = ["fp32"]
@@ -210,17 +222,14 @@ def main() -> None:
                     "JPEG decoding, and the naive loop with 1 torch thread while preprocessing")
     ap.add_argument("--photo-size", default="400x300", help="WxH of the generated JPEGs (e.g. 4032x3024)")
     ap.add_argument("--images", type=Path, default=None, help="reuse/keep the JPEGs in this folder")
+    add_json_option(ap)
     args = ap.parse_args()
     size = tuple(int(v) for v in args.photo_size.lower().split("x"))
+    import torch
 
-    from cliplab.models.precision import cpu_info
-
-    info = cpu_info()
-    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CPU: {info.model}, {info.cores} cores, "
-          f"torch threads {torch.get_num_threads()}, flags: {', '.join(sorted(info.flags)) or 'none'}")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average before start: {load:.2f}")
-    print(f"fp32 matmul peak: {matmul_gflops():.1f} GFLOP/s (2048x2048 torch.mm, {torch.get_num_threads()} threads)")
+    machine = print_machine()  # before the work: the load average is the machine's, not ours
+    gflops = matmul_gflops()
+    print(f"fp32 matmul peak: {gflops:.1f} GFLOP/s (2048x2048 torch.mm, {torch.get_num_threads()} threads)")
 
     tmp = None
     folder = args.images
@@ -266,26 +275,34 @@ def main() -> None:
             print(f"  round {r + 1} (img/s): " + ", ".join(line))
         print(f"naive loop (fp32): {best_naive:.2f} img/s")
         print(f"{'precision':>9} | {'embed img/s':>11} | {'x naive':>7} | {'min cos':>8} | {'mean cos':>8}")
-        fidelity = {}
+        fidelity, table = {}, {}
         for p in precisions:
             cos = (outputs[p] * x_naive).sum(1)
             fidelity[p] = float(cos.min())
+            table[p] = {"embed_img_s": best[p], "x_naive": best[p] / best_naive, "min_cosine": fidelity[p], "mean_cosine": float(cos.mean())}
             print(f"{p:>9} | {best[p]:>11.2f} | {best[p] / best_naive:>6.2f}x | {cos.min():>8.5f} | {cos.mean():>8.5f}")
         s32 = stats["fp32"]
         print(f"(embed: workers {s32.get('num_workers')}, torch threads {s32.get('torch_threads')})")
 
+        faithful = [p for p in precisions if fidelity[p] >= 0.999]
+        top = max(faithful, key=lambda p: best[p])
+        figures = {"images": len(paths), "photo_size": args.photo_size, "matmul_gflops": gflops, "encoder_img_s": enc,
+                   "naive_img_s": best_naive, "best_precision": top, "ratio_best_naive": best[top] / best_naive}  # fmt: skip
         if args.ablate:
             print("ablations (fp32, one run each):")
             rate, _ = naive(model, paths, args.batch_size, preprocess_threads=1)
+            figures["ablate_naive_1_thread_img_s"] = rate
             print(f"  naive loop, 1 torch thread while preprocessing: {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
             rate, _, _ = pipelined(model, paths, args.batch_size, 0)
+            figures["ablate_embed_no_workers_img_s"] = rate
             print(f"  embed, num_workers=0 (decode in the main process): {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
             rate, _, _ = pipelined(model, paths, args.batch_size, args.workers, fast_jpeg=False)
+            figures["ablate_embed_full_jpeg_img_s"] = rate
             print(f"  embed, fast_jpeg=False (full-size JPEG decoding): {rate:.2f} img/s ({rate / best_naive:.2f}x naive)")
 
-        faithful = [p for p in precisions if fidelity[p] >= 0.999]
-        top = max(faithful, key=lambda p: best[p])
         print(f"ratio best/naive: {best[top] / best_naive:.2f}x (precision {top}, min cosine {fidelity[top]:.5f})")
+        if args.json:
+            write_json(args.json, {**figures, "precisions": table}, machine)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Search benchmark: index types on clustered vectors, and the service under a bounded load.
 
-    python benchmarks/search.py [--n 1000000] [--dim 512] [--types flat,ivf_flat,ivf_pq] [--budget 4GB]
+    python benchmarks/search.py [--n 1000000] [--dim 512] [--types flat,ivf_flat,ivf_pq] [--budget 4GB] [--json FILE]
 
 For each index type: build seconds, index bytes, recall@10 against exact search on held-out
 queries (drawn from the same clusters, not in the collection), and single-query latency p50/p99
@@ -18,14 +18,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
-from cliplab.features import Features
-from cliplab.search.index import SearchIndex
-from cliplab.search.sizing import parse_bytes, plan_index
-from cliplab.search.tuning import exact_neighbours, recall_at_k
+from _machine import add_json_option, print_machine, write_json
+
+if TYPE_CHECKING:
+    from cliplab.search.index import SearchIndex
 
 
 def clustered(n: int, d: int, clusters: int, seed: int, spread: float = 0.6) -> np.ndarray:
@@ -47,6 +47,8 @@ def folder_bytes(folder: Path) -> int:
 
 def single_query_latency(index: SearchIndex, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
     """One query at a time on one FAISS thread (as the service runs them: concurrency comes from requests)."""
+    import faiss
+
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     times = []
@@ -59,6 +61,8 @@ def single_query_latency(index: SearchIndex, queries: np.ndarray, k: int = 10) -
 
 
 def index_key(kind: str, n: int, d: int, budget: int) -> str:
+    from cliplab.search.sizing import plan_index
+
     if kind == "flat":
         return "Flat"
     if kind == "hnsw":
@@ -70,7 +74,10 @@ def index_key(kind: str, n: int, d: int, budget: int) -> str:
     raise SystemExit(f"unknown index type {kind!r}; use flat, hnsw, ivf_flat, ivf_pq")
 
 
-def server_sweep(index: SearchIndex, queries: np.ndarray, clients_list: list[int], requests: int) -> None:
+def server_sweep(index: SearchIndex, queries: np.ndarray, clients_list: list[int], requests: int) -> dict | None:
+    """Serve ``index`` and sweep the loads; the best load whose p99 stays within 100 ms, as figures (None: none did)."""
+    import faiss
+
     from cliplab.search.loadtest import load_test, running_server
     from cliplab.search.service import create_app
 
@@ -85,10 +92,11 @@ def server_sweep(index: SearchIndex, queries: np.ndarray, clients_list: list[int
             print(f"server: {report.line(clients)}", flush=True)
             if report.errors == 0 and report.p99_ms <= 100 and (best is None or report.qps > best[1].qps):
                 best = (clients, report)
-    if best:
-        print(f"server: {best[1].qps:.1f} queries/s at p99 {best[1].p99_ms:.1f} ms <= 100 ms ({best[0]} clients, embedding queries)")
-    else:
+    if best is None:
         print("server: no load level kept p99 within 100 ms")
+        return None
+    print(f"server: {best[1].qps:.1f} queries/s at p99 {best[1].p99_ms:.1f} ms <= 100 ms ({best[0]} clients, embedding queries)")
+    return {"server_clients": best[0], "server_qps": best[1].qps, "server_p99_ms": best[1].p99_ms}
 
 
 def main() -> None:
@@ -103,7 +111,16 @@ def main() -> None:
     ap.add_argument("--clients", default="1,2,4,8,16", help="server sweep: concurrent clients")
     ap.add_argument("--requests", type=int, default=300, help="server sweep: requests per load level")
     ap.add_argument("--seed", type=int, default=0)
+    add_json_option(ap)
     args = ap.parse_args()
+    import faiss
+
+    from cliplab.features import Features
+    from cliplab.search.index import SearchIndex
+    from cliplab.search.sizing import parse_bytes, plan_index
+    from cliplab.search.tuning import exact_neighbours, recall_at_k
+
+    machine = print_machine()
 
     n, d = args.n, args.dim
     print(f"{n} x {d} clustered vectors ({args.clusters} clusters), {args.queries} held-out queries, "
@@ -145,11 +162,16 @@ def main() -> None:
             base = rows["flat"][4]
             for kind, (key, _, _, _, p50, _) in rows.items():
                 print(f"latency ratio vs exact search (flat): {kind} {base / p50:.1f}x faster at p50")
-        server_sweep(default_index, queries, [int(c) for c in args.clients.split(",")], args.requests)
+        server = server_sweep(default_index, queries, [int(c) for c in args.clients.split(",")], args.requests)
         key, _, _, recall, p50, p99 = next(r for r in rows.values() if r[0] == default_key)
         print(f"default index ({key}, budget {args.budget}): target recall@10 >= {args.target_recall}, p50 <= 5 ms: "
               f"{'met' if recall >= args.target_recall and p50 <= 5 else 'NOT met'}")
         print(f"default index: recall@10 {recall:.4f}, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {n} vectors")
+    if args.json:
+        columns = ("key", "build_s", "index_bytes", "recall_at_10", "p50_ms", "p99_ms")
+        figures = {"vectors": n, "dim": d, "default_key": key, "default_recall_at_10": recall, "default_p50_ms": p50, "default_p99_ms": p99,
+                   **(server or {}), "index_types": {kind: dict(zip(columns, row)) for kind, row in rows.items()}}  # fmt: skip
+        write_json(args.json, figures, machine)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """mIoU and foreground IoU of every dense method on synthetic test scenes, plus the learned refinement.
 
-    PYTHONPATH=src python benchmarks/segment_quality.py [--model cliplab:shapes-vit] [--scenes 200]
+    PYTHONPATH=src python benchmarks/segment_quality.py [--model cliplab:shapes-vit] [--scenes 200] [--json FILE]
 
 Scenes: the test split, 1-2 objects, seed 2026 (never used in training); classes: background + the
 eight shapes; mIoU over those nine classes. Prints one row per method with its ratio to ``vanilla``
@@ -18,12 +18,7 @@ import json
 import time
 import warnings
 
-import torch
-
-from cliplab.dense.attention import METHODS
-from cliplab.dense.datasets import synthetic_masks
-from cliplab.dense.evaluate import run_segmentation
-from cliplab.models import load_model
+from _machine import add_json_option, print_machine, write_json
 
 
 def main() -> None:
@@ -35,7 +30,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=64, help="rendered scene side in pixels")
     p.add_argument("--size", type=int, default=None, help="inference short side (default: the model's input size)")
     p.add_argument("--naclip-std", type=float, default=5.0)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=None, help="comma-separated (default: every method of cliplab.dense.attention)")
     p.add_argument("--background", default=None, help="background words, comma-separated, or 'none' (default: generic word + the five textures)")
     p.add_argument("--threshold", type=float, default=None, help="foreground probability below which a pixel is background")
     p.add_argument("--pamr", action="store_true", help="also score every method with PAMR post-processing (default steps and dilations)")
@@ -43,10 +38,17 @@ def main() -> None:
     p.add_argument("--refine-steps", type=int, default=300, help="0: skip the learned refinement")
     p.add_argument("--teacher-layer", type=int, default=2, help="shapes-tiny ResNet stage the refinement learns from")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None, help="also write the table as JSON here")
+    add_json_option(p)
     args = p.parse_args()
+    import torch
+
+    from cliplab.dense.attention import METHODS
+    from cliplab.dense.datasets import synthetic_masks
+    from cliplab.dense.evaluate import run_segmentation
+    from cliplab.models import load_model
 
     torch.set_num_threads(args.threads)
+    machine = print_machine()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(args.model, pretrained=args.pretrained, device="cpu")
@@ -69,7 +71,7 @@ def main() -> None:
         rows[name] = run_segmentation(model, data, method=method, **extra, **options).metrics
         rows[name]["seconds"] = time.perf_counter() - t0
 
-    for method in args.methods.split(","):
+    for method in args.methods.split(",") if args.methods else METHODS:
         for suffix, extra in variants.items():
             score(f"{method}{suffix}", method, **extra)
     if args.refine_steps:
@@ -85,9 +87,7 @@ def main() -> None:
         ratio = f"{r['miou'] / base:5.2f}x vanilla" if base else ""
         print(f"{name:>22s}  mIoU {r['miou']:.3f}  fg IoU {r['foreground_iou']:.3f}  pixel acc {r['pixel_accuracy']:.3f}  {ratio}")
     if args.json:
-        from cliplab.files import write_json
-
-        write_json(rows, args.json)
+        write_json(args.json, {"methods": rows}, machine)
     print(json.dumps({k: {m: round(v, 4) for m, v in r.items()} for k, r in rows.items()}))
 
 

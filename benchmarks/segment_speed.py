@@ -1,6 +1,6 @@
 """Seconds per 448x448 image for each dense method, ViT-B-16 with random weights, 224/112 sliding window.
 
-    PYTHONPATH=src python benchmarks/segment_speed.py [--arch ViT-B-16] [--images 2] [--threads 2]
+    PYTHONPATH=src python benchmarks/segment_speed.py [--arch ViT-B-16] [--images 2] [--threads 2] [--json FILE]
 
 Prints one row per method: seconds per image and the ratio against ``vanilla`` (the unmodified
 last block), all in one process. Random weights do the same arithmetic as pretrained ones.
@@ -13,12 +13,9 @@ import time
 import warnings
 
 import numpy as np
-import torch
 from PIL import Image
 
-from cliplab.dense.attention import METHODS
-from cliplab.dense.segment import Segmenter
-from cliplab.models import load_model
+from _machine import add_json_option, print_machine, write_json
 
 CLASSES = ["sky", "road", "car", "tree", "building", "person", "grass", "water", "bicycle", "sign"]
 
@@ -32,9 +29,16 @@ def main() -> None:
     p.add_argument("--stride", type=int, default=112)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    add_json_option(p)
     args = p.parse_args()
+    import torch
+
+    from cliplab.dense.attention import METHODS
+    from cliplab.dense.segment import Segmenter
+    from cliplab.models import load_model
 
     torch.set_num_threads(args.threads)
+    machine = print_machine()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(f"openclip:{args.arch}", device=args.device)
@@ -52,6 +56,9 @@ def main() -> None:
         rows[method] = (time.perf_counter() - t0) / args.images
     for method, seconds in rows.items():
         print(f"{method:>10s}  {seconds:7.3f} s/image  {seconds / rows['vanilla']:5.2f}x vanilla")
+    if args.json:
+        table = {method: {"s_per_image": s, "x_vanilla": s / rows["vanilla"]} for method, s in rows.items()}
+        write_json(args.json, {"methods": table}, machine)
 
 
 if __name__ == "__main__":

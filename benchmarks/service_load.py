@@ -1,6 +1,6 @@
 """The search service on loopback, plain and under abuse: latency, errors and server memory.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/service_load.py [--scenes 64] [--clients 8] [--requests 200]
+    PYTHONPATH=src nice -n 10 python benchmarks/service_load.py [--scenes 64] [--clients 8] [--requests 200] [--json FILE]
 
 Serves an index of synthetic scenes (the bundled tiny model, saved to a temporary folder and loaded
 back) in this process, exactly as ``cliplab serve`` does (``search/server.py`` limits), and prints one line per phase:
@@ -26,9 +26,11 @@ from PIL import Image
 
 import cliplab
 from cliplab.search import SearchIndex
-from cliplab.search.loadtest import load_test, running_server
+from cliplab.search.loadtest import LoadReport, load_test, running_server
 from cliplab.search.server import ServerLimits
 from cliplab.search.service import create_app
+
+from _machine import add_json_option, print_machine, write_json
 
 CROSS_JOIN = "(SELECT count(*) FROM items a, items b, items c, items d, items e, items f) > 0"  # minutes of work
 TEXTS = ("a red star", "a blue circle", "a green heart", "a pink cross")
@@ -70,33 +72,48 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--abuse-rounds", type=int, default=4)
     parser.add_argument("--slow-sockets", type=int, default=50)
+    add_json_option(parser)
     args = parser.parse_args()
+    machine = print_machine()
     clip = cliplab.load_model("tiny", device="cpu")
     with tempfile.TemporaryDirectory(prefix="cliplab-service-load-") as tmp:
         folder = Path(tmp) / "scenes.index"
         SearchIndex.build(cliplab.embed(clip, f"synthetic:{args.scenes}", progress=False, num_workers=0)).save(folder)
         index = SearchIndex.load(folder, read_only=True)  # as cliplab serve loads it
         try:
-            run_phases(index, clip, args)
+            phases = run_phases(index, clip, args)
         finally:
             index.close()
+    if args.json:
+        write_json(args.json, {"scenes": args.scenes, "clients": args.clients, "phases": phases}, machine)
 
 
-def run_phases(index: SearchIndex, clip, args: argparse.Namespace) -> None:
+def phase_figures(report: LoadReport, before_mb: float, after_mb: float) -> dict:
+    """One phase's figures for ``--json``."""
+    return {"requests": report.requests, "errors": report.errors, "qps": report.qps, "p50_ms": report.p50_ms,
+            "p99_ms": report.p99_ms, "rss_before_mb": before_mb, "rss_after_mb": after_mb}  # fmt: skip
+
+
+def run_phases(index: SearchIndex, clip, args: argparse.Namespace) -> dict[str, dict]:
     payloads = [{"text": t, "k": 5} for t in TEXTS]
     with running_server(create_app(index, clip), limits=ServerLimits(header_timeout_s=5.0)) as url:
         load_test(url, payloads, clients=2, requests=8)  # warm-up
         before = rss_mb()
         report = load_test(url, payloads, clients=args.clients, requests=args.requests)
-        print(f"plain: {report.line(args.clients)}; server RSS {before:.0f} -> {rss_mb():.0f} MB", flush=True)
+        after = rss_mb()
+        phases = {"plain": phase_figures(report, before, after)}
+        print(f"plain: {report.line(args.clients)}; server RSS {before:.0f} -> {after:.0f} MB", flush=True)
         before = rss_mb()
         hostile: dict[int, int] = {}
         attacker = threading.Thread(target=lambda: hostile.update(abuse(url, args.abuse_rounds, args.slow_sockets)))
         attacker.start()
         report = load_test(url, payloads, clients=args.clients, requests=args.requests)
         attacker.join()
-        print(f"abused: {report.line(args.clients)}; server RSS {before:.0f} -> {rss_mb():.0f} MB; "
+        after = rss_mb()
+        phases["abused"] = phase_figures(report, before, after)
+        print(f"abused: {report.line(args.clients)}; server RSS {before:.0f} -> {after:.0f} MB; "
               f"hostile requests by status {dict(sorted(hostile.items()))}", flush=True)
+    return phases
 
 
 if __name__ == "__main__":

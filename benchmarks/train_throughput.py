@@ -1,6 +1,6 @@
 """Training throughput: cliplab's trainer against open_clip's own training loop, in one process.
 
-    python benchmarks/train_throughput.py [--steps 10] [--batch-size 64] [--precision fp32]
+    python benchmarks/train_throughput.py [--steps 10] [--batch-size 64] [--precision fp32] [--json FILE]
 
 Both train the bundled model's architecture (cliplab:shapes-tiny, random init) with CLIP's loss,
 AdamW and a cosine schedule, batch-building in one worker process, on the same data: open_clip's
@@ -28,6 +28,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from cliplab.models.bundled import BUNDLED
 from cliplab.models.openclip_backend import OpenClipModel
 from cliplab.train import TrainConfig, train
+
+from _machine import add_json_option, print_machine, write_json
 
 ARCH = "cliplab-shapes-tiny"
 CAPTION = "Dummy caption"  # open_clip_train's SyntheticDataset caption
@@ -99,9 +101,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    add_json_option(p)
     args = p.parse_args()
     if not 1 <= args.warmup < args.steps - 1:
         p.error("--warmup must be at least 1 and leave at least 2 timed steps")
+    machine = print_machine()
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in (("open_clip_train", time_open_clip), ("cliplab", time_cliplab)):
@@ -111,6 +115,10 @@ def main() -> None:
             timed = args.steps - args.warmup
             print(f"{name}: {rates[name]:.1f} samples/s ({timed} steps of {args.batch_size} after {args.warmup} warm-up, {args.precision}, {torch.get_num_threads()} threads)", flush=True)
     print(f"ratio cliplab / open_clip_train: {rates['cliplab'] / rates['open_clip_train']:.2f}")
+    if args.json:
+        figures = {"precision": args.precision, "batch_size": args.batch_size, "timed_steps": args.steps - args.warmup,
+                   **{f"{name}_samples_s": rate for name, rate in rates.items()}, "ratio": rates["cliplab"] / rates["open_clip_train"]}  # fmt: skip
+        write_json(args.json, figures, machine)
 
 
 if __name__ == "__main__":

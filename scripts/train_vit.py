@@ -1,7 +1,8 @@
 """Train the bundled ViT ``cliplab:shapes-vit`` on synthetic scenes, guided by ``cliplab:shapes-tiny``.
 
     python scripts/train_vit.py                 # full recipe, resumes from runs/shapes-vit/
-    python scripts/train_vit.py --steps 20 --run-dir /tmp/vit --out /tmp/vit.safetensors   # smoke run
+    python scripts/train_vit.py --steps 20 --region-steps 5 --out /tmp/vit   # smoke run
+    python scripts/train_vit.py --ship          # full recipe, then replace the shipped weights
 
 A ViT trained from scratch learns colour and position first and shape late (see the model card).
 Three things aim to shorten that on 2 CPU cores:
@@ -15,12 +16,13 @@ Three things aim to shorten that on 2 CPU cores:
 
 Stage 1 is a thin call of the trainer (``cliplab.train``), like ``train_tiny.py``: seeded and
 resumable (batch b is drawn from (seed, b); a rerun continues from the last checkpoint in
-``--run-dir``). Stage 2 (``--region-steps``, about 5 minutes; rerun from stage 1's weights if cut
+``--out``). Stage 2 (``--region-steps``, about 5 minutes; rerun from stage 1's weights if cut
 off) is region self-distillation (``cliplab.dense.self_distill``, CLIPSelf-style): the patch
 features of the ``naclip`` last block, averaged over random boxes, learn the model's own embedding
 of each box's crop, while the image embedding stays put. At the end the weights are saved as fp16
 safetensors next to the model config and the training log as JSON (with stage 2's losses and a
-zero-shot evaluation after it).
+zero-shot evaluation after it), in the run folder (``model-fp16.safetensors``), or with ``--ship``
+over the shipped weights in ``src/cliplab/models/bundled/``.
 """
 
 from __future__ import annotations
@@ -46,9 +48,8 @@ from cliplab.train.eval_hooks import evaluate
 from cliplab.train.scene_batches import TwinSceneBatches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_tiny import ship_run  # noqa: E402
+from train_tiny import add_output_options, ship_run, weights_path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 VIT = BUNDLED["shapes-vit"]
 
 
@@ -67,7 +68,7 @@ def build_student(seed: int) -> OpenClipModel:
     return student
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=128)
@@ -83,45 +84,49 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--region-lr", type=float, default=1e-4)
     p.add_argument("--region-batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--run-dir", type=Path, default=REPO / "runs" / "shapes-vit")
-    p.add_argument("--out", type=Path, default=VIT.weights)
-    args = p.parse_args(argv)
+    add_output_options(p, "shapes-vit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
 
     torch.set_num_threads(args.threads)
     model = build_student(args.seed)
     config = TrainConfig(
         model="cliplab:shapes-vit", data="synthetic twin scenes", objectives=f"clip,distill:{args.distill}", steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=None, seed=args.seed,
-        out=str(args.run_dir), ckpt_every=args.ckpt_every, eval_every=args.eval_every, eval_n=args.eval_n, log_every=20, workers=1,
+        out=str(args.out), ckpt_every=args.ckpt_every, eval_every=args.eval_every, eval_n=args.eval_n, log_every=20, workers=1,
         device="cpu", teacher="cliplab:shapes-tiny",
     )  # fmt: skip
     twins = lambda start: TwinSceneBatches(model.preprocess, model.tokenize, args.batch_size, seed=args.seed, start=start, keep_images=True)
-    result = train(config, model=model, resume=latest(args.run_dir) is not None, batches=twins)
+    result = train(config, model=model, resume=latest(args.out) is not None, batches=twins)
 
-    ship_run(args.run_dir, args.out, vars(args), result.wall_s)
+    weights = weights_path(args.out, args.ship, VIT)
+    ship_run(args.out, weights, vars(args), result.wall_s)
     if args.region_steps:
-        distill_stage(args)
+        distill_stage(args, weights)
 
 
-def distill_stage(args: argparse.Namespace) -> None:
-    """Stage 2 on stage 1's weights (``--out``): region self-distillation, then the weights again as fp16."""
-    model = load_model("cliplab:shapes-vit", pretrained=str(args.out), device="cpu")
+def distill_stage(args: argparse.Namespace, weights_file: Path) -> None:
+    """Stage 2 on stage 1's fp16 weights (``weights_file``): region self-distillation, then the weights again there."""
+    model = load_model("cliplab:shapes-vit", pretrained=str(weights_file), device="cpu")
     images = lambda step: normalised(model, scene_pixels(args.region_batch_size, 10_000 + step, 64))
     report = lambda step, region, whole: step % 50 == 0 and print(f"region step {step}: region {region:.4f} whole {whole:.4f}", file=sys.stderr)
     t0 = time.perf_counter()
     log = distill_regions(model, images, steps=args.region_steps, batch_size=args.region_batch_size, lr=args.region_lr, seed=args.seed,
                           progress=report)  # fmt: skip
     weights = {k: v.to(torch.float16).contiguous() for k, v in model.torch_module.state_dict().items()}
-    with atomic_target(args.out) as tmp:
+    with atomic_target(weights_file) as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args.steps), "region_steps": str(args.region_steps),
                                                "seed": str(args.seed)})  # fmt: skip
-    run_log = json.loads((args.run_dir / "log.json").read_text())
+    run_log = json.loads((args.out / "log.json").read_text())
     run_log["region_distillation"] = {
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "steps": [{"step": i, "region": round(r, 4), "whole": round(w, 4)} for i, (r, w) in enumerate(zip(log.region, log.whole)) if i % 20 == 0],
         "eval": evaluate(model, args.eval_n),
     }
-    write_json(run_log, args.run_dir / "log.json")
+    write_json(run_log, args.out / "log.json")
 
 if __name__ == "__main__":
     main()

@@ -29,13 +29,13 @@ BUNDLED: dict[str, BundledModel] = {
         config=HERE / "shapes-tiny" / "config.json",
         weights=HERE / "shapes-tiny" / "model.safetensors",
         card=HERE / "shapes-tiny" / "MODEL_CARD.md",
-        rebuild="python scripts/train_tiny.py",
+        rebuild="python scripts/train_tiny.py --ship",
     ),
     "shapes-vit": BundledModel(
         config=HERE / "shapes-vit" / "config.json",
         weights=HERE / "shapes-vit" / "model.safetensors",
         card=HERE / "shapes-vit" / "MODEL_CARD.md",
-        rebuild="python scripts/train_vit.py",
+        rebuild="python scripts/train_vit.py --ship",
     ),
 }
 ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit"}

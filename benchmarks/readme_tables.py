@@ -1,0 +1,84 @@
+"""Print the README's benchmark tables (markdown) from the ``--json`` files the benchmarks wrote.
+
+    python benchmarks/readme_tables.py [benchmarks/results/*.json]
+
+Per benchmark (files in name order): one table of its single figures, a row per run (its command),
+then a table per run for each figure that is itself a table (name -> {column: value}), each under
+the line of the machine it ran on (``_machine.describe``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from _machine import HERE, describe
+
+
+def cell(value: Any) -> str:
+    """A figure as a table cell: floats to 4 significant digits, text with ``|`` escaped."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def table(first: str, rows: dict[str, dict[str, Any]]) -> list[str]:
+    """A markdown table: ``first`` heads the row names, the columns are every key, in order of appearance."""
+    columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+    lines = [f"| {' | '.join([first, *columns])} |", f"|{'---|' * (len(columns) + 1)}"]
+    lines += [f"| {' | '.join([name, *(cell(row.get(c, '')) for c in columns)])} |" for name, row in rows.items()]
+    return lines
+
+
+def benchmark_tables(name: str, records: list[dict[str, Any]]) -> list[str]:
+    """The markdown for one benchmark's runs."""
+    lines = [f"### {name}", ""]
+    single = {f"`{r['command']}`": {k: v for k, v in r["figures"].items() if not isinstance(v, dict)} for r in records}
+    if any(single.values()):
+        lines += [*table("command", single), ""]
+        machines = list(dict.fromkeys(describe(r["machine"]) for r in records))
+        lines += [f"Machine: {m}" for m in machines] + [""]
+    for r in records:
+        for figure, rows in r["figures"].items():
+            if isinstance(rows, dict):
+                lines += [f"`{r['command']}`: {figure}", "", *table(figure, rows), "", f"Machine: {describe(r['machine'])}", ""]
+    return lines
+
+
+def load(path: Path) -> dict[str, Any]:
+    """One benchmark record; ValueError naming the file when it is not one."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(record, dict) or not {"benchmark", "command", "machine", "figures"} <= record.keys():
+        raise ValueError(f"{path} is not a benchmark --json file (no benchmark/command/machine/figures)")
+    return record
+
+
+def render(paths: list[Path]) -> str:
+    """The tables for every benchmark among ``paths``, benchmarks in name order."""
+    by_benchmark: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(paths):
+        record = load(path)
+        by_benchmark.setdefault(record["benchmark"], []).append(record)
+    return "\n".join(line for name in sorted(by_benchmark) for line in benchmark_tables(name, by_benchmark[name]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, help="benchmark JSON files (default: benchmarks/results/*.json)")
+    args = parser.parse_args(argv)
+    paths = args.files or sorted((HERE / "results").glob("*.json"))
+    if not paths:
+        parser.error(f"no JSON files given and none in {HERE / 'results'}; run a benchmark with --json there first")
+    try:
+        print(render(paths), end="")
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    main()
