@@ -29,6 +29,12 @@ def test_bad_objective_is_one_line(cli, model_args, tmp_path):
     assert res.exit_code == 2 and "unknown objective 'nope'" in res.output
 
 
+def test_bad_evaluation_is_one_line(cli, model_args, tmp_path):
+    res = cli("train", *model_args, "--data", "synthetic:8", "--evaluate", "accuracy", "--out", tmp_path / "r", "--device", "cpu")
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "unknown evaluate 'accuracy'; use auto, scenes, none" in res.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_python_dash_m_cliplab_runs_the_cli():
     res = subprocess.run([sys.executable, "-m", "cliplab", "train", "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0 and "--data" in res.stdout and "--objectives" in res.stdout

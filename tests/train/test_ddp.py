@@ -1,6 +1,8 @@
 """Data parallel: two gloo processes on the CPU give the loss and the gradients of one process
-with the same global batch (open_clip's gather semantics, with and without local loss)."""
+with the same global batch (open_clip's gather semantics, with and without local loss), and log
+the loss of the whole batch."""
 
+import json
 import os
 import socket
 
@@ -8,10 +10,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cliplab.train import TrainConfig
+from cliplab.train import TrainConfig, train
+
+from .conftest import MICRO_VIT_CFG, micro_model
+
+pytestmark = pytest.mark.slow  # two processes that each import torch and open_clip: over 20 s on a busy CPU
 
 # (objectives, local_loss, gather_with_grad)
 SETTINGS = [("clip", False, False), ("clip", True, True), ("siglip,hardneg:0.5,infoloob", False, False)]
+LOGGED = 1  # the setting of the logged run: with local loss each process's own loss is only its share
 
 
 def _config(out, objectives, local_loss, gather_with_grad):
@@ -24,8 +31,6 @@ def _gradients(out_dir, setting_index):
     """Loss and gradients of one step (weights left unchanged) in the current process group."""
     from cliplab.train.trainer import Trainer
 
-    from .conftest import MICRO_VIT_CFG, micro_model
-
     cfg = _config(out_dir, *SETTINGS[setting_index])
     trainer = Trainer(cfg, model=micro_model(MICRO_VIT_CFG))
     trainer.optimizer.step = lambda: None
@@ -36,16 +41,15 @@ def _gradients(out_dir, setting_index):
     return loss, grads
 
 
-def _worker(rank, port, tmp, results):
+def _worker(rank, port, tmp):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     out = {}
     for i in range(len(SETTINGS)):
         out[i] = _gradients(os.path.join(tmp, f"ddp{i}"), i)
+    # a whole run last: it ends the process group
+    out["trained"] = train(_config(os.path.join(tmp, "trained"), *SETTINGS[LOGGED]), model=micro_model(MICRO_VIT_CFG)).losses
     torch.save(out, os.path.join(tmp, f"rank{rank}.pt"))
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
 
 
 def _free_port():
@@ -54,17 +58,30 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path), None), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """What each of two gloo processes measured, and their folder."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(_free_port(), str(tmp)), nprocs=2, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in (0, 1)], tmp
+
+
+def test_two_gloo_processes_match_one_process(two_ranks, tmp_path):
+    ranks, _ = two_ranks
     for i, setting in enumerate(SETTINGS):
         single_loss, single_grads = _gradients(tmp_path / f"single{i}", i)
         losses = [ranks[r][i][0] for r in (0, 1)]
-        # every rank holds the global loss, or (local loss) its share whose mean is the global loss
-        assert abs(sum(losses) / 2 - single_loss) < 1e-5, setting
+        assert losses[0] == losses[1] and abs(losses[0] - single_loss) < 1e-5, setting  # the mean over processes
         for r in (0, 1):
             grads = ranks[r][i][1]
             assert grads.keys() == single_grads.keys()
             for name, g in single_grads.items():
                 assert torch.allclose(grads[name], g, atol=1e-6, rtol=1e-4), (setting, name)
+
+
+def test_the_logged_loss_is_the_mean_over_processes(two_ranks, tmp_path):
+    ranks, folder = two_ranks
+    single = train(_config(tmp_path / "single", *SETTINGS[LOGGED]), model=micro_model(MICRO_VIT_CFG))
+    [logged] = [json.loads(line) for line in (folder / "trained" / "metrics.jsonl").read_text().splitlines()]
+    assert abs(logged["loss"] - single.losses[0]) < 1e-5 and abs(logged["loss/clip"] - single.losses[0]) < 1e-5
+    assert ranks[0]["trained"] == ranks[1]["trained"] == [logged["loss"]]

@@ -12,21 +12,13 @@ import pytest
 
 from cliplab.errors import InputError
 from cliplab.train import TrainConfig, TrainResult, train
-from cliplab.train.trainer import Trainer
 
 
 def stop_after(out, stop, **settings):
     """Start a run in ``out`` (batch 8, lr 1e-3) and stop it right after its step-``stop`` checkpoint."""
     cfg = TrainConfig(**{"data": "synthetic:32:1", "batch_size": 8, "lr": 1e-3, "eval_n": 0, "log_every": 1, "workers": 0,
                          "progress": False, "device": "cpu", "out": str(out), **settings})  # fmt: skip
-    trainer = Trainer(cfg)
-    for step, batch in enumerate(trainer._loader(), start=1):
-        trainer.step(batch)
-        trainer.log.add({"step": step})
-        if step == stop:
-            trainer._save_checkpoint(stop)
-            break
-    trainer.close()
+    train(cfg, stop_after=stop)
     return out
 
 

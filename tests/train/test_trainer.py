@@ -2,14 +2,16 @@
 
 import json
 import math
+import time
 
 import pytest
 import torch
 import yaml
 
 from cliplab.errors import InputError
+from cliplab.models.base import Model
 from cliplab.models import load_model
-from cliplab.train import TrainConfig, train
+from cliplab.train import TrainConfig, checkpoint, train
 from cliplab.train.config import from_yaml
 from cliplab.train.schedule import cosine_with_warmup
 
@@ -25,31 +27,17 @@ def config(tmp_path, name="run", **kw):
 
 def test_resume_continues_bit_for_bit(tmp_path):
     straight = train(config(tmp_path, "straight"), model=micro_model())
-    cfg = config(tmp_path, "resumed")
-    part = _train_prefix(cfg, stop=3)  # interrupted right after the step-3 checkpoint
+    cfg = config(tmp_path, "resumed", ckpt_every=0)  # stop_after checkpoints its step even so
+    part = train(cfg, model=micro_model(), stop_after=3)  # as if interrupted right after step 3
+    assert part.steps_run == 3 and not (tmp_path / "resumed" / "model.safetensors").exists()
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step_0000003"]
     rest = train(cfg, model=micro_model(), resume=True)
-    assert part + rest.losses == straight.losses  # exactly equal floats
+    assert part.losses + rest.losses == straight.losses  # exactly equal floats
     a = load_model_weights(tmp_path / "straight" / "model.safetensors")
     b = load_model_weights(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     lines = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
-
-
-def _train_prefix(cfg, stop):
-    """Run ``cfg`` but interrupt it right after step ``stop`` (its checkpoint is written)."""
-    from cliplab.train.trainer import Trainer
-
-    trainer = Trainer(cfg, model=micro_model())
-    losses = []
-    for step, batch in enumerate(trainer._loader()):
-        losses.append(trainer.step(batch)[0])
-        trainer.log.add({"step": step + 1})
-        if step + 1 == stop:
-            trainer._save_checkpoint(stop)
-            break
-    trainer.close()
-    return losses
 
 
 def load_model_weights(path):
@@ -111,3 +99,69 @@ def test_trained_bundled_weights_load_with_the_same_spec(tmp_path):
     model = load_model("tiny", pretrained=tmp_path / "run" / "model.safetensors", device="cpu")
     trained = load_model_weights(tmp_path / "run" / "model.safetensors")
     assert torch.equal(model.torch_module.state_dict()["positional_embedding"], trained["positional_embedding"])
+
+
+class SlowBatches(torch.utils.data.IterableDataset):
+    """One fixed batch of 8 random images and captions, each after ``seconds`` of waiting."""
+
+    def __init__(self, model, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.batch = {"ids": [str(i) for i in range(8)], "pixels": torch.randn(8, 3, 32, 32),
+                      "tokens": model.tokenize([f"caption {i}" for i in range(8)]), "caption_ids": torch.arange(8)}  # fmt: skip
+
+    def __iter__(self):
+        while True:
+            time.sleep(self.seconds)
+            yield self.batch
+
+
+def test_samples_per_s_counts_data_and_steps_not_evaluation_or_checkpoints(tmp_path, monkeypatch):
+    save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda *a, **kw: (time.sleep(0.2), save(*a, **kw)))
+    model = micro_model(MICRO_VIT_CFG)
+    cfg = config(tmp_path, steps=4, objectives="clip", ckpt_every=1, eval_every=2)
+    result = train(cfg, model=model, batches=lambda start: SlowBatches(model, 0.1), evaluate=lambda m: time.sleep(0.3) or {"n": 1})
+    lines = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4]
+    for r in lines:
+        assert r["data_s"] >= 0.1 and r["step_s"] > 0
+        assert r["samples_per_s"] == pytest.approx(8 / (r["data_s"] + r["step_s"]))
+        assert r["samples_per_s_per_rank"] == r["samples_per_s"]  # one process
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    train_s = summary["data_s"] + summary["step_s"]
+    assert train_s == pytest.approx(sum(r["data_s"] + r["step_s"] for r in lines))
+    assert summary["samples_per_s"] == pytest.approx(4 * 8 / train_s) == result.samples_per_s
+    # the evaluation at step 2 (0.3 s) and the 4 checkpoints (0.2 s each) ran inside the timed loop
+    assert train_s < summary["wall_s"] - 0.3 - 4 * 0.2
+
+
+def test_a_custom_evaluation_runs_on_the_model_in_eval_mode(tmp_path):
+    model = micro_model(MICRO_VIT_CFG)
+    seen = []
+
+    def evaluate(m: Model) -> dict:
+        seen.append(m.torch_module.training)
+        return {"calls": len(seen)}
+
+    result = train(config(tmp_path, steps=4, objectives="clip", eval_every=2), model=model, evaluate=evaluate)
+    assert result.evals == [{"step": 0, "eval": {"calls": 1}}, {"step": 2, "eval": {"calls": 2}}, {"step": 4, "eval": {"calls": 3}}]
+    assert seen == [False, False, False] and model.torch_module.training
+    logged = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "eval" in r]
+    assert logged == result.evals
+
+
+@pytest.mark.parametrize(("spec", "settings", "evaluated"), [
+    ("cliplab:shapes-tiny", {}, True), ("openclip:ViT-B-32", {}, False), ("hf:openai/clip-vit-base-patch32", {}, False),
+    ("openclip:ViT-B-32", {"evaluate": "scenes"}, True), ("cliplab:shapes-tiny", {"evaluate": "none"}, False),
+])  # fmt: skip
+def test_scene_evaluation_is_the_default_for_cliplab_models_only(tmp_path, spec, settings, evaluated):
+    cfg = config(tmp_path, model=spec, eval_n=8, steps=1, objectives="clip", ckpt_every=0, **settings)
+    result = train(cfg, model=micro_model(MICRO_VIT_CFG))  # the spec names the model; the micro model stands in
+    assert [e["step"] for e in result.evals] == ([0, 1] if evaluated else [])
+    assert all("colour_binding" in e["eval"] for e in result.evals)
+
+
+def test_an_unknown_evaluation_is_refused():
+    with pytest.raises(InputError, match="unknown evaluate 'accuracy'; use auto, scenes, none"):
+        TrainConfig(evaluate="accuracy").check()

@@ -50,8 +50,10 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (bit for bit)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of settings (the flag names with - or _); flags given here win."),
     ckpt_every: int | None = _opt("--ckpt-every", help="Checkpoint every N steps (0: only at the end).", min=0),
-    eval_every: int | None = _opt("--eval-every", help="Evaluate on synthetic scenes every N steps (0: before and after only).", min=0),
-    eval_n: int | None = _opt("--eval-n", help="Scenes per evaluation (0: no evaluation).", min=0),
+    evaluate: str | None = _opt("--evaluate", help="Evaluation during the run: scenes (zero-shot, retrieval and colour binding on synthetic scenes), "
+                                "none, or auto: scenes for cliplab: models, none for openclip: and hf: models."),
+    eval_every: int | None = _opt("--eval-every", help="Evaluate every N steps (0: before and after only).", min=0),
+    eval_n: int | None = _opt("--eval-n", help="Scenes per synthetic-scene evaluation (0: no evaluation).", min=0),
     log_every: int | None = _opt("--log-every", help="Write a metrics line every N steps.", min=1),
     workers: int | None = _opt("--workers", help="Batch-building processes (0: build in this process).", min=0),
     rewrites: bool | None = typer.Option(None, "--rewrites/--no-rewrites", help="Add a rule-based caption rewrite (synonyms, reordered clauses) to each step's choices (LaCLIP).", show_default="no"),

@@ -14,6 +14,7 @@ from cliplab.files import atomic_write
 RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
 # Settings a resumed run may change: where it runs and how it shows progress, not what it computes.
 RESUME_FREE = ("out", "device", "workers", "progress")
+EVALUATORS = ("auto", "scenes", "none")  # names of TrainConfig.evaluate (cliplab.train.eval_hooks.evaluator)
 
 
 @dataclass
@@ -39,8 +40,9 @@ class TrainConfig:
     out: str = "runs/train"
     ckpt_every: int = 100  # 0: only at the end
     keep_checkpoints: int = 1
+    evaluate: str = "auto"  # auto (synthetic scenes for cliplab: models, none for others) | scenes | none
     eval_every: int = 0  # 0: only before and after training
-    eval_n: int = 500  # scenes per synthetic evaluation; 0 disables evaluation
+    eval_n: int = 500  # scenes per synthetic evaluation; 0 disables it
     log_every: int = 10
     workers: int = 1  # batch-building processes
     rewrites: bool = False  # add a rule-based caption rewrite to the choices of each step (LaCLIP)
@@ -69,6 +71,8 @@ class TrainConfig:
             raise InputError(f"batch size {self.batch_size} is not a multiple of accum {self.accum}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
+        if self.evaluate not in EVALUATORS:
+            raise InputError(f"unknown evaluate {self.evaluate!r}; use {', '.join(EVALUATORS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,3 +61,14 @@ def average_gradients(params: list[torch.nn.Parameter], runtime: Runtime) -> Non
         if p.grad is not None:
             dist.all_reduce(p.grad)
             p.grad /= runtime.world_size
+
+
+def mean_over_ranks(values: list[float], runtime: Runtime) -> list[float]:
+    """``values`` averaged over all processes (each passes its own, in the same order)."""
+    if runtime.world_size == 1:
+        return values
+    import torch.distributed as dist
+
+    total = torch.tensor(values, dtype=torch.float64, device=runtime.device)
+    dist.all_reduce(total)
+    return (total / runtime.world_size).tolist()

@@ -1,10 +1,15 @@
 """What the trainer measures on synthetic scenes: zero-shot accuracy per attribute, caption
 retrieval R@k, and colour binding (is the true caption preferred to the same caption with the
-two objects' colours exchanged?)."""
+two objects' colours exchanged?). ``evaluator`` turns a registry name into the trainer's hook."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
 import numpy as np
+import torch
 
 from cliplab.data import synthetic
 from cliplab.models.base import Model
@@ -26,21 +31,38 @@ def colour_binding(model: Model, n: int, seed: int = EVAL_SEED) -> dict[str, flo
     return out
 
 
-def evaluate(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
-    """Zero-shot accuracy (single-object scenes), retrieval R@k and colour binding of ``model``
-    in its current weights (its module is put in eval mode meanwhile)."""
-    from cliplab.evaluate.scenes import evaluate_scenes
-
+@contextmanager
+def evaluating(model: Model) -> Iterator[None]:
+    """``model`` as it is mid-training, ready to be evaluated: its module in eval mode (then back in the
+    mode it was in), its logit scale the module's current one, no gradients recorded."""
     module = model.torch_module
     was_training = module.training
     module.eval()
     try:
-        model.logit_scale = float(module.logit_scale.detach().float().exp().reshape(-1)[0])
-        figures = evaluate_scenes(model, n_classify=n, n_retrieval=n, seed=seed).figures()
-        binding = colour_binding(model, n, seed)
+        with torch.no_grad():
+            model.logit_scale = float(module.logit_scale.detach().float().exp().reshape(-1)[0])
+            yield
     finally:
         module.train(was_training)
+
+
+def evaluate(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
+    """Zero-shot accuracy (single-object scenes), retrieval R@k and colour binding of ``model``
+    in its current weights (see :func:`evaluating`)."""
+    from cliplab.evaluate.scenes import evaluate_scenes
+
+    with evaluating(model):
+        figures = evaluate_scenes(model, n_classify=n, n_retrieval=n, seed=seed).figures()
+        binding = colour_binding(model, n, seed)
     return {"zeroshot_accuracy": figures["zeroshot_accuracy"], "retrieval": figures["retrieval"], "colour_binding": binding}
 
 
+def evaluator(name: str, model_spec: str, n: int) -> Callable[[Model], dict] | None:
+    """The evaluation hook ``name`` (a ``TrainConfig.evaluate`` value) for a run of ``model_spec``; None: no
+    evaluation. "auto" is "scenes" for ``cliplab:`` models only: the synthetic scenes say little about an
+    ``openclip:`` or ``hf:`` model trained on other data. ``n``: scenes per synthetic evaluation (0: none)."""
+    from cliplab.models.spec import parse_spec
 
+    if name == "auto":
+        name = "scenes" if parse_spec(model_spec).kind == "cliplab" else "none"
+    return partial(evaluate, n=n) if name == "scenes" and n > 0 else None

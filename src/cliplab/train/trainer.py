@@ -2,8 +2,9 @@
 
 One process or many (``torchrun``): AdamW with warm-up and cosine decay, gradient clipping,
 gradient accumulation with cached features (exact for contrastive losses), the logit-scale
-clamp, autocast mixed precision, checkpoints every N steps that resume bit for bit, evaluation
-hooks, a JSONL metrics log and a progress bar with samples/s.
+clamp, autocast mixed precision, checkpoints every N steps that resume bit for bit, a pluggable
+evaluation, a JSONL metrics log (loss averaged over processes, data and step time apart, samples/s of
+training alone) and a progress bar.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cliplab.models.base import Model
 from cliplab.train import checkpoint, distributed, run_dir
 from cliplab.train.batches import BatchPlan, StepBatches
 from cliplab.train.config import TrainConfig, resumed, write_yaml
+from cliplab.train.eval_hooks import evaluating, evaluator
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.schedule import cosine_with_warmup
@@ -54,7 +56,7 @@ class TrainResult:
     steps_run: int  # by this call (a resumed run starts from its checkpoint)
     is_main: bool  # rank 0 (or a single process)
     wall_s: float
-    samples_per_s: float
+    samples_per_s: float  # of training alone (batches and steps; not evaluation or checkpoints)
     losses: list[float] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
 
@@ -84,6 +86,34 @@ class MetricsLog:
         atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in self.lines))
 
 
+class StepTimes:
+    """Seconds spent waiting for batches and in optimizer steps, apart (open_clip_train's ``data_time``, and
+    its ``batch_time`` less ``data_time``, in ``train_one_epoch``): evaluation, checkpoints and logging count
+    in neither, so samples/s is the rate of training. A step's time includes its GPU work: it reads its loss."""
+
+    def __init__(self, batch_size: int, world_size: int) -> None:
+        self.batch_size, self.world_size = batch_size, world_size  # global batch: all processes together
+        self.steps, self.data_s, self.step_s = 0, 0.0, 0.0  # in all
+        self._logged = (0, 0.0, 0.0)  # the same at the last metrics line
+
+    def add(self, data_s: float, step_s: float) -> None:
+        self.steps += 1
+        self.data_s += data_s
+        self.step_s += step_s
+
+    def samples_per_s(self) -> float:
+        return self.batch_size * self.steps / max(self.data_s + self.step_s, 1e-9)
+
+    def since_logged(self) -> dict[str, float]:
+        """Mean seconds per step waiting for data and stepping, and samples/s (all processes, and per
+        process), over the steps since the last call."""
+        now = (self.steps, self.data_s, self.step_s)
+        n, data_s, step_s = (a - b for a, b in zip(now, self._logged))
+        self._logged = now
+        rate = self.batch_size * n / max(data_s + step_s, 1e-9)
+        return {"data_s": data_s / n, "step_s": step_s / n, "samples_per_s": rate, "samples_per_s_per_rank": rate / self.world_size}
+
+
 def _cat(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -100,9 +130,12 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, model: Model | None = None, resume: bool = False,
                  on_log: Callable[[dict], None] | None = None,
-                 batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> None:  # fmt: skip
+                 batches: Callable[[int], torch.utils.data.IterableDataset] | None = None,
+                 evaluate: Callable[[Model], dict] | None = None) -> None:  # fmt: skip
         """``batches(start_step)``, when given, replaces the batches built from ``config.data``: an
-        iterable of dicts with ``ids``, ``pixels``, ``tokens`` and ``caption_ids`` (one per step)."""
+        iterable of dicts with ``ids``, ``pixels``, ``tokens`` and ``caption_ids`` (one per step).
+        ``evaluate(model)``, when given, replaces the evaluation ``config.evaluate`` names: its dict of
+        figures is logged before training, every ``config.eval_every`` steps and at the end (rank 0)."""
         self.out = Path(config.out)
         saved = self.out / "config.yaml"
         self.resumed_config = resume and saved.is_file()
@@ -115,6 +148,8 @@ class Trainer:
             if self.lock is not None:
                 run_dir.remove_leftovers(self.out)
             self._build(model, resume, on_log, batches)
+            c = self.config
+            self.evaluate = evaluate if evaluate is not None else evaluator(c.evaluate, c.model, c.eval_n)
         except BaseException:
             self._release()
             raise
@@ -296,7 +331,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
 
     def step(self, batch: dict) -> tuple[float, dict[str, float]]:
-        """One optimizer step on a global batch (this rank's rows); returns the loss and its parts."""
+        """One optimizer step on a global batch (this rank's rows); returns the loss and its parts,
+        averaged over processes (with local loss, each holds its share)."""
         c = self.config
         self.optimizer.zero_grad(set_to_none=True)
         fixed = self._fixed_features(batch)
@@ -327,15 +363,15 @@ class Trainer:
         self.scheduler.step()
         with torch.no_grad():
             self.module.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        return float(loss.detach()), parts
+        total, *values = distributed.mean_over_ranks([float(loss.detach()), *parts.values()], self.runtime)
+        return total, dict(zip(parts, values))
 
     # --- the run ------------------------------------------------------------------------------
     def _evaluate(self, step: int) -> dict | None:
-        if self.config.eval_n <= 0 or not self.runtime.is_main:
+        if self.evaluate is None or not self.runtime.is_main:
             return None
-        from cliplab.train.eval_hooks import evaluate
-
-        record = {"step": step, "eval": evaluate(self.model, self.config.eval_n)}
+        with evaluating(self.model):
+            record = {"step": step, "eval": self.evaluate(self.model)}
         self.log.add(record)
         self.log.flush()
         self._emit(record)
@@ -362,49 +398,60 @@ class Trainer:
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
         return path
 
-    def run(self) -> TrainResult:
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train to ``config.steps``; or, with ``stop_after``, only up to that step of the run: a checkpoint
+        is written there and ``resume`` continues it bit for bit (no final evaluation, weights or summary)."""
         c, rt = self.config, self.runtime
+        if stop_after is not None and stop_after < 1:
+            raise InputError(f"stop_after must be at least 1, got {stop_after}")
+        end = c.steps if stop_after is None else min(stop_after, c.steps)
         self.tensorboard = self._open_tensorboard()
-        evals, losses = [], []
-        if self.start_step == 0 and c.eval_n > 0:
+        evals, losses, times = [], [], StepTimes(c.batch_size, rt.world_size)
+        if self.start_step == 0:
             evals.append(self._evaluate(0))
         bar = _progress(c.steps, self.start_step, c.progress and rt.is_main)
-        t0, done, step = time.perf_counter(), 0, self.start_step
+        t0 = waited = time.perf_counter()
         try:
             for step, batch in enumerate(self._loader(), start=self.start_step):
-                if step >= c.steps:
+                if step >= end:
                     break
+                fetched = time.perf_counter()
                 loss, parts = self.step(batch)
+                times.add(fetched - waited, time.perf_counter() - fetched)
                 losses.append(loss)
-                done += 1
-                rate = done * c.batch_size / (time.perf_counter() - t0)
-                bar.update(1, loss, rate)
+                bar.update(1, loss, times.samples_per_s())
                 number = step + 1
                 if number % c.log_every == 0 or number == c.steps:
-                    record = {"step": number, "loss": loss, **{f"loss/{k}": v for k, v in parts.items()},
-                              "lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.module.logit_scale.detach().exp()), "samples_per_s": rate}  # fmt: skip
-                    if rt.is_main:
-                        self.log.add(record)
-                        self.log.flush()
-                        self._emit(record)
+                    self._log_step(number, loss, parts, times.since_logged())
                 if c.eval_every and number % c.eval_every == 0 and number != c.steps:
                     evals.append(self._evaluate(number))
-                if (c.ckpt_every and number % c.ckpt_every == 0) or number == c.steps:
+                if (c.ckpt_every and number % c.ckpt_every == 0) or number == end:
                     self._save_checkpoint(number)
+                waited = time.perf_counter()  # evaluation and checkpoints are not waiting for data
         finally:
             bar.close()
         wall = time.perf_counter() - t0
-        if self.start_step < c.steps and c.eval_n > 0:
+        finished = end == c.steps
+        if finished and self.start_step < c.steps:
             evals.append(self._evaluate(c.steps))
-        if rt.is_main:
+        evals = [e for e in evals if e]
+        if rt.is_main and finished:
             self.save_model()
             self.log.flush()
-            summary = {"steps": c.steps, "resumed_from": self.start_step, "wall_s": wall, "samples_per_s": done * c.batch_size / max(wall, 1e-9),
-                       "evals": [e for e in evals if e], "world_size": rt.world_size}  # fmt: skip
+            summary = {"steps": c.steps, "resumed_from": self.start_step, "wall_s": wall, "data_s": times.data_s, "step_s": times.step_s,
+                       "samples_per_s": times.samples_per_s(), "evals": evals, "world_size": rt.world_size}  # fmt: skip
             write_json(summary, self.out / "summary.json")
         if self.tensorboard is not None:
             self.tensorboard.close()
-        return TrainResult(self.out, c.steps, done, rt.is_main, wall, done * c.batch_size / max(wall, 1e-9), losses, [e for e in evals if e])
+        return TrainResult(self.out, c.steps, times.steps, rt.is_main, wall, times.samples_per_s(), losses, evals)
+
+    def _log_step(self, step: int, loss: float, parts: dict[str, float], times: dict[str, float]) -> None:
+        if self.runtime.is_main:
+            record = {"step": step, "loss": loss, **{f"loss/{k}": v for k, v in parts.items()}, "lr": self.scheduler.get_last_lr()[0],
+                      "logit_scale": float(self.module.logit_scale.detach().exp()), **times}  # fmt: skip
+            self.log.add(record)
+            self.log.flush()
+            self._emit(record)
 
     def _open_tensorboard(self):
         if not self.config.tensorboard or not self.runtime.is_main:
@@ -459,12 +506,14 @@ def _progress(total: int, initial: int, enabled: bool) -> _Progress:
 
 
 def train(config: TrainConfig, model: Model | None = None, resume: bool = False, on_log: Callable[[dict], Any] | None = None,
-          batches: Callable[[int], torch.utils.data.IterableDataset] | None = None) -> TrainResult:  # fmt: skip
-    """Run ``config`` (optionally on a ready ``model``, or on custom ``batches``) and return what it measured."""
-    trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches)
+          batches: Callable[[int], torch.utils.data.IterableDataset] | None = None, evaluate: Callable[[Model], dict] | None = None,
+          stop_after: int | None = None) -> TrainResult:  # fmt: skip
+    """Run ``config`` (optionally on a ready ``model``, on custom ``batches``, with a custom ``evaluate``;
+    see :class:`Trainer`), or its steps up to ``stop_after`` (see :meth:`Trainer.run`); what it measured."""
+    trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches, evaluate=evaluate)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
-            return trainer.run()
+            return trainer.run(stop_after)
     finally:
         trainer.close()
