@@ -8,7 +8,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | block | how it runs |
 |---|---|
 | Set-up: two commands #1 | ``pip install`` skipped (the package is installed); ``cliplab demo`` runs with ``--n 10`` |
-| Set-up: two commands #2 | not run: ``python -m pytest`` is this suite itself |
+| Set-up: two commands #2 | not run: ``python -m pytest`` (and ``-m slow``, its slow tier) is this suite itself |
 | Ten lines of Python #1 | exec'd on ``scenes/images`` made by ``cliplab data synth`` (24 scenes) |
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
@@ -32,7 +32,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 HOW = {
     "Set-up: two commands #1": "run",
-    "Set-up: two commands #2": "not run: python -m pytest is this suite itself",
+    "Set-up: two commands #2": "not run: python -m pytest (and -m slow) is this suite itself",
     "Ten lines of Python #1": "exec",
     "Few-shot adaptation #1": "run",
     "Segmentation #1": "exec",
