@@ -50,6 +50,15 @@ def tiny_model(tiny_model_files):
     return load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
 
 
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """This CPU as one whose flags show avx512_bf16, so ``--precision auto`` picks bf16 as on a user's CPU."""
+    from cliplab.models import precision
+
+    simulated = precision.CpuInfo("simulated CPU with avx512_bf16", 2, frozenset({"avx2", "avx512_bf16"}))
+    monkeypatch.setattr(precision, "cpu_info", lambda: simulated)
+
+
 @pytest.fixture(autouse=True)
 def private_cache_home(tmp_path_factory, monkeypatch):
     """Every test gets its own ``XDG_CACHE_HOME``, so the default embedding cache

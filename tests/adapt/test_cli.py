@@ -125,18 +125,18 @@ def shapes(tmp_path_factory):
     return out / "images"
 
 
-@pytest.mark.parametrize("precision, bf16_cpu", [("auto", False), ("bf16", False), ("auto", True)])
-def test_adapt_export_classify_flow_at_each_precision(cli, shapes, tiny_model_files, tmp_path, monkeypatch, private_cache_home, precision, bf16_cpu):
-    """Default options but the few shots, one seed and cheap methods; ``bf16_cpu`` makes this CPU report
+@pytest.mark.parametrize("precision, on_bf16_cpu", [("auto", False), ("bf16", False), ("auto", True)])
+def test_adapt_export_classify_flow_at_each_precision(cli, shapes, tiny_model_files, tmp_path, request, private_cache_home, precision, on_bf16_cpu):
+    """Default options but the few shots, one seed and cheap methods; ``on_bf16_cpu`` makes this CPU report
     native bf16, so auto picks bf16 as on such a CPU."""
     import torch
 
     from cliplab.models import precision as P
 
-    if bf16_cpu:
-        monkeypatch.setattr(P, "cpu_info", lambda: P.CpuInfo("bf16 cpu", 2, frozenset({"avx2", "avx512_bf16"})))
+    if on_bf16_cpu:
+        request.getfixturevalue("bf16_cpu")
     expected = precision if precision != "auto" else P.auto_precision(torch.device("cpu"))[0]
-    assert expected == "bf16" or not bf16_cpu
+    assert expected == "bf16" or not on_bf16_cpu
     model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"], "--precision", precision]
     out, head = tmp_path / "run", tmp_path / "best.cliplab"
     result = cli("adapt", "--train", shapes, "--shots", "2", "--seeds", "1", "--methods", "zeroshot,linear,coop", "--epochs", "2",

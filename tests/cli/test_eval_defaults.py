@@ -54,9 +54,6 @@ def test_every_task_runs_with_default_options(cli, model_args, tmp_path, noise_i
 
 
 @pytest.mark.parametrize("task", ["robustness", "segmentation"])
-def test_auto_precision_that_picks_bf16(cli, model_args, tmp_path, noise_images, monkeypatch, task):
+def test_auto_precision_that_picks_bf16(cli, model_args, tmp_path, noise_images, bf16_cpu, task):
     """As on a CPU with avx512_bf16: ``--precision auto`` resolves to bf16 and the tasks still run."""
-    from cliplab.models import precision
-
-    monkeypatch.setattr(precision, "cpu_info", lambda: precision.CpuInfo("a CPU with bf16", 2, frozenset({"avx512_bf16"})))
     assert run_task(cli, model_args, tmp_path, noise_images, task, "auto")["precision"] == "bf16"

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cliplab.models.bundled import BUNDLED
@@ -73,3 +74,25 @@ def test_bundled_vit_is_small_with_an_8x8_grid():
     cfg = json.loads(entry.config.read_text())["model_cfg"]["vision_cfg"]
     assert cfg["image_size"] // cfg["patch_size"] >= 8
     assert entry.weights.stat().st_size <= 30e6 and entry.card.is_file()
+
+
+@pytest.mark.parametrize("precision, on_bf16_cpu", [("auto", False), ("bf16", False), ("auto", True)])
+def test_segment_with_default_options_at_each_precision(cli, tmp_path, request, precision, on_bf16_cpu):
+    """The bundled model, the default method: the label map, overlay and areas at auto, forced bf16, and auto on a
+    CPU with native bf16 (simulated), where auto picks bf16."""
+    from cliplab.data.sources import open_source
+
+    if on_bf16_cpu:
+        request.getfixturevalue("bf16_cpu")
+    image = tmp_path / "scene.png"
+    image.write_bytes(open_source("synthetic:1:5").items[0].read_bytes())
+    result = cli("segment", "--image", image, "--classes", "star,circle,square", "--precision", precision, "--out", tmp_path / "seg")
+    assert result.exit_code == 0, result.output
+    areas = json.loads((tmp_path / "seg" / "areas.json").read_text())
+    import torch
+
+    from cliplab.models.precision import auto_precision
+
+    assert areas["precision"] == (auto_precision(torch.device("cpu"))[0] if precision == "auto" else precision), areas
+    assert areas["precision"] == "bf16" or not on_bf16_cpu
+    assert {"labels.png", "overlay.png", "areas.json"} <= {p.name for p in (tmp_path / "seg").iterdir()}

@@ -11,15 +11,6 @@ import pytest
 from PIL import Image
 
 
-@pytest.fixture
-def bf16_cpu(monkeypatch):
-    """This CPU as one whose flags show avx512_bf16, so ``--precision auto`` picks bf16 (as a user's CPU would)."""
-    from cliplab.models import precision
-
-    simulated = precision.CpuInfo("simulated CPU with avx512_bf16", 2, frozenset({"avx2", "avx512_bf16"}))
-    monkeypatch.setattr(precision, "cpu_info", lambda: simulated)
-
-
 def embed(cli, tmp_path, images: str, name: str, precision: str):
     result = cli("embed", "--images", images, "--out", tmp_path / name, "--precision", precision, "--workers", "0", "--no-progress")
     assert result.exit_code == 0, result.output

@@ -90,7 +90,7 @@ def segment_command(
             save_label_map(seg.labels, tmp / "labels.png")
             with atomic_target(tmp / "overlay.png") as target:
                 overlay(picture, seg.labels, seg.classes).save(target, format="PNG")
-            write_json({"image": str(image), "model": clip.name, "method": segmenter.method, "classes": seg.classes,
+            write_json({"image": str(image), "model": clip.name, "precision": clip.precision, "method": segmenter.method, "classes": seg.classes,
                         "areas": seg.areas()}, tmp / "areas.json")  # fmt: skip
     for name, area in sorted(seg.areas().items(), key=lambda kv: -kv[1]):
         typer.echo(f"{name:>20s} {area:7.2%}")
