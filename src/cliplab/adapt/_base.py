@@ -8,8 +8,7 @@ strings; ``classes_`` is their sorted unique set and the columns of every score 
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -26,21 +25,6 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     z = z - np.max(z, axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
-
-
-@contextmanager
-def small_torch_ops() -> Iterator[None]:
-    """Run torch on one thread inside: the small ops of head training otherwise wait at OpenMP
-    barriers when other processes hold the cores (measured: a 4,800-element exp takes 24 ms with
-    2 threads on a busy 2-core machine, 4 us with 1)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def encode_labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

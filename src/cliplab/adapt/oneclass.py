@@ -18,7 +18,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from sklearn.utils.validation import check_is_fitted
 
-from cliplab.adapt._base import check_features, small_torch_ops
+from cliplab.adapt._base import check_features
 from cliplab.adapt.io import register
 from cliplab.errors import InputError
 
@@ -256,26 +256,25 @@ class HypOneClass(_OneClass):
         Xt = torch.from_numpy(X)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         running = None
-        with small_torch_ops():
-            for _ in range(self.epochs):
-                for rows in torch.randperm(len(Xt), generator=gen).split(self.batch_size):
-                    real = Xt[rows]
-                    batch_mean = real.mean(0)
-                    running = batch_mean if running is None else self.mean_momentum * running + (1 - self.mean_momentum) * batch_mean
-                    fake = running + self.noise_std_ * torch.randn(real.shape, generator=gen)
-                    # CLIP features lie on the unit sphere; off-sphere negatives would teach "norm != 1"
-                    fake = torch.nn.functional.normalize(fake, dim=-1)
-                    z, logits = net(torch.cat([real, fake]))
-                    labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).long()
-                    loss = torch.nn.functional.cross_entropy(logits, labels)
-                    half = len(real) // 2
-                    if half:
-                        loss = loss + poincare_distance(z[:half], z[half : 2 * half], self.c).mean()  # Hyp-PC
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 3.0)
-                    opt.step()
-                    running = running.detach()
+        for _ in range(self.epochs):
+            for rows in torch.randperm(len(Xt), generator=gen).split(self.batch_size):
+                real = Xt[rows]
+                batch_mean = real.mean(0)
+                running = batch_mean if running is None else self.mean_momentum * running + (1 - self.mean_momentum) * batch_mean
+                fake = running + self.noise_std_ * torch.randn(real.shape, generator=gen)
+                # CLIP features lie on the unit sphere; off-sphere negatives would teach "norm != 1"
+                fake = torch.nn.functional.normalize(fake, dim=-1)
+                z, logits = net(torch.cat([real, fake]))
+                labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).long()
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+                half = len(real) // 2
+                if half:
+                    loss = loss + poincare_distance(z[:half], z[half : 2 * half], self.c).mean()  # Hyp-PC
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 3.0)
+                opt.step()
+                running = running.detach()
         self.final_loss_ = float(loss.detach())
         self.network_weights_ = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().astype(np.float32)
         self.threshold_ = 0.0  # set from the training scores below
@@ -286,5 +285,5 @@ class HypOneClass(_OneClass):
         X = self._checked(X)
         net = self._network()
         torch.nn.utils.vector_to_parameters(torch.from_numpy(self.network_weights_), net.parameters())
-        with torch.no_grad(), small_torch_ops():
+        with torch.no_grad():
             return torch.softmax(net(torch.from_numpy(X))[1], dim=1)[:, 1].numpy().astype(np.float64)

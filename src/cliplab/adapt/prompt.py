@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from cliplab.adapt._base import Head, small_torch_ops, validation_split
+from cliplab.adapt._base import Head, validation_split
 from cliplab.adapt.io import register
 from cliplab.adapt.training import frozen, train_early_stopping, warmup_cosine
 from cliplab.errors import InputError
@@ -187,7 +187,7 @@ class CoOp(_PromptHead):
 
         steps_per_epoch = max(1, -(-len(Xt) // self.batch_size))
         opt = torch.optim.SGD([ctx], lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        with small_torch_ops(), frozen(self.model.torch_module):
+        with frozen(self.model.torch_module):
             result = train_early_stopping(
                 [ctx], loss_on, val_accuracy if len(Xv) else None, len(Xt), optimizer=opt,
                 scheduler=warmup_cosine(opt, self.epochs * steps_per_epoch, warmup_steps=steps_per_epoch),
@@ -273,7 +273,7 @@ class CoCoOp(_PromptHead):
 
         steps_per_epoch = max(1, -(-len(Xt) // self.batch_size))
         opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        with small_torch_ops(), frozen(self.model.torch_module):
+        with frozen(self.model.torch_module):
             result = train_early_stopping(
                 params, lambda b: torch.nn.functional.cross_entropy(self._logits(prompts, ctx, meta, Xt[b]), yt[b]),
                 val_accuracy if len(Xv) else None, len(Xt), optimizer=opt,
@@ -298,5 +298,4 @@ class CoCoOp(_PromptHead):
         meta = self._meta_net()
         torch.nn.utils.vector_to_parameters(torch.from_numpy(self.meta_weights_), meta.parameters())
         prompts = ClassPrompts(self.model, self.prompt_names_, self.n_ctx_, "end")
-        with small_torch_ops():
-            return self._scores(prompts, torch.from_numpy(self.ctx_), meta, X).astype(np.float32)
+        return self._scores(prompts, torch.from_numpy(self.ctx_), meta, X).astype(np.float32)

@@ -21,7 +21,6 @@ from cliplab.adapt._base import (
     Head,
     encode_labels,
     label_index,
-    small_torch_ops,
 )
 from cliplab.adapt.io import register
 from cliplab.adapt.prompt import class_texts
@@ -160,7 +159,7 @@ class CLIPSVD(Head):
         steps = self.epochs * max(1, -(-len(rows) // self.batch_size))
         opt = torch.optim.AdamW(values, lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.999))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-6)
-        with small_torch_ops(), frozen(self.model.torch_module), singular_values_applied(self.model, factors, groups, values):
+        with frozen(self.model.torch_module), singular_values_applied(self.model, factors, groups, values):
             was_training = self.model.torch_module.training
             try:
                 result = train_early_stopping(
@@ -198,6 +197,6 @@ class CLIPSVD(Head):
     def decision_function(self, X: Any) -> np.ndarray:
         """(N, C) logits of the images ``X`` with the tuned model."""
         pixels = self._pixels(X)
-        with small_torch_ops(), self.tuned():
+        with self.tuned():
             tokens = self.model.tokenize([self.template.format(n) for n in self.prompt_names_])
             return self._scores(pixels, tokens).astype(np.float32)

@@ -10,7 +10,6 @@ import torch
 from cliplab.adapt._base import (
     Head,
     resolve_zero_shot,
-    small_torch_ops,
     validation_split,
 )
 from cliplab.adapt.io import register
@@ -168,8 +167,7 @@ class TipAdapterF(_CacheHead):
         self.cache_values_ = one_hot(key_index, len(self.classes_))
         self.alpha_ = float(self.alpha if self.alpha is not None else self.init_alpha)
         self.beta_ = float(self.beta if self.beta is not None else self.init_beta)
-        with small_torch_ops():
-            self.cache_keys_ = self._train_keys(keys, train_X, train_y, Xv, yv)
+        self.cache_keys_ = self._train_keys(keys, train_X, train_y, Xv, yv)
         self.val_accuracy_ = None
         if len(Xv) and (self.alpha is None or self.beta is None):
             self._search(self.cache_keys_, key_index, Xv, yv)
