@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -19,12 +20,6 @@ from cliplab.errors import InputError
 from cliplab.validation import check_embeddings, check_labels
 
 REFERENCE_LOGIT_SCALE = 100.0  # the constant GDA, Tip-Adapter, SuS-X and CLIP-SVD hard-code
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - np.max(z, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def encode_labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,14 +11,15 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from cliplab.adapt._base import label_index, softmax
+from cliplab.adapt._base import label_index
 from cliplab.adapt.io import register
 from cliplab.errors import InputError
+from cliplab.evaluate.calibration import fit_temperature
 from cliplab.validation import check_embeddings
 
 CONFORMAL_METHODS = ("lac", "aps")
@@ -61,15 +62,7 @@ class TemperatureScaling(_Wrapper):
 
     def fit(self, X: Any, y: Any) -> "TemperatureScaling":
         X, y_index = self._calibration_inputs(X, y)
-        logits = self.head.decision_function(X).astype(np.float64)
-
-        def nll(log_t: float) -> float:
-            z = logits / math.exp(log_t)
-            z = z - z.max(axis=1, keepdims=True)
-            return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y_index]))
-
-        result = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e3)), method="bounded", options={"xatol": 1e-6})
-        self.temperature_ = float(math.exp(result.x))
+        self.temperature_ = fit_temperature(self.head.decision_function(X), y_index)
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:

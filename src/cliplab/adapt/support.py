@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
-from cliplab.adapt._base import Head, resolve_zero_shot, softmax, validation_split
+from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
 from cliplab.adapt.io import register
 from cliplab.adapt.search import best_on_grid, correct_intervals, reference_grid
 from cliplab.adapt.tip import one_hot

@@ -1,4 +1,4 @@
-"""Small helpers shared by the zero-shot heads: input checks, softmax, normalisation, cloning."""
+"""Small helpers shared by the zero-shot heads: input checks, normalisation, cloning."""
 
 from __future__ import annotations
 
@@ -17,18 +17,6 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, np.finfo(np.float32).tiny)
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax along ``axis``."""
-    z = z - np.max(z, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def logsumexp(z: np.ndarray, axis: int) -> np.ndarray:
-    m = np.max(z, axis=axis, keepdims=True)
-    return np.squeeze(m, axis=axis) + np.log(np.exp(z - m).sum(axis=axis))
 
 
 class TextHead:

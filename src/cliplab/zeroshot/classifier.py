@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import SharedModelClone, TextHead, softmax
+from cliplab.zeroshot._base import SharedModelClone, TextHead
 from cliplab.zeroshot.templates import TemplateSpec, ensemble_text_weights
 
 

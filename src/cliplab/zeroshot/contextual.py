@@ -8,17 +8,12 @@ import itertools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cliplab.errors import InputError
 from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import (
-    SharedModelClone,
-    TextHead,
-    logsumexp,
-    normalise_rows,
-    softmax,
-)
+from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
 from cliplab.zeroshot.templates import fill_template
 
 Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]

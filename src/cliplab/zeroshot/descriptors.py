@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cliplab.errors import InputError
-from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows, softmax
+from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
 
 Descriptors = Mapping[str, list[str]] | str | Path
 AGGREGATES = ("mean", "max", "sum")
