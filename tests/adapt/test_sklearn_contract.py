@@ -1,8 +1,11 @@
 """scikit-learn's estimator checks for the heads that need nothing but (X, y)."""
 
+import pytest
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cliplab.adapt import GDA, GaussianOneClass, KNNOneClass, LinearProbe
+from cliplab.errors import InputError
 
 # Why each allowed failure is by design.
 OWN_MESSAGE = "refused with cliplab's own one-line InputError (a ValueError), not the wording the check looks for"
@@ -48,3 +51,41 @@ def test_sklearn_compatible(estimator, check):
     """One scikit-learn estimator check; the check raises (AssertionError or the error it expects not to
     see) when the estimator breaks the contract, so the test fails then."""
     check(estimator)
+
+
+def _param_heads(model, toy):
+    from cliplab.adapt import (
+        CLIPSVD, CoCoOp, CoOp, ConformalClassifier, HypOneClass, SupportSetAdapter, TemperatureScaling, TipAdapter,
+        TipAdapterF,
+    )  # fmt: skip
+    from cliplab.adapt.fixed import TextWeightsHead
+
+    fitted = GDA(alpha=1.0).fit(toy["X"], toy["y"])
+    return [
+        GDA(), LinearProbe(), TextWeightsHead(), TipAdapter(), TipAdapterF(), SupportSetAdapter(),
+        CoOp(model), CoCoOp(model), CLIPSVD(model),
+        KNNOneClass(), GaussianOneClass(), HypOneClass(),
+        TemperatureScaling(fitted), ConformalClassifier(fitted),
+    ]  # fmt: skip
+
+
+def test_every_head_validates_its_parameters_at_fit(tiny_model, toy):
+    """scikit-learn's check_param_validation: a constraint for every constructor argument, and a wrong
+    type or value refused at the start of fit with scikit-learn's message, as a cliplab InputError."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    heads = _param_heads(tiny_model, toy)
+    for head in heads:
+        check_param_validation(type(head).__name__, head)
+    assert len({type(h) for h in heads}) == 14
+
+
+@pytest.mark.parametrize("head, match", [
+    (GDA(alpha=-1.0), "The 'alpha' parameter of GDA must be None or a float in the range \\[0.0, inf\\). Got -1.0"),
+    (LinearProbe(zero_shot="both"), "The 'zero_shot' parameter of LinearProbe must be a str among"),
+    (KNNOneClass(k=0), "The 'k' parameter of KNNOneClass must be an int in the range \\[1, inf\\)"),
+])  # fmt: skip
+def test_a_bad_parameter_is_one_cliplab_error(toy, head, match):
+    with pytest.raises(InputError, match=match) as caught:
+        head.fit(toy["X"], toy["y"])
+    assert isinstance(caught.value, InvalidParameterError) and "\n" not in str(caught.value)

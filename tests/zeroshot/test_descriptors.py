@@ -71,7 +71,7 @@ def test_max_and_sum(make_model):
     assert clf.predict(X).tolist() == ["tiger", "zebra", "tiger"]
     clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="sum").fit()
     np.testing.assert_allclose(clf.decision_function(X)[:, 0], [1.4, 0.6, 0.8], atol=1e-6)
-    with pytest.raises(ValueError, match="aggregate must be one of"):
+    with pytest.raises(ValueError, match="The .aggregate. parameter of DescriptorClassifier must be a str among"):
         DescriptorClassifier(make_model(TABLE), DESCS, aggregate="median").fit()
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from cliplab.zeroshot import ZeroShotClassifier
+from cliplab.errors import InputError
+from cliplab.zeroshot import ContextualClassifier, DescriptorClassifier, ZeroShotClassifier
 
 from .conftest import FakeModel
 
@@ -47,3 +48,20 @@ def test_sklearn_checks(estimator, check):
     """One scikit-learn estimator check; the check raises (AssertionError or the error it expects not to
     see) when the estimator breaks the contract, so the test fails then."""
     check(estimator)
+
+
+def test_every_zero_shot_head_validates_its_parameters_at_fit():
+    """scikit-learn's check_param_validation: a constraint for every constructor argument, and a wrong
+    type or value refused at the start of fit with scikit-learn's message, as a cliplab InputError."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    model = FakeModel(dim=8, hash_unknown=True)
+    heads = [
+        _head(),
+        DescriptorClassifier(model, {"0": ["a"], "1": ["b"]}),
+        ContextualClassifier(model, ["0", "1"], {"background": {"plain": "", "busy": "busy background"}}),
+    ]
+    for head in heads:
+        check_param_validation(type(head).__name__, head)
+    with pytest.raises(InputError, match="The 'infer_mode' parameter of ContextualClassifier must be a str among"):
+        heads[2].set_params(infer_mode="guess").fit()

@@ -13,13 +13,20 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings, check_labels
+from cliplab.adapt.io import SavableHead
+from cliplab.validation import POSITIVE, ValidatedParams, check_embeddings, check_labels
 
 REFERENCE_LOGIT_SCALE = 100.0  # the constant GDA, Tip-Adapter, SuS-X and CLIP-SVD hard-code
+# the constraints of the zero-shot part every head over embeddings may take
+ZERO_SHOT_CONSTRAINTS = {
+    "text_weights": [None, "array-like", HasMethods(["fit", "predict"])],  # (C, D) or a ZeroShotClassifier
+    "logit_scale": [None, POSITIVE],
+}
 
 
 def encode_labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +90,7 @@ def check_features(X: Any, dim: int | None = None, *, name: str = "X") -> np.nda
     return X
 
 
-class Head(ClassifierMixin, BaseEstimator):
+class Head(SavableHead, ValidatedParams, ClassifierMixin, BaseEstimator):
     """Base of the classification heads: input checks and the predict trio over ``decision_function``.
 
     Subclasses set ``classes_`` and ``n_features_in_`` in ``fit`` and implement ``decision_function``.

@@ -12,20 +12,21 @@ from typing import Any
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.adapt._base import label_index
-from cliplab.adapt.io import register
+from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
 from cliplab.evaluate.calibration import fit_temperature
-from cliplab.validation import check_embeddings
+from cliplab.validation import FRACTION, ValidatedParams, check_embeddings
 
 CONFORMAL_METHODS = ("lac", "aps")
 
 
-class _Wrapper(ClassifierMixin, BaseEstimator):
+class _Wrapper(SavableHead, ValidatedParams, ClassifierMixin, BaseEstimator):
     def _calibration_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         # a wrapper calibrates a prefit head, as scikit-learn's FrozenEstimator / cv="prefit": fitting
         # it here would put the calibration rows in its training data and void the guarantees
@@ -46,7 +47,6 @@ class _Wrapper(ClassifierMixin, BaseEstimator):
         return self.head.predict(X)
 
 
-@register
 class TemperatureScaling(_Wrapper):
     """Divide a fitted head's logits by one temperature T fitted on validation rows (minimum NLL).
 
@@ -57,9 +57,12 @@ class TemperatureScaling(_Wrapper):
         temperature_: T > 0.
     """
 
+    _parameter_constraints: dict = {"head": [HasMethods(["decision_function", "predict"])]}
+
     def __init__(self, head: Any):
         self.head = head
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> "TemperatureScaling":
         X, y_index = self._calibration_inputs(X, y)
         self.temperature_ = fit_temperature(self.head.decision_function(X), y_index)
@@ -92,7 +95,6 @@ def conformal_quantile(cal_scores: np.ndarray, alpha: float) -> float:
     return float("inf") if k > n else float(np.sort(cal_scores)[k - 1])
 
 
-@register
 class ConformalClassifier(_Wrapper):
     """Split-conformal prediction sets around a fitted head (LAC or APS).
 
@@ -106,14 +108,19 @@ class ConformalClassifier(_Wrapper):
         cal_scores_: (n_cal,) sorted nonconformity scores of the calibration rows.
     """
 
+    _parameter_constraints: dict = {
+        "head": [HasMethods(["predict_proba", "predict"])],
+        "alpha": [FRACTION],
+        "method": [StrOptions(set(CONFORMAL_METHODS))],
+    }
+
     def __init__(self, head: Any, alpha: float = 0.1, method: str = "lac"):
         self.head = head
         self.alpha = alpha
         self.method = method
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> "ConformalClassifier":
-        if self.method not in CONFORMAL_METHODS:
-            raise InputError(f"method={self.method!r}; use one of {', '.join(CONFORMAL_METHODS)}")
         X, y_index = self._calibration_inputs(X, y)
         scores = conformal_scores(self.head.predict_proba(X).astype(np.float64), self.method)
         self.cal_scores_ = np.sort(scores[np.arange(len(X)), y_index])

@@ -6,9 +6,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 
-from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
+from cliplab.validation import FRACTION, NON_NEGATIVE, SEED
 
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # the official code's grid
 
@@ -29,7 +30,6 @@ def shared_precision(X: np.ndarray, y_index: np.ndarray, means: np.ndarray) -> n
     return d * np.linalg.pinv(matrix)  # every sample equals its class mean
 
 
-@register
 class GDA(Head):
     """Training-free Gaussian discriminant analysis head (shared covariance, uniform priors).
 
@@ -56,6 +56,14 @@ class GDA(Head):
         val_accuracy_: validation accuracy of ``alpha_`` (None when nothing was searched).
     """
 
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "alpha_grid": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
+
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  alpha_grid: Sequence[float] = ALPHA_GRID, val_fraction: float = 0.25, random_state: int = 0):  # fmt: skip
         self.text_weights = text_weights
@@ -78,6 +86,7 @@ class GDA(Head):
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = (np.log(1.0 / n_classes) - 0.5 * np.einsum("cd,cd->c", coef, means)).astype(np.float32)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "GDA":
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])

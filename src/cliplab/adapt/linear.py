@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED
 
 C_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)  # CoOp lpclip coarse sweep
 ENSEMBLE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 ZERO_SHOT_MODES = ("none", "init", "ensemble")
 
 
-@register
 class LinearProbe(Head):
     """L2-regularised multinomial logistic regression (scikit-learn lbfgs) over the features.
 
@@ -45,6 +47,20 @@ class LinearProbe(Head):
         ensemble_weight_: weight of the zero-shot logits (0 unless zero_shot="ensemble").
         val_accuracy_: validation accuracy of the chosen setting (None when nothing was searched).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "zero_shot": [StrOptions(set(ZERO_SHOT_MODES))],
+        "C": [None, POSITIVE],
+        "C_grid": ["array-like"],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "ensemble_weight": [None, NON_NEGATIVE],
+        "ensemble_grid": ["array-like"],
+        "max_iter": [COUNT],
+        "tol": [NON_NEGATIVE],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, zero_shot: str = "none",
                  C: float | None = None, C_grid: Sequence[float] = C_GRID, refine_steps: int = 8,
@@ -87,9 +103,8 @@ class LinearProbe(Head):
             scores = scores + weight * self.logit_scale_ * (Xv @ self.text_weights_.T)
         return float(np.mean(np.argmax(scores, axis=1) == yv))
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "LinearProbe":
-        if self.zero_shot not in ZERO_SHOT_MODES:
-            raise InputError(f"zero_shot={self.zero_shot!r}; use one of {', '.join(ZERO_SHOT_MODES)}")
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])
         if self.zero_shot != "none" and text is None:

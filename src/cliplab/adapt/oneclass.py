@@ -13,14 +13,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.adapt._base import check_features
-from cliplab.adapt.io import register
+from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, POSITIVE, PROBABILITY, SEED, ValidatedParams
 
 
 def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
@@ -37,7 +38,7 @@ def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
     }
 
 
-class _OneClass(OutlierMixin, BaseEstimator):
+class _OneClass(SavableHead, ValidatedParams, OutlierMixin, BaseEstimator):
     def _fit_inputs(self, X: Any) -> np.ndarray:
         X = check_features(X)
         if len(X) < 2:
@@ -65,13 +66,14 @@ class _OneClass(OutlierMixin, BaseEstimator):
         return check_features(X, self.n_features_in_)
 
 
-@register
 class KNNOneClass(_OneClass):
     """Anomaly score = mean cosine distance to the ``k`` nearest good samples.
 
     Fitted attributes: n_features_in_, memory_ (the good samples), threshold_ (anomaly score
     above which a sample is flagged; ``fpr`` of the good rows, scored leave-one-out, exceed it).
     """
+
+    _parameter_constraints: dict = {"k": [COUNT], "fpr": [PROBABILITY]}
 
     def __init__(self, k: int = 5, fpr: float = 0.05):
         self.k = k
@@ -84,10 +86,9 @@ class KNNOneClass(_OneClass):
         k = min(self.k, len(self.memory_) - int(exclude_self))
         return np.sort(np.partition(d, k - 1, axis=1)[:, :k], axis=1).mean(axis=1)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "KNNOneClass":
         X = self._fit_inputs(X)
-        if self.k < 1:
-            raise InputError(f"k must be >= 1, got {self.k}")
         self.memory_ = X
         self._set_threshold(self._distances(X, exclude_self=True))
         return self
@@ -96,16 +97,18 @@ class KNNOneClass(_OneClass):
         return self._distances(self._checked(X))
 
 
-@register
 class GaussianOneClass(_OneClass):
     """Anomaly score = squared Mahalanobis distance to the good samples' mean (Ledoit-Wolf covariance).
 
     Fitted attributes: n_features_in_, location_ (D,), precision_ (D, D), threshold_.
     """
 
+    _parameter_constraints: dict = {"fpr": [PROBABILITY]}
+
     def __init__(self, fpr: float = 0.05):
         self.fpr = fpr
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "GaussianOneClass":
         X = self._fit_inputs(X)
         cov = LedoitWolf().fit(X.astype(np.float64))
@@ -209,7 +212,6 @@ class HypOCNet(torch.nn.Module):
         return z, self.mlr(z)
 
 
-@register
 class HypOneClass(_OneClass):
     """Hyp-OC: hyperbolic one-class classifier trained against Gaussian pseudo-negatives.
 
@@ -224,6 +226,20 @@ class HypOneClass(_OneClass):
     Fitted attributes: n_features_in_, network_weights_ (all parameters flattened, float32),
     noise_std_ (the pseudo-negative spread used), threshold_, final_loss_.
     """
+
+    _parameter_constraints: dict = {
+        "hidden": ["array-like"],
+        "ball_dim": [COUNT],
+        "c": [POSITIVE],
+        "clip_r": [POSITIVE],
+        "noise_std": [None, POSITIVE],
+        "mean_momentum": [PROBABILITY],
+        "epochs": [COUNT],
+        "batch_size": [COUNT],
+        "lr": [POSITIVE],
+        "fpr": [PROBABILITY],
+        "random_state": [SEED],
+    }
 
     def __init__(self, hidden: Sequence[int] = (128,), ball_dim: int = 32, c: float = 0.1, clip_r: float = 2.0,
                  noise_std: float | None = None, mean_momentum: float = 0.8, epochs: int = 30, batch_size: int = 32,
@@ -245,6 +261,7 @@ class HypOneClass(_OneClass):
             torch.manual_seed(int(self.random_state))
             return HypOCNet(self.n_features_in_, list(self.hidden), self.ball_dim, self.c, self.clip_r)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "HypOneClass":
         X = self._fit_inputs(X)
         # default spread: 4x the good features' per-dimension spread (CLIP features are unit vectors, so the

@@ -7,18 +7,33 @@ class prompt for the learned context vectors.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
 
 from cliplab.adapt._base import Head, validation_split
-from cliplab.adapt.io import register
 from cliplab.adapt.training import frozen, train_early_stopping, warmup_cosine
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, POSITIVE, SEED
 
 PLACEHOLDER = "X"  # the word whose embedding slots become context vectors (as CoOp's prompt prefix)
 POSITIONS = ("end", "middle", "front")
+PROMPT_CONSTRAINTS = {
+    "model": "no_validation",
+    "classnames": [None, Mapping, "array-like"],
+    "n_ctx": [COUNT],
+    "ctx_init": [None, str],
+    "epochs": [COUNT],
+    "lr": [POSITIVE],
+    "batch_size": [COUNT],
+    "patience": [COUNT],
+    "val_fraction": [FRACTION],
+    "random_state": [SEED],
+}
 
 
 def token_ids(tokens: Any) -> torch.Tensor:
@@ -130,7 +145,6 @@ class _PromptHead(Head):
         return X, y_index
 
 
-@register
 class CoOp(_PromptHead):
     """CoOp: a learned context shared by the class prompts (or one per class), trained with CE.
 
@@ -151,6 +165,12 @@ class CoOp(_PromptHead):
         best_epoch_, epochs_run_, val_accuracy_: early-stopping record (val_accuracy_ None without validation).
     """
 
+    _parameter_constraints: dict = {
+        **PROMPT_CONSTRAINTS,
+        "class_token_position": [StrOptions(set(POSITIONS))],
+        "class_specific": ["boolean"],
+    }
+
     def __init__(self, model, classnames: Any = None, n_ctx: int = 16, ctx_init: str | None = None,
                  class_token_position: str = "end", class_specific: bool = False, epochs: int = 50,
                  lr: float = 0.002, batch_size: int = 32, patience: int = 10, val_fraction: float = 0.25,
@@ -168,6 +188,7 @@ class CoOp(_PromptHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CoOp":
         X, y_index = self._setup(X, y)
         rows, Xv, yv, _ = validation_split(X, y_index, X_val, y_val, self.classes_, self.val_fraction, self.random_state)
@@ -218,7 +239,6 @@ class MetaNet(torch.nn.Module):
         return self.layers(x)
 
 
-@register
 class CoCoOp(_PromptHead):
     """CoCoOp: CoOp's context plus a per-image bias from a meta-net on the image embedding.
 
@@ -232,6 +252,8 @@ class CoCoOp(_PromptHead):
         meta_weights_: the meta-net's parameters flattened into one float32 vector.
         best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
     """
+
+    _parameter_constraints: dict = {**PROMPT_CONSTRAINTS, "predict_batch_size": [COUNT]}
 
     def __init__(self, model, classnames: Any = None, n_ctx: int = 4, ctx_init: str | None = "a photo of a",
                  epochs: int = 10, lr: float = 0.002, batch_size: int = 1, patience: int = 3,
@@ -259,6 +281,7 @@ class CoCoOp(_PromptHead):
         text = prompts.features(self.model, per_class, repeats=len(x)).cpu().reshape(len(x), prompts.n_classes, -1)
         return self.logit_scale_ * torch.einsum("bd,bcd->bc", x, text)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CoCoOp":
         X, y_index = self._setup(X, y)
         rows, Xv, yv, _ = validation_split(X, y_index, X_val, y_val, self.classes_, self.val_fraction, self.random_state)

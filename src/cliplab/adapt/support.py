@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 from scipy.special import softmax
+from sklearn.base import _fit_context
 
-from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
 from cliplab.adapt.search import best_on_grid, correct_intervals, reference_grid
 from cliplab.adapt.tip import one_hot
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings
+from cliplab.validation import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, check_embeddings
 
 
 def class_distributions(F: np.ndarray, text_weights: np.ndarray, temperature: float) -> np.ndarray:
@@ -38,7 +38,6 @@ def rescale_rows(values: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (values - lo) / np.maximum(hi - lo, 1e-12) * (t_hi - t_lo) + t_lo
 
 
-@register
 class SupportSetAdapter(Head):
     """TIP-X over a labelled support set of images and/or captions (SuS-X, CapS-Adapter).
 
@@ -61,6 +60,18 @@ class SupportSetAdapter(Head):
         text_weights_, logit_scale_: the zero-shot part.
         alpha_, beta_, gamma_, delta_: the values used. val_accuracy_: their validation accuracy (or None).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "beta": [None, NON_NEGATIVE],
+        "gamma": [None, NON_NEGATIVE],
+        "delta": [None, PROBABILITY],
+        "temperature": [POSITIVE],
+        "search_step": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, gamma: float | None = None, delta: float | None = None,
@@ -89,6 +100,7 @@ class SupportSetAdapter(Head):
         kl = kl_divergence(class_distributions(X, self.text_weights_, self.temperature), self.support_distributions_)
         return self.logit_scale_ * (X @ self.text_weights_.T), -rescale_rows(kl, A) @ self.support_values_, A
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, captions: Any = None) -> "SupportSetAdapter":
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.utils import parametrize
 
@@ -22,11 +23,11 @@ from cliplab.adapt._base import (
     encode_labels,
     label_index,
 )
-from cliplab.adapt.io import register
-from cliplab.adapt.prompt import class_texts
+from cliplab.adapt.prompt import PROMPT_CONSTRAINTS, class_texts
 from cliplab.adapt.training import frozen, train_early_stopping
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
+from cliplab.validation import NON_NEGATIVE, POSITIVE
 
 
 class SingularValueWeight(torch.nn.Module):
@@ -76,7 +77,6 @@ def singular_values_applied(model, factors, groups, values: Sequence[torch.Tenso
             parametrize.remove_parametrizations(module, param, leave_parametrized=False)
 
 
-@register
 class CLIPSVD(Head):
     """CLIP-SVD head: singular values of both towers tuned with CE on ``logit_scale * f t^T``.
 
@@ -96,6 +96,13 @@ class CLIPSVD(Head):
         logit_scale_: the logit scale used.
         best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
     """
+
+    _parameter_constraints: dict = {
+        **{k: v for k, v in PROMPT_CONSTRAINTS.items() if k not in ("n_ctx", "ctx_init")},
+        "template": [str],
+        "logit_scale": [None, POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+    }
 
     def __init__(self, model, classnames: Any = None, template: str = "a photo of a {}.", logit_scale: float | None = None,
                  epochs: int = 15, lr: float = 1e-2, weight_decay: float = 0.01, batch_size: int = 32,
@@ -131,6 +138,7 @@ class CLIPSVD(Head):
         text = torch.nn.functional.normalize(self.model.text_features(tokens).float(), dim=-1)
         return image, text
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CLIPSVD":
         pixels = self._pixels(X)
         self.classes_, y_index = encode_labels(y, len(pixels))

@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 
 from cliplab.adapt._base import (
+    ZERO_SHOT_CONSTRAINTS,
     Head,
     resolve_zero_shot,
     validation_split,
 )
-from cliplab.adapt.io import register
 from cliplab.adapt.search import (
     ClassPaddedKeys,
     best_on_grid,
@@ -21,6 +22,7 @@ from cliplab.adapt.search import (
 )
 from cliplab.adapt.training import train_early_stopping
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED
 
 
 def one_hot(y_index: np.ndarray, n_classes: int) -> np.ndarray:
@@ -62,7 +64,6 @@ class _CacheHead(Head):
         return X, y_index
 
 
-@register
 class TipAdapter(_CacheHead):
     """Training-free Tip-Adapter: the few-shot features are the cache keys, their one-hot labels the values.
 
@@ -84,6 +85,18 @@ class TipAdapter(_CacheHead):
         val_accuracy_: validation accuracy at (alpha_, beta_) (None when nothing was searched).
     """
 
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "beta": [None, NON_NEGATIVE],
+        "init_alpha": [NON_NEGATIVE],
+        "init_beta": [NON_NEGATIVE],
+        "search_scale": ["array-like"],
+        "search_step": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
+
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, init_alpha: float = 1.17, init_beta: float = 1.0,
                  search_scale: tuple[float, float] = (7.0, 3.0), search_step: tuple[int, int] = (200, 20),
@@ -99,6 +112,7 @@ class TipAdapter(_CacheHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "TipAdapter":
         X, y_index = self._prepare(X, y)
         self.alpha_ = float(self.alpha if self.alpha is not None else self.init_alpha)
@@ -114,7 +128,6 @@ class TipAdapter(_CacheHead):
         return self
 
 
-@register
 class TipAdapterF(_CacheHead):
     """Tip-Adapter-F: Tip-Adapter whose cache keys are fine-tuned with cross-entropy.
 
@@ -128,6 +141,14 @@ class TipAdapterF(_CacheHead):
     Fitted attributes: as :class:`TipAdapter`, plus ``epochs_run_`` (epochs trained) and
     ``best_epoch_`` (the epoch whose keys were kept; 0 = the untrained cache).
     """
+
+    _parameter_constraints: dict = {
+        **TipAdapter._parameter_constraints,
+        "lr": [POSITIVE],
+        "epochs": [COUNT],
+        "batch_size": [COUNT],
+        "patience": [COUNT],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, init_alpha: float = 1.17, init_beta: float = 1.0,
@@ -149,6 +170,7 @@ class TipAdapterF(_CacheHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, views: Any = None) -> "TipAdapterF":
         X, y_index = self._prepare(X, y)
         if views is not None:

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings, check_labels
+from cliplab.validation import ValidatedParams, check_embeddings, check_labels
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -19,7 +19,7 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
-class TextHead:
+class TextHead(ValidatedParams):
     """Mixin for heads whose ``fit`` only encodes texts: the shared scikit-learn input contract.
 
     ``fit(X, y)`` checks ``X``/``y`` when given (lengths, finite floats, labels among the classes);

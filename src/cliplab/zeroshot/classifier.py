@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 
 from cliplab.validation import check_classnames
 from cliplab.zeroshot._base import SharedModelClone, TextHead
@@ -26,11 +28,18 @@ class ZeroShotClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstima
         n_features_in_: D, the embedding width ``X`` must have.
     """
 
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "classnames": "no_validation",  # check_classnames says what to pass instead
+        "templates": [str, os.PathLike, Mapping, "array-like"],
+    }
+
     def __init__(self, model, classnames: Sequence[str], templates: TemplateSpec = "default"):
         self.model = model
         self.classnames = classnames
         self.templates = templates
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "ZeroShotClassifier":
         self.classes_ = np.array(check_classnames(self.classnames))
         self.text_weights_ = ensemble_text_weights(self.model, self.classes_.tolist(), self.templates)

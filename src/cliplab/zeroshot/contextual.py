@@ -5,14 +5,16 @@ classify conditioned on them, marginalising: ``P(y|x) = sum_z P(z|x) P(y|x,z)``.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
-from cliplab.validation import check_classnames
+from cliplab.validation import POSITIVE, check_classnames
 from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
 from cliplab.zeroshot.templates import fill_template
 
@@ -70,6 +72,16 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         n_features_in_: D, the embedding width ``X`` must have.
     """
 
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "classnames": "no_validation",  # check_classnames says what to pass instead
+        "attributes": [Mapping],
+        "template": [str],
+        "temperature": [POSITIVE],
+        "infer_mode": [StrOptions(set(INFER_MODES))],
+        "convert_text": [str],
+    }
+
     def __init__(self, model, classnames: Sequence[str], attributes: Attributes,
                  template: str = "a photo of a {c}", temperature: float = 1.0,
                  infer_mode: str = "with_y", convert_text: str = "object"):
@@ -90,12 +102,9 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
                 counts.append(len(descs))
         return texts, counts
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "ContextualClassifier":
         """Encode the (y, z) texts (and the z-only texts for "without_y") in one batched call."""
-        if self.infer_mode not in INFER_MODES:
-            raise InputError(f"infer_mode must be one of {', '.join(INFER_MODES)}, got {self.infer_mode!r}")
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be > 0, got {self.temperature}")
         self.classes_ = np.array(check_classnames(self.classnames))
         self.contexts_, descriptions = compose_contexts(self.attributes)
         names = self.classes_.tolist() + ([self.convert_text] if self.infer_mode == "without_y" else [])

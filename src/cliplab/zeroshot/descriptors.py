@@ -5,12 +5,15 @@ Large Language Models", ICLR'23): a class scores the mean cosine between the ima
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
 from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
@@ -86,6 +89,14 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         n_features_in_: D, the embedding width ``X`` must have.
     """
 
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "descriptors": [Mapping, str, os.PathLike],
+        "aggregate": [StrOptions(set(AGGREGATES))],
+        "after_text": [str],
+        "strict_articles": ["boolean"],
+    }
+
     def __init__(self, model, descriptors: Descriptors, aggregate: str = "mean",
                  after_text: str = "", strict_articles: bool = False):
         self.model = model
@@ -94,10 +105,9 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         self.after_text = after_text
         self.strict_articles = strict_articles
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "DescriptorClassifier":
         """Encode every descriptor prompt (one batched call); ``X`` is only shape-checked."""
-        if self.aggregate not in AGGREGATES:
-            raise InputError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         descs = load_descriptors(self.descriptors)
         self.classes_ = np.array(list(descs))
         self.descriptor_texts_ = [d for ds in descs.values() for d in ds]
