@@ -10,6 +10,7 @@ refusal is tested directly in test_classifier.py, since the generic check first 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -65,3 +66,14 @@ def test_every_zero_shot_head_validates_its_parameters_at_fit():
         check_param_validation(type(head).__name__, head)
     with pytest.raises(InputError, match="The 'infer_mode' parameter of ContextualClassifier must be a str among"):
         heads[2].set_params(infer_mode="guess").fit()
+
+
+def test_binary_zero_shot_works_with_the_roc_auc_scorer():
+    from sklearn.metrics import get_scorer, roc_auc_score
+
+    head = ZeroShotClassifier(FakeModel(dim=8, hash_unknown=True), ["cat", "dog"], templates=["{c}"]).fit()
+    X = np.random.default_rng(0).standard_normal((12, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.array(["cat", "dog"] * 6)
+    assert head.decision_function(X).shape == (12,)
+    assert get_scorer("roc_auc")(head, X, y) == pytest.approx(roc_auc_score(y == "dog", head.predict_proba(X)[:, 1]))

@@ -1,7 +1,8 @@
 """What every adaptation head shares: labels, zero-shot weights, validation splits, the predict trio.
 
-A head subclasses :class:`Head` and implements ``fit`` and ``decision_function``; ``predict``,
-``predict_proba`` and ``score`` (accuracy, from ``ClassifierMixin``) follow. Labels may be ints or
+A head subclasses :class:`Head` and implements ``fit`` and ``class_scores`` (N x C logits);
+``decision_function`` (scikit-learn's shape: N for two classes), ``predict``, ``predict_proba`` and
+``score`` (accuracy, from ``ClassifierMixin``) follow. Labels may be ints or
 strings; ``classes_`` is their sorted unique set and the columns of every score array follow it.
 """
 
@@ -20,6 +21,7 @@ from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
 from cliplab.adapt.io import SavableHead
 from cliplab.validation import POSITIVE, ValidatedParams, check_embeddings, check_labels
+from cliplab.zeroshot._base import ClassScores
 
 REFERENCE_LOGIT_SCALE = 100.0  # the constant GDA, Tip-Adapter, SuS-X and CLIP-SVD hard-code
 # the constraints of the zero-shot part every head over embeddings may take
@@ -90,10 +92,10 @@ def check_features(X: Any, dim: int | None = None, *, name: str = "X") -> np.nda
     return X
 
 
-class Head(SavableHead, ValidatedParams, ClassifierMixin, BaseEstimator):
-    """Base of the classification heads: input checks and the predict trio over ``decision_function``.
+class Head(SavableHead, ValidatedParams, ClassScores, ClassifierMixin, BaseEstimator):
+    """Base of the classification heads: input checks and the predict trio over ``class_scores``.
 
-    Subclasses set ``classes_`` and ``n_features_in_`` in ``fit`` and implement ``decision_function``.
+    Subclasses set ``classes_`` and ``n_features_in_`` in ``fit`` and implement ``class_scores``.
     """
 
     def _fit_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -107,17 +109,9 @@ class Head(SavableHead, ValidatedParams, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "classes_")
         return check_features(X, self.n_features_in_)
 
-    def decision_function(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Softmax of ``decision_function``; columns follow ``classes_``."""
-        return softmax(self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The class of the highest score (ties go to the earlier class)."""
-        scores = self.decision_function(X)  # checks fitted first
-        return self.classes_[np.argmax(scores, axis=1)]
+        """Softmax of ``class_scores``; columns follow ``classes_``."""
+        return softmax(self.class_scores(X), axis=1)
 
 
 def validation_split(

@@ -22,11 +22,12 @@ from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
 from cliplab.evaluate.calibration import fit_temperature
 from cliplab.validation import FRACTION, ValidatedParams, check_embeddings
+from cliplab.zeroshot._base import ClassScores
 
 CONFORMAL_METHODS = ("lac", "aps")
 
 
-class _Wrapper(SavableHead, ValidatedParams, ClassifierMixin, BaseEstimator):
+class _Wrapper(SavableHead, ValidatedParams, ClassScores, ClassifierMixin, BaseEstimator):
     def _calibration_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         # a wrapper calibrates a prefit head, as scikit-learn's FrozenEstimator / cv="prefit": fitting
         # it here would put the calibration rows in its training data and void the guarantees
@@ -57,7 +58,7 @@ class TemperatureScaling(_Wrapper):
         temperature_: T > 0.
     """
 
-    _parameter_constraints: dict = {"head": [HasMethods(["decision_function", "predict"])]}
+    _parameter_constraints: dict = {"head": [HasMethods(["class_scores", "predict"])]}
 
     def __init__(self, head: Any):
         self.head = head
@@ -65,15 +66,16 @@ class TemperatureScaling(_Wrapper):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> "TemperatureScaling":
         X, y_index = self._calibration_inputs(X, y)
-        self.temperature_ = fit_temperature(self.head.decision_function(X), y_index)
+        self.temperature_ = fit_temperature(self.head.class_scores(X), y_index)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
+        """(N, C) the head's logits divided by ``temperature_``."""
         check_is_fitted(self, "temperature_")
-        return self.head.decision_function(X) / np.float32(self.temperature_)
+        return self.head.class_scores(X) / np.float32(self.temperature_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return softmax(self.decision_function(X), axis=1)
+        return softmax(self.class_scores(X), axis=1)
 
 
 def conformal_scores(probs: np.ndarray, method: str) -> np.ndarray:
@@ -142,8 +144,8 @@ class ConformalClassifier(_Wrapper):
     def predict_proba(self, X: Any) -> np.ndarray:
         return self.head.predict_proba(X)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        return self.head.decision_function(X)
+    def class_scores(self, X: Any) -> np.ndarray:
+        return self.head.class_scores(X)
 
 
 def set_coverage(sets: np.ndarray, y_index: np.ndarray) -> float:

@@ -35,6 +35,6 @@ class TextWeightsHead(Head):
             raise InputError("TextWeightsHead needs text_weights (C x D) or a fitted ZeroShotClassifier")
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         X = self._checked(X)
         return np.float32(self.logit_scale_) * (X @ self.text_weights_.T)

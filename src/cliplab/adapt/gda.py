@@ -33,7 +33,7 @@ def shared_precision(X: np.ndarray, y_index: np.ndarray, means: np.ndarray) -> n
 class GDA(Head):
     """Training-free Gaussian discriminant analysis head (shared covariance, uniform priors).
 
-    ``decision_function(X) = logit_scale * X @ text_weights.T + alpha * (X @ coef_.T + intercept_)``.
+    ``class_scores(X) = logit_scale * X @ text_weights.T + alpha * (X @ coef_.T + intercept_)``.
     Without ``text_weights`` it is the plain LDA classifier. ``alpha`` fixed skips the search;
     otherwise it is chosen from ``alpha_grid`` on ``X_val, y_val`` or on ``val_fraction`` of the
     training rows of each class (then the head is refitted on all of them). Each augmented view is
@@ -109,7 +109,7 @@ class GDA(Head):
                 self._fit_lda(X, y_index)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits, columns in the order of ``classes_``."""
         X = self._checked(X)
         scores = np.float32(self.alpha_) * (X @ self.coef_.T + self.intercept_)

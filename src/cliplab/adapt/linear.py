@@ -156,7 +156,7 @@ class LinearProbe(Head):
         candidates = [best, 10.0**lo, 10.0**hi]
         return float(max(candidates, key=lambda c: (score(c), -candidates.index(c))))
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits ``X @ coef_.T + intercept_`` (+ the weighted zero-shot logits); columns follow ``classes_``."""
         X = self._checked(X)
         scores = X @ self.coef_.T + self.intercept_

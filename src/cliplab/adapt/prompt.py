@@ -221,7 +221,7 @@ class CoOp(_PromptHead):
         self.best_epoch_, self.epochs_run_, self.val_accuracy_ = result.best_epoch, result.epochs_run, result.best_val_accuracy
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits ``logit_scale * X @ text_weights_.T``."""
         X = self._checked(X)
         return np.float32(self.logit_scale_) * (X @ self.text_weights_.T)
@@ -315,7 +315,7 @@ class CoCoOp(_PromptHead):
                 out.append(self._logits(prompts, ctx, meta, torch.from_numpy(X[start : start + self.predict_batch_size])).numpy())
         return np.concatenate(out) if out else np.zeros((0, prompts.n_classes), np.float32)
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits: each image scored against its own conditioned prompts."""
         X = self._checked(X)
         meta = self._meta_net()

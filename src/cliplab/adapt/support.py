@@ -153,7 +153,7 @@ class SupportSetAdapter(Head):
         self.val_accuracy_ = best[0]
         self.alpha_, self.beta_, self.gamma_, self.delta_ = (float(v) for v in best[1])
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) TIP-X logits; columns follow ``classes_``."""
         X = self._checked(X)
         zero_shot, kl_term, A = self._parts(X, self.delta_)

@@ -202,7 +202,7 @@ class CLIPSVD(Head):
         with singular_values_applied(self.model, factors, groups, values):
             yield
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits of the images ``X`` with the tuned model."""
         pixels = self._pixels(X)
         with self.tuned():

@@ -38,7 +38,7 @@ class _CacheHead(Head):
         affinity = X @ self.cache_keys_.T
         return np.exp(-np.float32(self.beta_) * (1.0 - affinity)) @ self.cache_values_
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """``logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``; columns follow ``classes_``."""
         X = self._checked(X)
         return np.float32(self.logit_scale_) * (X @ self.text_weights_.T) + np.float32(self.alpha_) * self._cache_logits(X)
@@ -67,7 +67,7 @@ class _CacheHead(Head):
 class TipAdapter(_CacheHead):
     """Training-free Tip-Adapter: the few-shot features are the cache keys, their one-hot labels the values.
 
-    ``decision_function(X) = logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``.
+    ``class_scores(X) = logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``.
     ``alpha``/``beta`` fixed skip their search; otherwise each is searched on the validation rows
     (``X_val, y_val``, or ``val_fraction`` of each class carved from the training rows, after which
     the cache is rebuilt from all of them) over the reference grids

@@ -1,4 +1,5 @@
-"""Small helpers shared by the zero-shot heads: input checks, normalisation, cloning."""
+"""Small helpers shared by the zero-shot heads (and the adaptation heads): input checks, class scores,
+normalisation, cloning."""
 
 from __future__ import annotations
 
@@ -17,6 +18,27 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+class ClassScores:
+    """Mixin: ``decision_function`` and ``predict`` from ``class_scores(X)``, (N, C) with one column per class.
+
+    ``decision_function`` follows scikit-learn's shape: the (N, C) scores for three or more classes;
+    for two, (N,) the score of ``classes_[1]`` minus that of ``classes_[0]``, positive when the
+    positive class wins, as the binary scorers (``roc_auc``, ``average_precision``) expect.
+    """
+
+    def class_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        scores = self.class_scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class of the highest score (ties go to the earlier class)."""
+        scores = self.class_scores(X)  # checks fitted first
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
 class TextHead(ValidatedParams):

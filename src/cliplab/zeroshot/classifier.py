@@ -11,11 +11,11 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 
 from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import SharedModelClone, TextHead
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead
 from cliplab.zeroshot.templates import TemplateSpec, ensemble_text_weights
 
 
-class ZeroShotClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class ZeroShotClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """CLIP zero-shot classifier: ``logit_scale * X @ text_weights_.T``.
 
     ``X`` holds L2-normalised image embeddings from ``model``; labels are the class names.
@@ -47,16 +47,11 @@ class ZeroShotClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstima
         self._check_fit_inputs(X, y)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits: ``model.logit_scale * X @ text_weights_.T``."""
         X = self._checked(X)
         return np.float32(self.model.logit_scale) * (X @ self.text_weights_.T)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax of the logits; rows sum to 1."""
-        return softmax(self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Class names of the highest logit (ties go to the earlier class)."""
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        return softmax(self.class_scores(X), axis=1)

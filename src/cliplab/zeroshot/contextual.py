@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
 from cliplab.validation import POSITIVE, check_classnames
-from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead, normalise_rows
 from cliplab.zeroshot.templates import fill_template
 
 Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]
@@ -54,7 +54,7 @@ def context_text(main: str, description: str) -> str:
     return f"{main}, {description}." if description else f"{main}."
 
 
-class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class ContextualClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """Two-step PerceptionCLIP classifier over L2-normalised image embeddings.
 
     f(y, z; x) = logit_scale * cos(x, t(y, z)), t(y, z) the renormalised mean of the normalised
@@ -142,11 +142,7 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         p_y_given_z = softmax(logits, axis=1)  # softmax over y, per z
         return np.einsum("nz,nyz->ny", p_z, p_y_given_z)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """log P(y|x)."""
+    def class_scores(self, X: Any) -> np.ndarray:
+        """(N, Y) log P(y|x)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]

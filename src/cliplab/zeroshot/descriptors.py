@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
-from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead, normalise_rows
 
 Descriptors = Mapping[str, list[str]] | str | Path
 AGGREGATES = ("mean", "max", "sum")
@@ -73,7 +73,7 @@ def descriptor_prompt(classname: str, descriptor: str, after_text: str = "", str
     return f"{classname}, {make_descriptor_sentence(descriptor, strict_articles)}{after_text}"
 
 
-class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class DescriptorClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """Scores class k as ``aggregate_{d in D_k} cos(x, t(d))`` (mean by default; "max", "sum"
     are the release's other options). Scores carry no logit scale, as in the paper.
 
@@ -123,7 +123,7 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         X = self._checked(X)
         return X @ self.descriptor_embeddings_.T  # (N, M) cosines, both sides unit-norm
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) class scores: the aggregate cosine over each class's descriptors."""
         sims = self._similarities(X)
         starts = np.searchsorted(self.descriptor_class_, np.arange(len(self.classes_)))
@@ -135,19 +135,15 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         return total / np.bincount(self.descriptor_class_).astype(np.float32)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """``softmax(model.logit_scale * decision_function(X))``; rows sum to 1."""
-        return softmax(np.float32(self.model.logit_scale) * self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        """``softmax(model.logit_scale * class_scores(X))``; rows sum to 1."""
+        return softmax(np.float32(self.model.logit_scale) * self.class_scores(X), axis=1)
 
     def explain(self, X: Any, top: int | None = 3) -> list[dict]:
         """Per image: ``{"label", "score", "descriptors": [{"descriptor", "similarity"}, ...]}``,
         the predicted class's descriptors ranked by similarity (their contribution to the score),
         highest first; ties keep the descriptor order. ``top=None`` lists them all."""
         sims = self._similarities(X)
-        scores = self.decision_function(X)
+        scores = self.class_scores(X)
         out = []
         for s_row, c_row in zip(sims, scores):
             k = int(np.argmax(c_row))
