@@ -53,9 +53,19 @@ class TemperatureScaling(_Wrapper):
 
     Accuracy is unchanged (same argmax); probabilities become calibrated.
 
-    Fitted attributes:
-        classes_, n_features_in_: the head's.
-        temperature_: T > 0.
+    Parameters
+    ----------
+    head : fitted cliplab head
+        The head whose logits (``class_scores``) are rescaled; it is never refitted.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The head's classes.
+    n_features_in_ : int
+        The head's feature width.
+    temperature_ : float
+        T > 0.
     """
 
     _parameter_constraints: dict = {"head": [HasMethods(["class_scores", "predict"])]}
@@ -105,9 +115,23 @@ class ConformalClassifier(_Wrapper):
     class with probability >= 1 - alpha when calibration and test rows are exchangeable. ``alpha``
     may be changed after fitting (``set_params(alpha=...)``): the quantile is taken at prediction.
 
-    Fitted attributes:
-        classes_, n_features_in_: the head's.
-        cal_scores_: (n_cal,) sorted nonconformity scores of the calibration rows.
+    Parameters
+    ----------
+    head : fitted cliplab head
+        The head whose probabilities are turned into sets; it is never refitted.
+    alpha : float in (0, 1), default=0.1
+        Miscoverage: sets hold the true class with probability >= 1 - alpha.
+    method : {"lac", "aps"}, default="lac"
+        Nonconformity score.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The head's classes.
+    n_features_in_ : int
+        The head's feature width.
+    cal_scores_ : ndarray of shape (n_cal,)
+        Sorted nonconformity scores of the calibration rows.
     """
 
     _parameter_constraints: dict = {

@@ -17,7 +17,24 @@ class TextWeightsHead(Head):
     ``fit(X, y)`` learns nothing: it fixes ``classes_`` (sorted labels, the rows of
     ``text_weights`` follow them) and checks the shapes.
 
-    Fitted attributes: classes_, n_features_in_, text_weights_ (C, D), logit_scale_.
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
     """
 
     _parameter_constraints: dict = {**ZERO_SHOT_CONSTRAINTS}

@@ -39,21 +39,44 @@ class GDA(Head):
     training rows of each class (then the head is refitted on all of them). Each augmented view is
     one sample, as in the reference.
 
-    Parameters: text_weights (C x D array whose rows follow the sorted labels, or a fitted
-    ZeroShotClassifier), logit_scale (None: the classifier's model scale, else 100), alpha,
-    alpha_grid, val_fraction, random_state (seed of the validation carve).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Weight of the LDA logits; None searches ``alpha_grid`` (1 without ``text_weights``).
+    alpha_grid : array-like of float, default=ALPHA_GRID
+        Candidates of the search (the official code's grid).
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
 
-    Fitted attributes:
-        classes_: sorted unique labels.
-        n_features_in_: feature width D.
-        means_: (C, D) class means.
-        precision_: (D, D) shared inverse covariance.
-        coef_: (C, D) LDA weights ``means_ @ precision_``.
-        intercept_: (C,) LDA biases ``log(1/C) - 0.5 * mu_k^T precision_ mu_k``.
-        text_weights_: (C, D) zero-shot weights in the order of ``classes_`` (None without them).
-        logit_scale_: the zero-shot logit scale used.
-        alpha_: the ensemble weight used.
-        val_accuracy_: validation accuracy of ``alpha_`` (None when nothing was searched).
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    means_ : ndarray of shape (C, D)
+        Class means.
+    precision_ : ndarray of shape (D, D)
+        Shared inverse covariance.
+    coef_ : ndarray of shape (C, D)
+        LDA weights ``means_ @ precision_``.
+    intercept_ : ndarray of shape (C,)
+        LDA biases ``log(1/C) - 0.5 * mu_k^T precision_ mu_k``.
+    text_weights_ : ndarray of shape (C, D) or None
+        Zero-shot weights in the order of ``classes_`` (None without them).
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_ : float
+        The ensemble weight used.
+    val_accuracy_ : float or None
+        Validation accuracy of ``alpha_`` (None when nothing was searched).
     """
 
     _parameter_constraints: dict = {

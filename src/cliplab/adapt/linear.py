@@ -37,15 +37,56 @@ class LinearProbe(Head):
     "ensemble" adds ``w * logit_scale * X @ text_weights.T`` with w chosen on validation from
     ``ensemble_grid`` (``ensemble_weight`` fixes it).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        coef_: (C, D) weights; intercept_: (C,) biases.
-        C_: the regularisation strength used.
-        n_iter_: lbfgs iterations of the last fit.
-        text_weights_: (C, D) zero-shot weights (None with zero_shot="none").
-        logit_scale_: zero-shot logit scale.
-        ensemble_weight_: weight of the zero-shot logits (0 unless zero_shot="ensemble").
-        val_accuracy_: validation accuracy of the chosen setting (None when nothing was searched).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    zero_shot : {"none", "init", "ensemble"}, default="none"
+        How the zero-shot weights take part (see above).
+    C : float > 0 or None, default=None
+        Inverse regularisation strength; None sweeps ``C_grid`` then refines.
+    C_grid : array-like of float, default=C_GRID
+        The coarse sweep (CoOp's lpclip).
+    refine_steps : int >= 0, default=8
+        Log-space bisection steps after the coarse sweep.
+    ensemble_weight : float >= 0 or None, default=None
+        Weight of the zero-shot logits with ``zero_shot="ensemble"``; None searches ``ensemble_grid``.
+    ensemble_grid : array-like of float, default=ENSEMBLE_GRID
+        Candidates of that search.
+    max_iter : int >= 1, default=1000
+        lbfgs iterations at most.
+    tol : float >= 0, default=1e-8
+        lbfgs tolerance.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    coef_ : ndarray of shape (C, D)
+        Weights.
+    intercept_ : ndarray of shape (C,)
+        Biases.
+    C_ : float
+        The regularisation strength used.
+    n_iter_ : int
+        lbfgs iterations of the last fit.
+    text_weights_ : ndarray of shape (C, D) or None
+        Zero-shot weights (None with ``zero_shot="none"``).
+    logit_scale_ : float
+        The zero-shot logit scale.
+    ensemble_weight_ : float
+        Weight of the zero-shot logits (0 unless ``zero_shot="ensemble"``).
+    val_accuracy_ : float or None
+        Validation accuracy of the chosen setting (None when nothing was searched).
     """
 
     _parameter_constraints: dict = {

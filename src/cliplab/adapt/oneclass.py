@@ -69,8 +69,22 @@ class _OneClass(SavableHead, ValidatedParams, OutlierMixin, BaseEstimator):
 class KNNOneClass(_OneClass):
     """Anomaly score = mean cosine distance to the ``k`` nearest good samples.
 
-    Fitted attributes: n_features_in_, memory_ (the good samples), threshold_ (anomaly score
-    above which a sample is flagged; ``fpr`` of the good rows, scored leave-one-out, exceed it).
+    Parameters
+    ----------
+    k : int >= 1, default=5
+        Number of nearest good samples averaged.
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    memory_ : ndarray of shape (N, D)
+        The good samples.
+    threshold_ : float
+        Anomaly score above which a sample is flagged (``fpr`` of the good rows, scored
+        leave-one-out, exceed it).
     """
 
     _parameter_constraints: dict = {"k": [COUNT], "fpr": [PROBABILITY]}
@@ -100,7 +114,21 @@ class KNNOneClass(_OneClass):
 class GaussianOneClass(_OneClass):
     """Anomaly score = squared Mahalanobis distance to the good samples' mean (Ledoit-Wolf covariance).
 
-    Fitted attributes: n_features_in_, location_ (D,), precision_ (D, D), threshold_.
+    Parameters
+    ----------
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    location_ : ndarray of shape (D,)
+        Mean of the good samples.
+    precision_ : ndarray of shape (D, D)
+        Ledoit-Wolf inverse covariance.
+    threshold_ : float
+        Anomaly score above which a sample is flagged.
     """
 
     _parameter_constraints: dict = {"fpr": [PROBABILITY]}
@@ -223,8 +251,43 @@ class HypOneClass(_OneClass):
     + Hyp-PC (mean Poincare distance between paired good samples). Anomaly score = the softmax
     probability of the pseudo-negative class. Adam, gradient norm clipped at 3.
 
-    Fitted attributes: n_features_in_, network_weights_ (all parameters flattened, float32),
-    noise_std_ (the pseudo-negative spread used), threshold_, final_loss_.
+    Parameters
+    ----------
+    hidden : array-like of int, default=(128,)
+        Widths of the MLP's hidden layers.
+    ball_dim : int >= 1, default=32
+        Dimension of the Poincare ball.
+    c : float > 0, default=0.1
+        Curvature of the ball.
+    clip_r : float > 0, default=2.0
+        Euclidean feature clipping radius.
+    noise_std : float > 0 or None, default=None
+        Spread of the pseudo-negatives; None uses 4x the good features' per-dimension spread.
+    mean_momentum : float in [0, 1], default=0.8
+        Weight of the past in the running mean of the good features.
+    epochs : int >= 1, default=30
+        Epochs trained.
+    batch_size : int >= 1, default=32
+        Good rows per step.
+    lr : float > 0, default=1e-3
+        Adam learning rate.
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+    random_state : int >= 0, default=0
+        Seed of the network initialisation, the batch order and the pseudo-negatives.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    network_weights_ : ndarray of shape (n_weights,)
+        All network parameters flattened, float32.
+    noise_std_ : float
+        The pseudo-negative spread used.
+    threshold_ : float
+        Anomaly score above which a sample is flagged.
+    final_loss_ : float
+        Loss of the last step.
     """
 
     _parameter_constraints: dict = {

@@ -155,14 +155,56 @@ class CoOp(_PromptHead):
     warm-up epoch at 1e-5 then cosine, as the reference; the best epoch on validation is kept.
     ``X`` are image embeddings from ``model`` (augmented views may be added as extra rows).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        prompt_names_: the class texts put in the prompts.
-        n_ctx_: number of context vectors.
-        ctx_: (1 or C, n_ctx_, width) learned context.
-        text_weights_: (C, D) normalised prompt features with the learned context.
-        logit_scale_: the model's logit scale.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record (val_accuracy_ None without validation).
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model the embeddings ``X`` come from (frozen; its text tower runs on every step).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    n_ctx : int >= 1, default=16
+        Number of context vectors (``ctx_init`` sets it when given).
+    ctx_init : str or None, default=None
+        Words whose embeddings start the context, e.g. "a photo of a"; None draws N(0, 0.02^2).
+    class_token_position : {"end", "middle", "front"}, default="end"
+        Where the class name sits among the context words.
+    class_specific : bool, default=False
+        One context per class instead of one shared.
+    epochs : int >= 1, default=50
+        Most epochs trained.
+    lr : float > 0, default=0.002
+        SGD learning rate after the warm-up epoch.
+    batch_size : int >= 1, default=32
+        Rows per step.
+    patience : int >= 1, default=10
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the context initialisation, the validation carve and the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts put in the prompts.
+    n_ctx_ : int
+        Number of context vectors.
+    ctx_ : ndarray of shape (1 or C, n_ctx_, width)
+        The learned context.
+    text_weights_ : ndarray of shape (C, D)
+        Normalised prompt features with the learned context.
+    logit_scale_ : float
+        The model's logit scale.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
 
     _parameter_constraints: dict = {
@@ -246,11 +288,54 @@ class CoCoOp(_PromptHead):
     the model. Defaults follow the reference config (4 context words from "a photo of a",
     batch 1, 10 epochs, SGD lr 0.002 with one warm-up epoch then cosine).
 
-    Fitted attributes:
-        classes_, n_features_in_, prompt_names_, n_ctx_, logit_scale_: as :class:`CoOp`.
-        ctx_: (1, n_ctx_, width) learned context.
-        meta_weights_: the meta-net's parameters flattened into one float32 vector.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model the embeddings ``X`` come from (frozen; its text tower runs on every step).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    n_ctx : int >= 1, default=4
+        Number of context vectors (``ctx_init`` sets it when given).
+    ctx_init : str or None, default="a photo of a"
+        Words whose embeddings start the context; None draws N(0, 0.02^2).
+    epochs : int >= 1, default=10
+        Most epochs trained.
+    lr : float > 0, default=0.002
+        SGD learning rate after the warm-up epoch.
+    batch_size : int >= 1, default=1
+        Rows per step.
+    patience : int >= 1, default=3
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the context and meta-net initialisation, the validation carve and the batch order.
+    predict_batch_size : int >= 1, default=64
+        Images scored at once (each brings its own prompt set).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts put in the prompts.
+    n_ctx_ : int
+        Number of context vectors.
+    logit_scale_ : float
+        The model's logit scale.
+    ctx_ : ndarray of shape (1, n_ctx_, width)
+        The learned context.
+    meta_weights_ : ndarray of shape (n_meta,)
+        The meta-net's parameters flattened into one float32 vector.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
 
     _parameter_constraints: dict = {**PROMPT_CONSTRAINTS, "predict_batch_size": [COUNT]}

@@ -53,12 +53,48 @@ class SupportSetAdapter(Head):
     validation over the reference grids (alpha 20 steps 0.1 to 50, beta 200 steps 1 to 50, gamma
     50 steps 0.1 to 30, delta 0, 0.1, ..., 1).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        support_images_: (M, D); support_captions_: (M, D) or None; support_values_: (M, C) one-hot.
-        support_distributions_: (M, C) class distributions of the support items.
-        text_weights_, logit_scale_: the zero-shot part.
-        alpha_, beta_, gamma_, delta_: the values used. val_accuracy_: their validation accuracy (or None).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha, beta, gamma : float >= 0 or None, default=None
+        Cache weight, affinity sharpness and KL weight; None searches each.
+    delta : float in [0, 1] or None, default=None
+        Weight of the caption affinities; None searches it when captions are given (else 0).
+    temperature : float > 0, default=0.5
+        Temperature T of the class distributions.
+    search_step : array-like of 3 ints, default=(20, 200, 50)
+        Grid steps for alpha, beta and gamma.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    support_images_ : ndarray of shape (M, D)
+        Support image features.
+    support_captions_ : ndarray of shape (M, D) or None
+        Caption features of the support items.
+    support_values_ : ndarray of shape (M, C)
+        One-hot support labels.
+    support_distributions_ : ndarray of shape (M, C)
+        Class distributions of the support items.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_, gamma_, delta_ : float
+        The values used.
+    val_accuracy_ : float or None
+        Their validation accuracy (None when nothing was searched).
     """
 
     _parameter_constraints: dict = {

@@ -88,13 +88,54 @@ class CLIPSVD(Head):
     lr 1e-2 for at most 15 epochs (measured on the bundled model, position task, 16 shots: lr 5e-4
     for 10 epochs never left the zero-shot start, lr 1e-2 beat it).
 
-    Fitted attributes:
-        classes_: sorted unique labels. n_features_in_: the model's embedding width.
-        prompt_names_: class texts. layer_names_: the tuned linear maps, in order.
-        singular_values_: all tuned singular values, concatenated in ``layer_names_`` order.
-        layer_sizes_: how many values each layer has.
-        logit_scale_: the logit scale used.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose singular values are tuned (its weights are left as they were).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    template : str, default="a photo of a {}."
+        The one prompt per class; ``{}`` is replaced by the class text.
+    logit_scale : float > 0 or None, default=None
+        Scale of the logits; None uses 100, the reference constant.
+    epochs : int >= 1, default=15
+        Most epochs trained.
+    lr : float > 0, default=1e-2
+        AdamW learning rate (cosine to 1e-6).
+    weight_decay : float >= 0, default=0.01
+        AdamW weight decay.
+    batch_size : int >= 1, default=32
+        Images per step.
+    patience : int >= 1, default=4
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve and the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts.
+    layer_names_ : list of str
+        The tuned linear maps, in order.
+    singular_values_ : ndarray of shape (n_values,)
+        All tuned singular values, concatenated in ``layer_names_`` order.
+    layer_sizes_ : ndarray of shape (n_layers,)
+        How many values each layer has.
+    logit_scale_ : float
+        The logit scale used.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
 
     _parameter_constraints: dict = {

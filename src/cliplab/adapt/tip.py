@@ -75,14 +75,46 @@ class TipAdapter(_CacheHead):
     (``search_scale=(s_beta, s_alpha)``; the default (7, 3) is the ImageNet setting). Pass features
     averaged over augmented views, as the reference does (``cliplab.adapt.views.average_views``).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        cache_keys_: (N, D) the cache keys (training features).
-        cache_values_: (N, C) one-hot labels.
-        text_weights_: (C, D) zero-shot weights in the order of ``classes_``.
-        logit_scale_: zero-shot logit scale.
-        alpha_, beta_: the residual ratio and sharpness used.
-        val_accuracy_: validation accuracy at (alpha_, beta_) (None when nothing was searched).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Residual ratio of the cache logits; None searches it.
+    beta : float >= 0 or None, default=None
+        Sharpness of the cache affinities; None searches it.
+    init_alpha, init_beta : float >= 0, default=1.17, 1.0
+        Values used before (or without) the search.
+    search_scale : array-like of 2 floats, default=(7.0, 3.0)
+        ``(s_beta, s_alpha)``, the upper ends of the reference grids.
+    search_step : array-like of 2 ints, default=(200, 20)
+        Number of grid steps for beta and alpha.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    cache_keys_ : ndarray of shape (N, D)
+        The cache keys (training features).
+    cache_values_ : ndarray of shape (N, C)
+        One-hot labels of the keys.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_ : float
+        The residual ratio and sharpness used.
+    val_accuracy_ : float or None
+        Validation accuracy at (alpha_, beta_) (None when nothing was searched).
     """
 
     _parameter_constraints: dict = {
@@ -138,8 +170,58 @@ class TipAdapterF(_CacheHead):
     validation rows with the tuned keys. ``fit(..., views=V)`` trains on augmented-view features
     V (N x n_views x D) of the cache rows instead of the rows themselves.
 
-    Fitted attributes: as :class:`TipAdapter`, plus ``epochs_run_`` (epochs trained) and
-    ``best_epoch_`` (the epoch whose keys were kept; 0 = the untrained cache).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Residual ratio of the cache logits; None searches it.
+    beta : float >= 0 or None, default=None
+        Sharpness of the cache affinities; None searches it.
+    init_alpha, init_beta : float >= 0, default=1.17, 1.0
+        Values used before (or without) the search.
+    search_scale : array-like of 2 floats, default=(7.0, 3.0)
+        ``(s_beta, s_alpha)``, the upper ends of the reference grids.
+    search_step : array-like of 2 ints, default=(200, 20)
+        Number of grid steps for beta and alpha.
+    lr : float > 0, default=1e-3
+        AdamW learning rate.
+    epochs : int >= 1, default=20
+        Most epochs trained.
+    batch_size : int >= 1, default=256
+        Rows per step.
+    patience : int >= 1, default=5
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve and of the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    cache_keys_ : ndarray of shape (N, D)
+        The cache keys (training features, fine-tuned).
+    cache_values_ : ndarray of shape (N, C)
+        One-hot labels of the keys.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_ : float
+        The residual ratio and sharpness used.
+    val_accuracy_ : float or None
+        Validation accuracy at (alpha_, beta_) (None when nothing was searched).
+    epochs_run_ : int
+        Epochs trained.
+    best_epoch_ : int
+        The epoch whose keys were kept (0 = the untrained cache).
     """
 
     _parameter_constraints: dict = {

@@ -22,10 +22,23 @@ class ZeroShotClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixi
     ``fit`` only builds the text side (``X`` and ``y`` are checked, not learned from), so the head
     drops into ``Pipeline`` / ``cross_val_score``. Predicting before ``fit`` raises ``NotFittedError``.
 
-    Fitted attributes:
-        classes_: (C,) array of the class names, in the order given.
-        text_weights_: (C, D) float32, one L2-normalised prompt-ensemble embedding per class.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    classnames : sequence of str
+        The distinct class names; they are the labels.
+    templates : str, path, list of str or mapping, default="default"
+        A built-in template set, templates with ``{c}``, a .txt/.json file, or class -> prompts.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The class names, in the order given.
+    text_weights_ : ndarray of shape (C, D)
+        float32, one L2-normalised prompt-ensemble embedding per class.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
 
     _parameter_constraints: dict = {

@@ -64,12 +64,35 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMi
     ``"without_y"``: P(z|x) = softmax_z f(z;x)/T with the class name replaced by ``convert_text``.
     Step 2: P(y|x,z) = softmax_y f(y,z;x) (temperature 1); P(y|x) = sum_z P(z|x) P(y|x,z).
 
-    Fitted attributes:
-        classes_: (Y,) array of the class names.
-        contexts_: the Z contexts, each a dict factor -> value.
-        text_weights_: (Y, Z, D) float32, the L2-normalised embedding of each (class, context) text.
-        context_weights_: (Z, D) float32 for ``infer_mode="without_y"``, else None.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    classnames : sequence of str
+        The distinct class names; they are the labels.
+    attributes : mapping
+        ``{factor: {value: description or [descriptions]}}``, the contextual attributes z.
+    template : str, default="a photo of a {c}"
+        The class part of every prompt.
+    temperature : float > 0, default=1.0
+        Temperature T of step 1.
+    infer_mode : {"with_y", "without_y"}, default="with_y"
+        How P(z|x) is inferred (see above).
+    convert_text : str, default="object"
+        The word replacing the class name for ``infer_mode="without_y"``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (Y,)
+        The class names.
+    contexts_ : list of dict
+        The Z contexts, each a dict factor -> value.
+    text_weights_ : ndarray of shape (Y, Z, D)
+        float32, the L2-normalised embedding of each (class, context) text.
+    context_weights_ : ndarray of shape (Z, D) or None
+        For ``infer_mode="without_y"``, else None.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
 
     _parameter_constraints: dict = {

@@ -81,12 +81,33 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMi
     softmax to the raw scores for its top-k metric; scaling by the model's temperature gives
     probabilities as peaked as ordinary zero-shot ones. The argmax is unchanged either way.
 
-    Fitted attributes:
-        classes_: (C,) array of the class names (the descriptor mapping's keys).
-        descriptor_texts_: the M descriptors, class by class; prompts_: their full prompts.
-        descriptor_class_: (M,) index of the class each descriptor belongs to.
-        descriptor_embeddings_: (M, D) float32, L2-normalised prompt embeddings.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    descriptors : mapping or path
+        ``{classname: [descriptor, ...]}`` or a JSON file of that shape.
+    aggregate : {"mean", "max", "sum"}, default="mean"
+        How a class's descriptor cosines combine into its score.
+    after_text : str, default=""
+        Text appended to every prompt.
+    strict_articles : bool, default=False
+        Treat only the words "a" / "an" as articles when building the descriptor sentences.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The class names (the descriptor mapping's keys).
+    descriptor_texts_ : list of str
+        The M descriptors, class by class.
+    prompts_ : list of str
+        Their full prompts.
+    descriptor_class_ : ndarray of shape (M,)
+        Index of the class each descriptor belongs to.
+    descriptor_embeddings_ : ndarray of shape (M, D)
+        float32, L2-normalised prompt embeddings.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
 
     _parameter_constraints: dict = {
