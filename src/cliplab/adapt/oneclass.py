@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from cliplab.adapt._base import check_features
 from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
-from cliplab.validation import COUNT, FRACTION, POSITIVE, PROBABILITY, SEED, ValidatedParams
+from cliplab.validation import COUNT, POSITIVE, PROBABILITY, SEED, ValidatedParams
 
 
 def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
