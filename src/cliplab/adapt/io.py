@@ -1,7 +1,8 @@
 """Saving and loading fitted heads: one safetensors file, its JSON description in the header. No pickle.
 
-Every head inherits :class:`SavableHead`: ``head.save("best.cliplab")`` writes every fitted array (attributes ending in ``_``) as a tensor and
-the constructor arguments plus the other fitted values as JSON in the safetensors metadata. A head
+Every head inherits :class:`SavableHead`: ``head.save("best.cliplab")`` writes every fitted array
+(attributes ending in ``_``) as a tensor and the constructor arguments plus the other fitted values
+as JSON in the safetensors metadata. A head
 that wraps another (conformal sets, temperature scaling) stores it under a name prefix. A head built
 on a model stores the model's name; ``load(path, model=...)`` needs the model again. Predictions of
 a reloaded head are bit-identical (arrays are stored exactly, floats as their shortest repr).
