@@ -73,7 +73,7 @@ class TemperatureScaling(_Wrapper):
     def __init__(self, head: Any):
         self.head = head
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_fit_context(prefer_skip_nested_validation=False)  # wraps a user-given head
     def fit(self, X: Any, y: Any) -> "TemperatureScaling":
         X, y_index = self._calibration_inputs(X, y)
         self.temperature_ = fit_temperature(self.head.class_scores(X), y_index)
@@ -145,7 +145,7 @@ class ConformalClassifier(_Wrapper):
         self.alpha = alpha
         self.method = method
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_fit_context(prefer_skip_nested_validation=False)  # wraps a user-given head
     def fit(self, X: Any, y: Any) -> "ConformalClassifier":
         X, y_index = self._calibration_inputs(X, y)
         scores = conformal_scores(self.head.predict_proba(X).astype(np.float64), self.method)
