@@ -17,9 +17,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
+from cliplab.adapt.io import SavableHead
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
-from cliplab.adapt.io import SavableHead
 from cliplab.validation import POSITIVE, ValidatedParams, check_embeddings, check_labels
 from cliplab.zeroshot._base import ClassScores
 
