@@ -3,18 +3,47 @@
     X = check_embeddings(X, dim=self.n_features_in_)      # float, 2-D, finite, right width
     X, y = check_embeddings_labels(X, y)                  # same length, labels 1-D
     names = check_classnames(classnames)                  # a sequence of distinct strings
+
+Constructor parameters follow scikit-learn's contract: each estimator declares
+``_parameter_constraints`` (built from the shared ranges below) and validates them at the start of
+``fit`` with ``sklearn.base._fit_context``; :class:`ValidatedParams` raises the failure as a
+:class:`ParameterError`, which is both scikit-learn's ``InvalidParameterError`` and a cliplab ``InputError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 
 from cliplab.errors import InputError, warn
 
 UNIT_NORM_TOLERANCE = 0.05  # rows whose length differs from 1 by more than this get a warning
+
+
+POSITIVE = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+FRACTION = Interval(Real, 0, 1, closed="neither")  # a share strictly between none and all
+PROBABILITY = Interval(Real, 0, 1, closed="both")
+COUNT = Interval(Integral, 1, None, closed="left")
+SEED = Interval(Integral, 0, None, closed="left")
+
+
+class ParameterError(InputError, InvalidParameterError):
+    """A constructor parameter of the wrong type or out of range (scikit-learn's message, one line)."""
+
+
+class ValidatedParams:
+    """Mixin for estimators: ``_validate_params`` (run by ``_fit_context``) raises :class:`ParameterError`."""
+
+    def _validate_params(self) -> None:
+        try:
+            super()._validate_params()  # type: ignore[misc]
+        except InvalidParameterError as exc:
+            raise ParameterError(str(exc)) from exc
 
 
 class NormWarning(UserWarning):

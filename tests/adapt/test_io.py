@@ -59,3 +59,13 @@ def test_errors(toy, tmp_path):
         adapt.TipAdapter(toy["text"][:3]).fit(toy["X"], toy["y"])
     with pytest.raises(InputError, match="were not seen"):
         adapt.ConformalClassifier(adapt.GDA(alpha=1.0).fit(toy["X"], toy["y"])).fit(toy["X"][:2], ["zzz", "class00"])
+
+
+def test_class_load_reads_its_own_class_and_refuses_another(toy, tmp_path):
+    head = adapt.GDA(alpha=1.0).fit(toy["X"], toy["y"])
+    head.save(tmp_path / "gda.cliplab")
+    back = adapt.GDA.load(tmp_path / "gda.cliplab")
+    assert isinstance(back, adapt.GDA) and np.array_equal(back.predict(toy["X_test"]), head.predict(toy["X_test"]))
+    with pytest.raises(InputError, match="holds a GDA, not a LinearProbe"):
+        adapt.LinearProbe.load(tmp_path / "gda.cliplab")
+    assert "save" in vars(adapt.io.SavableHead) and "save" not in vars(adapt.GDA)  # one method, inherited

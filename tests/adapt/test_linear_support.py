@@ -26,9 +26,11 @@ def test_sweep_and_zero_shot_modes(toy):
 def test_two_classes_columns_follow_classes(toy):
     mask = np.isin(toy["y"], toy["classes"][:2])
     head = LinearProbe(C=1.0).fit(toy["X"][mask], toy["y"][mask])
-    scores = head.decision_function(toy["X"][mask])
+    scores = head.class_scores(toy["X"][mask])
     assert scores.shape == (mask.sum(), 2)
     assert np.array_equal(head.classes_[np.argmax(scores, 1)], head.predict(toy["X"][mask]))
+    # scikit-learn's binary decision_function: the logit of classes_[1], as LogisticRegression's
+    np.testing.assert_allclose(head.decision_function(toy["X"][mask]), scores[:, 1] - scores[:, 0], rtol=1e-6)
 
 
 def slow_tipx_logits(F, sup, caps, labels, classes, text, scale, alpha, beta, gamma, delta, T=0.5):

@@ -47,7 +47,8 @@ def test_two_step_with_y_by_hand(make_model):
     np.testing.assert_allclose(clf.context_proba(X)[0], pz, rtol=1e-5)
     expected = _step2_and_marginal(*pz)
     np.testing.assert_allclose(clf.predict_proba(X)[0], expected, rtol=1e-5)
-    np.testing.assert_allclose(clf.decision_function(X)[0], np.log(expected), rtol=1e-5)
+    np.testing.assert_allclose(clf.class_scores(X)[0], np.log(expected), rtol=1e-5)
+    np.testing.assert_allclose(clf.decision_function(X)[0], np.log(expected[1] / expected[0]), rtol=1e-5)
     assert clf.predict(X).tolist() == ["cat"]
 
 

@@ -58,7 +58,10 @@ def test_mean_aggregation_by_hand(make_model):
     model = make_model(TABLE, logit_scale=10.0)
     clf = DescriptorClassifier(model, DESCS).fit()
     assert model.calls == [list(TABLE)]
-    np.testing.assert_allclose(clf.decision_function(X), [[0.7, 0.0], [0.3, 0.8], [0.4, 0.6]], atol=1e-6)
+    np.testing.assert_allclose(clf.class_scores(X), [[0.7, 0.0], [0.3, 0.8], [0.4, 0.6]], atol=1e-6)
+    # two classes: scikit-learn's (N,) score of classes_[1] over classes_[0]
+    assert clf.classes_.tolist() == ["tiger", "zebra"]
+    np.testing.assert_allclose(clf.decision_function(X), [-0.7, 0.5, 0.2], atol=1e-6)
     assert clf.predict(X).tolist() == ["tiger", "zebra", "zebra"]
     e = np.exp([7.0, 0.0])
     np.testing.assert_allclose(clf.predict_proba(X)[0], e / e.sum(), rtol=1e-5)
@@ -67,11 +70,11 @@ def test_mean_aggregation_by_hand(make_model):
 
 def test_max_and_sum(make_model):
     clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="max").fit()
-    np.testing.assert_allclose(clf.decision_function(X), [[0.8, 0.0], [0.6, 0.8], [0.8, 0.6]], atol=1e-6)
+    np.testing.assert_allclose(clf.class_scores(X), [[0.8, 0.0], [0.6, 0.8], [0.8, 0.6]], atol=1e-6)
     assert clf.predict(X).tolist() == ["tiger", "zebra", "tiger"]
     clf = DescriptorClassifier(make_model(TABLE), DESCS, aggregate="sum").fit()
-    np.testing.assert_allclose(clf.decision_function(X)[:, 0], [1.4, 0.6, 0.8], atol=1e-6)
-    with pytest.raises(ValueError, match="aggregate must be one of"):
+    np.testing.assert_allclose(clf.class_scores(X)[:, 0], [1.4, 0.6, 0.8], atol=1e-6)
+    with pytest.raises(ValueError, match="The .aggregate. parameter of DescriptorClassifier must be a str among"):
         DescriptorClassifier(make_model(TABLE), DESCS, aggregate="median").fit()
 
 

@@ -10,10 +10,12 @@ refusal is tested directly in test_classifier.py, since the generic check first 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from cliplab.zeroshot import ZeroShotClassifier
+from cliplab.errors import InputError
+from cliplab.zeroshot import ContextualClassifier, DescriptorClassifier, ZeroShotClassifier
 
 from .conftest import FakeModel
 
@@ -47,3 +49,31 @@ def test_sklearn_checks(estimator, check):
     """One scikit-learn estimator check; the check raises (AssertionError or the error it expects not to
     see) when the estimator breaks the contract, so the test fails then."""
     check(estimator)
+
+
+def test_every_zero_shot_head_validates_its_parameters_at_fit():
+    """scikit-learn's check_param_validation: a constraint for every constructor argument, and a wrong
+    type or value refused at the start of fit with scikit-learn's message, as a cliplab InputError."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    model = FakeModel(dim=8, hash_unknown=True)
+    heads = [
+        _head(),
+        DescriptorClassifier(model, {"0": ["a"], "1": ["b"]}),
+        ContextualClassifier(model, ["0", "1"], {"background": {"plain": "", "busy": "busy background"}}),
+    ]
+    for head in heads:
+        check_param_validation(type(head).__name__, head)
+    with pytest.raises(InputError, match="The 'infer_mode' parameter of ContextualClassifier must be a str among"):
+        heads[2].set_params(infer_mode="guess").fit()
+
+
+def test_binary_zero_shot_works_with_the_roc_auc_scorer():
+    from sklearn.metrics import get_scorer, roc_auc_score
+
+    head = ZeroShotClassifier(FakeModel(dim=8, hash_unknown=True), ["cat", "dog"], templates=["{c}"]).fit()
+    X = np.random.default_rng(0).standard_normal((12, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.array(["cat", "dog"] * 6)
+    assert head.decision_function(X).shape == (12,)
+    assert get_scorer("roc_auc")(head, X, y) == pytest.approx(roc_auc_score(y == "dog", head.predict_proba(X)[:, 1]))

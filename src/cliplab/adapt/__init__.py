@@ -1,8 +1,9 @@
 """Few-shot and training-free adaptation heads, one-class inspection, calibration and conformal sets.
 
 Every head is a scikit-learn estimator over L2-normalised embeddings (``fit``, ``predict``,
-``predict_proba``, ``decision_function``, ``score``; ``classes_`` = sorted unique labels) and saves to
-one safetensors file: ``head.save(path)`` / ``cliplab.adapt.load(path, model=None)``.
+``predict_proba``, ``decision_function`` ((N,) for two classes, as scikit-learn's), ``score``;
+``classes_`` = sorted unique labels) with ``class_scores`` for the (N, C) logits, and saves to one
+safetensors file: ``head.save(path)`` / ``GDA.load(path)`` / ``cliplab.adapt.load(path, model=None)``.
 """
 
 from cliplab.adapt.calibration import (

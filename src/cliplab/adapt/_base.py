@@ -1,46 +1,34 @@
 """What every adaptation head shares: labels, zero-shot weights, validation splits, the predict trio.
 
-A head subclasses :class:`Head` and implements ``fit`` and ``decision_function``; ``predict``,
-``predict_proba`` and ``score`` (accuracy, from ``ClassifierMixin``) follow. Labels may be ints or
+A head subclasses :class:`Head` and implements ``fit`` and ``class_scores`` (N x C logits);
+``decision_function`` (scikit-learn's shape: N for two classes), ``predict``, ``predict_proba`` and
+``score`` (accuracy, from ``ClassifierMixin``) follow. Labels may be ints or
 strings; ``classes_`` is their sorted unique set and the columns of every score array follow it.
 """
 
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
+from cliplab.adapt.io import SavableHead
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings, check_labels
+from cliplab.validation import POSITIVE, ValidatedParams, check_embeddings, check_labels
+from cliplab.zeroshot._base import ClassScores
 
 REFERENCE_LOGIT_SCALE = 100.0  # the constant GDA, Tip-Adapter, SuS-X and CLIP-SVD hard-code
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - np.max(z, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-@contextmanager
-def small_torch_ops() -> Iterator[None]:
-    """Run torch on one thread inside: the small ops of head training otherwise wait at OpenMP
-    barriers when other processes hold the cores (measured: a 4,800-element exp takes 24 ms with
-    2 threads on a busy 2-core machine, 4 us with 1)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# the constraints of the zero-shot part every head over embeddings may take
+ZERO_SHOT_CONSTRAINTS = {
+    "text_weights": [None, "array-like", HasMethods(["fit", "predict"])],  # (C, D) or a ZeroShotClassifier
+    "logit_scale": [None, POSITIVE],
+}
 
 
 def encode_labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,10 +92,10 @@ def check_features(X: Any, dim: int | None = None, *, name: str = "X") -> np.nda
     return X
 
 
-class Head(ClassifierMixin, BaseEstimator):
-    """Base of the classification heads: input checks and the predict trio over ``decision_function``.
+class Head(SavableHead, ValidatedParams, ClassScores, ClassifierMixin, BaseEstimator):
+    """Base of the classification heads: input checks and the predict trio over ``class_scores``.
 
-    Subclasses set ``classes_`` and ``n_features_in_`` in ``fit`` and implement ``decision_function``.
+    Subclasses set ``classes_`` and ``n_features_in_`` in ``fit`` and implement ``class_scores``.
     """
 
     def _fit_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -121,17 +109,9 @@ class Head(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "classes_")
         return check_features(X, self.n_features_in_)
 
-    def decision_function(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Softmax of ``decision_function``; columns follow ``classes_``."""
-        return softmax(self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The class of the highest score (ties go to the earlier class)."""
-        scores = self.decision_function(X)  # checks fitted first
-        return self.classes_[np.argmax(scores, axis=1)]
+        """Softmax of ``class_scores``; columns follow ``classes_``."""
+        return softmax(self.class_scores(X), axis=1)
 
 
 def validation_split(

@@ -11,20 +11,23 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from cliplab.adapt._base import label_index, softmax
-from cliplab.adapt.io import register
+from cliplab.adapt._base import label_index
+from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings
+from cliplab.evaluate.calibration import fit_temperature
+from cliplab.validation import FRACTION, ValidatedParams, check_embeddings
+from cliplab.zeroshot._base import ClassScores
 
 CONFORMAL_METHODS = ("lac", "aps")
 
 
-class _Wrapper(ClassifierMixin, BaseEstimator):
+class _Wrapper(SavableHead, ValidatedParams, ClassScores, ClassifierMixin, BaseEstimator):
     def _calibration_inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         # a wrapper calibrates a prefit head, as scikit-learn's FrozenEstimator / cv="prefit": fitting
         # it here would put the calibration rows in its training data and void the guarantees
@@ -45,39 +48,44 @@ class _Wrapper(ClassifierMixin, BaseEstimator):
         return self.head.predict(X)
 
 
-@register
 class TemperatureScaling(_Wrapper):
     """Divide a fitted head's logits by one temperature T fitted on validation rows (minimum NLL).
 
     Accuracy is unchanged (same argmax); probabilities become calibrated.
 
-    Fitted attributes:
-        classes_, n_features_in_: the head's.
-        temperature_: T > 0.
+    Parameters
+    ----------
+    head : fitted cliplab head
+        The head whose logits (``class_scores``) are rescaled; it is never refitted.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The head's classes.
+    n_features_in_ : int
+        The head's feature width.
+    temperature_ : float
+        T > 0.
     """
+
+    _parameter_constraints: dict = {"head": [HasMethods(["class_scores", "predict"])]}
 
     def __init__(self, head: Any):
         self.head = head
 
+    @_fit_context(prefer_skip_nested_validation=False)  # wraps a user-given head
     def fit(self, X: Any, y: Any) -> "TemperatureScaling":
         X, y_index = self._calibration_inputs(X, y)
-        logits = self.head.decision_function(X).astype(np.float64)
-
-        def nll(log_t: float) -> float:
-            z = logits / math.exp(log_t)
-            z = z - z.max(axis=1, keepdims=True)
-            return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y_index]))
-
-        result = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e3)), method="bounded", options={"xatol": 1e-6})
-        self.temperature_ = float(math.exp(result.x))
+        self.temperature_ = fit_temperature(self.head.class_scores(X), y_index)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
+        """(N, C) the head's logits divided by ``temperature_``."""
         check_is_fitted(self, "temperature_")
-        return self.head.decision_function(X) / np.float32(self.temperature_)
+        return self.head.class_scores(X) / np.float32(self.temperature_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return softmax(self.decision_function(X), axis=1)
+        return softmax(self.class_scores(X), axis=1)
 
 
 def conformal_scores(probs: np.ndarray, method: str) -> np.ndarray:
@@ -99,7 +107,6 @@ def conformal_quantile(cal_scores: np.ndarray, alpha: float) -> float:
     return float("inf") if k > n else float(np.sort(cal_scores)[k - 1])
 
 
-@register
 class ConformalClassifier(_Wrapper):
     """Split-conformal prediction sets around a fitted head (LAC or APS).
 
@@ -108,19 +115,38 @@ class ConformalClassifier(_Wrapper):
     class with probability >= 1 - alpha when calibration and test rows are exchangeable. ``alpha``
     may be changed after fitting (``set_params(alpha=...)``): the quantile is taken at prediction.
 
-    Fitted attributes:
-        classes_, n_features_in_: the head's.
-        cal_scores_: (n_cal,) sorted nonconformity scores of the calibration rows.
+    Parameters
+    ----------
+    head : fitted cliplab head
+        The head whose probabilities are turned into sets; it is never refitted.
+    alpha : float in (0, 1), default=0.1
+        Miscoverage: sets hold the true class with probability >= 1 - alpha.
+    method : {"lac", "aps"}, default="lac"
+        Nonconformity score.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The head's classes.
+    n_features_in_ : int
+        The head's feature width.
+    cal_scores_ : ndarray of shape (n_cal,)
+        Sorted nonconformity scores of the calibration rows.
     """
+
+    _parameter_constraints: dict = {
+        "head": [HasMethods(["predict_proba", "predict"])],
+        "alpha": [FRACTION],
+        "method": [StrOptions(set(CONFORMAL_METHODS))],
+    }
 
     def __init__(self, head: Any, alpha: float = 0.1, method: str = "lac"):
         self.head = head
         self.alpha = alpha
         self.method = method
 
+    @_fit_context(prefer_skip_nested_validation=False)  # wraps a user-given head
     def fit(self, X: Any, y: Any) -> "ConformalClassifier":
-        if self.method not in CONFORMAL_METHODS:
-            raise InputError(f"method={self.method!r}; use one of {', '.join(CONFORMAL_METHODS)}")
         X, y_index = self._calibration_inputs(X, y)
         scores = conformal_scores(self.head.predict_proba(X).astype(np.float64), self.method)
         self.cal_scores_ = np.sort(scores[np.arange(len(X)), y_index])
@@ -142,8 +168,8 @@ class ConformalClassifier(_Wrapper):
     def predict_proba(self, X: Any) -> np.ndarray:
         return self.head.predict_proba(X)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        return self.head.decision_function(X)
+    def class_scores(self, X: Any) -> np.ndarray:
+        return self.head.class_scores(X)
 
 
 def set_coverage(sets: np.ndarray, y_index: np.ndarray) -> float:

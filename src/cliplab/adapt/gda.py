@@ -6,9 +6,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.linalg
+from sklearn.base import _fit_context
 
-from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
+from cliplab.validation import FRACTION, NON_NEGATIVE, SEED
 
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # the official code's grid
 
@@ -29,32 +30,62 @@ def shared_precision(X: np.ndarray, y_index: np.ndarray, means: np.ndarray) -> n
     return d * np.linalg.pinv(matrix)  # every sample equals its class mean
 
 
-@register
 class GDA(Head):
     """Training-free Gaussian discriminant analysis head (shared covariance, uniform priors).
 
-    ``decision_function(X) = logit_scale * X @ text_weights.T + alpha * (X @ coef_.T + intercept_)``.
+    ``class_scores(X) = logit_scale * X @ text_weights.T + alpha * (X @ coef_.T + intercept_)``.
     Without ``text_weights`` it is the plain LDA classifier. ``alpha`` fixed skips the search;
     otherwise it is chosen from ``alpha_grid`` on ``X_val, y_val`` or on ``val_fraction`` of the
     training rows of each class (then the head is refitted on all of them). Each augmented view is
     one sample, as in the reference.
 
-    Parameters: text_weights (C x D array whose rows follow the sorted labels, or a fitted
-    ZeroShotClassifier), logit_scale (None: the classifier's model scale, else 100), alpha,
-    alpha_grid, val_fraction, random_state (seed of the validation carve).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Weight of the LDA logits; None searches ``alpha_grid`` (1 without ``text_weights``).
+    alpha_grid : array-like of float, default=ALPHA_GRID
+        Candidates of the search (the official code's grid).
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
 
-    Fitted attributes:
-        classes_: sorted unique labels.
-        n_features_in_: feature width D.
-        means_: (C, D) class means.
-        precision_: (D, D) shared inverse covariance.
-        coef_: (C, D) LDA weights ``means_ @ precision_``.
-        intercept_: (C,) LDA biases ``log(1/C) - 0.5 * mu_k^T precision_ mu_k``.
-        text_weights_: (C, D) zero-shot weights in the order of ``classes_`` (None without them).
-        logit_scale_: the zero-shot logit scale used.
-        alpha_: the ensemble weight used.
-        val_accuracy_: validation accuracy of ``alpha_`` (None when nothing was searched).
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    means_ : ndarray of shape (C, D)
+        Class means.
+    precision_ : ndarray of shape (D, D)
+        Shared inverse covariance.
+    coef_ : ndarray of shape (C, D)
+        LDA weights ``means_ @ precision_``.
+    intercept_ : ndarray of shape (C,)
+        LDA biases ``log(1/C) - 0.5 * mu_k^T precision_ mu_k``.
+    text_weights_ : ndarray of shape (C, D) or None
+        Zero-shot weights in the order of ``classes_`` (None without them).
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_ : float
+        The ensemble weight used.
+    val_accuracy_ : float or None
+        Validation accuracy of ``alpha_`` (None when nothing was searched).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "alpha_grid": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  alpha_grid: Sequence[float] = ALPHA_GRID, val_fraction: float = 0.25, random_state: int = 0):  # fmt: skip
@@ -78,6 +109,7 @@ class GDA(Head):
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = (np.log(1.0 / n_classes) - 0.5 * np.einsum("cd,cd->c", coef, means)).astype(np.float32)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "GDA":
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])
@@ -100,7 +132,7 @@ class GDA(Head):
                 self._fit_lda(X, y_index)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits, columns in the order of ``classes_``."""
         X = self._checked(X)
         scores = np.float32(self.alpha_) * (X @ self.coef_.T + self.intercept_)

@@ -1,7 +1,8 @@
 """Saving and loading fitted heads: one safetensors file, its JSON description in the header. No pickle.
 
-``head.save("best.cliplab")`` writes every fitted array (attributes ending in ``_``) as a tensor and
-the constructor arguments plus the other fitted values as JSON in the safetensors metadata. A head
+Every head inherits :class:`SavableHead`: ``head.save("best.cliplab")`` writes every fitted array
+(attributes ending in ``_``) as a tensor and the constructor arguments plus the other fitted values
+as JSON in the safetensors metadata. A head
 that wraps another (conformal sets, temperature scaling) stores it under a name prefix. A head built
 on a model stores the model's name; ``load(path, model=...)`` needs the model again. Predictions of
 a reloaded head are bit-identical (arrays are stored exactly, floats as their shortest repr).
@@ -23,13 +24,6 @@ from cliplab.files import atomic_target, jsonable
 FORMAT = "cliplab.head"
 VERSION = 1
 REGISTRY: dict[str, type] = {}
-
-
-def register(cls: type) -> type:
-    """Class decorator: make ``cls`` loadable by :func:`load` (and give it ``save``)."""
-    REGISTRY[cls.__name__] = cls
-    cls.save = save
-    return cls
 
 
 def _is_estimator(value: Any) -> bool:
@@ -62,18 +56,6 @@ def _describe(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
         else:
             fitted[key] = json.loads(json.dumps(value, default=jsonable))
     return {"class": type(est).__name__, "model": model_name, "params": params, "fitted": fitted}
-
-
-def save(self, path: str | os.PathLike) -> None:
-    """Write this fitted head to ``path`` (safetensors; the description is JSON in its header)."""
-    from safetensors.numpy import save_file
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(self)
-    arrays: dict[str, np.ndarray] = {}
-    meta = {"format": FORMAT, "version": VERSION, "head": _describe(self, "", arrays)}
-    with atomic_target(path) as tmp:
-        save_file(arrays, str(tmp), metadata={"cliplab": json.dumps(meta)})
 
 
 def _build(desc: dict, arrays: dict[str, np.ndarray], model: Any) -> Any:
@@ -116,3 +98,34 @@ def load(path: str | os.PathLike, model: Any = None) -> Any:
     if meta.get("format") != FORMAT:
         raise InputError(f"{path} is not a saved cliplab head; write one with head.save(path)")
     return _build(meta["head"], arrays, model)
+
+
+class SavableHead:
+    """Mixin of every saveable head: ``head.save(path)`` and ``Class.load(path, model=None)``.
+
+    Each subclass is registered by its class name, which the file stores, so :func:`load` can
+    rebuild it without unpickling anything.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.__name__] = cls
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write this fitted head to ``path`` (safetensors; the description is JSON in its header)."""
+        from safetensors.numpy import save_file
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        arrays: dict[str, np.ndarray] = {}
+        meta = {"format": FORMAT, "version": VERSION, "head": _describe(self, "", arrays)}
+        with atomic_target(path) as tmp:
+            save_file(arrays, str(tmp), metadata={"cliplab": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any = None) -> Any:
+        """The head saved at ``path``, which must be a ``cls``; heads built on a model need ``model`` again."""
+        head = load(path, model)
+        if not isinstance(head, cls):
+            raise InputError(f"{path} holds a {type(head).__name__}, not a {cls.__name__}; read it with cliplab.adapt.load(path)")
+        return head

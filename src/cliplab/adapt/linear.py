@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from cliplab.adapt._base import Head, resolve_zero_shot, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED
 
 C_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)  # CoOp lpclip coarse sweep
 ENSEMBLE_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 ZERO_SHOT_MODES = ("none", "init", "ensemble")
 
 
-@register
 class LinearProbe(Head):
     """L2-regularised multinomial logistic regression (scikit-learn lbfgs) over the features.
 
@@ -35,16 +37,71 @@ class LinearProbe(Head):
     "ensemble" adds ``w * logit_scale * X @ text_weights.T`` with w chosen on validation from
     ``ensemble_grid`` (``ensemble_weight`` fixes it).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        coef_: (C, D) weights; intercept_: (C,) biases.
-        C_: the regularisation strength used.
-        n_iter_: lbfgs iterations of the last fit.
-        text_weights_: (C, D) zero-shot weights (None with zero_shot="none").
-        logit_scale_: zero-shot logit scale.
-        ensemble_weight_: weight of the zero-shot logits (0 unless zero_shot="ensemble").
-        val_accuracy_: validation accuracy of the chosen setting (None when nothing was searched).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    zero_shot : {"none", "init", "ensemble"}, default="none"
+        How the zero-shot weights take part (see above).
+    C : float > 0 or None, default=None
+        Inverse regularisation strength; None sweeps ``C_grid`` then refines.
+    C_grid : array-like of float, default=C_GRID
+        The coarse sweep (CoOp's lpclip).
+    refine_steps : int >= 0, default=8
+        Log-space bisection steps after the coarse sweep.
+    ensemble_weight : float >= 0 or None, default=None
+        Weight of the zero-shot logits with ``zero_shot="ensemble"``; None searches ``ensemble_grid``.
+    ensemble_grid : array-like of float, default=ENSEMBLE_GRID
+        Candidates of that search.
+    max_iter : int >= 1, default=1000
+        lbfgs iterations at most.
+    tol : float >= 0, default=1e-8
+        lbfgs tolerance.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    coef_ : ndarray of shape (C, D)
+        Weights.
+    intercept_ : ndarray of shape (C,)
+        Biases.
+    C_ : float
+        The regularisation strength used.
+    n_iter_ : int
+        lbfgs iterations of the last fit.
+    text_weights_ : ndarray of shape (C, D) or None
+        Zero-shot weights (None with ``zero_shot="none"``).
+    logit_scale_ : float
+        The zero-shot logit scale.
+    ensemble_weight_ : float
+        Weight of the zero-shot logits (0 unless ``zero_shot="ensemble"``).
+    val_accuracy_ : float or None
+        Validation accuracy of the chosen setting (None when nothing was searched).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "zero_shot": [StrOptions(set(ZERO_SHOT_MODES))],
+        "C": [None, POSITIVE],
+        "C_grid": ["array-like"],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "ensemble_weight": [None, NON_NEGATIVE],
+        "ensemble_grid": ["array-like"],
+        "max_iter": [COUNT],
+        "tol": [NON_NEGATIVE],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, zero_shot: str = "none",
                  C: float | None = None, C_grid: Sequence[float] = C_GRID, refine_steps: int = 8,
@@ -87,9 +144,8 @@ class LinearProbe(Head):
             scores = scores + weight * self.logit_scale_ * (Xv @ self.text_weights_.T)
         return float(np.mean(np.argmax(scores, axis=1) == yv))
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "LinearProbe":
-        if self.zero_shot not in ZERO_SHOT_MODES:
-            raise InputError(f"zero_shot={self.zero_shot!r}; use one of {', '.join(ZERO_SHOT_MODES)}")
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])
         if self.zero_shot != "none" and text is None:
@@ -141,7 +197,7 @@ class LinearProbe(Head):
         candidates = [best, 10.0**lo, 10.0**hi]
         return float(max(candidates, key=lambda c: (score(c), -candidates.index(c))))
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits ``X @ coef_.T + intercept_`` (+ the weighted zero-shot logits); columns follow ``classes_``."""
         X = self._checked(X)
         scores = X @ self.coef_.T + self.intercept_

@@ -13,14 +13,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from sklearn.utils.validation import check_is_fitted
 
-from cliplab.adapt._base import check_features, small_torch_ops
-from cliplab.adapt.io import register
+from cliplab.adapt._base import check_features
+from cliplab.adapt.io import SavableHead
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, POSITIVE, PROBABILITY, SEED, ValidatedParams
 
 
 def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
@@ -37,7 +38,7 @@ def one_class_metrics(anomaly_scores: Any, is_anomaly: Any) -> dict[str, float]:
     }
 
 
-class _OneClass(OutlierMixin, BaseEstimator):
+class _OneClass(SavableHead, ValidatedParams, OutlierMixin, BaseEstimator):
     def _fit_inputs(self, X: Any) -> np.ndarray:
         X = check_features(X)
         if len(X) < 2:
@@ -65,13 +66,28 @@ class _OneClass(OutlierMixin, BaseEstimator):
         return check_features(X, self.n_features_in_)
 
 
-@register
 class KNNOneClass(_OneClass):
     """Anomaly score = mean cosine distance to the ``k`` nearest good samples.
 
-    Fitted attributes: n_features_in_, memory_ (the good samples), threshold_ (anomaly score
-    above which a sample is flagged; ``fpr`` of the good rows, scored leave-one-out, exceed it).
+    Parameters
+    ----------
+    k : int >= 1, default=5
+        Number of nearest good samples averaged.
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    memory_ : ndarray of shape (N, D)
+        The good samples.
+    threshold_ : float
+        Anomaly score above which a sample is flagged (``fpr`` of the good rows, scored
+        leave-one-out, exceed it).
     """
+
+    _parameter_constraints: dict = {"k": [COUNT], "fpr": [PROBABILITY]}
 
     def __init__(self, k: int = 5, fpr: float = 0.05):
         self.k = k
@@ -84,10 +100,9 @@ class KNNOneClass(_OneClass):
         k = min(self.k, len(self.memory_) - int(exclude_self))
         return np.sort(np.partition(d, k - 1, axis=1)[:, :k], axis=1).mean(axis=1)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "KNNOneClass":
         X = self._fit_inputs(X)
-        if self.k < 1:
-            raise InputError(f"k must be >= 1, got {self.k}")
         self.memory_ = X
         self._set_threshold(self._distances(X, exclude_self=True))
         return self
@@ -96,16 +111,32 @@ class KNNOneClass(_OneClass):
         return self._distances(self._checked(X))
 
 
-@register
 class GaussianOneClass(_OneClass):
     """Anomaly score = squared Mahalanobis distance to the good samples' mean (Ledoit-Wolf covariance).
 
-    Fitted attributes: n_features_in_, location_ (D,), precision_ (D, D), threshold_.
+    Parameters
+    ----------
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    location_ : ndarray of shape (D,)
+        Mean of the good samples.
+    precision_ : ndarray of shape (D, D)
+        Ledoit-Wolf inverse covariance.
+    threshold_ : float
+        Anomaly score above which a sample is flagged.
     """
+
+    _parameter_constraints: dict = {"fpr": [PROBABILITY]}
 
     def __init__(self, fpr: float = 0.05):
         self.fpr = fpr
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "GaussianOneClass":
         X = self._fit_inputs(X)
         cov = LedoitWolf().fit(X.astype(np.float64))
@@ -209,7 +240,6 @@ class HypOCNet(torch.nn.Module):
         return z, self.mlr(z)
 
 
-@register
 class HypOneClass(_OneClass):
     """Hyp-OC: hyperbolic one-class classifier trained against Gaussian pseudo-negatives.
 
@@ -221,9 +251,58 @@ class HypOneClass(_OneClass):
     + Hyp-PC (mean Poincare distance between paired good samples). Anomaly score = the softmax
     probability of the pseudo-negative class. Adam, gradient norm clipped at 3.
 
-    Fitted attributes: n_features_in_, network_weights_ (all parameters flattened, float32),
-    noise_std_ (the pseudo-negative spread used), threshold_, final_loss_.
+    Parameters
+    ----------
+    hidden : array-like of int, default=(128,)
+        Widths of the MLP's hidden layers.
+    ball_dim : int >= 1, default=32
+        Dimension of the Poincare ball.
+    c : float > 0, default=0.1
+        Curvature of the ball.
+    clip_r : float > 0, default=2.0
+        Euclidean feature clipping radius.
+    noise_std : float > 0 or None, default=None
+        Spread of the pseudo-negatives; None uses 4x the good features' per-dimension spread.
+    mean_momentum : float in [0, 1], default=0.8
+        Weight of the past in the running mean of the good features.
+    epochs : int >= 1, default=30
+        Epochs trained.
+    batch_size : int >= 1, default=32
+        Good rows per step.
+    lr : float > 0, default=1e-3
+        Adam learning rate.
+    fpr : float in [0, 1], default=0.05
+        Share of the good training rows flagged by ``predict`` (sets ``threshold_``).
+    random_state : int >= 0, default=0
+        Seed of the network initialisation, the batch order and the pseudo-negatives.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Feature width D.
+    network_weights_ : ndarray of shape (n_weights,)
+        All network parameters flattened, float32.
+    noise_std_ : float
+        The pseudo-negative spread used.
+    threshold_ : float
+        Anomaly score above which a sample is flagged.
+    final_loss_ : float
+        Loss of the last step.
     """
+
+    _parameter_constraints: dict = {
+        "hidden": ["array-like"],
+        "ball_dim": [COUNT],
+        "c": [POSITIVE],
+        "clip_r": [POSITIVE],
+        "noise_std": [None, POSITIVE],
+        "mean_momentum": [PROBABILITY],
+        "epochs": [COUNT],
+        "batch_size": [COUNT],
+        "lr": [POSITIVE],
+        "fpr": [PROBABILITY],
+        "random_state": [SEED],
+    }
 
     def __init__(self, hidden: Sequence[int] = (128,), ball_dim: int = 32, c: float = 0.1, clip_r: float = 2.0,
                  noise_std: float | None = None, mean_momentum: float = 0.8, epochs: int = 30, batch_size: int = 32,
@@ -245,6 +324,7 @@ class HypOneClass(_OneClass):
             torch.manual_seed(int(self.random_state))
             return HypOCNet(self.n_features_in_, list(self.hidden), self.ball_dim, self.c, self.clip_r)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> "HypOneClass":
         X = self._fit_inputs(X)
         # default spread: 4x the good features' per-dimension spread (CLIP features are unit vectors, so the
@@ -256,26 +336,25 @@ class HypOneClass(_OneClass):
         Xt = torch.from_numpy(X)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         running = None
-        with small_torch_ops():
-            for _ in range(self.epochs):
-                for rows in torch.randperm(len(Xt), generator=gen).split(self.batch_size):
-                    real = Xt[rows]
-                    batch_mean = real.mean(0)
-                    running = batch_mean if running is None else self.mean_momentum * running + (1 - self.mean_momentum) * batch_mean
-                    fake = running + self.noise_std_ * torch.randn(real.shape, generator=gen)
-                    # CLIP features lie on the unit sphere; off-sphere negatives would teach "norm != 1"
-                    fake = torch.nn.functional.normalize(fake, dim=-1)
-                    z, logits = net(torch.cat([real, fake]))
-                    labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).long()
-                    loss = torch.nn.functional.cross_entropy(logits, labels)
-                    half = len(real) // 2
-                    if half:
-                        loss = loss + poincare_distance(z[:half], z[half : 2 * half], self.c).mean()  # Hyp-PC
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 3.0)
-                    opt.step()
-                    running = running.detach()
+        for _ in range(self.epochs):
+            for rows in torch.randperm(len(Xt), generator=gen).split(self.batch_size):
+                real = Xt[rows]
+                batch_mean = real.mean(0)
+                running = batch_mean if running is None else self.mean_momentum * running + (1 - self.mean_momentum) * batch_mean
+                fake = running + self.noise_std_ * torch.randn(real.shape, generator=gen)
+                # CLIP features lie on the unit sphere; off-sphere negatives would teach "norm != 1"
+                fake = torch.nn.functional.normalize(fake, dim=-1)
+                z, logits = net(torch.cat([real, fake]))
+                labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).long()
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+                half = len(real) // 2
+                if half:
+                    loss = loss + poincare_distance(z[:half], z[half : 2 * half], self.c).mean()  # Hyp-PC
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 3.0)
+                opt.step()
+                running = running.detach()
         self.final_loss_ = float(loss.detach())
         self.network_weights_ = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().astype(np.float32)
         self.threshold_ = 0.0  # set from the training scores below
@@ -286,5 +365,5 @@ class HypOneClass(_OneClass):
         X = self._checked(X)
         net = self._network()
         torch.nn.utils.vector_to_parameters(torch.from_numpy(self.network_weights_), net.parameters())
-        with torch.no_grad(), small_torch_ops():
+        with torch.no_grad():
             return torch.softmax(net(torch.from_numpy(X))[1], dim=1)[:, 1].numpy().astype(np.float64)

@@ -7,18 +7,33 @@ class prompt for the learned context vectors.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
 
-from cliplab.adapt._base import Head, small_torch_ops, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import Head, validation_split
 from cliplab.adapt.training import frozen, train_early_stopping, warmup_cosine
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, POSITIVE, SEED
 
 PLACEHOLDER = "X"  # the word whose embedding slots become context vectors (as CoOp's prompt prefix)
 POSITIONS = ("end", "middle", "front")
+PROMPT_CONSTRAINTS = {
+    "model": "no_validation",
+    "classnames": [None, Mapping, "array-like"],
+    "n_ctx": [COUNT],
+    "ctx_init": [None, str],
+    "epochs": [COUNT],
+    "lr": [POSITIVE],
+    "batch_size": [COUNT],
+    "patience": [COUNT],
+    "val_fraction": [FRACTION],
+    "random_state": [SEED],
+}
 
 
 def token_ids(tokens: Any) -> torch.Tensor:
@@ -130,7 +145,6 @@ class _PromptHead(Head):
         return X, y_index
 
 
-@register
 class CoOp(_PromptHead):
     """CoOp: a learned context shared by the class prompts (or one per class), trained with CE.
 
@@ -141,15 +155,63 @@ class CoOp(_PromptHead):
     warm-up epoch at 1e-5 then cosine, as the reference; the best epoch on validation is kept.
     ``X`` are image embeddings from ``model`` (augmented views may be added as extra rows).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        prompt_names_: the class texts put in the prompts.
-        n_ctx_: number of context vectors.
-        ctx_: (1 or C, n_ctx_, width) learned context.
-        text_weights_: (C, D) normalised prompt features with the learned context.
-        logit_scale_: the model's logit scale.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record (val_accuracy_ None without validation).
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model the embeddings ``X`` come from (frozen; its text tower runs on every step).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    n_ctx : int >= 1, default=16
+        Number of context vectors (``ctx_init`` sets it when given).
+    ctx_init : str or None, default=None
+        Words whose embeddings start the context, e.g. "a photo of a"; None draws N(0, 0.02^2).
+    class_token_position : {"end", "middle", "front"}, default="end"
+        Where the class name sits among the context words.
+    class_specific : bool, default=False
+        One context per class instead of one shared.
+    epochs : int >= 1, default=50
+        Most epochs trained.
+    lr : float > 0, default=0.002
+        SGD learning rate after the warm-up epoch.
+    batch_size : int >= 1, default=32
+        Rows per step.
+    patience : int >= 1, default=10
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the context initialisation, the validation carve and the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts put in the prompts.
+    n_ctx_ : int
+        Number of context vectors.
+    ctx_ : ndarray of shape (1 or C, n_ctx_, width)
+        The learned context.
+    text_weights_ : ndarray of shape (C, D)
+        Normalised prompt features with the learned context.
+    logit_scale_ : float
+        The model's logit scale.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
+
+    _parameter_constraints: dict = {
+        **PROMPT_CONSTRAINTS,
+        "class_token_position": [StrOptions(set(POSITIONS))],
+        "class_specific": ["boolean"],
+    }
 
     def __init__(self, model, classnames: Any = None, n_ctx: int = 16, ctx_init: str | None = None,
                  class_token_position: str = "end", class_specific: bool = False, epochs: int = 50,
@@ -168,6 +230,7 @@ class CoOp(_PromptHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CoOp":
         X, y_index = self._setup(X, y)
         rows, Xv, yv, _ = validation_split(X, y_index, X_val, y_val, self.classes_, self.val_fraction, self.random_state)
@@ -187,7 +250,7 @@ class CoOp(_PromptHead):
 
         steps_per_epoch = max(1, -(-len(Xt) // self.batch_size))
         opt = torch.optim.SGD([ctx], lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        with small_torch_ops(), frozen(self.model.torch_module):
+        with frozen(self.model.torch_module):
             result = train_early_stopping(
                 [ctx], loss_on, val_accuracy if len(Xv) else None, len(Xt), optimizer=opt,
                 scheduler=warmup_cosine(opt, self.epochs * steps_per_epoch, warmup_steps=steps_per_epoch),
@@ -200,7 +263,7 @@ class CoOp(_PromptHead):
         self.best_epoch_, self.epochs_run_, self.val_accuracy_ = result.best_epoch, result.epochs_run, result.best_val_accuracy
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits ``logit_scale * X @ text_weights_.T``."""
         X = self._checked(X)
         return np.float32(self.logit_scale_) * (X @ self.text_weights_.T)
@@ -218,7 +281,6 @@ class MetaNet(torch.nn.Module):
         return self.layers(x)
 
 
-@register
 class CoCoOp(_PromptHead):
     """CoCoOp: CoOp's context plus a per-image bias from a meta-net on the image embedding.
 
@@ -226,12 +288,57 @@ class CoCoOp(_PromptHead):
     the model. Defaults follow the reference config (4 context words from "a photo of a",
     batch 1, 10 epochs, SGD lr 0.002 with one warm-up epoch then cosine).
 
-    Fitted attributes:
-        classes_, n_features_in_, prompt_names_, n_ctx_, logit_scale_: as :class:`CoOp`.
-        ctx_: (1, n_ctx_, width) learned context.
-        meta_weights_: the meta-net's parameters flattened into one float32 vector.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model the embeddings ``X`` come from (frozen; its text tower runs on every step).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    n_ctx : int >= 1, default=4
+        Number of context vectors (``ctx_init`` sets it when given).
+    ctx_init : str or None, default="a photo of a"
+        Words whose embeddings start the context; None draws N(0, 0.02^2).
+    epochs : int >= 1, default=10
+        Most epochs trained.
+    lr : float > 0, default=0.002
+        SGD learning rate after the warm-up epoch.
+    batch_size : int >= 1, default=1
+        Rows per step.
+    patience : int >= 1, default=3
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the context and meta-net initialisation, the validation carve and the batch order.
+    predict_batch_size : int >= 1, default=64
+        Images scored at once (each brings its own prompt set).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts put in the prompts.
+    n_ctx_ : int
+        Number of context vectors.
+    logit_scale_ : float
+        The model's logit scale.
+    ctx_ : ndarray of shape (1, n_ctx_, width)
+        The learned context.
+    meta_weights_ : ndarray of shape (n_meta,)
+        The meta-net's parameters flattened into one float32 vector.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
+
+    _parameter_constraints: dict = {**PROMPT_CONSTRAINTS, "predict_batch_size": [COUNT]}
 
     def __init__(self, model, classnames: Any = None, n_ctx: int = 4, ctx_init: str | None = "a photo of a",
                  epochs: int = 10, lr: float = 0.002, batch_size: int = 1, patience: int = 3,
@@ -259,6 +366,7 @@ class CoCoOp(_PromptHead):
         text = prompts.features(self.model, per_class, repeats=len(x)).cpu().reshape(len(x), prompts.n_classes, -1)
         return self.logit_scale_ * torch.einsum("bd,bcd->bc", x, text)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CoCoOp":
         X, y_index = self._setup(X, y)
         rows, Xv, yv, _ = validation_split(X, y_index, X_val, y_val, self.classes_, self.val_fraction, self.random_state)
@@ -273,7 +381,7 @@ class CoCoOp(_PromptHead):
 
         steps_per_epoch = max(1, -(-len(Xt) // self.batch_size))
         opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        with small_torch_ops(), frozen(self.model.torch_module):
+        with frozen(self.model.torch_module):
             result = train_early_stopping(
                 params, lambda b: torch.nn.functional.cross_entropy(self._logits(prompts, ctx, meta, Xt[b]), yt[b]),
                 val_accuracy if len(Xv) else None, len(Xt), optimizer=opt,
@@ -292,11 +400,10 @@ class CoCoOp(_PromptHead):
                 out.append(self._logits(prompts, ctx, meta, torch.from_numpy(X[start : start + self.predict_batch_size])).numpy())
         return np.concatenate(out) if out else np.zeros((0, prompts.n_classes), np.float32)
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits: each image scored against its own conditioned prompts."""
         X = self._checked(X)
         meta = self._meta_net()
         torch.nn.utils.vector_to_parameters(torch.from_numpy(self.meta_weights_), meta.parameters())
         prompts = ClassPrompts(self.model, self.prompt_names_, self.n_ctx_, "end")
-        with small_torch_ops():
-            return self._scores(prompts, torch.from_numpy(self.ctx_), meta, X).astype(np.float32)
+        return self._scores(prompts, torch.from_numpy(self.ctx_), meta, X).astype(np.float32)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
+from sklearn.base import _fit_context
 
-from cliplab.adapt._base import Head, resolve_zero_shot, softmax, validation_split
-from cliplab.adapt.io import register
+from cliplab.adapt._base import ZERO_SHOT_CONSTRAINTS, Head, resolve_zero_shot, validation_split
 from cliplab.adapt.search import best_on_grid, correct_intervals, reference_grid
 from cliplab.adapt.tip import one_hot
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings
+from cliplab.validation import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, check_embeddings
 
 
 def class_distributions(F: np.ndarray, text_weights: np.ndarray, temperature: float) -> np.ndarray:
@@ -37,7 +38,6 @@ def rescale_rows(values: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (values - lo) / np.maximum(hi - lo, 1e-12) * (t_hi - t_lo) + t_lo
 
 
-@register
 class SupportSetAdapter(Head):
     """TIP-X over a labelled support set of images and/or captions (SuS-X, CapS-Adapter).
 
@@ -53,13 +53,61 @@ class SupportSetAdapter(Head):
     validation over the reference grids (alpha 20 steps 0.1 to 50, beta 200 steps 1 to 50, gamma
     50 steps 0.1 to 30, delta 0, 0.1, ..., 1).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        support_images_: (M, D); support_captions_: (M, D) or None; support_values_: (M, C) one-hot.
-        support_distributions_: (M, C) class distributions of the support items.
-        text_weights_, logit_scale_: the zero-shot part.
-        alpha_, beta_, gamma_, delta_: the values used. val_accuracy_: their validation accuracy (or None).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha, beta, gamma : float >= 0 or None, default=None
+        Cache weight, affinity sharpness and KL weight; None searches each.
+    delta : float in [0, 1] or None, default=None
+        Weight of the caption affinities; None searches it when captions are given (else 0).
+    temperature : float > 0, default=0.5
+        Temperature T of the class distributions.
+    search_step : array-like of 3 ints, default=(20, 200, 50)
+        Grid steps for alpha, beta and gamma.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    support_images_ : ndarray of shape (M, D)
+        Support image features.
+    support_captions_ : ndarray of shape (M, D) or None
+        Caption features of the support items.
+    support_values_ : ndarray of shape (M, C)
+        One-hot support labels.
+    support_distributions_ : ndarray of shape (M, C)
+        Class distributions of the support items.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_, gamma_, delta_ : float
+        The values used.
+    val_accuracy_ : float or None
+        Their validation accuracy (None when nothing was searched).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "beta": [None, NON_NEGATIVE],
+        "gamma": [None, NON_NEGATIVE],
+        "delta": [None, PROBABILITY],
+        "temperature": [POSITIVE],
+        "search_step": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, gamma: float | None = None, delta: float | None = None,
@@ -88,6 +136,7 @@ class SupportSetAdapter(Head):
         kl = kl_divergence(class_distributions(X, self.text_weights_, self.temperature), self.support_distributions_)
         return self.logit_scale_ * (X @ self.text_weights_.T), -rescale_rows(kl, A) @ self.support_values_, A
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, captions: Any = None) -> "SupportSetAdapter":
         X, y_index = self._fit_inputs(X, y)
         text, self.logit_scale_ = resolve_zero_shot(self.text_weights, self.logit_scale, self.classes_, X.shape[1])
@@ -140,7 +189,7 @@ class SupportSetAdapter(Head):
         self.val_accuracy_ = best[0]
         self.alpha_, self.beta_, self.gamma_, self.delta_ = (float(v) for v in best[1])
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) TIP-X logits; columns follow ``classes_``."""
         X = self._checked(X)
         zero_shot, kl_term, A = self._parts(X, self.delta_)

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.utils import parametrize
 
@@ -21,13 +22,12 @@ from cliplab.adapt._base import (
     Head,
     encode_labels,
     label_index,
-    small_torch_ops,
 )
-from cliplab.adapt.io import register
-from cliplab.adapt.prompt import class_texts
+from cliplab.adapt.prompt import PROMPT_CONSTRAINTS, class_texts
 from cliplab.adapt.training import frozen, train_early_stopping
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
+from cliplab.validation import NON_NEGATIVE, POSITIVE
 
 
 class SingularValueWeight(torch.nn.Module):
@@ -77,7 +77,6 @@ def singular_values_applied(model, factors, groups, values: Sequence[torch.Tenso
             parametrize.remove_parametrizations(module, param, leave_parametrized=False)
 
 
-@register
 class CLIPSVD(Head):
     """CLIP-SVD head: singular values of both towers tuned with CE on ``logit_scale * f t^T``.
 
@@ -89,14 +88,62 @@ class CLIPSVD(Head):
     lr 1e-2 for at most 15 epochs (measured on the bundled model, position task, 16 shots: lr 5e-4
     for 10 epochs never left the zero-shot start, lr 1e-2 beat it).
 
-    Fitted attributes:
-        classes_: sorted unique labels. n_features_in_: the model's embedding width.
-        prompt_names_: class texts. layer_names_: the tuned linear maps, in order.
-        singular_values_: all tuned singular values, concatenated in ``layer_names_`` order.
-        layer_sizes_: how many values each layer has.
-        logit_scale_: the logit scale used.
-        best_epoch_, epochs_run_, val_accuracy_: early-stopping record.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose singular values are tuned (its weights are left as they were).
+    classnames : mapping, array-like of str or None, default=None
+        The text naming each class: ``{label: name}``, one name per sorted label, or None when the
+        labels are the names.
+    template : str, default="a photo of a {}."
+        The one prompt per class; ``{}`` is replaced by the class text.
+    logit_scale : float > 0 or None, default=None
+        Scale of the logits; None uses 100, the reference constant.
+    epochs : int >= 1, default=15
+        Most epochs trained.
+    lr : float > 0, default=1e-2
+        AdamW learning rate (cosine to 1e-6).
+    weight_decay : float >= 0, default=0.01
+        AdamW weight decay.
+    batch_size : int >= 1, default=32
+        Images per step.
+    patience : int >= 1, default=4
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class held out for early stopping when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve and the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        The model's embedding width D.
+    prompt_names_ : list of str
+        The class texts.
+    layer_names_ : list of str
+        The tuned linear maps, in order.
+    singular_values_ : ndarray of shape (n_values,)
+        All tuned singular values, concatenated in ``layer_names_`` order.
+    layer_sizes_ : ndarray of shape (n_layers,)
+        How many values each layer has.
+    logit_scale_ : float
+        The logit scale used.
+    best_epoch_ : int
+        The epoch whose parameters were kept (0 = the initial ones).
+    epochs_run_ : int
+        Epochs trained.
+    val_accuracy_ : float or None
+        Validation accuracy of the best epoch (None without validation rows).
     """
+
+    _parameter_constraints: dict = {
+        **{k: v for k, v in PROMPT_CONSTRAINTS.items() if k not in ("n_ctx", "ctx_init")},
+        "template": [str],
+        "logit_scale": [None, POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+    }
 
     def __init__(self, model, classnames: Any = None, template: str = "a photo of a {}.", logit_scale: float | None = None,
                  epochs: int = 15, lr: float = 1e-2, weight_decay: float = 0.01, batch_size: int = 32,
@@ -132,6 +179,7 @@ class CLIPSVD(Head):
         text = torch.nn.functional.normalize(self.model.text_features(tokens).float(), dim=-1)
         return image, text
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "CLIPSVD":
         pixels = self._pixels(X)
         self.classes_, y_index = encode_labels(y, len(pixels))
@@ -160,7 +208,7 @@ class CLIPSVD(Head):
         steps = self.epochs * max(1, -(-len(rows) // self.batch_size))
         opt = torch.optim.AdamW(values, lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.999))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-6)
-        with small_torch_ops(), frozen(self.model.torch_module), singular_values_applied(self.model, factors, groups, values):
+        with frozen(self.model.torch_module), singular_values_applied(self.model, factors, groups, values):
             was_training = self.model.torch_module.training
             try:
                 result = train_early_stopping(
@@ -195,9 +243,9 @@ class CLIPSVD(Head):
         with singular_values_applied(self.model, factors, groups, values):
             yield
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits of the images ``X`` with the tuned model."""
         pixels = self._pixels(X)
-        with small_torch_ops(), self.tuned():
+        with self.tuned():
             tokens = self.model.tokenize([self.template.format(n) for n in self.prompt_names_])
             return self._scores(pixels, tokens).astype(np.float32)

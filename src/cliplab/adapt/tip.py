@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 
 from cliplab.adapt._base import (
+    ZERO_SHOT_CONSTRAINTS,
     Head,
     resolve_zero_shot,
-    small_torch_ops,
     validation_split,
 )
-from cliplab.adapt.io import register
 from cliplab.adapt.search import (
     ClassPaddedKeys,
     best_on_grid,
@@ -22,6 +22,7 @@ from cliplab.adapt.search import (
 )
 from cliplab.adapt.training import train_early_stopping
 from cliplab.errors import InputError
+from cliplab.validation import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED
 
 
 def one_hot(y_index: np.ndarray, n_classes: int) -> np.ndarray:
@@ -37,7 +38,7 @@ class _CacheHead(Head):
         affinity = X @ self.cache_keys_.T
         return np.exp(-np.float32(self.beta_) * (1.0 - affinity)) @ self.cache_values_
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """``logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``; columns follow ``classes_``."""
         X = self._checked(X)
         return np.float32(self.logit_scale_) * (X @ self.text_weights_.T) + np.float32(self.alpha_) * self._cache_logits(X)
@@ -63,11 +64,10 @@ class _CacheHead(Head):
         return X, y_index
 
 
-@register
 class TipAdapter(_CacheHead):
     """Training-free Tip-Adapter: the few-shot features are the cache keys, their one-hot labels the values.
 
-    ``decision_function(X) = logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``.
+    ``class_scores(X) = logit_scale * X @ W.T + alpha * exp(-beta * (1 - X @ keys.T)) @ values``.
     ``alpha``/``beta`` fixed skip their search; otherwise each is searched on the validation rows
     (``X_val, y_val``, or ``val_fraction`` of each class carved from the training rows, after which
     the cache is rebuilt from all of them) over the reference grids
@@ -75,15 +75,59 @@ class TipAdapter(_CacheHead):
     (``search_scale=(s_beta, s_alpha)``; the default (7, 3) is the ImageNet setting). Pass features
     averaged over augmented views, as the reference does (``cliplab.adapt.views.average_views``).
 
-    Fitted attributes:
-        classes_, n_features_in_: as in scikit-learn.
-        cache_keys_: (N, D) the cache keys (training features).
-        cache_values_: (N, C) one-hot labels.
-        text_weights_: (C, D) zero-shot weights in the order of ``classes_``.
-        logit_scale_: zero-shot logit scale.
-        alpha_, beta_: the residual ratio and sharpness used.
-        val_accuracy_: validation accuracy at (alpha_, beta_) (None when nothing was searched).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Residual ratio of the cache logits; None searches it.
+    beta : float >= 0 or None, default=None
+        Sharpness of the cache affinities; None searches it.
+    init_alpha, init_beta : float >= 0, default=1.17, 1.0
+        Values used before (or without) the search.
+    search_scale : array-like of 2 floats, default=(7.0, 3.0)
+        ``(s_beta, s_alpha)``, the upper ends of the reference grids.
+    search_step : array-like of 2 ints, default=(200, 20)
+        Number of grid steps for beta and alpha.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    cache_keys_ : ndarray of shape (N, D)
+        The cache keys (training features).
+    cache_values_ : ndarray of shape (N, C)
+        One-hot labels of the keys.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_ : float
+        The residual ratio and sharpness used.
+    val_accuracy_ : float or None
+        Validation accuracy at (alpha_, beta_) (None when nothing was searched).
     """
+
+    _parameter_constraints: dict = {
+        **ZERO_SHOT_CONSTRAINTS,
+        "alpha": [None, NON_NEGATIVE],
+        "beta": [None, NON_NEGATIVE],
+        "init_alpha": [NON_NEGATIVE],
+        "init_beta": [NON_NEGATIVE],
+        "search_scale": ["array-like"],
+        "search_step": ["array-like"],
+        "val_fraction": [FRACTION],
+        "random_state": [SEED],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, init_alpha: float = 1.17, init_beta: float = 1.0,
@@ -100,6 +144,7 @@ class TipAdapter(_CacheHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> "TipAdapter":
         X, y_index = self._prepare(X, y)
         self.alpha_ = float(self.alpha if self.alpha is not None else self.init_alpha)
@@ -115,7 +160,6 @@ class TipAdapter(_CacheHead):
         return self
 
 
-@register
 class TipAdapterF(_CacheHead):
     """Tip-Adapter-F: Tip-Adapter whose cache keys are fine-tuned with cross-entropy.
 
@@ -126,9 +170,67 @@ class TipAdapterF(_CacheHead):
     validation rows with the tuned keys. ``fit(..., views=V)`` trains on augmented-view features
     V (N x n_views x D) of the cache rows instead of the rows themselves.
 
-    Fitted attributes: as :class:`TipAdapter`, plus ``epochs_run_`` (epochs trained) and
-    ``best_epoch_`` (the epoch whose keys were kept; 0 = the untrained cache).
+    Parameters
+    ----------
+    text_weights : array-like of shape (C, D), ZeroShotClassifier or None, default=None
+        Zero-shot class weights whose rows follow the sorted labels, or a fitted ``ZeroShotClassifier``
+        (its rows are reordered by class name).
+    logit_scale : float > 0 or None, default=None
+        Scale of the zero-shot logits; None takes the classifier's model scale, else 100.
+    alpha : float >= 0 or None, default=None
+        Residual ratio of the cache logits; None searches it.
+    beta : float >= 0 or None, default=None
+        Sharpness of the cache affinities; None searches it.
+    init_alpha, init_beta : float >= 0, default=1.17, 1.0
+        Values used before (or without) the search.
+    search_scale : array-like of 2 floats, default=(7.0, 3.0)
+        ``(s_beta, s_alpha)``, the upper ends of the reference grids.
+    search_step : array-like of 2 ints, default=(200, 20)
+        Number of grid steps for beta and alpha.
+    lr : float > 0, default=1e-3
+        AdamW learning rate.
+    epochs : int >= 1, default=20
+        Most epochs trained.
+    batch_size : int >= 1, default=256
+        Rows per step.
+    patience : int >= 1, default=5
+        Epochs without a better validation accuracy before stopping.
+    val_fraction : float in (0, 1), default=0.25
+        Share of each class carved from the training rows for the search when no ``X_val`` is given.
+    random_state : int >= 0, default=0
+        Seed of the validation carve and of the batch order.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        Sorted unique labels; score columns follow them.
+    n_features_in_ : int
+        Feature width D.
+    cache_keys_ : ndarray of shape (N, D)
+        The cache keys (training features, fine-tuned).
+    cache_values_ : ndarray of shape (N, C)
+        One-hot labels of the keys.
+    text_weights_ : ndarray of shape (C, D)
+        Zero-shot weights in the order of ``classes_``.
+    logit_scale_ : float
+        The zero-shot logit scale used.
+    alpha_, beta_ : float
+        The residual ratio and sharpness used.
+    val_accuracy_ : float or None
+        Validation accuracy at (alpha_, beta_) (None when nothing was searched).
+    epochs_run_ : int
+        Epochs trained.
+    best_epoch_ : int
+        The epoch whose keys were kept (0 = the untrained cache).
     """
+
+    _parameter_constraints: dict = {
+        **TipAdapter._parameter_constraints,
+        "lr": [POSITIVE],
+        "epochs": [COUNT],
+        "batch_size": [COUNT],
+        "patience": [COUNT],
+    }
 
     def __init__(self, text_weights: Any = None, logit_scale: float | None = None, alpha: float | None = None,
                  beta: float | None = None, init_alpha: float = 1.17, init_beta: float = 1.0,
@@ -150,6 +252,7 @@ class TipAdapterF(_CacheHead):
         self.val_fraction = val_fraction
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, views: Any = None) -> "TipAdapterF":
         X, y_index = self._prepare(X, y)
         if views is not None:
@@ -168,8 +271,7 @@ class TipAdapterF(_CacheHead):
         self.cache_values_ = one_hot(key_index, len(self.classes_))
         self.alpha_ = float(self.alpha if self.alpha is not None else self.init_alpha)
         self.beta_ = float(self.beta if self.beta is not None else self.init_beta)
-        with small_torch_ops():
-            self.cache_keys_ = self._train_keys(keys, train_X, train_y, Xv, yv)
+        self.cache_keys_ = self._train_keys(keys, train_X, train_y, Xv, yv)
         self.val_accuracy_ = None
         if len(Xv) and (self.alpha is None or self.beta is None):
             self._search(self.cache_keys_, key_index, Xv, yv)

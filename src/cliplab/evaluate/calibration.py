@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.special
 
 from cliplab.errors import InputError
 
@@ -115,10 +116,7 @@ def nll(probs, y) -> float:
 
 def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature`` (float64, numerically stable)."""
-    z = np.asarray(logits, np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return scipy.special.softmax(np.asarray(logits, np.float64) / temperature, axis=1)
 
 
 def _nll_at(logits: np.ndarray, y: np.ndarray, beta: float) -> float:

@@ -71,7 +71,7 @@ def error_grid(
 ) -> bytes | None:
     """PNG of the ``n`` most confident mistakes (softmax probability of the wrong class), or None
     when there is no mistake."""
-    from cliplab.zeroshot._base import softmax
+    from scipy.special import softmax
 
     probs = softmax(np.asarray(logits, np.float64), axis=1)
     pred = probs.argmax(1)

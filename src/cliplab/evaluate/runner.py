@@ -229,7 +229,7 @@ def run_zeroshot_classification(
     if not keep:
         raise InputError(f"no image of {name!r} has a label among the {len(classes)} classes")
     y = np.array([index[items[i].label] for i in keep], dtype=np.int64)
-    logits = clf.decision_function(feats.X[keep])
+    logits = clf.class_scores(feats.X[keep])
     metrics = classification_metrics(logits, y, classes)
     per_class = metrics.pop("per_class")
     return ClassificationResult(

@@ -35,7 +35,7 @@ def zero_shot_attribute(model: Model, image_emb: np.ndarray, records: list[Scene
     """Zero-shot classification of one attribute of single-object scenes, with the attribute's own prompts."""
     classes = synthetic.attribute_values(attribute)
     clf = ZeroShotClassifier(model, classes, templates=synthetic.attribute_prompts(attribute)).fit()
-    logits = clf.decision_function(image_emb)
+    logits = clf.class_scores(image_emb)
     y = np.array([classes.index(synthetic.attribute_label(r.objects, r.background, attribute)) for r in records])
     metrics = classification_metrics(logits, y, classes)
     return AttributeResult(attribute, classes, y, logits.argmax(1), logits, metrics)

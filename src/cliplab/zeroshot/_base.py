@@ -1,4 +1,5 @@
-"""Small helpers shared by the zero-shot heads: input checks, softmax, normalisation, cloning."""
+"""Small helpers shared by the zero-shot heads (and the adaptation heads): input checks, class scores,
+normalisation, cloning."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from cliplab.errors import InputError
-from cliplab.validation import check_embeddings, check_labels
+from cliplab.validation import ValidatedParams, check_embeddings, check_labels
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -19,19 +20,28 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax along ``axis``."""
-    z = z - np.max(z, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+class ClassScores:
+    """Mixin: ``decision_function`` and ``predict`` from ``class_scores(X)``, (N, C) with one column per class.
+
+    ``decision_function`` follows scikit-learn's shape: the (N, C) scores for three or more classes;
+    for two, (N,) the score of ``classes_[1]`` minus that of ``classes_[0]``, positive when the
+    positive class wins, as the binary scorers (``roc_auc``, ``average_precision``) expect.
+    """
+
+    def class_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        scores = self.class_scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class of the highest score (ties go to the earlier class)."""
+        scores = self.class_scores(X)  # checks fitted first
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
-def logsumexp(z: np.ndarray, axis: int) -> np.ndarray:
-    m = np.max(z, axis=axis, keepdims=True)
-    return np.squeeze(m, axis=axis) + np.log(np.exp(z - m).sum(axis=axis))
-
-
-class TextHead:
+class TextHead(ValidatedParams):
     """Mixin for heads whose ``fit`` only encodes texts: the shared scikit-learn input contract.
 
     ``fit(X, y)`` checks ``X``/``y`` when given (lengths, finite floats, labels among the classes);

@@ -2,34 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 
 from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import SharedModelClone, TextHead, softmax
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead
 from cliplab.zeroshot.templates import TemplateSpec, ensemble_text_weights
 
 
-class ZeroShotClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class ZeroShotClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """CLIP zero-shot classifier: ``logit_scale * X @ text_weights_.T``.
 
     ``X`` holds L2-normalised image embeddings from ``model``; labels are the class names.
     ``fit`` only builds the text side (``X`` and ``y`` are checked, not learned from), so the head
     drops into ``Pipeline`` / ``cross_val_score``. Predicting before ``fit`` raises ``NotFittedError``.
 
-    Fitted attributes:
-        classes_: (C,) array of the class names, in the order given.
-        text_weights_: (C, D) float32, one L2-normalised prompt-ensemble embedding per class.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    classnames : sequence of str
+        The distinct class names; they are the labels.
+    templates : str, path, list of str or mapping, default="default"
+        A built-in template set, templates with ``{c}``, a .txt/.json file, or class -> prompts.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The class names, in the order given.
+    text_weights_ : ndarray of shape (C, D)
+        float32, one L2-normalised prompt-ensemble embedding per class.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
+
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "classnames": "no_validation",  # check_classnames says what to pass instead
+        "templates": [str, os.PathLike, Mapping, "array-like"],
+    }
 
     def __init__(self, model, classnames: Sequence[str], templates: TemplateSpec = "default"):
         self.model = model
         self.classnames = classnames
         self.templates = templates
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "ZeroShotClassifier":
         self.classes_ = np.array(check_classnames(self.classnames))
         self.text_weights_ = ensemble_text_weights(self.model, self.classes_.tolist(), self.templates)
@@ -37,16 +60,11 @@ class ZeroShotClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstima
         self._check_fit_inputs(X, y)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) logits: ``model.logit_scale * X @ text_weights_.T``."""
         X = self._checked(X)
         return np.float32(self.model.logit_scale) * (X @ self.text_weights_.T)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax of the logits; rows sum to 1."""
-        return softmax(self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Class names of the highest logit (ties go to the earlier class)."""
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        return softmax(self.class_scores(X), axis=1)

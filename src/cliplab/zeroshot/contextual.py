@@ -5,20 +5,17 @@ classify conditioned on them, marginalising: ``P(y|x) = sum_z P(z|x) P(y|x,z)``.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy.special import logsumexp, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
-from cliplab.validation import check_classnames
-from cliplab.zeroshot._base import (
-    SharedModelClone,
-    TextHead,
-    logsumexp,
-    normalise_rows,
-    softmax,
-)
+from cliplab.validation import POSITIVE, check_classnames
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead, normalise_rows
 from cliplab.zeroshot.templates import fill_template
 
 Attributes = Mapping[str, Mapping[str, str | Sequence[str]]]
@@ -57,7 +54,7 @@ def context_text(main: str, description: str) -> str:
     return f"{main}, {description}." if description else f"{main}."
 
 
-class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class ContextualClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """Two-step PerceptionCLIP classifier over L2-normalised image embeddings.
 
     f(y, z; x) = logit_scale * cos(x, t(y, z)), t(y, z) the renormalised mean of the normalised
@@ -67,13 +64,46 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
     ``"without_y"``: P(z|x) = softmax_z f(z;x)/T with the class name replaced by ``convert_text``.
     Step 2: P(y|x,z) = softmax_y f(y,z;x) (temperature 1); P(y|x) = sum_z P(z|x) P(y|x,z).
 
-    Fitted attributes:
-        classes_: (Y,) array of the class names.
-        contexts_: the Z contexts, each a dict factor -> value.
-        text_weights_: (Y, Z, D) float32, the L2-normalised embedding of each (class, context) text.
-        context_weights_: (Z, D) float32 for ``infer_mode="without_y"``, else None.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    classnames : sequence of str
+        The distinct class names; they are the labels.
+    attributes : mapping
+        ``{factor: {value: description or [descriptions]}}``, the contextual attributes z.
+    template : str, default="a photo of a {c}"
+        The class part of every prompt.
+    temperature : float > 0, default=1.0
+        Temperature T of step 1.
+    infer_mode : {"with_y", "without_y"}, default="with_y"
+        How P(z|x) is inferred (see above).
+    convert_text : str, default="object"
+        The word replacing the class name for ``infer_mode="without_y"``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (Y,)
+        The class names.
+    contexts_ : list of dict
+        The Z contexts, each a dict factor -> value.
+    text_weights_ : ndarray of shape (Y, Z, D)
+        float32, the L2-normalised embedding of each (class, context) text.
+    context_weights_ : ndarray of shape (Z, D) or None
+        For ``infer_mode="without_y"``, else None.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
+
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "classnames": "no_validation",  # check_classnames says what to pass instead
+        "attributes": [Mapping],
+        "template": [str],
+        "temperature": [POSITIVE],
+        "infer_mode": [StrOptions(set(INFER_MODES))],
+        "convert_text": [str],
+    }
 
     def __init__(self, model, classnames: Sequence[str], attributes: Attributes,
                  template: str = "a photo of a {c}", temperature: float = 1.0,
@@ -95,12 +125,9 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
                 counts.append(len(descs))
         return texts, counts
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "ContextualClassifier":
         """Encode the (y, z) texts (and the z-only texts for "without_y") in one batched call."""
-        if self.infer_mode not in INFER_MODES:
-            raise InputError(f"infer_mode must be one of {', '.join(INFER_MODES)}, got {self.infer_mode!r}")
-        if not self.temperature > 0:
-            raise InputError(f"temperature must be > 0, got {self.temperature}")
         self.classes_ = np.array(check_classnames(self.classnames))
         self.contexts_, descriptions = compose_contexts(self.attributes)
         names = self.classes_.tolist() + ([self.convert_text] if self.infer_mode == "without_y" else [])
@@ -138,11 +165,7 @@ class ContextualClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         p_y_given_z = softmax(logits, axis=1)  # softmax over y, per z
         return np.einsum("nz,nyz->ny", p_z, p_y_given_z)
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """log P(y|x)."""
+    def class_scores(self, X: Any) -> np.ndarray:
+        """(N, Y) log P(y|x)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]

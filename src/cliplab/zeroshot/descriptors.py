@@ -5,14 +5,18 @@ Large Language Models", ICLR'23): a class scores the mean cosine between the ima
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 
 from cliplab.errors import InputError
-from cliplab.zeroshot._base import SharedModelClone, TextHead, normalise_rows, softmax
+from cliplab.zeroshot._base import ClassScores, SharedModelClone, TextHead, normalise_rows
 
 Descriptors = Mapping[str, list[str]] | str | Path
 AGGREGATES = ("mean", "max", "sum")
@@ -69,7 +73,7 @@ def descriptor_prompt(classname: str, descriptor: str, after_text: str = "", str
     return f"{classname}, {make_descriptor_sentence(descriptor, strict_articles)}{after_text}"
 
 
-class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEstimator):
+class DescriptorClassifier(SharedModelClone, TextHead, ClassScores, ClassifierMixin, BaseEstimator):
     """Scores class k as ``aggregate_{d in D_k} cos(x, t(d))`` (mean by default; "max", "sum"
     are the release's other options). Scores carry no logit scale, as in the paper.
 
@@ -77,13 +81,42 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
     softmax to the raw scores for its top-k metric; scaling by the model's temperature gives
     probabilities as peaked as ordinary zero-shot ones. The argmax is unchanged either way.
 
-    Fitted attributes:
-        classes_: (C,) array of the class names (the descriptor mapping's keys).
-        descriptor_texts_: the M descriptors, class by class; prompts_: their full prompts.
-        descriptor_class_: (M,) index of the class each descriptor belongs to.
-        descriptor_embeddings_: (M, D) float32, L2-normalised prompt embeddings.
-        n_features_in_: D, the embedding width ``X`` must have.
+    Parameters
+    ----------
+    model : cliplab Model
+        The CLIP model whose text tower encodes the prompts (and whose image embeddings ``X`` are).
+    descriptors : mapping or path
+        ``{classname: [descriptor, ...]}`` or a JSON file of that shape.
+    aggregate : {"mean", "max", "sum"}, default="mean"
+        How a class's descriptor cosines combine into its score.
+    after_text : str, default=""
+        Text appended to every prompt.
+    strict_articles : bool, default=False
+        Treat only the words "a" / "an" as articles when building the descriptor sentences.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (C,)
+        The class names (the descriptor mapping's keys).
+    descriptor_texts_ : list of str
+        The M descriptors, class by class.
+    prompts_ : list of str
+        Their full prompts.
+    descriptor_class_ : ndarray of shape (M,)
+        Index of the class each descriptor belongs to.
+    descriptor_embeddings_ : ndarray of shape (M, D)
+        float32, L2-normalised prompt embeddings.
+    n_features_in_ : int
+        D, the embedding width ``X`` must have.
     """
+
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "descriptors": [Mapping, str, os.PathLike],
+        "aggregate": [StrOptions(set(AGGREGATES))],
+        "after_text": [str],
+        "strict_articles": ["boolean"],
+    }
 
     def __init__(self, model, descriptors: Descriptors, aggregate: str = "mean",
                  after_text: str = "", strict_articles: bool = False):
@@ -93,10 +126,9 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         self.after_text = after_text
         self.strict_articles = strict_articles
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> "DescriptorClassifier":
         """Encode every descriptor prompt (one batched call); ``X`` is only shape-checked."""
-        if self.aggregate not in AGGREGATES:
-            raise InputError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         descs = load_descriptors(self.descriptors)
         self.classes_ = np.array(list(descs))
         self.descriptor_texts_ = [d for ds in descs.values() for d in ds]
@@ -112,7 +144,7 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         X = self._checked(X)
         return X @ self.descriptor_embeddings_.T  # (N, M) cosines, both sides unit-norm
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def class_scores(self, X: Any) -> np.ndarray:
         """(N, C) class scores: the aggregate cosine over each class's descriptors."""
         sims = self._similarities(X)
         starts = np.searchsorted(self.descriptor_class_, np.arange(len(self.classes_)))
@@ -124,19 +156,15 @@ class DescriptorClassifier(SharedModelClone, TextHead, ClassifierMixin, BaseEsti
         return total / np.bincount(self.descriptor_class_).astype(np.float32)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """``softmax(model.logit_scale * decision_function(X))``; rows sum to 1."""
-        return softmax(np.float32(self.model.logit_scale) * self.decision_function(X), axis=1)
-
-    def predict(self, X: Any) -> np.ndarray:
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        """``softmax(model.logit_scale * class_scores(X))``; rows sum to 1."""
+        return softmax(np.float32(self.model.logit_scale) * self.class_scores(X), axis=1)
 
     def explain(self, X: Any, top: int | None = 3) -> list[dict]:
         """Per image: ``{"label", "score", "descriptors": [{"descriptor", "similarity"}, ...]}``,
         the predicted class's descriptors ranked by similarity (their contribution to the score),
         highest first; ties keep the descriptor order. ``top=None`` lists them all."""
         sims = self._similarities(X)
-        scores = self.decision_function(X)
+        scores = self.class_scores(X)
         out = []
         for s_row, c_row in zip(sims, scores):
             k = int(np.argmax(c_row))

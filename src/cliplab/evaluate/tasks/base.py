@@ -107,7 +107,7 @@ class ZeroShotRun:
 
     @property
     def logits(self) -> np.ndarray:
-        return self.head.decision_function(self.X)
+        return self.head.class_scores(self.X)
 
     @property
     def cosines(self) -> np.ndarray:

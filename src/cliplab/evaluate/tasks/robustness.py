@@ -85,7 +85,7 @@ def run_robustness(
             step(f"{c}, severity {s}")
             shown = [corrupt(im, c, s, np.random.default_rng([seed, key, s, i])) for i, im in enumerate(clean)]
             emb = model.encode_images(shown, batch_size=opts.batch_size_for(model))
-            acc[c][s] = float(np.mean(run.head.decision_function(emb).argmax(1) == run.y))
+            acc[c][s] = float(np.mean(run.head.class_scores(emb).argmax(1) == run.y))
     metrics = {"clean_acc1": clean_acc1, "corruptions": acc, **corruption_errors(clean_acc1, acc)}
     return RobustnessResult(
         **header(model, name, "robustness", pretrained), metrics=metrics, corruptions=corruptions, severities=severities,
