@@ -10,8 +10,8 @@ import os
 
 import torch
 
+from cliplab.errors import ModelLoadError
 from cliplab.models.base import Model
-from cliplab.models.errors import ModelLoadError
 from cliplab.models.precision import DEFAULT_PRECISION
 from cliplab.models.spec import GRAMMAR, ModelSpec, parse_spec
 

@@ -27,7 +27,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from cliplab.models.errors import ModelLoadError
+from cliplab.errors import ModelLoadError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CHOICES = (*PRECISIONS, "auto")
