@@ -5,7 +5,16 @@
     feats = cliplab.embed(model, "photos/")           # cached, resumable, L2-normalised
     clf = cliplab.ZeroShotClassifier(model, ["cat", "dog"], templates="openai_imagenet")
     clf.predict(feats.X)
+
+The public API, one rule: everything the README's examples use is importable as ``cliplab.X`` or
+``cliplab.<subpackage>.X`` and listed in that package's ``__all__``; deeper module paths are
+internal and may move. The main entry points are here (``load_model``, ``embed``, ``segment``,
+``ZeroShotClassifier``, ``SearchIndex``, ``TrainConfig``); the rest is in the subpackages:
+``cliplab.adapt`` (few-shot heads), ``cliplab.dense``, ``cliplab.search``, ``cliplab.train``
+(``cliplab.train.train``), ``cliplab.zeroshot``, ``cliplab.features``, ``cliplab.models``, ``cliplab.data``.
 """
+
+import importlib
 
 from cliplab import metrics
 from cliplab.dense import segment
@@ -20,6 +29,11 @@ from cliplab.zeroshot import (
 
 __version__ = "0.1.0"
 
+# Loaded on first use (PEP 562 module __getattr__): FAISS and the web service behind cliplab.search
+# alone add 1.5 s, which every command would pay at start-up if this module imported them.
+_LAZY_SUBPACKAGES = ("adapt", "data", "dense", "features", "models", "search", "train", "zeroshot")
+_LAZY_NAMES = {"SearchIndex": "cliplab.search", "TrainConfig": "cliplab.train"}
+
 __all__ = [
     "DEFAULT_MODEL",
     "CliplabError",
@@ -27,9 +41,31 @@ __all__ = [
     "DescriptorClassifier",
     "Features",
     "Model",
+    "SearchIndex",
+    "TrainConfig",
     "ZeroShotClassifier",
+    "adapt",
+    "data",
+    "dense",
     "embed",
+    "features",
     "load_model",
     "metrics",
+    "models",
+    "search",
     "segment",
+    "train",
+    "zeroshot",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"cliplab.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

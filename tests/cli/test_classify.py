@@ -80,17 +80,15 @@ def test_bad_input_exits_2(cli, model_args, tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0]
 
 
-def test_old_labels_flag_and_comment_lines(cli, model_args, tmp_path):
+def test_comment_lines_and_no_old_labels_flag(cli, model_args, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("# shapes to look for\ncircle\nsquare\n")
-    result = cli("classify", *model_args, "--images", "synthetic:3", "--labels", names, "--out", tmp_path / "p.csv", *FAST)
+    result = cli("classify", *model_args, "--images", "synthetic:3", "--classnames", names, "--out", tmp_path / "p.csv", *FAST)
     assert result.exit_code == 0, result.output
-    assert "warning: --labels is deprecated; use --classnames" in result.stderr
     rows = _rows(tmp_path / "p.csv")
     assert {rows[1][1], rows[1][3]} == {"circle", "square"}  # the comment is not a class
-    both = cli("classify", *model_args, "--images", "synthetic:3", "--labels", "a,b", "--classnames", "a,b",
-               "--out", tmp_path / "q.csv", *FAST)  # fmt: skip
-    assert both.exit_code == 2 and "pass only --classnames" in both.stderr
+    old = cli("classify", *model_args, "--images", "synthetic:3", "--labels", names, "--out", tmp_path / "q.csv", *FAST)
+    assert old.exit_code == 2 and "--labels" in old.stderr and not (tmp_path / "q.csv").exists()
 
 
 def test_near_duplicate_names_warn(cli, model_args, tmp_path):

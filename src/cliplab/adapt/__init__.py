@@ -12,6 +12,8 @@ from cliplab.adapt.calibration import (
     mean_set_size,
     set_coverage,
 )
+from cliplab.adapt.compare import Task, run_comparison, summarise
+from cliplab.adapt.export import export_best
 from cliplab.adapt.gda import GDA
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
@@ -40,7 +42,11 @@ __all__ = [
     "TemperatureScaling",
     "TipAdapter",
     "TipAdapterF",
+    "Task",
+    "export_best",
     "load",
+    "run_comparison",
+    "summarise",
     "one_class_metrics",
     "mean_set_size",
     "set_coverage",

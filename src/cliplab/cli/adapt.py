@@ -17,15 +17,16 @@ from cliplab.adapt.export import SELECTION_FRACTION
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
+    DECODE_OPTION,
     MODEL_OPTION,
     NO_CACHE_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
     WORKERS_OPTION,
+    Decode,
+    EmbeddingOptions,
     Precision,
-    cache_folder,
-    load_model_for,
     user_errors,
     warnings_as_lines,
 )
@@ -134,6 +135,7 @@ def adapt_command(
     pretrained: Optional[str] = PRETRAINED_OPTION,
     precision: Precision = PRECISION_OPTION,
     batch_size: Optional[int] = BATCH_SIZE_OPTION,
+    decode: Decode = DECODE_OPTION,
     cache_dir: Optional[Path] = CACHE_DIR_OPTION,
     no_cache: bool = NO_CACHE_OPTION,
     workers: Optional[int] = WORKERS_OPTION,
@@ -166,14 +168,13 @@ def adapt_command(
                 raise InputError(f"--export-method {export_method!r} is not among the exportable methods compared: {', '.join(exportable)}")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
-        cache = cache_folder(cache_dir, no_cache)
+        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
         train_source = open_source(train)
         check_classes([item.label for item in train_source.items], "--train")
         test_source = open_source(test) if test is not None else None
         if test_source is not None:
             check_classes([item.label for item in test_source.items], "--test", min_classes=1)
-        clip = load_model_for(model, pretrained, precision, announce=progress)
-        kw = dict(cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress)
+        clip, kw = options.prepare()
         pool = embed(clip, train_source, **kw).labelled()  # images kept unlabelled were named by the source
         y_all = np.array(pool.labels, dtype=str)
         pool_load = image_loader(train_source, pool.ids)

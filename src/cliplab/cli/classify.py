@@ -32,10 +32,8 @@ from cliplab.cli.common import (
     WORKERS_OPTION,
     Decode,
     OnConflict,
+    EmbeddingOptions,
     Precision,
-    cache_folder,
-    deprecated_alias,
-    load_model_for,
     open_images,
     read_names,
     say_what_was_left_out,
@@ -102,7 +100,6 @@ def classify_command(
     label_col: Optional[str] = LABEL_COL_OPTION,
     on_conflict: OnConflict = ON_CONFLICT_OPTION,
     progress: bool = PROGRESS_OPTION,
-    labels: Optional[str] = typer.Option(None, "--labels", "-l", hidden=True, help="Deprecated name of --classnames."),
     head: Optional[Path] = typer.Option(None, "--head", help="A head saved by cliplab adapt --export (or head.save): classify with it instead of zero-shot."),
     conformal_alpha: Optional[float] = typer.Option(None, "--conformal-alpha", help="With a --head exported with conformal sets: add each image's prediction set at this miscoverage (0.1: 90% of sets hold the true class)."),
 ) -> None:
@@ -111,17 +108,15 @@ def classify_command(
     from cliplab.zeroshot import ZeroShotClassifier
 
     with user_errors(), warnings_as_lines():
-        given = deprecated_alias(classnames, labels, "--labels", "--classnames")
-        if (head is None) == (given is None) or (conformal_alpha is not None and head is None):
+        if (head is None) == (classnames is None) or (conformal_alpha is not None and head is None):
             raise InputError("pass --classnames for zero-shot, or --head (optionally with --conformal-alpha)")
-        names = read_names(given, "--classnames") if head is None else None
+        names = read_names(classnames, "--classnames") if head is None else None
         if names is not None and len(names) < 2:  # a softmax over one class scores every image 1.000
             raise InputError(f"--classnames names one class ({names[0]}); classifying needs at least two, e.g. '{names[0]},other'")
-        cache = cache_folder(cache_dir, no_cache)
+        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        clip = load_model_for(model, pretrained, precision, announce=progress)
-        feats = embed(clip, source, cache_dir=cache, batch_size=batch_size, num_workers=workers, progress=progress,
-                      decode=decode.value)
+        clip, embed_kwargs = options.prepare()
+        feats = embed(clip, source, **embed_kwargs)
         sets = None
         if head is None:
             probs = ZeroShotClassifier(clip, names, templates).fit().predict_proba(feats.X)

@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, TypeVar
@@ -16,11 +17,13 @@ import typer
 from cliplab.errors import CliplabError, InputError, command_line_spelling, warn
 from cliplab.models import DEFAULT_MODEL
 from cliplab.models.precision import CHOICES as PRECISION_CHOICES
+from cliplab.models.precision import DEFAULT_PRECISION
 from cliplab.validation import check_classnames
 
 if TYPE_CHECKING:
     from cliplab.data.sources import ImageSource
     from cliplab.features import Features
+    from cliplab.models import Model
 
 T = TypeVar("T")
 
@@ -31,9 +34,9 @@ IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .c
 CLASSNAMES_OPTION = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")
 Precision = Enum("Precision", {name: name for name in PRECISION_CHOICES}, type=str)  # --precision's choices
 PRECISION_OPTION = typer.Option(
-    "auto", "--precision",
-    help="Compute precision: auto (bf16 where the hardware runs it natively, else fp32), fp32, bf16, "
-    "fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
+    DEFAULT_PRECISION, "--precision",
+    help="Compute precision: fp32 (the default, as load_model's: the same numbers on every machine), auto (bf16 "
+    "where the hardware runs it natively, else fp32), bf16, fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
 )
 BATCH_SIZE_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Images per forward pass (default: 256 on CUDA, 64 on the CPU).")
 Decode = Enum("Decode", {name: name for name in ("auto", "cpu", "gpu")}, type=str)  # --decode's choices
@@ -113,6 +116,41 @@ def load_model_for(model: str, pretrained: str | None, precision: "str | Precisi
     if precision == "auto" and announce:
         typer.echo(f"precision: {clip.precision} ({auto_precision(clip.device)[1]})", err=True)
     return clip
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """The options every command that loads a model and embeds a collection shares (``--model``,
+    ``--pretrained``, ``--precision``, ``--decode``, ``--cache-dir``/``--no-cache``, ``--batch-size``,
+    ``--workers``, ``--progress``): built once per command from its flags, turned into a model and
+    ``embed`` keyword arguments by :meth:`prepare`."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = None
+    precision: str = DEFAULT_PRECISION
+    decode: str = "auto"
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    batch_size: int | None = None
+    workers: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:  # the flags' enums as the strings the library takes
+        object.__setattr__(self, "precision", getattr(self.precision, "value", self.precision))
+        object.__setattr__(self, "decode", getattr(self.decode, "value", self.decode))
+
+    def embed_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``cliplab.features.embed``; caches by default."""
+        return {"cache_dir": cache_folder(self.cache_dir, self.no_cache), "batch_size": self.batch_size,
+                "num_workers": self.workers, "progress": self.progress, "decode": self.decode}  # fmt: skip
+
+    def load_model(self) -> Model:
+        return load_model_for(self.model, self.pretrained, self.precision, announce=self.progress)
+
+    def prepare(self) -> tuple[Model, dict[str, Any]]:
+        """The loaded model and the ``embed`` keyword arguments; contradicting flags fail before the model loads."""
+        kwargs = self.embed_kwargs()
+        return self.load_model(), kwargs
 
 
 def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -16,6 +17,8 @@ from cliplab.cli.common import (
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
+    Precision,
+    load_model_for,
     user_errors,
 )
 from cliplab.data import synthetic
@@ -30,8 +33,8 @@ from cliplab.files import write_json
 @app.command()
 def demo(
     model_spec: str = MODEL_OPTION,
-    pretrained: str = PRETRAINED_OPTION,
-    precision: str = PRECISION_OPTION,
+    pretrained: Optional[str] = PRETRAINED_OPTION,
+    precision: Precision = PRECISION_OPTION,
     n: int = typer.Option(1000, "--n", min=10, help="Images per task (classification and retrieval each)."),
     seed: int = typer.Option(2026, help="Seed of the fresh test scenes (training never used it)."),
     split: str = typer.Option("test", help="test, or heldout for shape-colour pairs never seen in training."),
@@ -44,14 +47,12 @@ def demo(
     Prints accuracy per attribute and recall@1/5/10 in both directions, and writes an HTML report
     with a confusion matrix per attribute and example retrievals. Runs offline on the bundled model by default.
     """
-    from cliplab.models import load_model
-
     console = Console(stderr=True)
     with user_errors(), Progress(console=console, transient=True, disable=not progress) as bar:
         if split not in synthetic.SPLITS:
             raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
         task = bar.add_task("loading model", total=6 + len(synthetic.ATTRIBUTES))
-        model = load_model(model_spec, pretrained=pretrained, precision=precision)
+        model = load_model_for(model_spec, pretrained, precision, announce=progress)
 
         def step(description: str) -> None:
             bar.update(task, advance=1, description=description)

@@ -29,9 +29,8 @@ from cliplab.cli.common import (
     WORKERS_OPTION,
     Decode,
     OnConflict,
+    EmbeddingOptions,
     Precision,
-    cache_folder,
-    load_model_for,
     open_images,
     say_what_was_left_out,
     user_errors,
@@ -90,14 +89,15 @@ def embed_command(
             if stray:
                 raise InputError(f"{stray} applies to the local engine, not to --engine ray")
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        clip = load_model_for(model, pretrained, precision, announce=progress)
+        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
         if engine is Engine.ray:
+            clip = options.load_model()
             quiet_ray()
             feats = embed_ray(clip, source, pretrained=pretrained, precision=clip.precision, address=ray_address,
                               batch_size=batch_size or 64, logging_level=logging.ERROR)  # fmt: skip
         else:
-            feats = embed(clip, source, cache_dir=cache_folder(cache_dir, no_cache), batch_size=batch_size,
-                          num_workers=workers, progress=progress, decode=decode.value)  # fmt: skip
+            clip, embed_kwargs = options.prepare()
+            feats = embed(clip, source, **embed_kwargs)
         feats.save(out)
         say_what_was_left_out(feats, out)
     stats = feats.stats

@@ -13,6 +13,7 @@ from cliplab.cli.common import (
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     Precision,
+    load_model_for,
     user_errors,
     warnings_as_lines,
 )
@@ -118,9 +119,7 @@ def dedup_command(
         feats = Features.load(features)
         text_vecs = None
         if text_weight > 0 and feats.captions is not None:
-            from cliplab.models import load_model
-
-            clip = load_model(model or feats.model, pretrained=pretrained, precision=precision.value)
+            clip = load_model_for(model or feats.model, pretrained, precision)
             _check_same_model(clip, feats)
             captions = [" ".join(c) if c else "" for c in feats.captions]
             text_vecs = normalise(clip.encode_texts(captions))

@@ -13,6 +13,8 @@ from cliplab.cli.common import (
     MODEL_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
+    Precision,
+    load_model_for,
     read_names,
     user_errors,
     warnings_as_lines,
@@ -64,19 +66,18 @@ def segment_command(
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
-    precision: str = PRECISION_OPTION,
+    precision: Precision = PRECISION_OPTION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
     from cliplab.data.images import open_image
     from cliplab.dense.overlay import overlay
     from cliplab.dense.segment import Segmenter
     from cliplab.files import atomic_folder, atomic_target, write_json
-    from cliplab.models import load_model
 
     with user_errors(), warnings_as_lines():
         names = read_names(classes, "--classes")
         picture = open_image(image)
-        clip = load_model(model, pretrained=pretrained, precision=precision)
+        clip = load_model_for(model, pretrained, precision)
         head = None
         if refiner is not None:
             from cliplab.dense.refine import CorrelationRefiner

@@ -4,6 +4,21 @@ a learned refinement (CLIP-DINOiser) and region self-distillation of patch token
 
 from cliplab.dense.attention import METHODS
 from cliplab.dense.features import dense_features
+from cliplab.dense.refine import CorrelationRefiner, train_refiner
+from cliplab.dense.regions import MaskPrompt, classify_regions, train_mask_prompt
 from cliplab.dense.segment import Segmentation, Segmenter, segment
+from cliplab.dense.self_distill import distill_regions
 
-__all__ = ["METHODS", "Segmentation", "Segmenter", "dense_features", "segment"]
+__all__ = [
+    "METHODS",
+    "CorrelationRefiner",
+    "MaskPrompt",
+    "Segmentation",
+    "Segmenter",
+    "classify_regions",
+    "dense_features",
+    "distill_regions",
+    "segment",
+    "train_mask_prompt",
+    "train_refiner",
+]

@@ -10,8 +10,9 @@ import os
 
 import torch
 
+from cliplab.errors import ModelLoadError
 from cliplab.models.base import Model
-from cliplab.models.errors import ModelLoadError
+from cliplab.models.precision import DEFAULT_PRECISION
 from cliplab.models.spec import GRAMMAR, ModelSpec, parse_spec
 
 DEFAULT_MODEL = "cliplab:shapes-tiny"
@@ -23,7 +24,7 @@ def load_model(
     spec: str = DEFAULT_MODEL,
     pretrained: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     seed: int = 0,
 ) -> Model:
     """Load a model by spec.
@@ -34,7 +35,8 @@ def load_model(
     device: default cuda when available, else cpu.
     precision: "fp32" (default) | "bf16" | "fp16" (CUDA only) | "int8" (CPU only, dynamic quantisation)
         | "auto" (bf16 where the hardware runs it natively, else fp32); see ``cliplab.models.precision``.
-        ``model.precision`` is the effective one.
+        ``model.precision`` is the effective one. fp32 is also the CLI's default, so the same model gives
+        the same numbers on every machine and in Python and the CLI alike; pass "auto" for speed.
     seed: random initialisation of an ``openclip:`` architecture without weights (same seed, same
         weights): such a model is for testing code paths and measuring speed, not for predictions.
     Errors a user can fix raise :class:`ModelLoadError` with a one-line message.

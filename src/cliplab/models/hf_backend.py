@@ -13,10 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
-from cliplab.errors import how_to_pass
+from cliplab.errors import ModelLoadError, brief, how_to_pass
 from cliplab.models import hub
 from cliplab.models.base import Model
-from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.options import check_precision, resolve_device
 from cliplab.models.precision import prepare_module
 from cliplab.models.weights import file_sha256

@@ -17,10 +17,9 @@ from typing import Sequence
 
 import torch
 
-from cliplab.errors import InputError, warn
+from cliplab.errors import InputError, ModelLoadError, brief, warn
 from cliplab.models import hub
 from cliplab.models.base import Model
-from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.openclip_fetch import hub_repo, looks_like_path, tag_weights
 from cliplab.models.options import check_precision, resolve_device
 from cliplab.models.precision import prepare_module

@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cliplab.errors import how_to_pass
+from cliplab.errors import ModelLoadError, brief, how_to_pass
 from cliplab.models import hub
-from cliplab.models.errors import ModelLoadError, brief
 from cliplab.models.weights import WEIGHT_SUFFIXES
 
 HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cliplab.models.errors import ModelLoadError, brief
+from cliplab.errors import ModelLoadError, brief
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, brief
 from cliplab.models.base import Model
-from cliplab.models.errors import brief
 
 
 class EncoderTower(torch.nn.Module):

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cliplab.models.errors import ModelLoadError
+from cliplab.errors import ModelLoadError
 from cliplab.models.openclip_backend import OpenClipModel
 
 HERE = Path(__file__).resolve().parent
