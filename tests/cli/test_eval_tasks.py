@@ -131,3 +131,11 @@ def test_task_first_rewrites_the_task_option():
     assert task_first(["--images", "x"]) == ["auto", "--images", "x"]
     assert task_first(["robustness", "--images", "x"]) == ["robustness", "--images", "x"]
     assert task_first(["--help"]) == ["--help"]
+
+
+def test_unknown_task_is_one_line_naming_the_tasks(cli, tmp_path):
+    for spelling in (["--task", "robustnes", "--images", "synthetic:4"], ["robustnes", "--images", "synthetic:4"]):
+        result = cli("eval", *spelling, "--out", tmp_path / "r.json")
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert "no such task 'robustnes'" in lines[0] and "'robustness'" in lines[0] and "zeroshot_retrieval" in lines[0]

@@ -86,6 +86,15 @@ class EvalGroup(TyperGroup):
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, task_first(args))
 
+    def resolve_command(self, ctx: Context, args: list[str]) -> Any:
+        """The task's sub-command; an unknown task is one line that names the tasks."""
+        with user_errors():
+            try:
+                return super().resolve_command(ctx, args)
+            except UsageError as exc:
+                message = exc.format_message().replace("No such command", "no such task")
+                raise InputError(f"{message} (tasks: {', '.join(self.commands)})") from exc
+
 
 class TaskCommand(TyperCommand):
     """A task's sub-command: an unknown, missing or bad option is one line that says what to do."""
