@@ -46,11 +46,6 @@ def test_help_reads_well_without_a_terminal(cli, command):
     assert "<bool>" not in text and "``" not in text and "│" not in text
 
 
-@pytest.mark.parametrize("command", [["demo"], ["embed"], ["classify"], ["eval"], ["data", "synth"]])
+@pytest.mark.parametrize("command", [["demo"], ["embed"], ["classify"], ["eval", "robustness"], ["data", "synth"]])
 def test_every_long_command_has_progress_switch(cli, command):
     assert "--progress / --no-progress" in cli(*command, "--help").stdout
-
-
-@pytest.mark.parametrize("command", [["demo"], ["embed"], ["classify"], ["eval"]])
-def test_every_command_that_embeds_takes_precision(cli, command):
-    assert "--precision" in cli(*command, "--help").stdout

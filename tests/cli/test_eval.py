@@ -7,14 +7,18 @@ import json
 import pytest
 
 from cliplab.evaluate.runner import open_dataset, run_zeroshot_classification
+from cliplab.evaluate.tasks import EmbedOptions
 
 FAST = ["--batch-size", "16", "--workers", "0", "--no-progress"]
 
 
 def test_help(cli):
-    result = cli("eval", "--help")
+    group = cli("eval", "--help")
+    assert group.exit_code == 0
+    assert "--task" in group.stdout and "zeroshot_classification" in group.stdout and "robustness" in group.stdout
+    result = cli("eval", "auto", "--help")
     assert result.exit_code == 0
-    for option in ("--images", "--task", "--templates", "--classnames", "--attribute", "--recall-k", "--out", "--report"):
+    for option in ("--images", "--templates", "--classnames", "--attribute", "--recall-k", "--out", "--report"):
         assert option in result.stdout
 
 
@@ -27,7 +31,7 @@ def test_classification_json_and_report(cli, model_args, tiny_model, tmp_path):
     data = json.loads(out.read_text())
     assert {k: data[k] for k in ("dataset", "task")} == {"dataset": "synthetic:16:7", "task": "zeroshot_classification"}
     assert data["model"] == tiny_model.name and data["pretrained"].endswith("tiny.safetensors")
-    expected = run_zeroshot_classification(tiny_model, open_dataset("synthetic:16:7", attribute="shape"), batch_size=16, num_workers=0)
+    expected = run_zeroshot_classification(tiny_model, open_dataset("synthetic:16:7", attribute="shape"), opts=EmbedOptions(batch_size=16, num_workers=0))
     assert data["metrics"] == pytest.approx(expected.metrics, abs=1e-6)
     assert data["attribute"] == "shape" and data["precision"] == "fp32" and "cliplab_version" in data
     assert "acc1" in result.stdout
@@ -49,12 +53,12 @@ def test_attribute_and_classnames(cli, model_args, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_old_dataset_flag_still_works(cli, model_args, tmp_path):
-    out = tmp_path / "res.json"
-    result = cli("eval", *model_args, "--dataset", "synthetic:8:1", "--out", out, *FAST)
-    assert result.exit_code == 0, result.output
-    assert "warning: --dataset is deprecated; use --images" in result.stderr
-    assert "--dataset" not in cli("eval", "--help").stdout  # hidden
+def test_old_dataset_flag_is_gone(cli, model_args, tmp_path):
+    result = cli("eval", *model_args, "--dataset", "synthetic:8:1", "--out", tmp_path / "res.json", *FAST)
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        "error: no such option --dataset for cliplab eval auto; see cliplab eval auto --help"
+    ]
+    assert not (tmp_path / "res.json").exists()
 
 
 def test_options_that_do_not_apply_are_errors(cli, model_args, tmp_path):
@@ -67,7 +71,7 @@ def test_options_that_do_not_apply_are_errors(cli, model_args, tmp_path):
     assert attr.exit_code == 2 and "--attribute applies to synthetic scenes" in attr.stderr
     ret = cli("eval", *model_args, "--images", "synthetic:4", "--task", "zeroshot_retrieval", "--attribute", "color",
               "--out", tmp_path / "r.json", *FAST)  # fmt: skip
-    assert ret.exit_code == 2 and "--attribute applies to classification" in ret.stderr
+    assert ret.exit_code == 2 and "--attribute applies to --task auto, zeroshot_classification, robustness" in ret.stderr
     k = cli("eval", *model_args, "--images", "synthetic:4", "--recall-k", "5", "--out", tmp_path / "r.json", *FAST)
     assert k.exit_code == 2 and "--recall-k applies to retrieval" in k.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,9 +12,9 @@ from PIL import Image
 FAST = ["--batch-size", "16", "--workers", "0", "--no-progress"]
 
 
-def test_help_names_the_tasks_and_options(cli):
+def test_help_names_the_tasks(cli):
     out = cli("eval", "--help").stdout
-    for word in ("robustness", "skills", "--corruptions", "--severities", "--ood-images", "--group-column", "--captions", "--reference", "--scenes", "--images"):
+    for word in ("robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "skills", "segmentation"):
         assert word in out
 
 
@@ -48,14 +49,14 @@ def test_ood_and_robustness_json(cli, model_args, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task", "calibration", "--images", "synthetic:4", "--corruptions", "fog"], "--corruptions does not apply to --task calibration"),
-        (["--task", "ood", "--images", "synthetic:4"], "needs --ood-images"),
-        (["--task", "fairness", "--images", "synthetic:4"], "needs --group-column"),
-        (["--task", "calibration"], "needs --images"),
-        (["--task", "skills", "--images", "synthetic:4"], "drop --images"),
+        (["--task", "calibration", "--images", "synthetic:4", "--corruptions", "fog"], "--corruptions applies to --task robustness, not to calibration"),
+        (["--task", "ood", "--images", "synthetic:4"], "Missing option '--ood-images'"),
+        (["--task", "fairness", "--images", "synthetic:4"], "Missing option '--group-column'"),
+        (["--task", "calibration"], "Missing option '--images'"),
+        (["--task", "skills", "--images", "synthetic:4"], "--images applies to --task auto, zeroshot_classification"),
         (["--task", "robustness", "--images", "synthetic:4", "--corruptions", "frost"], "unknown corruption 'frost'"),
         (["--task", "robustness", "--images", "synthetic:4", "--severities", "0,9"], "severities among 1-5"),
-        (["--task", "diagnostics", "--images", "synthetic:4", "--recall-k", "5"], "--recall-k does not apply"),
+        (["--task", "diagnostics", "--images", "synthetic:4", "--recall-k", "5"], "--recall-k applies to --task auto, zeroshot_retrieval, not to diagnostics"),
     ],
 )
 def test_misused_options_fail_in_one_line(cli, model_args, tmp_path, args, message):
@@ -67,4 +68,74 @@ def test_misused_options_fail_in_one_line(cli, model_args, tmp_path, args, messa
 def test_bins_error_names_calibration(cli, tmp_path):
     result = cli("eval", "--images", "synthetic:4", "--bins", "5", "--out", tmp_path / "r.json")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "--bins applies to --task calibration" in result.stderr and "robustness" not in result.stderr
+    assert "--bins applies to --task calibration, not to auto" in result.stderr
+
+
+# each task's own options, and one option of another task that its help must not show
+OWN_OPTIONS = {
+    "auto": (["--templates", "--classnames", "--attribute", "--recall-k", "--image-col"], "--corruptions"),
+    "zeroshot_classification": (["--templates", "--classnames", "--attribute", "--label-col"], "--recall-k"),
+    "zeroshot_retrieval": (["--recall-k", "--caption-col"], "--templates"),
+    "robustness": (["--corruptions", "--severities", "--seed", "--classnames"], "--bins"),
+    "calibration": (["--bins", "--seed", "--templates"], "--corruptions"),
+    "ood": (["--ood-images", "--attribute"], "--seed"),
+    "fairness": (["--group-column", "--seed", "--classnames"], "--ood-images"),
+    "diagnostics": (["--seed"], "--classnames"),
+    "generation": (["--captions", "--reference", "--seed"], "--attribute"),
+    "skills": (["--scenes", "--seed"], "--images"),
+    "segmentation": (["--method", "--pamr", "--regions", "--refiner", "--templates"], "--recall-k"),
+}
+SHARED = ["--model", "--pretrained", "--precision", "--decode", "--cache-dir", "--no-cache", "--batch-size", "--workers",
+          "--progress", "--out", "--report"]  # fmt: skip
+
+
+@pytest.mark.parametrize("task", list(OWN_OPTIONS))
+def test_each_task_help_shows_its_own_options_only(cli, task):
+    own, other = OWN_OPTIONS[task]
+    for spelling in (["eval", task, "--help"], ["eval", "--task", task, "--help"]):
+        result = cli(*spelling)
+        assert result.exit_code == 0, result.output
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", result.stdout))
+        assert set(own + SHARED) <= flags and other not in flags
+
+
+def test_every_task_has_a_sub_command(cli):
+    from cliplab.cli.evaluate import eval_app
+
+    names = {c.name for c in eval_app.registered_commands}
+    assert names == set(OWN_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "task, args",
+    [
+        ("zeroshot_retrieval", ["--images", "synthetic:6:1", "--recall-k", "1", "2"]),
+        ("calibration", ["--images", "synthetic:8:1", "--bins", "3", "--seed", "2"]),
+    ],
+)
+def test_task_option_and_sub_command_give_the_same_json(cli, model_args, tmp_path, task, args):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    sub = cli("eval", task, *model_args, *args, "--out", a, "--no-cache", *FAST)
+    flag = cli("eval", *model_args, *args, "--task", task, "--out", b, "--no-cache", *FAST)
+    assert sub.exit_code == 0 and flag.exit_code == 0, sub.output + flag.output
+    assert json.loads(a.read_text()) == json.loads(b.read_text())
+    assert json.loads(a.read_text())["task"] == task
+
+
+def test_task_first_rewrites_the_task_option():
+    from cliplab.cli.evaluate import task_first
+
+    assert task_first(["--images", "x", "--task", "ood", "--out", "o"]) == ["ood", "--images", "x", "--out", "o"]
+    assert task_first(["-t", "skills"]) == ["skills"]
+    assert task_first(["--task=calibration", "--bins", "3"]) == ["calibration", "--bins", "3"]
+    assert task_first(["--images", "x"]) == ["auto", "--images", "x"]
+    assert task_first(["robustness", "--images", "x"]) == ["robustness", "--images", "x"]
+    assert task_first(["--help"]) == ["--help"]
+
+
+def test_unknown_task_is_one_line_naming_the_tasks(cli, tmp_path):
+    for spelling in (["--task", "robustnes", "--images", "synthetic:4"], ["robustnes", "--images", "synthetic:4"]):
+        result = cli("eval", *spelling, "--out", tmp_path / "r.json")
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert "no such task 'robustnes'" in lines[0] and "'robustness'" in lines[0] and "zeroshot_retrieval" in lines[0]

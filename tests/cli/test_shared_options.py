@@ -8,19 +8,21 @@ import inspect
 import pytest
 import typer
 
-# Commands that embed a collection through ``cliplab.features.embed`` (add "eval" here once it is a group).
-EMBEDDING_COMMANDS = ["embed", "classify", "adapt"]
+# Commands that embed a collection through ``cliplab.features.embed``.
+EMBEDDING_COMMANDS = ["embed", "classify", "adapt", *(f"eval {task}" for task in (
+    "zeroshot_classification", "zeroshot_retrieval", "robustness", "calibration", "ood", "fairness", "diagnostics", "generation"))]
 # Commands that load a model without embedding a collection (one image, queries, captions, scenes).
-MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo"]
+MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo", "eval skills", "eval segmentation"]
 EMBEDDING_OPTIONS = ["--model", "--pretrained", "--precision", "--decode", "--cache-dir", "--no-cache",
                      "--batch-size", "--workers", "--progress"]  # fmt: skip
 
 
 def command(app, name: str):
-    """The click command typer registered as ``cliplab NAME``."""
-    root = typer.main.get_command(app)
-    found = root.get_command(None, name)
-    assert found is not None, f"no command {name}"
+    """The click command typer registered as ``cliplab NAME`` (``NAME`` may name a group's sub-command: "eval ood")."""
+    found = typer.main.get_command(app)
+    for part in name.split():
+        found = found.get_command(None, part)
+        assert found is not None, f"no command {name}"
     return found
 
 

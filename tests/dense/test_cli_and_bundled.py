@@ -25,7 +25,7 @@ def test_segment_command_writes_labels_overlay_and_areas(cli, tiny_model_files, 
 
 def test_eval_segmentation_writes_json_and_report(cli, tiny_model_files, tmp_path):
     out, report = tmp_path / "r.json", tmp_path / "r.html"
-    result = cli(*["eval", "--task", "segmentation", "--dataset", "synthetic:4:1", "--model", tiny_model_files["spec"],
+    result = cli(*["eval", "--task", "segmentation", "--images", "synthetic:4:1", "--model", tiny_model_files["spec"],
                    "--pretrained", str(tiny_model_files["weights"]), "--method", "maskclip", "--out", str(out),
                    "--report", str(report), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output

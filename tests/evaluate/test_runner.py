@@ -24,9 +24,10 @@ from cliplab.evaluate.runner import (
     run_zeroshot_classification,
     run_zeroshot_retrieval,
 )
+from cliplab.evaluate.tasks import EmbedOptions
 from cliplab.zeroshot import ZeroShotClassifier
 
-FAST = dict(batch_size=16, num_workers=0)
+FAST = dict(opts=EmbedOptions(batch_size=16, num_workers=0))
 
 
 def _images(source: ImageSource):

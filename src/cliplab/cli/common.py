@@ -50,6 +50,9 @@ NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Do not read or write t
 WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
 OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
+# Options of the commands that write results and a report (eval).
+RESULTS_OPTION = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run).")
+REPORT_OPTION = typer.Option(None, "--report", help="Also write a self-contained HTML report (what was run, metrics, figures, examples).")
 # Manifest options (csv/tsv/jsonl sources only).
 IMAGE_COL_OPTION = typer.Option(None, "--image-col", help="Manifest column holding image paths (default: the first of image, filepath, path, file, filename).")
 CAPTION_COL_OPTION = typer.Option(None, "--caption-col", help="Manifest column holding captions (default: caption, captions, text or title).")
@@ -151,16 +154,6 @@ class EmbeddingOptions:
         """The loaded model and the ``embed`` keyword arguments; contradicting flags fail before the model loads."""
         kwargs = self.embed_kwargs()
         return self.load_model(), kwargs
-
-
-def deprecated_alias(new_value: T | None, old_value: T | None, old_flag: str, new_flag: str) -> T | None:
-    """The value of a renamed option: the new flag's, or the old (hidden) flag's with a deprecation warning."""
-    if old_value is None:
-        return new_value
-    if new_value is not None:
-        raise InputError(f"{old_flag} is the old name of {new_flag}; pass only {new_flag}")
-    warn(f"{old_flag} is deprecated; use {new_flag}", DeprecationWarning)
-    return old_value
 
 
 @contextmanager

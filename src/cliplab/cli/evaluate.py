@@ -1,15 +1,26 @@
-"""``cliplab eval``: CLIP_benchmark-style zero-shot classification and retrieval, and the tasks beyond
-accuracy (``cli/eval_tasks.py``), JSON + HTML report."""
+"""``cliplab eval TASK``: zero-shot classification and retrieval (CLIP_benchmark-style) and the tasks
+beyond accuracy, one sub-command each; JSON results and an HTML report.
+
+The sub-commands are the task registry: each ``@task`` function declares its own options in its
+signature and names the option groups it shares (``IMAGES``, ``LABELS``, ``MANIFEST``); every one
+also takes ``SHARED`` (model, precision, embedding, outputs).
+"""
 
 from __future__ import annotations
 
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click import Context
+from typer._click.exceptions import NoSuchOption, UsageError  # typer vendors click (typer/core.py: "from . import _click")
+from typer.core import TyperCommand, TyperGroup
 
 from cliplab.cli import app
 from cliplab.cli.common import (
@@ -18,6 +29,7 @@ from cliplab.cli.common import (
     CAPTION_COL_OPTION,
     DECODE_OPTION,
     IMAGE_COL_OPTION,
+    IMAGES_OPTION,
     LABEL_COL_OPTION,
     MODEL_OPTION,
     NO_CACHE_OPTION,
@@ -25,12 +37,13 @@ from cliplab.cli.common import (
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
+    REPORT_OPTION,
+    RESULTS_OPTION,
     WORKERS_OPTION,
     Decode,
     OnConflict,
     Precision,
     cache_folder,
-    deprecated_alias,
     load_model_for,
     open_images,
     read_names,
@@ -41,19 +54,8 @@ from cliplab.cli.common import (
 from cliplab.errors import InputError
 from cliplab.files import write_json
 
-
-class Task(str, Enum):
-    auto = "auto"
-    zeroshot_classification = "zeroshot_classification"
-    zeroshot_retrieval = "zeroshot_retrieval"
-    robustness = "robustness"
-    calibration = "calibration"
-    ood = "ood"
-    fairness = "fairness"
-    diagnostics = "diagnostics"
-    generation = "generation"
-    skills = "skills"
-    segmentation = "segmentation"
+if TYPE_CHECKING:  # the task modules load when their sub-command runs
+    from cliplab.evaluate.tasks import EmbedOptions
 
 
 class Attribute(str, Enum):
@@ -64,6 +66,179 @@ class Attribute(str, Enum):
     background = "background"
 
 
+# --- the command line: `--task NAME` as a sub-command, usage errors in one line -------------------
+TASK_FLAGS = ("--task", "-t")
+
+
+def task_first(args: list[str]) -> list[str]:
+    """CLIP_benchmark's spelling ``--task NAME`` (anywhere) -> ``NAME`` first; options without a task -> ``auto``."""
+    for i, arg in enumerate(args):
+        if arg in TASK_FLAGS and i + 1 < len(args):
+            return [args[i + 1], *args[:i], *args[i + 2 :]]
+        if arg.startswith("--task="):
+            return [arg.partition("=")[2], *args[:i], *args[i + 1 :]]
+    if args and args[0].startswith("-") and args[0] != "--help":
+        return ["auto", *args]
+    return args
+
+
+class EvalGroup(TyperGroup):
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, task_first(args))
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> Any:
+        """The task's sub-command; an unknown task is one line that names the tasks."""
+        with user_errors():
+            try:
+                return super().resolve_command(ctx, args)
+            except UsageError as exc:
+                message = exc.format_message().replace("No such command", "no such task")
+                raise InputError(f"{message} (tasks: {', '.join(self.commands)})") from exc
+
+
+class TaskCommand(TyperCommand):
+    """A task's sub-command: an unknown, missing or bad option is one line that says what to do."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        with user_errors():
+            try:
+                return super().parse_args(ctx, args)
+            except NoSuchOption as exc:
+                raise InputError(self._stray(ctx, exc.option_name)) from exc
+            except UsageError as exc:
+                raise InputError(f"{exc.format_message().rstrip('.')}; see cliplab eval {self.name} --help") from exc
+
+    def _stray(self, ctx: Context, flag: str) -> str:
+        group = ctx.parent.command if ctx.parent is not None else None
+        commands = getattr(group, "commands", {})
+        owners = [name for name, cmd in commands.items() if any(flag in p.opts + p.secondary_opts for p in cmd.params)]
+        if owners:
+            return f"{flag} applies to --task {', '.join(owners)}, not to {self.name}"
+        return f"no such option {flag} for cliplab eval {self.name}; see cliplab eval {self.name} --help"
+
+
+eval_app = typer.Typer(
+    cls=EvalGroup,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Evaluate a model on a task; write CLIP_benchmark-style JSON (--out) and an HTML report (--report).\n\n"
+    "cliplab eval TASK --images SRC --out results.json; 'cliplab eval --task TASK ...' (CLIP_benchmark's spelling) "
+    "is the same command, and options without a task mean the task auto. See 'cliplab eval TASK --help' for a task's options.",
+)
+app.add_typer(eval_app, name="eval")
+
+
+# --- options shared between tasks, declared once ----------------------------------------------------
+def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+SHARED = [
+    _param("out", Path, RESULTS_OPTION),
+    _param("report", Optional[Path], REPORT_OPTION),
+    _param("model", str, MODEL_OPTION),
+    _param("pretrained", Optional[str], PRETRAINED_OPTION),
+    _param("precision", Precision, PRECISION_OPTION),
+    _param("batch_size", Optional[int], BATCH_SIZE_OPTION),
+    _param("decode", Decode, DECODE_OPTION),
+    _param("cache_dir", Optional[Path], CACHE_DIR_OPTION),
+    _param("no_cache", bool, NO_CACHE_OPTION),
+    _param("workers", Optional[int], WORKERS_OPTION),
+    _param("progress", bool, PROGRESS_OPTION),
+]
+IMAGES = [_param("images", str, IMAGES_OPTION)]
+TEMPLATES_OPTION = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt).")
+LABELS = [
+    _param("classnames", Optional[str], typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order.")),
+    _param("templates", Optional[str], TEMPLATES_OPTION),
+    _param("attribute", Optional[Attribute], typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape).")),
+]
+MANIFEST = [
+    _param("image_col", Optional[str], IMAGE_COL_OPTION),
+    _param("caption_col", Optional[str], CAPTION_COL_OPTION),
+    _param("label_col", Optional[str], LABEL_COL_OPTION),
+    _param("on_conflict", OnConflict, ON_CONFLICT_OPTION),
+]
+RECALL_K_OPTION = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10).")
+SEED_HELP = "Seed of the task's randomness."
+
+
+@dataclass
+class Run:
+    """The options of one ``cliplab eval`` run beyond the task's own; groups a task does not take stay None."""
+
+    out: Path
+    report: Path | None
+    model: str
+    pretrained: str | None
+    precision: Precision
+    batch_size: int | None
+    decode: Decode
+    cache_dir: Path | None
+    no_cache: bool
+    workers: int | None
+    progress: bool
+    images: str | None = None
+    classnames: str | None = None
+    templates: str | None = None
+    attribute: Attribute | None = None
+    image_col: str | None = None
+    caption_col: str | None = None
+    label_col: str | None = None
+    on_conflict: OnConflict = OnConflict.error
+
+    def embed_options(self) -> EmbedOptions:
+        from cliplab.evaluate.tasks import EmbedOptions
+
+        cache = cache_folder(self.cache_dir, self.no_cache)
+        return EmbedOptions(self.batch_size, cache, self.workers, self.progress, self.decode.value)
+
+    def names(self) -> list[str] | None:
+        return read_names(self.classnames, "--classnames") if self.classnames else None
+
+    def labels(self) -> dict[str, Any]:
+        """The label options as the labelled tasks' runners take them."""
+        return dict(classnames=self.names(), templates=self.templates, attribute=self.attribute.value if self.attribute else None)
+
+    def manifest(self) -> dict[str, Any]:
+        return dict(image_col=self.image_col, caption_col=self.caption_col, label_col=self.label_col, on_conflict=self.on_conflict)
+
+    def clip(self):
+        return load_model_for(self.model, self.pretrained, self.precision, announce=self.progress)
+
+
+Outcome = tuple[Any, Callable[[], Any]]  # (result with to_json(), a function making its Report)
+
+
+def task(name: str, *groups: list[inspect.Parameter], extra_args: bool = False) -> Callable:
+    """Register ``func(run, **own options) -> (result, make_report)`` as ``cliplab eval NAME``, with the
+    options of ``groups`` and ``SHARED``; the command writes the JSON and report and prints the table."""
+
+    def register(func: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        grouped = [p for group in groups for p in group]
+        own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
+
+        def command(**kw: Any) -> None:
+            run = Run(**{p.name: kw.pop(p.name) for p in [*grouped, *SHARED]})
+            with user_errors(), warnings_as_lines():
+                result, make_report = func(run, **kw)
+                write_json(result.to_json(), run.out)
+                if run.report is not None:
+                    make_report().save(run.report)
+            print_result(result)
+            typer.echo(f"wrote {run.out}" + (f" and {run.report}" if run.report is not None else ""))
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in [*grouped, *own, *SHARED]]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        settings = {"allow_extra_args": True} if extra_args else {}
+        eval_app.command(name, cls=TaskCommand, help=inspect.getdoc(func), context_settings=settings)(command)
+        return func
+
+    return register
+
+
+# --- zero-shot classification and retrieval -----------------------------------------------------------
 def parse_recall_k(values: list[str] | None, extra: list[str]) -> tuple[int, ...]:
     """``--recall-k 1 5 10``, ``--recall-k 1,5,10`` or a repeated option -> (1, 5, 10); default (1, 5, 10)."""
     if extra and not values:
@@ -81,180 +256,240 @@ def parse_recall_k(values: list[str] | None, extra: list[str]) -> tuple[int, ...
     return tuple(sorted(set(ks)))
 
 
-def pick_task(task: Task, source, classnames) -> str:
+def pick_task(task: str, source, classnames) -> str:
     """``auto``: classification when the dataset has classes (or class names are given), else retrieval."""
-    if task != Task.auto:
-        return task.value
+    if task != "auto":
+        return task
     if source.classes or classnames:
-        return Task.zeroshot_classification.value
+        return "zeroshot_classification"
     if any(it.captions for it in source.items):
-        return Task.zeroshot_retrieval.value
+        return "zeroshot_retrieval"
     raise InputError(f"dataset {source.name!r} has neither labels nor captions; nothing to evaluate")
 
 
-def print_metrics(result) -> None:
-    table = Table(title=f"{result.task} — {result.dataset}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in result.metrics.items():
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
-
-
-def open_eval_source(images: str, task: Task, attribute: Attribute | None, manifest_options: dict):
+def open_eval_source(run: Run, task: str):
     """The dataset to evaluate. Synthetic scenes are labelled by ``--attribute`` (default shape)
     unless the task is retrieval; ``--attribute`` on anything else is an error."""
     from cliplab.evaluate.runner import is_synthetic, open_dataset
 
-    if attribute is not None and task == Task.zeroshot_retrieval:
-        raise InputError("--attribute applies to classification; retrieval uses the scenes' captions")
-    if is_synthetic(images) and task != Task.zeroshot_retrieval:
-        return open_dataset(images, attribute=(attribute or Attribute.shape).value)
-    if attribute is not None:
-        raise InputError(f"--attribute applies to synthetic scenes (--images synthetic:N) only, not to {images}")
-    return open_images(images, **manifest_options)
+    if is_synthetic(run.images) and task != "zeroshot_retrieval":
+        return open_dataset(run.images, attribute=(run.attribute or Attribute.shape).value)
+    if run.attribute is not None:
+        raise InputError(f"--attribute applies to synthetic scenes (--images synthetic:N) only, not to {run.images}")
+    return open_images(run.images, **run.manifest())
 
 
-@app.command("eval", context_settings={"allow_extra_args": True})
-def eval_command(
-    ctx: typer.Context,
-    images: Optional[str] = typer.Option(None, "--images", "-i", help="Dataset: an image folder (one subfolder per class), a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed]. Not used by --task skills."),
-    out: Path = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run)."),
-    model: str = MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    task: Task = typer.Option(Task.auto, "--task", "-t", help="What to measure; auto: classification when the dataset has labels, else retrieval over its captions. Beyond accuracy: robustness, calibration, ood, fairness, diagnostics, generation, skills."),
-    templates: Optional[str] = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt)."),
-    classnames: Optional[str] = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order."),
-    attribute: Optional[Attribute] = typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape)."),
-    recall_k: Optional[list[str]] = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10)."),
-    precision: Precision = PRECISION_OPTION,
-    batch_size: Optional[int] = BATCH_SIZE_OPTION,
-    decode: Decode = DECODE_OPTION,
-    cache_dir: Optional[Path] = CACHE_DIR_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    workers: Optional[int] = WORKERS_OPTION,
-    image_col: Optional[str] = IMAGE_COL_OPTION,
-    caption_col: Optional[str] = CAPTION_COL_OPTION,
-    label_col: Optional[str] = LABEL_COL_OPTION,
-    on_conflict: OnConflict = ON_CONFLICT_OPTION,
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report (what was run, metrics, confusion matrix, examples)."),
-    progress: bool = PROGRESS_OPTION,
-    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="Robustness: ImageNet-C corruptions, e.g. gaussian_noise,motion_blur (default: 11 of them)."),
-    severities: Optional[str] = typer.Option(None, "--severities", help="Robustness: severities among 1-5, e.g. 1,3,5 (default: all five)."),
-    ood_images: Optional[str] = typer.Option(None, "--ood-images", "--ood-dataset", help="OOD: images from elsewhere, to tell apart from --images."),
-    group_column: Optional[list[str]] = typer.Option(None, "--group-column", help="Fairness: a metadata column naming each image's group (repeat for several; synthetic scenes: background, color, size, position)."),
-    captions: Optional[Path] = typer.Option(None, "--captions", help="Generation: a file with one caption per image, in order (default: each image's first caption)."),
-    reference: Optional[str] = typer.Option(None, "--reference", help="Generation: reference images for CMMD."),
-    scenes: Optional[int] = typer.Option(None, "--scenes", min=2, help="Skills: synthetic scenes per skill (default 500)."),
-    bins: Optional[int] = typer.Option(None, "--bins", min=1, help="Calibration: confidence bins (default 15)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the task's randomness (splits, bootstrap, corruptions, scenes)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Segmentation: auto (default: maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip (images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt)."),
-    pamr: bool = typer.Option(False, "--pamr", help="Segmentation: refine label edges with pixel-adaptive mask refinement."),
-    regions: bool = typer.Option(False, "--regions", help="Segmentation: relabel each foreground region with the class of a crop around it (OVSeg-style)."),
-    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Segmentation: a learned refinement head file (cliplab.dense.refine)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", hidden=True, help="Deprecated name of --images."),
-) -> None:
-    """Evaluate a model zero-shot on a dataset; write CLIP_benchmark-style JSON (and an HTML report).
+def zeroshot(run: Run, task: str, recall_k: list[str] | None = None, extra: list[str] | None = None) -> Outcome:
+    """Zero-shot classification or retrieval (``auto`` picks by the data)."""
+    from cliplab.evaluate.eval_report import eval_report
+    from cliplab.evaluate.runner import run_zeroshot_classification, run_zeroshot_retrieval
 
-    Beyond accuracy, --task robustness | calibration | ood | fairness | diagnostics | generation |
-    skills measures corruption robustness, calibration, OOD detection, subgroup gaps, embedding
-    geometry, CLIPScore/CMMD/diversity, and compositional skills on synthetic scenes.
-    """
-    from cliplab.cli import eval_tasks
-    from cliplab.evaluate.tasks import EmbedOptions
-
-    with user_errors(), warnings_as_lines():
-        images = deprecated_alias(images, dataset, "--dataset", "--images")
-        names = read_names(classnames, "--classnames") if classnames else None
-        cache = cache_folder(cache_dir, no_cache)
-        dense = {"--method": method, "--pamr": pamr or None, "--regions": regions or None, "--refiner": refiner}
-        if task != Task.segmentation and any(v is not None for v in dense.values()):
-            raise InputError(f"{', '.join(k for k, v in dense.items() if v is not None)} applies to --task segmentation only")
-        if task == Task.segmentation:
-            if images is None:
-                raise InputError("--task segmentation needs --images: synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt")
-            from cliplab.dense.datasets import open_mask_dataset
-            from cliplab.dense.refine import CorrelationRefiner
-
-            dataset = open_mask_dataset(images)  # the inputs are checked before the model loads
-            head = CorrelationRefiner.load(refiner) if refiner is not None else None
-            result = _segmentation(load_model_for(model, pretrained, precision, announce=progress), pretrained, dataset, out, report,
-                                   method=method or "auto", templates=templates or "default", batch_size=batch_size, progress=progress,
-                                   refine="pamr" if pamr else None, regions=regions, refiner=head)  # fmt: skip
-            print_metrics(result)
-            typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
-            return
-        if task.value in eval_tasks.TASKS:
-            manifest = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
-            given = [flag for flag, v in manifest.items() if v is not None] + (["--on-conflict"] if on_conflict != OnConflict.error else [])
-            if given:
-                raise InputError(f"{given[0]} applies to zero-shot classification and retrieval, not to --task {task.value}")
-            if recall_k:
-                raise InputError(f"--recall-k does not apply to --task {task.value}")
-            if ctx.args:
-                raise InputError(f"unexpected argument {ctx.args[0]!r}")
-            opts = eval_tasks.TaskOptions(
-                images, names, templates, attribute.value if attribute else None,
-                corruptions, severities, bins, seed, ood_images, list(group_column or []), captions, reference, scenes,
-            )  # fmt: skip
-            clip = load_model_for(model, pretrained, precision, announce=progress)
-            result = eval_tasks.run_task(task.value, clip, opts, EmbedOptions(batch_size, cache, workers, progress, decode.value), pretrained, progress)
-            eval_tasks.write_outputs(result, out, report)
-        else:
-            if images is None:
-                raise InputError("--images is required: a folder, a manifest, .tar shards or synthetic:N")
-            task_only = {"--corruptions": corruptions, "--severities": severities, "--ood-images": ood_images,
-                         "--group-column": group_column, "--captions": captions, "--reference": reference,
-                         "--scenes": scenes, "--bins": bins, "--seed": seed}  # fmt: skip
-            stray = next((flag for flag, v in task_only.items() if v not in (None, [])), None)
-            if stray:
-                raise InputError(f"{stray} applies to --task {eval_tasks.tasks_taking(stray)}, not to zero-shot classification or retrieval")
-            result = _zeroshot(clip_spec=(model, pretrained, precision, progress), images=images, task=task, names=names,
-                               templates=templates, attribute=attribute, recall_k=recall_k, extra=list(ctx.args),
-                               manifest=dict(image_col=image_col, caption_col=caption_col, label_col=label_col, on_conflict=on_conflict),
-                               embed=dict(batch_size=batch_size, cache_dir=cache, num_workers=workers, progress=progress,
-                                          decode=decode.value))  # fmt: skip
-            write_json(result.to_json(), out)
-            say_what_was_left_out(result.details.features, out)
-            if report is not None:
-                from cliplab.evaluate.eval_report import eval_report
-
-                eval_report(result).save(report)
-    if task.value in eval_tasks.TASKS:
-        eval_tasks.print_result(result)
-    else:
-        print_metrics(result)
-    typer.echo(f"wrote {out}" + (f" and {report}" if report is not None else ""))
-
-
-def _segmentation(clip, pretrained, dataset, out: Path, report: Path | None, **options):
-    """``--task segmentation``: mIoU and friends of a dense method on images with masks; JSON and an optional report."""
-    from cliplab.dense.evaluate import run_segmentation, segmentation_report
-
-    result = run_segmentation(clip, dataset, pretrained=pretrained, **options)
-    write_json(result.to_json(), out)
-    if report is not None:
-        segmentation_report(result, dataset).save(report)
-    return result
-
-
-def _zeroshot(clip_spec, images, task, names, templates, attribute, recall_k, extra, manifest, embed):
-    """Zero-shot classification or retrieval (``--task auto`` picks by the data)."""
-    from cliplab.evaluate.runner import (
-        run_zeroshot_classification,
-        run_zeroshot_retrieval,
-    )
-
-    ks = parse_recall_k(recall_k, extra)
-    source = open_eval_source(images, task, attribute, manifest)
+    ks = parse_recall_k(recall_k, list(extra or []))
+    names = run.names()
+    source = open_eval_source(run, task)
     which = pick_task(task, source, names)
-    if which == Task.zeroshot_retrieval.value and (templates or names):
-        raise InputError(f"{'--templates' if templates else '--classnames'} applies to classification, not to retrieval")
-    if which == Task.zeroshot_classification.value and recall_k:
+    if which == "zeroshot_retrieval" and (run.templates or names):
+        raise InputError(f"{'--templates' if run.templates else '--classnames'} applies to classification, not to retrieval")
+    if which == "zeroshot_classification" and recall_k:
         raise InputError("--recall-k applies to retrieval, not to classification")
-    model, pretrained, precision, announce = clip_spec
-    clip = load_model_for(model, pretrained, precision, announce=announce)
-    common = dict(dataset=images, pretrained=pretrained, **embed)
-    if which == Task.zeroshot_classification.value:
-        return run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
-    return run_zeroshot_retrieval(clip, source, ks=ks, **common)
+    clip, common = run.clip(), dict(opts=run.embed_options(), dataset=run.images, pretrained=run.pretrained)
+    if which == "zeroshot_classification":
+        result = run_zeroshot_classification(clip, source, templates=run.templates, classnames=names, **common)
+    else:
+        result = run_zeroshot_retrieval(clip, source, ks=ks, **common)
+    say_what_was_left_out(result.details.features, run.out)
+    return result, lambda: eval_report(result)
+
+
+@task("auto", IMAGES, LABELS, MANIFEST, extra_args=True)
+def auto(run: Run, ctx: typer.Context, recall_k: Optional[list[str]] = RECALL_K_OPTION) -> Outcome:
+    """Zero-shot classification when the dataset has labels (or --classnames are given), else retrieval over its captions."""
+    return zeroshot(run, "auto", recall_k, ctx.args)
+
+
+@task("zeroshot_classification", IMAGES, LABELS, MANIFEST)
+def zeroshot_classification(run: Run) -> Outcome:
+    """Zero-shot classification: acc1, acc5, mean per-class recall; confusion matrix in the report."""
+    return zeroshot(run, "zeroshot_classification")
+
+
+@task("zeroshot_retrieval", IMAGES, MANIFEST, extra_args=True)
+def zeroshot_retrieval(run: Run, ctx: typer.Context, recall_k: Optional[list[str]] = RECALL_K_OPTION) -> Outcome:
+    """Zero-shot image and text retrieval over every caption of every image: recall@k both ways."""
+    return zeroshot(run, "zeroshot_retrieval", recall_k, ctx.args)
+
+
+# --- the tasks beyond accuracy (cliplab.evaluate.tasks) -------------------------------------------------
+def _int_list(value: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in value.replace(",", " ").split()]
+    except ValueError as exc:
+        raise InputError(f"{flag} takes integers like 1,3,5, got {value!r}") from exc
+
+
+@contextmanager
+def _steps(enabled: bool) -> Iterator[Any]:
+    """An ``on_step(text)`` callback that shows the current step as a spinner on stderr."""
+    if not enabled:
+        yield None
+        return
+    with Console(stderr=True).status("starting") as status:
+        yield lambda text: status.update(text)
+
+
+@task("robustness", IMAGES, LABELS)
+def robustness(
+    run: Run,
+    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="ImageNet-C corruptions, e.g. gaussian_noise,motion_blur (default: 11 of them)."),
+    severities: Optional[str] = typer.Option(None, "--severities", help="Severities among 1-5, e.g. 1,3,5 (default: all five)."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """Zero-shot accuracy under ImageNet-C corruptions at each severity; corruption errors against the clean error."""
+    from cliplab.evaluate.tasks import robustness as module
+
+    kw: dict[str, Any] = {} if corruptions is None else {"corruptions": [c.strip() for c in corruptions.split(",") if c.strip()]}
+    if severities is not None:
+        kw["severities"] = _int_list(severities, "--severities")
+    labels = run.labels()
+    with _steps(run.progress) as on_step:
+        result = module.run_robustness(run.clip(), run.images, opts=run.embed_options(), seed=seed, pretrained=run.pretrained,
+                                       on_step=on_step, **labels, **kw)  # fmt: skip
+    return result, lambda: module.report(result)
+
+
+@task("calibration", IMAGES, LABELS)
+def calibration(
+    run: Run,
+    bins: int = typer.Option(15, "--bins", min=1, help="Confidence bins."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """ECE, MCE, Brier and NLL before and after temperature scaling fitted on a validation half."""
+    from cliplab.evaluate.tasks import calibration as module
+
+    labels = run.labels()
+    result = module.run_calibration(run.clip(), run.images, opts=run.embed_options(), n_bins=bins, seed=seed, pretrained=run.pretrained, **labels)
+    return result, lambda: module.report(result)
+
+
+@task("ood", IMAGES, LABELS)
+def ood(
+    run: Run,
+    ood_images: str = typer.Option(..., "--ood-images", "--ood-dataset", help="Images from elsewhere, to tell apart from --images."),
+) -> Outcome:
+    """Out-of-distribution detection: AUROC, AUPR and FPR@95%TPR of MSP, max-logit, energy and MCM scores."""
+    from cliplab.evaluate.tasks import ood as module
+
+    labels = run.labels()
+    result = module.run_ood(run.clip(), run.images, ood_images, opts=run.embed_options(), pretrained=run.pretrained, **labels)
+    return result, lambda: module.report(result)
+
+
+@task("fairness", IMAGES, LABELS)
+def fairness(
+    run: Run,
+    group_column: list[str] = typer.Option(..., "--group-column", help="A metadata column naming each image's group (repeat for several; synthetic scenes: background, color, size, position)."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """Per-group accuracy and error rates with bootstrap intervals, gaps, and how predictable the group is."""
+    from cliplab.evaluate.tasks import fairness as module
+
+    labels = run.labels()
+    result = module.run_fairness(run.clip(), run.images, group_column, opts=run.embed_options(), seed=seed, pretrained=run.pretrained, **labels)
+    return result, lambda: module.report(result)
+
+
+@task("diagnostics", IMAGES)
+def diagnostics(run: Run, seed: int = typer.Option(0, "--seed", help=SEED_HELP)) -> Outcome:
+    """Embedding geometry of a captioned dataset: modality gap, alignment, uniformity, recall@1."""
+    from cliplab.evaluate.tasks import diagnostics as module
+
+    result = module.run_diagnostics(run.clip(), run.images, run.embed_options(), seed=seed, pretrained=run.pretrained)
+    return result, lambda: module.report(result)
+
+
+@task("generation", IMAGES)
+def generation(
+    run: Run,
+    captions: Optional[Path] = typer.Option(None, "--captions", help="A file with one caption per image, in order (default: each image's first caption)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference images for CMMD."),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """Generated images: CLIPScore, RefCLIPScore, CMMD against --reference, Vendi and Schur-complement entropy."""
+    from cliplab.evaluate.tasks import generation as module
+
+    result = module.run_generation(run.clip(), run.images, captions, reference, run.embed_options(), seed=seed, pretrained=run.pretrained)
+    return result, lambda: module.report(result)
+
+
+@task("skills")
+def skills(
+    run: Run,
+    scenes: int = typer.Option(500, "--scenes", min=2, help="Synthetic scenes per skill."),
+    seed: int = typer.Option(2027, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """Compositional skills on synthetic scenes it generates: attribute binding, spatial relations, counting, long captions."""
+    from cliplab.evaluate.tasks import skills as module
+
+    clip = run.clip()
+    with _steps(run.progress) as on_step:
+        result = module.run_skills(clip, n=scenes, seed=seed, pretrained=run.pretrained, on_step=on_step)
+    return result, lambda: module.report(result)
+
+
+@task("segmentation", IMAGES)
+def segmentation(
+    run: Run,
+    method: str = typer.Option("auto", "--method", help="auto (maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip."),
+    templates: Optional[str] = TEMPLATES_OPTION,
+    pamr: bool = typer.Option(False, "--pamr", help="Refine label edges with pixel-adaptive mask refinement."),
+    regions: bool = typer.Option(False, "--regions", help="Relabel each foreground region with the class of a crop around it (OVSeg-style)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine)."),
+) -> Outcome:
+    """Open-vocabulary segmentation: mIoU and friends on synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt."""
+    from cliplab.dense.datasets import open_mask_dataset
+    from cliplab.dense.evaluate import run_segmentation, segmentation_report
+    from cliplab.dense.refine import CorrelationRefiner
+
+    dataset = open_mask_dataset(run.images)  # the inputs are checked before the model loads
+    head = CorrelationRefiner.load(refiner) if refiner is not None else None
+    result = run_segmentation(run.clip(), dataset, pretrained=run.pretrained, method=method, templates=templates or "default",
+                              batch_size=run.batch_size, progress=run.progress, refine="pamr" if pamr else None,
+                              regions=regions, refiner=head)  # fmt: skip
+    return result, lambda: segmentation_report(result, dataset)
+
+
+# --- the table on stdout --------------------------------------------------------------------------------
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as dotted keys: ``{"before": {"ece": x}}`` -> ``{"before.ece": x}``."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def print_result(result) -> None:
+    """The task's main table on stdout: per-skill rows for skills, per-score rows for OOD, else the metrics."""
+    if result.task == "skills":
+        table = Table(title=f"skills — {result.model} — {result.dataset}")
+        for col in ("skill", "variant", "n", "accuracy", "chance"):
+            table.add_column(col, justify="right" if col in ("n", "accuracy", "chance") else "left")
+        for r in result.rows:
+            table.add_row(r.skill, r.variant, str(r.n), f"{r.accuracy:.3f}", f"{r.chance:.3f}")
+    elif result.task == "ood":
+        from cliplab.evaluate.tasks.ood import table as ood_table
+
+        table = Table(title=f"ood — {result.model} — {result.dataset} vs {result.ood_dataset}")
+        for col in ("score", "auroc", "aupr", "fpr95"):
+            table.add_column(col, justify="left" if col == "score" else "right")
+        for row in ood_table(result):
+            table.add_row(row["score"], *(f"{row[k]:.4f}" for k in ("auroc", "aupr", "fpr95")))
+    else:
+        table = Table(title=f"{result.task} — {result.dataset}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in flatten(result.metrics).items():
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)

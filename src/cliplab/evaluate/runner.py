@@ -18,6 +18,7 @@ from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource, SourceError, open_source
 from cliplab.errors import InputError, how_to_pass, warn
 from cliplab.evaluate.metrics import classification_metrics, retrieval_metrics
+from cliplab.evaluate.tasks.base import EmbedOptions, embed_features
 from cliplab.features import Features
 
 TASKS = ("zeroshot_classification", "zeroshot_retrieval")
@@ -108,14 +109,6 @@ def _source(source: ImageSource | str | os.PathLike) -> tuple[ImageSource, str]:
     return open_dataset(source), os.fspath(source)
 
 
-def _embed(model, source: ImageSource, batch_size: int | None, cache_dir, num_workers: int | None, progress: bool, decode: str = "auto"):
-    from cliplab.features import embed
-
-    feats = embed(model, source, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers, progress=progress, decode=decode)
-    by_id = {it.id: it for it in source.items}
-    return feats, [by_id[i] for i in feats.ids]
-
-
 def run_facts(model, dataset: str, pretrained: str | None) -> dict[str, Any]:
     """What every result records about the run: dataset, model, weights, precision, cliplab version."""
     from cliplab import __version__
@@ -202,14 +195,10 @@ def run_zeroshot_classification(
     source: ImageSource | str | os.PathLike,
     templates: Any = None,
     classnames: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    opts: EmbedOptions | None = None,
     *,
     dataset: str | None = None,
     pretrained: str | None = None,
-    num_workers: int | None = None,
-    decode: str = "auto",
-    progress: bool = False,
 ) -> ClassificationResult:
     """Zero-shot classification: ``acc1``, ``acc5`` (more than 5 classes), ``mean_per_class_recall``.
 
@@ -223,7 +212,7 @@ def run_zeroshot_classification(
     classes, clf = zeroshot_head(model, src, templates, classnames)
     if len(classes) == 1:
         warn(f"dataset {name!r} has a single class ({classes[0]!r}): its accuracy is trivially 1.0")
-    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress, decode)
+    feats, items = embed_features(model, src, opts)
     index = {c: i for i, c in enumerate(classes)}
     keep = [i for i, it in enumerate(items) if it.label in index]
     if not keep:
@@ -259,14 +248,10 @@ def run_zeroshot_retrieval(
     model,
     source: ImageSource | str | os.PathLike,
     ks: Sequence[int] = (1, 5, 10),
-    batch_size: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    opts: EmbedOptions | None = None,
     *,
     dataset: str | None = None,
     pretrained: str | None = None,
-    num_workers: int | None = None,
-    decode: str = "auto",
-    progress: bool = False,
 ) -> RetrievalResult:
     """Zero-shot retrieval with every caption of every image: ``image_retrieval_recall@k`` (text
     queries) and ``text_retrieval_recall@k`` (image queries), CLIP_benchmark definitions."""
@@ -279,7 +264,7 @@ def run_zeroshot_retrieval(
             f"dataset {name!r} has no captions; retrieval needs a manifest with a caption column, "
             "shards with .txt members, or synthetic scenes"
         )
-    feats, items = _embed(model, src, batch_size, cache_dir, num_workers, progress, decode)
+    feats, items = embed_features(model, src, opts)
     texts = [c for it in items for c in it.captions]
     text_to_image = np.array([i for i, it in enumerate(items) for _ in it.captions], dtype=np.int64)
     if not texts:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource
 from cliplab.errors import InputError
+
+if TYPE_CHECKING:
+    from cliplab.features import Features
 
 HIDDEN = {"json": False}  # field metadata: kept on the result for reports and plots, not written to JSON
 
@@ -86,13 +89,20 @@ def open_images(spec: ImageSource | str | os.PathLike, attribute: str | None = N
     return open_dataset(spec, attribute=attribute), os.fspath(spec)
 
 
-def embed_source(model, source: ImageSource, opts: EmbedOptions) -> tuple[np.ndarray, list[ImageItem]]:
-    """(L2-normalised image embeddings, the items they belong to, in order); unreadable images left out."""
+def embed_features(model, source: ImageSource, opts: EmbedOptions | None = None) -> tuple[Features, list[ImageItem]]:
+    """(the ``Features`` of ``source``, the items they belong to, in order); unreadable images left out."""
     from cliplab.features import embed
 
+    opts = opts or EmbedOptions()
     feats = embed(model, source, cache_dir=opts.cache_dir, batch_size=opts.batch_size, num_workers=opts.num_workers, progress=opts.progress, decode=opts.decode)
     by_id = {it.id: it for it in source.items}
-    return feats.X, [by_id[i] for i in feats.ids]
+    return feats, [by_id[i] for i in feats.ids]
+
+
+def embed_source(model, source: ImageSource, opts: EmbedOptions) -> tuple[np.ndarray, list[ImageItem]]:
+    """(L2-normalised image embeddings, the items they belong to, in order); unreadable images left out."""
+    feats, items = embed_features(model, source, opts)
+    return feats.X, items
 
 
 @dataclass
