@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cliplab.errors import InputError
 from cliplab.evaluate.fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
+    group_auroc,
     group_predictability,
     group_stats,
     max_gap,
@@ -66,3 +68,34 @@ def test_group_predictability():
     encoded = rng.normal(size=(120, 6)) + 3.0 * np.eye(6)[g]
     assert group_predictability(encoded, g) > 0.9
     assert group_predictability(rng.normal(size=(120, 6)), g) < 0.6
+
+
+def test_group_auroc_multiclass_is_sklearn_one_vs_rest_per_group():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y, g = rng.integers(0, 3, 120), rng.choice(["f", "m"], 120)
+    scores = rng.normal(size=(120, 3)) + 1.5 * (y[:, None] == np.arange(3))
+    got = group_auroc(y, scores, g, ["a", "b", "c"])
+    assert list(got) == ["f", "m"]
+    for k in ("f", "m"):
+        per = [roc_auc_score(y[g == k] == c, scores[g == k, c]) for c in range(3)]
+        assert [got[k][n] for n in "abc"] == pytest.approx(per)
+        assert got[k]["macro"] == pytest.approx(np.mean(per))
+
+
+def test_group_auroc_multilabel_per_label_per_group():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(6)
+    labels = rng.random((80, 2)) < 0.4  # a sample may carry both labels, or none
+    g = np.repeat(["x", "y"], 40)
+    scores = rng.normal(size=(80, 2)) + labels
+    labels[g == "y", 1] = False  # label 1 never occurs in group y: no AUROC there
+    got = group_auroc(labels.astype(int), scores, g, ["edema", "effusion"])
+    assert got["x"]["edema"] == pytest.approx(roc_auc_score(labels[:40, 0], scores[:40, 0]))
+    assert got["x"]["effusion"] == pytest.approx(roc_auc_score(labels[:40, 1], scores[:40, 1]))
+    assert np.isnan(got["y"]["effusion"])
+    assert got["y"]["macro"] == got["y"]["edema"] == pytest.approx(roc_auc_score(labels[40:, 0], scores[40:, 0]))
+    with pytest.raises(InputError, match="0/1 label matrix"):
+        group_auroc(np.full((80, 2), 2), scores, g, ["edema", "effusion"])
