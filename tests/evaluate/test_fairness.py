@@ -99,3 +99,27 @@ def test_group_auroc_multilabel_per_label_per_group():
     assert got["y"]["macro"] == got["y"]["edema"] == pytest.approx(roc_auc_score(labels[40:, 0], scores[40:, 0]))
     with pytest.raises(InputError, match="0/1 label matrix"):
         group_auroc(np.full((80, 2), 2), scores, g, ["edema", "effusion"])
+
+
+def test_fairness_task_reports_per_group_auroc(tiny_model):
+    """The task's per-group AUROC is sklearn's one-vs-rest AUROC of the softmax probabilities per group."""
+    from sklearn.metrics import roc_auc_score
+
+    from cliplab.evaluate.calibration import softmax
+    from cliplab.evaluate.tasks import EmbedOptions, fairness
+    from cliplab.evaluate.tasks.base import open_images, zeroshot
+
+    opts = EmbedOptions(batch_size=16, num_workers=0)
+    res = fairness.run_fairness(tiny_model, "synthetic:30:6", ["background"], opts=opts, n_boot=10)
+    run = zeroshot(tiny_model, open_images("synthetic:30:6", None, labelled=True)[0], opts)
+    probs, bg = softmax(run.logits), np.array([it.meta["background"] for it in run.items])
+    (col,) = res.columns
+    macros = []
+    for k, per in col.auroc.items():
+        y, p = run.y[bg == k], probs[bg == k]
+        want = {c: roc_auc_score(y == i, p[:, i]) for i, c in enumerate(run.classes) if 0 < (y == i).sum() < len(y)}
+        assert {c: per[c] for c in want} == pytest.approx(want)
+        assert per["macro"] == pytest.approx(np.mean(list(want.values())))
+        macros.append(per["macro"])
+    assert res.metrics["macro_auroc_gap"] == pytest.approx(max(macros) - min(macros))
+    assert "AUROC " + run.classes[0] in fairness.report(res).to_html()

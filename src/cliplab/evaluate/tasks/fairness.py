@@ -18,10 +18,12 @@ from cliplab.data.items import ImageItem
 from cliplab.data.sources import ImageSource
 from cliplab.errors import InputError
 from cliplab.evaluate import task_plots
+from cliplab.evaluate.calibration import softmax
 from cliplab.evaluate.fairness import (
     GroupStats,
     demographic_parity_difference,
     equalized_odds_difference,
+    group_auroc,
     group_predictability,
     group_stats,
     max_gap,
@@ -47,10 +49,12 @@ class ColumnFairness:
     demographic_parity_difference: float
     group_predictability: float  # balanced accuracy of a linear probe predicting the group (groups of 2+ images)
     chance: float  # 1 / number of groups
+    auroc: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> class (one-vs-rest) or "macro" -> AUROC
 
     def figures(self) -> dict[str, float]:
         return {
             "max_gap": self.max_gap,
+            "macro_auroc_gap": max_gap({g: a["macro"] for g, a in self.auroc.items()}),
             "equalized_odds_difference": self.equalized_odds_difference,
             "demographic_parity_difference": self.demographic_parity_difference,
             "group_predictability": self.group_predictability,
@@ -97,7 +101,9 @@ def run_fairness(
     seed: int = 0,
     pretrained: str | None = None,
 ) -> FairnessResult:
-    """``metrics``: ``max_gap``, ``equalized_odds_difference``, ``demographic_parity_difference``,
+    """``metrics``: ``max_gap``, ``macro_auroc_gap`` (the spread over groups of their macro one-vs-rest
+    AUROC of the softmax probabilities, see :func:`~cliplab.evaluate.fairness.group_auroc`),
+    ``equalized_odds_difference``, ``demographic_parity_difference``,
     ``group_predictability`` of the first column (or, with several, the worst over columns and their
     intersection); every column's groups and figures in ``columns``."""
     columns = list(dict.fromkeys(group_columns))
@@ -106,6 +112,7 @@ def run_fairness(
     src, name = open_images(images, attribute, labelled=True)
     run = zeroshot(model, src, opts or EmbedOptions(), classnames, templates)
     pred = run.logits.argmax(1)
+    probs = softmax(run.logits)
     values = {c: np.array([group_value(it, c) for it in run.items]) for c in columns}
     if len(columns) > 1:
         values["&".join(columns)] = np.array(["&".join(v) for v in zip(*(values[c] for c in columns))])
@@ -116,12 +123,12 @@ def run_fairness(
         measured.append(ColumnFairness(
             column, stats, max_gap({s.group: s.acc1.value for s in stats}),
             equalized_odds_difference(run.y, pred, g), demographic_parity_difference(run.y, pred, g),
-            _predictability(run.X, g, seed), 1.0 / n_groups,
+            _predictability(run.X, g, seed), 1.0 / n_groups, group_auroc(run.y, probs, g, run.classes),
         ))  # fmt: skip
     if len(measured) == 1:
         metrics = measured[0].figures()
     else:
-        metrics = {k: max(m.figures()[k] for m in measured) for k in ("max_gap", "equalized_odds_difference", "demographic_parity_difference")}
+        metrics = {k: max(m.figures()[k] for m in measured) for k in ("max_gap", "macro_auroc_gap", "equalized_odds_difference", "demographic_parity_difference")}
         metrics["group_predictability"] = {m.column: m.group_predictability for m in measured}
     metrics["acc1"] = float(np.mean(pred == run.y))
     return FairnessResult(**header(model, name, "fairness", pretrained), metrics=metrics, classes=run.classes, columns=measured, n_images=len(run.y))
@@ -136,7 +143,8 @@ def report(result: FairnessResult) -> Report:
         rep.add_figure(f"Accuracy by {col.column}", task_plots.interval_bars_png(bars, f"acc1 by {col.column}", "acc1"))
         rep.add_table(f"Per group: {col.column}", [
             {"group": s.group, "n": s.n, "acc1": s.acc1.value, "acc1 low": s.acc1.low, "acc1 high": s.acc1.high,
-             **{f"TPR {c}": s.tpr[c].value for c in result.classes}, **{f"FPR {c}": s.fpr[c].value for c in result.classes}}
+             **{f"TPR {c}": s.tpr[c].value for c in result.classes}, **{f"FPR {c}": s.fpr[c].value for c in result.classes},
+             **{f"AUROC {c}": v for c, v in col.auroc[s.group].items()}}
             for s in col.groups
         ])  # fmt: skip
     return rep
