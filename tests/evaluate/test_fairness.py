@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from cliplab.errors import InputError
 from cliplab.evaluate.fairness import (
@@ -122,4 +125,41 @@ def test_fairness_task_reports_per_group_auroc(tiny_model):
         assert per["macro"] == pytest.approx(np.mean(list(want.values())))
         macros.append(per["macro"])
     assert res.metrics["macro_auroc_gap"] == pytest.approx(max(macros) - min(macros))
-    assert "AUROC " + run.classes[0] in fairness.report(res).to_html()
+    assert "AUROC by background" in fairness.report(res).to_html()
+
+
+def test_fairness_task_multilabel_is_per_label_auroc_per_group(tiny_model):
+    """Scenes labelled by the set of their shapes ("heart|cross"), grouped by background: each group's
+    AUROC per shape is sklearn's on the zero-shot logits of that group."""
+    from dataclasses import replace
+
+    from sklearn.metrics import roc_auc_score
+
+    from cliplab.data.sources.base import ImageSource
+    from cliplab.evaluate.runner import open_dataset
+    from cliplab.evaluate.tasks import EmbedOptions, fairness
+    from cliplab.zeroshot import ZeroShotClassifier
+
+    scenes = open_dataset("synthetic:24:7")
+    items = [replace(it, label="|".join(o["shape"] for o in it.meta["objects"])) for it in scenes.items]
+    res = fairness.run_fairness(tiny_model, ImageSource("shapes", items), ["background"], opts=EmbedOptions(batch_size=16, num_workers=0), multilabel=True)
+    classes, labels = fairness.label_sets(items)
+    assert res.classes == classes and labels.sum() > len(items)  # some scenes carry two labels
+    logits = ZeroShotClassifier(tiny_model, classes, "default").fit().decision_function(tiny_model.encode_images(
+        [Image.open(io.BytesIO(it.read_bytes())).convert("RGB") for it in items]))  # fmt: skip
+    bg = np.array([it.meta["background"] for it in items])
+    (col,) = res.columns
+    checked = 0
+    for k, per in col.auroc.items():
+        for i, c in enumerate(classes):
+            y = labels[bg == k, i]
+            if 0 < y.sum() < len(y):
+                assert per[c] == pytest.approx(roc_auc_score(y, logits[bg == k, i]), abs=1e-6)
+                checked += 1
+            else:
+                assert np.isnan(per[c])
+    assert checked >= 4
+    assert set(res.metrics) == {"macro_auroc_gap", "group_predictability", "group_predictability_chance"}
+    assert "AUROC by background" in fairness.report(res).to_html()
+    with pytest.raises(InputError, match="not among the class names"):
+        fairness.label_sets(items, ["heart"])
