@@ -17,6 +17,7 @@ from cliplab.evaluate.calibration import (
 from cliplab.evaluate.fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
+    group_auroc,
     group_predictability,
     group_stats,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "equalized_odds_difference",
     "fit_temperature",
     "fpr_at_tpr",
+    "group_auroc",
     "group_predictability",
     "group_stats",
     "max_logit",

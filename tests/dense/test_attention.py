@@ -80,12 +80,9 @@ def test_vanilla_class_token_path_is_the_unmodified_model(tiny_model):
 def test_resnet_maskclip_is_value_and_output_projections_as_1x1_convolutions(resnet_model):
     visual = resnet_model.torch_module.visual
     pool = visual.attnpool
-    pixels = torch.randn(1, 3, 128, 128)  # 4x4 feature map: the pool's positional embedding is resized
+    pixels = torch.randn(1, 3, 128, 128)
     fmap = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(pixels)))))
-    grid = fmap.shape[-2:]
-    pos = F.interpolate(pool.positional_embedding[1:].T.reshape(1, -1, 2, 2), size=grid, mode="bicubic", align_corners=False)
-    x = fmap + pos
-    v = F.conv2d(x, pool.v_proj.weight[:, :, None, None], pool.v_proj.bias)
+    v = F.conv2d(fmap, pool.v_proj.weight[:, :, None, None], pool.v_proj.bias)  # MaskCLIP adds no positional embedding
     want = F.normalize(F.conv2d(v, pool.c_proj.weight[:, :, None, None], pool.c_proj.bias), dim=1)
     torch.testing.assert_close(dense_features(resnet_model, pixels, "maskclip"), want, atol=1e-5, rtol=1e-4)
 

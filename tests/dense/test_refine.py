@@ -94,3 +94,14 @@ def test_correlations_are_cosines():
     torch.testing.assert_close(torch.diagonal(c[0]), torch.ones(6))
     flat = f.flatten(2)[0]
     assert torch.isclose(c[0, 1, 4], torch.nn.functional.cosine_similarity(flat[:, 1], flat[:, 4], dim=0))
+
+
+def test_training_leaves_the_global_rng_alone_and_repeats_with_the_seed(tiny_model, resnet_model):
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    first = train_refiner(tiny_model, resnet_model, n_scenes=8, steps=1, batch_size=4, image_size=32, teacher_layer=1, seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    again = train_refiner(tiny_model, resnet_model, n_scenes=8, steps=1, batch_size=4, image_size=32, teacher_layer=1, seed=5)
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[name], value)

@@ -31,10 +31,10 @@ def test_ece_by_hand_two_bins():
     assert mce(P, Y, n_bins=10) == pytest.approx(0.8)
 
 
-def test_bins_are_lower_open_upper_closed():
-    probs = np.array([[0.5, 0.5], [0.6, 0.4]])
-    bins = reliability_bins(probs, np.array([0, 0]), n_bins=10)
-    assert bins.counts[4] == 1 and bins.counts[5] == 1  # 0.5 -> (0.4, 0.5], 0.6 -> (0.5, 0.6]
+def test_bins_are_lower_closed_upper_open_and_the_last_closed():
+    probs = np.array([[0.5, 0.5], [0.7, 0.3], [0.75, 0.25], [1.0, 0.0]])
+    bins = reliability_bins(probs, np.array([0, 0, 0, 0]), n_bins=4)
+    assert bins.counts.tolist() == [0, 0, 2, 2]  # 0.5 -> [0.5, 0.75), 0.75 -> [0.75, 1], 1 -> [0.75, 1]
 
 
 def test_equal_mass_bins_hold_equal_counts():

@@ -112,3 +112,21 @@ def test_shapes_are_checked():
         cmmd(np.ones((2, 3)), np.ones((2, 4)))
     with pytest.raises(InputError):
         schur_complement_entropy(np.ones((2, 3)), np.ones((2, 3)), kernel="linear")
+
+
+def test_generation_task_reports_torchmetrics_clipscore(tiny_model, monkeypatch):
+    """Six captions point along their image and four against it: torchmetrics' CLIPScore (the mean
+    clamped; see test_library_parity) gives 100 * (6 - 4) / 10, the per-pair clamp 100 * 6 / 10."""
+    from cliplab.data.images import decode_image
+    from cliplab.evaluate.runner import open_dataset
+    from cliplab.evaluate.tasks import EmbedOptions, generation
+
+    items = open_dataset("synthetic:10:2").items
+    img = tiny_model.encode_images([decode_image(it.read_bytes(), it.id) for it in items])
+    captions = [f"caption {i}" for i in range(10)]
+    signs = np.array([1.0] * 6 + [-1.0] * 4)[:, None]
+    encode_texts = tiny_model.encode_texts
+    monkeypatch.setattr(tiny_model, "encode_texts", lambda texts: img * signs if list(texts) == captions else encode_texts(texts))
+    res = generation.run_generation(tiny_model, "synthetic:10:2", captions, opts=EmbedOptions(batch_size=16, num_workers=0))
+    assert res.metrics["clip_score_100"] == pytest.approx(20.0, abs=1e-3)
+    assert res.metrics["clip_score"] == pytest.approx(2.5 * 6 / 10, abs=1e-4)

@@ -111,3 +111,33 @@ def test_calibration_matches_netcal():
     ts.fit(p, y)
     # netcal stores the factor that multiplies the log-probabilities: 1 / T
     assert fit_temperature(z, y) == pytest.approx(1.0 / float(np.ravel(ts.temperature)[0]), rel=0.02)
+
+
+def _on_edge_case():
+    """Confidences exactly on the edges 0.5 and 0.75 of four equal-width bins (edges exact in binary)."""
+    p = np.array([[0.75, 0.25], [0.25, 0.75], [0.5, 0.5], [0.5, 0.5], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7], [0.9, 0.1]])
+    y = np.array([0, 1, 0, 0, 1, 0, 1, 1])  # (lower, upper] bins would give ECE 0.2375, [lower, upper) 0.1125
+    return p, y
+
+
+def test_calibration_bins_on_an_edge_match_torchmetrics():
+    """A confidence on an edge belongs to the bin above it ([lower, upper)), as torch.bucketize(right=True)
+    places it in torchmetrics' calibration_error."""
+    torch = pytest.importorskip("torch")
+    tmf = pytest.importorskip("torchmetrics.functional.classification")
+    p, y = _on_edge_case()
+    for norm, ours in (("l1", ece), ("max", mce)):
+        theirs = tmf.multiclass_calibration_error(torch.tensor(p), torch.tensor(y), num_classes=2, n_bins=4, norm=norm)
+        assert ours(p, y, 4) == pytest.approx(float(theirs), abs=1e-6)
+
+
+def test_calibration_bins_on_an_edge_match_netcal():
+    """netcal bins with np.histogramdd: [lower, upper), the last bin closed, so a confidence of 1 is in it."""
+    pytest.importorskip("netcal")
+    from netcal.metrics import ECE
+
+    p, y = _on_edge_case()
+    p, y = np.vstack([p, [[1.0, 0.0], [0.0, 1.0]]]), np.r_[y, 0, 0]
+    p = np.vstack([np.c_[p, np.zeros(len(p))], [0.1, 0.2, 0.7]])  # netcal reads two classes as a binary problem
+    y = np.r_[y, 2]
+    assert ece(p, y, 4) == pytest.approx(float(ECE(4).measure(p, y)), abs=1e-9)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from cliplab.errors import InputError
 from cliplab.evaluate.ood import aupr, auroc, detection_metrics, energy, fpr_at_tpr, max_logit, mcm, msp, ood_scores
 
 
@@ -61,3 +62,24 @@ def test_ood_scores_names():
     scores = ood_scores(cos, logit_scale=10.0)
     assert set(scores) == {"msp", "maxlogit", "energy", "mcm"}
     assert scores["msp"] == pytest.approx(msp(10 * cos))
+
+
+def test_fpr_conventions_by_hand():
+    """ROC points from the top: (0, 1/4) at 5, (1/4, 1/4) at 4, (1/2, 1/2) at 3, (3/4, 3/4) at 2, (3/4, 1) at 1.
+    At TPR 1/2 the rank convention takes threshold 3 (OOD 4 and 3 pass: 1/2); roc_curve drops (1/2, 1/2),
+    collinear with its neighbours, so the benchmarks' convention lands on (3/4, 3/4)."""
+    s_in, s_out = [5.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 0.0]
+    assert fpr_at_tpr(s_in, s_out, tpr=0.5, convention="rank") == 0.5
+    assert fpr_at_tpr(s_in, s_out, tpr=0.5, convention="roc") == 0.75
+    assert fpr_at_tpr(s_in, s_out, tpr=0.5) == 0.75
+    assert detection_metrics(s_in, s_out)["fpr95"] == fpr_at_tpr(s_in, s_out, convention="roc") == 0.75
+    with pytest.raises(InputError, match="convention"):
+        fpr_at_tpr(s_in, s_out, convention="nearest")
+
+
+def test_fpr_roc_convention_matches_sklearn_roc_curve():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        a, b = rng.integers(0, 8, 25).astype(float), rng.integers(0, 8, 16) - 1.0
+        fpr, tpr, _ = roc_curve(np.r_[np.ones(25), np.zeros(16)], np.r_[a, b])
+        assert fpr_at_tpr(a, b) == fpr[np.argmax(tpr >= 0.95)]

@@ -4,7 +4,7 @@ ViTs run every block but the last unchanged, then the last block as the chosen m
 (:mod:`cliplab.dense.attention`), then the final norm and projection; the class token is dropped.
 A ModifiedResNet runs its attention pool with every feature-map cell as a query, the MaskCLIP
 trick (Zhou et al. 2022, sec. 3.2): with ``maskclip`` that is the value and output projections
-applied as 1x1 convolutions.
+applied as 1x1 convolutions to the feature map, without the pool's positional embedding.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cliplab.dense.attention import LastBlock, last_block
+from cliplab.dense.attention import LastBlock, last_block, value_attention
 from cliplab.models.vision_parts import PoolParts, ViTParts, vision_parts
 
 Tensor = torch.Tensor
@@ -47,7 +47,11 @@ def pool_tokens(parts: PoolParts, pixels: Tensor, block: LastBlock) -> tuple[Ten
     fmap = parts.features(pixels)
     grid = (fmap.shape[2], fmap.shape[3])
     cells = fmap.flatten(2).transpose(1, 2)
-    x = torch.cat([cells.mean(dim=1, keepdim=True), cells], dim=1) + parts.positional(grid).to(cells.dtype)
+    x = torch.cat([cells.mean(dim=1, keepdim=True), cells], dim=1)
+    # MaskCLIP's ResNet head projects the bare feature map (maskclip_head.py: c_proj(v_proj(x)), no
+    # positional embedding); the methods that compare queries and keys keep the pool's own embedding.
+    if block.attention is not value_attention:
+        x = x + parts.positional(grid).to(cells.dtype)
     q, k, v = parts.qkv(x)
     return parts.out_proj(merge_heads(block.attention(q, k, v, grid)))[:, 1:], grid
 

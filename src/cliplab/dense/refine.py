@@ -186,7 +186,6 @@ def train_refiner(model, teacher, n_scenes: int = 512, steps: int = 300, batch_s
     parts = vision_parts(model)
     if not isinstance(parts, ViTParts):
         raise InputError("the learned refinement reads ViT tokens; use a ViT model")
-    torch.manual_seed(seed)
     pixels01 = scene_pixels(n_scenes, seed, image_size)
     pixels = normalised(model, pixels01)
     with torch.no_grad():
@@ -196,7 +195,9 @@ def train_refiner(model, teacher, n_scenes: int = 512, steps: int = 300, batch_s
                             for i in range(0, n_scenes, 64)])  # fmt: skip
         salient = saliency_teacher if saliency_teacher is not None else model
         foreground = torch.cat([teacher_foreground(salient, pixels01[i : i + 64], saliency_layer, grid).cpu() for i in range(0, n_scenes, 64)])
-    head = CorrelationRefiner(tokens.shape[1], dim=dim, layer=layer)
+    with torch.random.fork_rng(devices=[]):  # seeds the heads' initialisation, leaves the global RNG as it was
+        torch.manual_seed(seed)
+        head = CorrelationRefiner(tokens.shape[1], dim=dim, layer=layer)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):

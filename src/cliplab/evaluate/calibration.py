@@ -55,7 +55,7 @@ def _bin_stats(conf: np.ndarray, correct: np.ndarray, bin_of: np.ndarray, n_bins
 
 def reliability_bins(probs, y, n_bins: int = 15, strategy: str = "uniform") -> ReliabilityBins:
     """Bin samples by confidence. ``uniform``: ``n_bins`` equal-width bins over [0, 1], each
-    (lower, upper]; ``quantile``: equal-mass bins (sorted confidences split into ``n_bins`` runs of
+    [lower, upper) and the last [lower, 1]; ``quantile``: equal-mass bins (sorted confidences split into ``n_bins`` runs of
     sizes differing by at most one)."""
     if n_bins < 1:
         raise InputError(f"n_bins must be >= 1, got {n_bins}")
@@ -64,8 +64,10 @@ def reliability_bins(probs, y, n_bins: int = 15, strategy: str = "uniform") -> R
     correct = (p.argmax(1) == y).astype(np.float64)
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
-        # side="left": conf == edge falls in the bin whose upper edge it is, i.e. bins are (lower, upper].
-        bin_of = np.searchsorted(edges[1:-1], conf, side="left")
+        # side="right": conf == edge falls in the bin above it, [lower, upper), the last bin closed, as
+        # np.histogram (netcal's ECE) bins; torchmetrics' calibration_error (torch.bucketize(right=True))
+        # agrees on every inner edge but puts a confidence of exactly 1 in a bin of its own.
+        bin_of = np.searchsorted(edges[1:-1], conf, side="right")
     elif strategy == "quantile":
         n_bins = min(n_bins, len(conf))
         order = np.argsort(conf, kind="stable")
@@ -85,7 +87,7 @@ def _expected_gap(bins: ReliabilityBins) -> float:
 
 
 def ece(probs, y, n_bins: int = 15) -> float:
-    """Expected calibration error: sum over equal-width bins (lower, upper] of |B|/n * |acc(B) - conf(B)|."""
+    """Expected calibration error: sum over equal-width bins [lower, upper) of |B|/n * |acc(B) - conf(B)|."""
     return _expected_gap(reliability_bins(probs, y, n_bins, "uniform"))
 
 

@@ -156,3 +156,39 @@ def group_predictability(X, groups, seed: int = 0, folds: int = 5) -> float:
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(LogisticRegression(max_iter=2000), X, g, cv=cv)
     return float(balanced_accuracy_score(g, pred))
+
+
+def _binary_targets(targets, n_columns: int) -> np.ndarray:
+    """(N, n_columns) 0/1 targets: one-vs-rest columns of 1-D class indices, or a 2-D 0/1 label matrix."""
+    t = np.asarray(targets)
+    if t.ndim == 1 and t.dtype.kind in "iu" and (not len(t) or (t.min() >= 0 and t.max() < n_columns)):
+        return (t[:, None] == np.arange(n_columns)).astype(np.int64)
+    if t.ndim == 2 and t.shape[1] == n_columns and np.isin(t, (0, 1)).all():
+        return t.astype(np.int64)
+    raise InputError(f"targets must be class indices in [0, {n_columns}) or an (N, {n_columns}) 0/1 label matrix, got shape {t.shape}")
+
+
+def group_auroc(targets, scores, groups, names: list[str]) -> dict[str, dict[str, float]]:
+    """Per group (sorted by name): the AUROC of each score column against its binary target, and
+    their unweighted mean ``"macro"`` (sklearn's roc_auc_score per column, as its ``average="macro"``).
+
+    ``targets``: (N,) class indices (multi-class: column c is one-vs-rest for class c) or an (N, L) 0/1
+    matrix (multi-label: a sample can carry several labels). ``scores``: (N, L), higher = more likely.
+    A column whose targets are all 0 or all 1 within a group has no AUROC there (NaN; left out of the
+    macro mean, which is NaN when no column has one).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    s, g = np.asarray(scores, np.float64), np.asarray(groups)
+    if s.ndim != 2 or s.shape[1] != len(names) or len(s) != len(g) or not len(s):
+        raise InputError(f"scores must be (N, {len(names)}) with one group per row, got {s.shape} and {g.shape}")
+    t = _binary_targets(targets, len(names))
+    if len(t) != len(s):
+        raise InputError(f"targets and scores must have one row per sample, got {len(t)} and {len(s)}")
+    out = {}
+    for k in sorted(np.unique(g).tolist(), key=str):
+        tk, sk = t[g == k], s[g == k]
+        per = {n: float(roc_auc_score(tk[:, c], sk[:, c])) if 0 < tk[:, c].sum() < len(tk) else float("nan") for c, n in enumerate(names)}
+        defined = [v for v in per.values() if not np.isnan(v)]
+        out[str(k)] = {**per, "macro": float(np.mean(defined)) if defined else float("nan")}
+    return out

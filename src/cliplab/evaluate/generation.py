@@ -48,8 +48,9 @@ def clip_scores(image_emb, text_emb, w: float = 2.5) -> np.ndarray:
 
 def clip_score(image_emb, text_emb, w: float = 2.5, clamp: str = "pair") -> float:
     """CLIPScore averaged over pairs. ``clamp="pair"`` (Hessel et al.): mean of w * max(cos, 0).
-    ``clamp="mean"`` is torchmetrics' CLIPScore with w = 100: max(mean of w * cos, 0). The two agree
-    whenever no pair has a negative cosine."""
+    ``clamp="mean"`` is torchmetrics' CLIPScore with w = 100: max(mean of w * cos, 0) (torchmetrics
+    1.x, multimodal/clip_score.py: ``update`` sums 100 * cos, ``compute`` returns
+    ``max(score / n_samples, 0)``). The two agree whenever no pair has a negative cosine."""
     if clamp == "pair":
         return float(np.mean(clip_scores(image_emb, text_emb, w)))
     if clamp == "mean":

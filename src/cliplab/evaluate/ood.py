@@ -84,15 +84,32 @@ def aupr(scores_in, scores_out) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
-    """Fraction of OOD samples scored at or above the threshold that keeps ``tpr`` of the
-    in-distribution samples: the threshold is the ceil(tpr * n_in)-th largest in-distribution score."""
+FPR_CONVENTIONS = ("roc", "rank")
+
+
+def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95, convention: str = "roc") -> float:
+    """Fraction of OOD samples accepted when ``tpr`` of the in-distribution samples (the positives) are.
+
+    ``convention="roc"`` (the form of OOD benchmark code, e.g. UB-GOLD's GAOOD/metric/metric.py
+    ``fpr95``): ``sklearn.metrics.roc_curve(is_in, scores)`` with its defaults, then the FPR of the
+    first ROC point whose TPR is >= ``tpr``. roc_curve drops points collinear with their neighbours, so on small sets
+    with ties this can land on a later point than ``"rank"``.
+    ``convention="rank"``: the threshold is the ceil(tpr * n_in)-th largest in-distribution score and the
+    FPR is the fraction of OOD scores >= it (every ROC point kept).
+    """
     if not 0 < tpr <= 1:
         raise InputError(f"tpr must be in (0, 1], got {tpr}")
     a, b = _pair(scores_in, scores_out)
-    k = int(np.ceil(tpr * len(a) - 1e-9))
-    threshold = np.sort(a)[::-1][k - 1]
-    return float(np.mean(b >= threshold))
+    if convention == "roc":
+        from sklearn.metrics import roc_curve
+
+        fprs, tprs, _ = roc_curve(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b])
+        return float(fprs[np.argmax(tprs >= tpr)])
+    if convention == "rank":
+        k = int(np.ceil(tpr * len(a) - 1e-9))
+        threshold = np.sort(a)[::-1][k - 1]
+        return float(np.mean(b >= threshold))
+    raise InputError(f"convention must be one of {', '.join(FPR_CONVENTIONS)}, got {convention!r}")
 
 
 def detection_metrics(scores_in, scores_out, prefix: str = "") -> dict[str, float]:

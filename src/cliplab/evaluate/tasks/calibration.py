@@ -92,5 +92,5 @@ def report(result: CalibrationResult) -> Report:
     rep.add_table("Before and after temperature scaling", [{"metric": k, "before": m["before"][k], "after": m["after"][k]} for k in m["before"]])
     if result.before is not None and result.after is not None:
         panels = {"before": result.before, f"after (T = {m['temperature']:.3g})": result.after}
-        rep.add_figure("Reliability diagram", task_plots.reliability_diagram_png(panels), caption=f"{result.n_bins} equal-width bins (lower, upper]")
+        rep.add_figure("Reliability diagram", task_plots.reliability_diagram_png(panels), caption=f"{result.n_bins} equal-width bins [lower, upper)")
     return rep

@@ -59,7 +59,8 @@ def run_generation(
     seed: int = 0,
     pretrained: str | None = None,
 ) -> GenerationResult:
-    """``metrics``: ``clip_score`` (w = 2.5), ``clip_score_100`` (torchmetrics' scale),
+    """``metrics``: ``clip_score`` (w = 2.5, each pair clamped), ``clip_score_100`` (torchmetrics'
+    CLIPScore: w = 100, the mean clamped),
     ``ref_clip_score`` (when every image has a reference caption), ``cmmd`` (with ``reference``),
     ``vendi`` of the images, and ``sce_image`` / ``sce_text`` (Schur-complement entropy with
     prompts = the candidate captions; exact Gaussian kernel of width ``sce_sigma``, unit-length
@@ -79,7 +80,7 @@ def run_generation(
     if all(candidates):
         T = model.encode_texts(candidates)
         metrics["clip_score"] = clip_score(X, T)
-        metrics["clip_score_100"] = clip_score(X, T, w=100.0)
+        metrics["clip_score_100"] = clip_score(X, T, w=100.0, clamp="mean")
         if all(references):
             metrics["ref_clip_score"] = ref_clip_score(X, T, [model.encode_texts(r) for r in references])
         sce = schur_complement_entropy(X, T, sigma=sce_sigma, kernel="exact", seed=seed)
@@ -97,5 +98,5 @@ def run_generation(
 
 def report(result: GenerationResult) -> Report:
     rep = Report(f"Generation metrics: {result.model} on {result.dataset}", f"{result.n_images} images" + (f"; reference {result.reference} ({result.n_reference})" if result.reference else ""))
-    rep.add_table("Metrics", result.metrics, caption="CLIPScore w = 2.5 (Hessel et al.) and w = 100 (torchmetrics); CMMD x1000 with sigma 10; Vendi with the cosine kernel")
+    rep.add_table("Metrics", result.metrics, caption="CLIPScore w = 2.5 (Hessel et al., each pair clamped at 0) and w = 100 (torchmetrics, the mean clamped at 0); CMMD x1000 with sigma 10; Vendi with the cosine kernel")
     return rep
