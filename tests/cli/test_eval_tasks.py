@@ -139,3 +139,26 @@ def test_unknown_task_is_one_line_naming_the_tasks(cli, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1, result.output
         assert "no such task 'robustnes'" in lines[0] and "'robustness'" in lines[0] and "zeroshot_retrieval" in lines[0]
+
+
+def test_fairness_multilabel_from_the_command_line(cli, model_args, tmp_path):
+    """A manifest whose label cells hold label sets ("star|circle"): per-label AUROC per group in the JSON."""
+    from cliplab.data.sources import open_source
+
+    rows = []
+    for item in open_source("synthetic:16:4").items:
+        path = tmp_path / f"{item.id}.png"
+        path.write_bytes(item.read_bytes())
+        rows.append({"image": str(path), "label": "|".join(o["shape"] for o in item.meta["objects"]), "background": item.meta["background"]})
+    manifest = tmp_path / "scenes.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "fair.json"
+    result = cli("eval", "fairness", *model_args, "--images", manifest, "--group-column", "background", "--multilabel", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert any("|" in r["label"] for r in rows)
+    (column,) = data["columns"]
+    assert set(column["auroc"]) == {r["background"] for r in rows}  # every group ...
+    assert all(set(per) == {*data["classes"], "macro"} for per in column["auroc"].values())  # ... every label and the macro mean
+    assert sorted(data["classes"]) == sorted({s for r in rows for s in r["label"].split("|")})
+    assert "macro_auroc_gap" in data["metrics"]

@@ -389,12 +389,14 @@ def fairness(
     run: Run,
     group_column: list[str] = typer.Option(..., "--group-column", help="A metadata column naming each image's group (repeat for several; synthetic scenes: background, color, size, position)."),
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    multilabel: bool = typer.Option(False, "--multilabel", help="Each label cell holds a set of labels separated by '|' (chest X-ray style): per-label AUROC per group."),
 ) -> Outcome:
-    """Per-group accuracy and error rates with bootstrap intervals, gaps, and how predictable the group is."""
+    """Per-group accuracy, error rates and AUROC with bootstrap intervals, gaps, and how predictable the group is."""
     from cliplab.evaluate.tasks import fairness as module
 
     labels = run.labels()
-    result = module.run_fairness(run.clip(), run.images, group_column, opts=run.embed_options(), seed=seed, pretrained=run.pretrained, **labels)
+    result = module.run_fairness(run.clip(), run.images, group_column, opts=run.embed_options(), seed=seed,
+                                 pretrained=run.pretrained, multilabel=multilabel, **labels)  # fmt: skip
     return result, lambda: module.report(result)
 
 
