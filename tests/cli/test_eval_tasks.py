@@ -20,7 +20,7 @@ def test_help_names_the_tasks(cli):
 
 def test_skills_json_table_and_report(cli, model_args, tmp_path):
     out, report = tmp_path / "skills.json", tmp_path / "skills.html"
-    result = cli("eval", *model_args, "--task", "skills", "--scenes", "8", "--seed", "3", "--out", out, "--report", report, *FAST)
+    result = cli("eval", *model_args, "--task", "skills", "--scenes", "8", "--seed", "3", "--out", out, "--report", report, "--no-progress")
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["task"] == "skills" and set(data["metrics"]) >= {"binding", "spatial", "counting", "long_caption_retrieval"}
@@ -85,8 +85,9 @@ OWN_OPTIONS = {
     "skills": (["--scenes", "--seed"], "--images"),
     "segmentation": (["--method", "--pamr", "--regions", "--refiner", "--templates"], "--recall-k"),
 }
-SHARED = ["--model", "--pretrained", "--precision", "--decode", "--cache-dir", "--no-cache", "--batch-size", "--workers",
-          "--progress", "--out", "--report"]  # fmt: skip
+SHARED = ["--model", "--pretrained", "--precision", "--batch-size", "--progress", "--out", "--report"]
+EMBEDDING = ["--decode", "--cache-dir", "--no-cache", "--workers"]  # the feature store's: only tasks that embed through it
+NOT_EMBEDDING = {"skills", "segmentation"}
 
 
 @pytest.mark.parametrize("task", list(OWN_OPTIONS))
@@ -97,6 +98,7 @@ def test_each_task_help_shows_its_own_options_only(cli, task):
         assert result.exit_code == 0, result.output
         flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", result.stdout))
         assert set(own + SHARED) <= flags and other not in flags
+        assert (set(EMBEDDING) & flags) == (set() if task in NOT_EMBEDDING else set(EMBEDDING))
 
 
 def test_every_task_has_a_sub_command(cli):

@@ -100,3 +100,10 @@ def test_adapt_passes_decode_to_embed(cli, tmp_path, monkeypatch, model_args):
     result = cli("adapt", *model_args, "--train", tmp_path / "train", "--out", tmp_path / "o", "--decode", "cpu", "--no-progress")
     assert result.exit_code == 2 and "stop here" in result.stderr, result.output
     assert seen["decode"] == "cpu" and seen["cache_dir"] is not None
+
+
+@pytest.mark.parametrize("name", MODEL_COMMANDS)
+def test_commands_that_do_not_embed_a_collection_offer_no_feature_store_options(app, name):
+    """An option that would do nothing is not offered: these commands never go through the feature store."""
+    cmd = command(app, name)
+    assert [flag for flag in ("--decode", "--cache-dir", "--no-cache", "--workers") if option(cmd, flag)] == []

@@ -140,11 +140,14 @@ SHARED = [
     _param("pretrained", Optional[str], PRETRAINED_OPTION),
     _param("precision", Precision, PRECISION_OPTION),
     _param("batch_size", Optional[int], BATCH_SIZE_OPTION),
+    _param("progress", bool, PROGRESS_OPTION),
+]
+# the feature store's options, for the tasks that embed a collection through it
+EMBEDDING = [
     _param("decode", Decode, DECODE_OPTION),
     _param("cache_dir", Optional[Path], CACHE_DIR_OPTION),
     _param("no_cache", bool, NO_CACHE_OPTION),
     _param("workers", Optional[int], WORKERS_OPTION),
-    _param("progress", bool, PROGRESS_OPTION),
 ]
 IMAGES = [_param("images", str, IMAGES_OPTION)]
 TEMPLATES_OPTION = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt).")
@@ -173,11 +176,11 @@ class Run:
     pretrained: str | None
     precision: Precision
     batch_size: int | None
-    decode: Decode
-    cache_dir: Path | None
-    no_cache: bool
-    workers: int | None
     progress: bool
+    decode: Decode = Decode.auto
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    workers: int | None = None
     images: str | None = None
     classnames: str | None = None
     templates: str | None = None
@@ -210,12 +213,13 @@ class Run:
 Outcome = tuple[Any, Callable[[], Any]]  # (result with to_json(), a function making its Report)
 
 
-def task(name: str, *groups: list[inspect.Parameter], extra_args: bool = False) -> Callable:
+def task(name: str, *groups: list[inspect.Parameter], extra_args: bool = False, embeds: bool = True) -> Callable:
     """Register ``func(run, **own options) -> (result, make_report)`` as ``cliplab eval NAME``, with the
-    options of ``groups`` and ``SHARED``; the command writes the JSON and report and prints the table."""
+    options of ``groups``, ``SHARED`` and, for a task that ``embeds`` a collection through the feature store,
+    ``EMBEDDING``; the command writes the JSON and report and prints the table."""
 
     def register(func: Callable[..., Outcome]) -> Callable[..., Outcome]:
-        grouped = [p for group in groups for p in group]
+        grouped = [p for group in (*groups, EMBEDDING if embeds else []) for p in group]
         own = list(inspect.signature(func, eval_str=True).parameters.values())[1:]
 
         def command(**kw: Any) -> None:
@@ -423,7 +427,7 @@ def generation(
     return result, lambda: module.report(result)
 
 
-@task("skills")
+@task("skills", embeds=False)  # it renders and encodes its own scenes
 def skills(
     run: Run,
     scenes: int = typer.Option(500, "--scenes", min=2, help="Synthetic scenes per skill."),
@@ -438,7 +442,7 @@ def skills(
     return result, lambda: module.report(result)
 
 
-@task("segmentation", IMAGES)
+@task("segmentation", IMAGES, embeds=False)  # dense features, not the feature store
 def segmentation(
     run: Run,
     method: str = typer.Option("auto", "--method", help="auto (maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip."),
