@@ -114,3 +114,14 @@ def test_no_module_only_re_exports_another():
     shims = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
              if p.name != "__init__.py" and p.name not in FACADES and only_reexports(ast.parse(p.read_text(encoding="utf-8")))]  # fmt: skip
     assert not shims, f"modules that only re-export another's names under an old path: {shims}"
+
+
+def test_the_command_line_and_the_package_start_without_torch():
+    """`cliplab --help` and `import cliplab` load no torch, scikit-learn or FAISS: their names load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import cliplab; from cliplab.cli import _register; _register(); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'faiss', 'torchvision', 'open_clip') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -14,25 +14,27 @@ internal and may move. The main entry points are here (``load_model``, ``embed``
 (``cliplab.train.train``), ``cliplab.zeroshot``, ``cliplab.features``, ``cliplab.models``, ``cliplab.data``.
 """
 
-import importlib
-
-from cliplab import metrics
-from cliplab.dense import segment
-from cliplab.errors import CliplabError
-from cliplab.features import Features, embed
-from cliplab.models import DEFAULT_MODEL, Model, load_model
-from cliplab.zeroshot import (
-    ContextualClassifier,
-    DescriptorClassifier,
-    ZeroShotClassifier,
-)
+from cliplab._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# Loaded on first use (PEP 562 module __getattr__): FAISS and the web service behind cliplab.search
-# alone add 1.5 s, which every command would pay at start-up if this module imported them.
-_LAZY_SUBPACKAGES = ("adapt", "data", "dense", "features", "models", "search", "train", "zeroshot")
-_LAZY_NAMES = {"SearchIndex": "cliplab.search", "TrainConfig": "cliplab.train"}
+# Everything loads on first use: torch, torchvision, FAISS and the web service behind these names take
+# seconds to import, which `cliplab --help` and every command would otherwise pay at start-up.
+_SUBPACKAGES = ("adapt", "data", "dense", "features", "metrics", "models", "search", "train", "zeroshot")
+_NAMES = {
+    "CliplabError": "cliplab.errors",
+    "ContextualClassifier": "cliplab.zeroshot",
+    "DEFAULT_MODEL": "cliplab.models",
+    "DescriptorClassifier": "cliplab.zeroshot",
+    "Features": "cliplab.features",
+    "Model": "cliplab.models",
+    "SearchIndex": "cliplab.search",
+    "TrainConfig": "cliplab.train",
+    "ZeroShotClassifier": "cliplab.zeroshot",
+    "embed": "cliplab.features",
+    "load_model": "cliplab.models",
+    "segment": "cliplab.dense",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -59,13 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY_SUBPACKAGES:
-        return importlib.import_module(f"cliplab.{name}")
-    if name in _LAZY_NAMES:
-        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
-    raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("cliplab", {**dict.fromkeys(_SUBPACKAGES, ""), **_NAMES}, globals())

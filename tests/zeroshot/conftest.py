@@ -24,6 +24,9 @@ class FakeModel:
         self.hash_unknown = hash_unknown
         self.calls: list[list[str]] = []
 
+    def __repr__(self) -> str:  # stable test ids: pytest-xdist workers must collect the same names
+        return f"FakeModel(dim={self.embed_dim})"
+
     def _vector(self, text: str) -> np.ndarray:
         if text in self.table:
             return self.table[text]

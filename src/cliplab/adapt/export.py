@@ -18,11 +18,9 @@ import numpy as np
 from cliplab.adapt._base import label_index
 from cliplab.adapt.calibration import ConformalClassifier, TemperatureScaling, mean_set_size, set_coverage
 from cliplab.adapt.compare import IMAGE_METHODS, Task, best_method, draw_split, fit_head
-from cliplab.data.few_shot import stratified_split
+from cliplab.data.few_shot import SELECTION_FRACTION, SELECTION_SEED, stratified_split
 from cliplab.errors import InputError
 
-SELECTION_FRACTION = 0.2
-SELECTION_SEED = 1  # the test split held out of --train uses seed 0
 
 
 def selection_rows(y_pool: np.ndarray, fraction: float = SELECTION_FRACTION, seed: int = SELECTION_SEED) -> np.ndarray:

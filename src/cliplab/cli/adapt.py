@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cliplab.cli import app
-from cliplab.adapt.compare import IMAGE_METHODS, check_classes, check_methods
-from cliplab.adapt.export import SELECTION_FRACTION
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
@@ -30,7 +28,7 @@ from cliplab.cli.common import (
     user_errors,
     warnings_as_lines,
 )
-from cliplab.data.few_shot import stratified_split
+from cliplab.data.few_shot import SELECTION_FRACTION, stratified_split
 from cliplab.errors import InputError
 
 DEFAULT_METHODS = "zeroshot,gda,tip,tip-f,linear,coop,cocoop,svd"
@@ -62,6 +60,8 @@ def parse_ints(value: str, option: str) -> list[int]:
 
 
 def parse_methods(value: str) -> list[str]:
+    from cliplab.adapt.compare import check_methods
+
     methods = [m.strip() for m in value.split(",") if m.strip()]
     check_methods(methods)
     return methods
@@ -147,7 +147,7 @@ def adapt_command(
     """
     from rich.progress import Progress
 
-    from cliplab.adapt.compare import Task, run_comparison, summarise
+    from cliplab.adapt.compare import IMAGE_METHODS, Task, check_classes, run_comparison, summarise
     from cliplab.adapt.export import describe_export, export_best, selection_rows
     from cliplab.data.sources import open_source
     from cliplab.features import embed

@@ -16,9 +16,8 @@ import typer
 
 from cliplab.errors import CliplabError, InputError, command_line_spelling, warn
 from cliplab.models import DEFAULT_MODEL
-from cliplab.models.precision import CHOICES as PRECISION_CHOICES
-from cliplab.models.precision import DEFAULT_PRECISION
-from cliplab.validation import check_classnames
+from cliplab.models.options import CHOICES as PRECISION_CHOICES
+from cliplab.models.options import DEFAULT_PRECISION
 
 if TYPE_CHECKING:
     from cliplab.data.sources import ImageSource
@@ -238,6 +237,8 @@ def read_names(value: str, option: str) -> list[str]:
     names = [n for n in names if n]
     if not names:
         raise InputError(f"{option} names no classes; pass 'a,b,c' or a file with one name per line")
+    from cliplab.validation import check_classnames
+
     return check_classnames(names, name=option)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import typer
@@ -23,11 +23,11 @@ from cliplab.cli.common import (
 )
 from cliplab.data import synthetic
 from cliplab.errors import InputError
-from cliplab.evaluate import plots, scenes
-from cliplab.evaluate.eval_report import retrieval_grid
-from cliplab.evaluate.metrics import confusion_matrix
-from cliplab.evaluate.report import Report
 from cliplab.files import write_json
+
+if TYPE_CHECKING:
+    from cliplab.evaluate.report import Report
+    from cliplab.evaluate.scenes import SceneEvaluation
 
 
 @app.command()
@@ -47,6 +47,8 @@ def demo(
     Prints accuracy per attribute and recall@1/5/10 in both directions, and writes an HTML report
     with a confusion matrix per attribute and example retrievals. Runs offline on the bundled model by default.
     """
+    from cliplab.evaluate import scenes
+
     console = Console(stderr=True)
     with user_errors(), Progress(console=console, transient=True, disable=not progress) as bar:
         if split not in synthetic.SPLITS:
@@ -67,7 +69,12 @@ def demo(
     typer.echo(f"report: {report}")
 
 
-def _report(figures: dict, evaluation: scenes.SceneEvaluation) -> Report:
+def _report(figures: dict, evaluation: SceneEvaluation) -> Report:
+    from cliplab.evaluate import plots
+    from cliplab.evaluate.eval_report import retrieval_grid
+    from cliplab.evaluate.metrics import confusion_matrix
+    from cliplab.evaluate.report import Report
+
     rep = Report(f"cliplab demo: {figures['model']}", f"{figures['n']} fresh {figures['split']} scenes, seed {figures['seed']}")
     rep.add_table("Zero-shot accuracy (single-object scenes)", [
         {"attribute": a, "accuracy": r.accuracy, "classes": len(r.classes), "prompt": synthetic.ATTRIBUTE_PROMPTS[a]}

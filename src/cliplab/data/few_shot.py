@@ -54,6 +54,12 @@ def few_shot_split(labels: Sequence[Any], shots: int, seed: int, exclude: Sequen
     return np.sort(np.concatenate(picked))
 
 
+# The share of each class of a training pool set aside, before any draw, to choose which adaptation
+# method to export (``cliplab.adapt.export``), and its seed (the test split held out of --train uses 0).
+SELECTION_FRACTION = 0.2
+SELECTION_SEED = 1
+
+
 def stratified_split(labels: Sequence[Any], fraction: float, seed: int, name: str = "fraction",
                      keep_one: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(kept rows, held-out rows): ``round(fraction * n_c)`` rows of each class held out, drawn from

@@ -7,17 +7,24 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
-
+from cliplab._lazy import lazy_exports
 from cliplab.errors import ModelLoadError
-from cliplab.models.base import Model
-from cliplab.models.precision import DEFAULT_PRECISION
-from cliplab.models.spec import GRAMMAR, ModelSpec, parse_spec
+from cliplab.models.options import DEFAULT_PRECISION
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.models.base import Model
 
 DEFAULT_MODEL = "cliplab:shapes-tiny"
 
 __all__ = ["DEFAULT_MODEL", "GRAMMAR", "Model", "ModelLoadError", "ModelSpec", "load_model", "parse_spec"]
+# torch and the backends load on first use, so the command line starts without them
+__getattr__, __dir__ = lazy_exports(
+    "cliplab.models", {"Model": "cliplab.models.base", **dict.fromkeys(("GRAMMAR", "ModelSpec", "parse_spec"), "cliplab.models.spec")}, globals()
+)
 
 
 def load_model(
@@ -41,6 +48,8 @@ def load_model(
         weights): such a model is for testing code paths and measuring speed, not for predictions.
     Errors a user can fix raise :class:`ModelLoadError` with a one-line message.
     """
+    from cliplab.models.spec import parse_spec
+
     parsed = parse_spec(spec)
     if parsed.kind == "openclip":
         from cliplab.models.openclip_backend import OpenClipModel

@@ -1,18 +1,30 @@
 """The load options every backend shares: device and precision.
 
 Imports nothing else from ``cliplab.models`` at module level, so the spec parser, the bundled
-registry and the backends can all depend on it without importing each other in a circle.
+registry and the backends can all depend on it without importing each other in a circle; and not
+torch either, so the command line can offer the precision names without paying torch's import.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from cliplab.errors import ModelLoadError, how_to_pass
+
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+CHOICES = (*PRECISIONS, "auto")
+# The default of ``load_model`` and of every command's ``--precision``: fp32 so that the same call gives
+# the same numbers on every machine (open_clip and transformers also load fp32); ``auto`` is one flag away.
+DEFAULT_PRECISION = "fp32"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """The device to load on: default cuda when available, else cpu; a device this machine lacks is an error."""
+    import torch
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

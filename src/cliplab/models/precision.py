@@ -28,12 +28,8 @@ import torch
 from torch import nn
 
 from cliplab.errors import ModelLoadError
+from cliplab.models.options import CHOICES
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-CHOICES = (*PRECISIONS, "auto")
-# The default of ``load_model`` and of every command's ``--precision``: fp32 so that the same call gives
-# the same numbers on every machine (open_clip and transformers also load fp32); ``auto`` is one flag away.
-DEFAULT_PRECISION = "fp32"
 CAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags that decide which precision runs natively (as /proc/cpuinfo spells them)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -440,7 +440,7 @@ _IDENTITY_WORDS = {"name": "model name", "sha256": "weights", "arch": "architect
 
 
 def _identity_parts(identity: str) -> dict[str, str]:
-    from cliplab.models.precision import PRECISIONS
+    from cliplab.models.options import PRECISIONS
 
     name, *rest = identity.split("|")
     parts = {"name": name}

@@ -1,6 +1,8 @@
 """Training and post-training: the trainer, objectives, long text, caption rewrites, curation."""
 
+from cliplab._lazy import lazy_exports
 from cliplab.train.config import TrainConfig
-from cliplab.train.trainer import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
+# the trainer (and torch) load on first use, so the command line's options cost no torch import
+__getattr__, __dir__ = lazy_exports("cliplab.train", dict.fromkeys(("TrainResult", "train"), "cliplab.train.trainer"), globals())
