@@ -85,7 +85,7 @@ def check_classes(labels: Sequence[Any], what: str, min_classes: int = 2) -> Non
         named = f"only class {found[0]!r}" if found else "no labelled images"
         one_class = ""
         if len(found) == 1:
-            how = spelled("cliplab.adapt.inspection.fit_detector", "cliplab inspect fit")
+            how = spelled("cliplab.adapt.fit_detector", "cliplab inspect fit")
             one_class = f"; to flag what differs from good images only, fit a one-class detector: {how}"
         raise InputError(f"{what} has {named}; comparing classifiers needs at least {min_classes} classes (one subfolder per class){one_class}")
 
