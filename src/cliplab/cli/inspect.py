@@ -10,6 +10,7 @@ from typing import Any, List, Optional
 import typer
 
 from cliplab.cli import app
+from cliplab.cli.adapt import one_torch_thread
 from cliplab.cli.common import (
     BATCH_SIZE_OPTION,
     CACHE_DIR_OPTION,
@@ -114,9 +115,10 @@ def fit_command(
         if len(labels) > 1:
             typer.echo(f"note: --normal has images labelled {', '.join(labels[:5])}; all of them are taken as good", err=True)
         held_feats = embed(clip, held_source, **kw) if held_source is not None else None
-        detector = fit_detector(feats.X, method_name, false_alarm, X_held_out=None if held_feats is None else held_feats.X,
-                                held_out=held_out_fraction, params=params, random_state=seed,
-                                model=record_model(clip, pretrained), normal_labels=labels, source=normal)  # fmt: skip
+        with one_torch_thread():  # hypoc's small steps (see cliplab adapt)
+            detector = fit_detector(feats.X, method_name, false_alarm, X_held_out=None if held_feats is None else held_feats.X,
+                                    held_out=held_out_fraction, params=params, random_state=seed,
+                                    model=record_model(clip, pretrained), normal_labels=labels, source=normal)  # fmt: skip
         if held_feats is None:
             held_ids, shown = [feats.ids[int(r)] for r in detector.held_out_rows], normal_source
         else:
