@@ -127,6 +127,8 @@ def fit_command(
                                    title="One-class detector: held-out good images", show_held_out=False)  # fmt: skip
         detector.save(out, report=report)
         say_what_was_left_out(feats, out)
+        if held_feats is not None:
+            say_what_was_left_out(held_feats, out / "held_out")  # its list: DIR/held_out.skipped.csv
     typer.echo(f"fitted {method_name} on {detector.n_fit} good images; threshold {detector.threshold:.6g} flags "
                f"{detector.held_out_false_alarm:.1%} of {detector.n_held_out} held-out good images (target {false_alarm:.1%})")  # fmt: skip
     typer.echo(f"wrote {out}")
