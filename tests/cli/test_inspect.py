@@ -86,6 +86,11 @@ def test_unlabelled_images_get_scores_and_no_metrics(cli, data, tmp_path, model_
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["metrics"] is None
     assert len(list(csv.DictReader((tmp_path / "s.csv").open()))) == 10
+    result = cli("inspect", "score", "--images", data["test"], "--detector", detector, "--out", tmp_path / "s2.csv",
+                 "--normal-label", "ok", "--no-progress", *model_args)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no metrics: with the good labels ok, the labelled images of --images (labels good, noise, solid" in result.stderr
+    assert "AUROC" not in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [

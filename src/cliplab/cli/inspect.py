@@ -185,9 +185,9 @@ def score_command(
                 metrics = inspection_metrics(scores[rows], truth[rows] == 1, detector.threshold, kinds=kinds)
             else:
                 seen = sorted({str(lab) for lab in feats.labels if lab is not None})
-                typer.echo(f"note: no metrics: the labelled images of --images ({', '.join(seen[:5])}) are all "
-                           f"{'good' if not truth[rows].any() else 'anomalies'} with good labels {', '.join(normal_labels)}; "
-                           "pass --normal-label to name the good ones", err=True)  # fmt: skip
+                typer.echo(f"note: no metrics: with the good labels {', '.join(normal_labels)}, the labelled images of --images "
+                           f"(labels {', '.join(seen[:5])}) are all {'good' if not truth[rows].any() else 'anomalies'}; "
+                           "metrics need both (--normal-label names the good labels)", err=True)  # fmt: skip
         atomic_write(out, scores_csv(feats.ids, scores, detector.threshold))
         say_what_was_left_out(feats, out)
         flagged = int((scores > detector.threshold).sum())
