@@ -11,6 +11,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Set-up: two commands #2 | not run: ``python -m pytest`` (and ``-m slow``, its slow tier) is this suite itself |
 | Ten lines of Python #1 | exec'd on ``scenes/images`` made by ``cliplab data synth`` (24 scenes) |
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
+| Inspect (one-class) #1 | run on ``good_parts/`` (24 one-object scenes, no subfolders) and ``line/`` (``good/``: 6 other scenes, ``noise/``: 6 noise images) |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
@@ -35,6 +36,7 @@ HOW = {
     "Set-up: two commands #2": "not run: python -m pytest (and -m slow) is this suite itself",
     "Ten lines of Python #1": "exec",
     "Few-shot adaptation #1": "run",
+    "Inspect (one-class) #1": "run",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
@@ -100,12 +102,23 @@ def images_by_shape(folder: Path, n: int, seed: int) -> Path:
 
 def made_up_data(cwd: Path, cli) -> None:
     """Every input the README's bash blocks name, at the name they use."""
+    from cliplab.cli.data import write_scenes
+
     images_by_shape(cwd / "parts", 160, 1)
     images_by_shape(cwd / "new_parts", 8, 2)
     images_by_shape(cwd / "photos", 24, 3)
     more = images_by_shape(cwd / "more_photos", 8, 4)
     assert cli("embed", "--images", more, "--out", cwd / "more_feats", "--no-progress").exit_code == 0
     Image.open(next((cwd / "photos").rglob("*.png"))).save(cwd / "q.png")
+    write_scenes(cwd / "good-scenes", 30, 5, "test", 64, 1, None, False, progress=False)
+    (cwd / "good-scenes" / "images").rename(cwd / "good_parts")
+    (cwd / "line" / "noise").mkdir(parents=True)
+    for path in sorted((cwd / "good_parts").glob("*.png"))[24:]:
+        (cwd / "line" / "good").mkdir(exist_ok=True)
+        path.rename(cwd / "line" / "good" / path.name)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(cwd / "line" / "noise" / f"{i}.png")
     pairs = cwd / "pairs.jsonl"
     rows = [{"image": str(p), "caption": f"a photo of a {p.parent.name}"} for p in sorted((cwd / "photos").rglob("*.png"))]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -65,6 +65,22 @@ def test_export_method_exports_the_chosen_head(cli, folder, tiny_model_files, tm
     assert type(load(head).head.head).__name__ == "TipAdapter"
 
 
+def test_support_set_adapter_is_compared_and_exported(cli, folder, tiny_model_files, tmp_path):
+    from cliplab.adapt import load
+
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    head = tmp_path / "support.cliplab"
+    result = cli("adapt", "--train", folder, "--shots", "2", "--seeds", "1,2", "--methods", "zeroshot,support", "--views", "1",
+                 "--out", tmp_path / "run", "--export", head, "--export-method", "support", "--no-progress", *model)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = [r for r in json.loads((tmp_path / "run" / "results.json").read_text())["runs"] if r["method"] == "support"]
+    assert len(runs) == 2 and {"alpha", "beta", "gamma"} <= set(runs[0]["hyperparameters"])
+    assert "exported support (2 shots)" in result.stdout
+    assert type(load(head).head.head).__name__ == "SupportSetAdapter"
+    result = cli("classify", "--images", folder, "--head", head, "--out", tmp_path / "p.csv", "--no-progress", *model)
+    assert result.exit_code == 0, result.output
+
+
 def class_folder(root, counts):
     """A class-per-subfolder folder of small solid-colour PNGs: ``counts`` maps class -> images."""
     from PIL import Image
@@ -104,7 +120,8 @@ def test_one_class_folder_is_refused(cli, tiny_model_files, tmp_path, monkeypatc
     result = cli("adapt", "--train", train, "--out", tmp_path / "x", "--no-progress",
                  "--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"])  # fmt: skip
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: --train has only class 'ok'; comparing classifiers needs at least 2 classes (one subfolder per class)"
+    assert result.stderr.strip() == ("error: --train has only class 'ok'; comparing classifiers needs at least 2 classes (one subfolder per class); "
+                                     "to flag what differs from good images only, fit a one-class detector: cliplab inspect fit")
 
 
 def test_too_many_shots_names_the_class_with_fewest_images(cli, tiny_model_files, tmp_path):

@@ -40,12 +40,12 @@ def test_bug_in_a_command_shows_its_traceback(cli, monkeypatch):
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["embed"], ["classify"], ["eval"], ["data", "synth"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["embed"], ["classify"], ["eval"], ["data", "synth"], ["inspect", "fit"], ["inspect", "score"]])
 def test_help_reads_well_without_a_terminal(cli, command):
     text = cli(*command, "--help").stdout
     assert "<bool>" not in text and "``" not in text and "│" not in text
 
 
-@pytest.mark.parametrize("command", [["demo"], ["embed"], ["classify"], ["eval", "robustness"], ["data", "synth"]])
+@pytest.mark.parametrize("command", [["demo"], ["embed"], ["classify"], ["eval", "robustness"], ["data", "synth"], ["inspect", "fit"], ["inspect", "score"]])
 def test_every_long_command_has_progress_switch(cli, command):
     assert "--progress / --no-progress" in cli(*command, "--help").stdout

@@ -1,5 +1,8 @@
 """Few-shot and training-free adaptation heads, one-class inspection, calibration and conformal sets.
 
+One-class detectors with a threshold set on held-out good images (``cliplab inspect``):
+``fit_detector(X_good, "knn")`` -> ``Detector`` (``anomaly_score``, ``flag``, ``save``/``Detector.load``).
+
 Every head is a scikit-learn estimator over L2-normalised embeddings (``fit``, ``predict``,
 ``predict_proba``, ``decision_function`` ((N,) for two classes, as scikit-learn's), ``score``;
 ``classes_`` = sorted unique labels) with ``class_scores`` for the (N, C) logits, and saves to one
@@ -15,6 +18,7 @@ from cliplab.adapt.calibration import (
 from cliplab.adapt.compare import Task, run_comparison, summarise
 from cliplab.adapt.export import export_best
 from cliplab.adapt.gda import GDA
+from cliplab.adapt.inspection import Detector, fit_detector, inspection_metrics
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
 from cliplab.adapt.oneclass import (
@@ -32,6 +36,7 @@ __all__ = [
     "CLIPSVD",
     "CoCoOp",
     "CoOp",
+    "Detector",
     "GDA",
     "GaussianOneClass",
     "HypOneClass",
@@ -44,6 +49,8 @@ __all__ = [
     "TipAdapterF",
     "Task",
     "export_best",
+    "fit_detector",
+    "inspection_metrics",
     "load",
     "run_comparison",
     "summarise",

@@ -23,14 +23,15 @@ from cliplab.adapt.fixed import TextWeightsHead
 from cliplab.adapt.gda import GDA
 from cliplab.adapt.linear import LinearProbe
 from cliplab.adapt.prompt import CoCoOp, CoOp
+from cliplab.adapt.support import SupportSetAdapter
 from cliplab.adapt.svd import CLIPSVD
 from cliplab.adapt.tip import TipAdapter, TipAdapterF
 from cliplab.data.few_shot import augmented_views, few_shot_split
-from cliplab.errors import InputError
+from cliplab.errors import InputError, spelled
 
-METHODS = ("zeroshot", "gda", "tip", "tip-f", "linear", "coop", "cocoop", "svd")
+METHODS = ("zeroshot", "gda", "tip", "tip-f", "support", "linear", "coop", "cocoop", "svd")
 IMAGE_METHODS = ("svd",)  # methods that tune the image tower: they take images, not embeddings
-HYPERPARAMETERS = ("alpha_", "beta_", "C_", "ensemble_weight_", "best_epoch_", "epochs_run_")
+HYPERPARAMETERS = ("alpha_", "beta_", "gamma_", "C_", "ensemble_weight_", "best_epoch_", "epochs_run_")
 MAX_VAL_SHOTS = 4
 
 
@@ -82,7 +83,11 @@ def check_classes(labels: Sequence[Any], what: str, min_classes: int = 2) -> Non
     found = sorted({str(lab) for lab in labels if lab is not None})
     if len(found) < min_classes:
         named = f"only class {found[0]!r}" if found else "no labelled images"
-        raise InputError(f"{what} has {named}; comparing classifiers needs at least {min_classes} classes (one subfolder per class)")
+        one_class = ""
+        if len(found) == 1:
+            how = spelled("cliplab.adapt.fit_detector", "cliplab inspect fit")
+            one_class = f"; to flag what differs from good images only, fit a one-class detector: {how}"
+        raise InputError(f"{what} has {named}; comparing classifiers needs at least {min_classes} classes (one subfolder per class){one_class}")
 
 
 def check_pool(y_pool: np.ndarray, shots: int, exclude: np.ndarray) -> None:
@@ -124,6 +129,7 @@ def build_head(method: str, task: Task, seed: int, epochs: int | None = None):
         "gda": lambda: GDA(**zs),
         "tip": lambda: TipAdapter(**zs),
         "tip-f": lambda: TipAdapterF(**zs, random_state=seed, **trained),
+        "support": lambda: SupportSetAdapter(**zs, random_state=seed),
         "linear": lambda: LinearProbe(random_state=seed),
         "coop": lambda: CoOp(task.model, classnames=names, n_ctx=4, ctx_init="a photo of a", random_state=seed, **trained),
         "cocoop": lambda: CoCoOp(task.model, classnames=names, random_state=seed, **trained),
@@ -143,12 +149,12 @@ def fit_head(method: str, task: Task, train: np.ndarray, val: np.ndarray, seed: 
             raise InputError(f"{method} tunes the image tower and needs the images, not only their embeddings")
         return head.fit(task.pool_images(train), y, task.pool_images(val), y_val)
     X, X_val = task.X_pool[train], task.X_pool[val]
-    views = task.views(train) if method in ("gda", "tip", "tip-f") else None
+    views = task.views(train) if method in ("gda", "tip", "tip-f", "support") else None
     if views is None:
         return head.fit(X, y, X_val, y_val)
     if method == "gda":  # every view is a sample (reference a)
         return head.fit(views.reshape(-1, views.shape[-1]), np.repeat(y, views.shape[1]), X_val, y_val)
-    if method == "tip":  # keys = the views averaged (reference b)
+    if method in ("tip", "support"):  # keys / support items = the views averaged (reference b)
         return head.fit(average_views(views), y, X_val, y_val)
     return head.fit(average_views(views), y, X_val, y_val, views=views)
 

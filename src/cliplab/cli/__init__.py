@@ -41,6 +41,7 @@ def _register() -> None:
         doctor,
         embed,
         evaluate,
+        inspect,
         search,
         segment,
         train,

@@ -31,7 +31,7 @@ from cliplab.cli.common import (
 from cliplab.data.few_shot import SELECTION_FRACTION, stratified_split
 from cliplab.errors import InputError
 
-DEFAULT_METHODS = "zeroshot,gda,tip,tip-f,linear,coop,cocoop,svd"
+DEFAULT_METHODS = "zeroshot,gda,tip,tip-f,support,linear,coop,cocoop,svd"
 
 
 @contextmanager
@@ -123,8 +123,8 @@ def adapt_command(
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of each class held out as test when --test is omitted."),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Shots per class to compare, e.g. 1,2,4,8,16."),
     seeds: str = typer.Option("1,2,3", "--seeds", help="Seeds of the few-shot draws; results are mean ± std over them."),
-    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, linear, coop, cocoop, svd."),
-    views: int = typer.Option(10, "--views", min=0, help="Augmented views (random crop + flip) per shot image for GDA and Tip-Adapter(-F); 0 switches them off."),
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, support (SuS-X / CapS-Adapter's TIP-X over the shots as the support set), linear, coop, cocoop, svd. One-class detectors are not classifiers: see cliplab inspect."),
+    views: int = typer.Option(10, "--views", min=0, help="Augmented views (random crop + flip) per shot image for GDA, Tip-Adapter(-F) and support; 0 switches them off."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of the trained heads (default: each method's reference setting)."),
     templates: str = typer.Option("default", "--templates", help="Zero-shot prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by accuracy at the most shots on selection images that no search sees) with conformal sets to this file, for cliplab classify --head. svd tunes the model's towers rather than a head over its embeddings, so it is compared but never exported."),
