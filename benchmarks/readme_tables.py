@@ -1,6 +1,11 @@
 """Print the README's benchmark tables (markdown) from the ``--json`` files the benchmarks wrote.
 
     python benchmarks/readme_tables.py [benchmarks/results/*.json]
+    python benchmarks/readme_tables.py --readme README.md    # rewrite the README's generated block
+
+The README holds the tables between the lines ``BEGIN`` and ``END`` below; ``--readme`` replaces what
+is between them with the tables of ``benchmarks/results/*.json`` (``benchmarks/refresh_results.sh``
+runs every benchmark there), and a test checks that the two agree.
 
 Per benchmark (files in name order): one table of its single figures, a row per run (its command),
 then a table per run for each figure that is itself a table (name -> {column: value}), each under
@@ -15,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from _machine import HERE, describe
+
+BEGIN = "<!-- benchmark tables: made by python benchmarks/readme_tables.py --readme README.md; do not edit -->"
+END = "<!-- end of benchmark tables -->"
 
 
 def cell(value: Any) -> str:
@@ -67,17 +75,34 @@ def render(paths: list[Path]) -> str:
     return "\n".join(line for name in sorted(by_benchmark) for line in benchmark_tables(name, by_benchmark[name]))
 
 
+def with_tables(readme: str, tables: str) -> str:
+    """``readme`` with the text between its BEGIN and END lines replaced by ``tables``."""
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or readme.index(BEGIN) > readme.index(END):
+        raise ValueError(f"the README needs one line {BEGIN!r} and, after it, one line {END!r}")
+    head, rest = readme.split(BEGIN)
+    return f"{head}{BEGIN}\n\n{tables.rstrip()}\n\n{END}{rest.split(END, 1)[1]}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path, help="benchmark JSON files (default: benchmarks/results/*.json)")
+    parser.add_argument("--readme", type=Path, help="rewrite this README's generated block instead of printing")
     args = parser.parse_args(argv)
     paths = args.files or sorted((HERE / "results").glob("*.json"))
     if not paths:
         parser.error(f"no JSON files given and none in {HERE / 'results'}; run a benchmark with --json there first")
     try:
-        print(render(paths), end="")
-    except ValueError as exc:
+        tables = render(paths)
+        if args.readme is None:
+            print(tables, end="")
+            return
+        new = with_tables(args.readme.read_text(encoding="utf-8"), tables)
+    except (OSError, ValueError) as exc:
         parser.error(str(exc))
+    temporary = args.readme.with_name(f".{args.readme.name}.tmp")
+    temporary.write_text(new, encoding="utf-8")
+    temporary.replace(args.readme)
+    print(f"{args.readme}: tables of {len(paths)} benchmark files written")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@ checkpoint would be: an architecture registered with open_clip (``TINY_ARCH``) p
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers share the cores: one torch thread pool per core, not one per worker per core
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 TINY_ARCH = "cliplab-test-tiny"
 TINY_ARCH_CFG = {

@@ -1,6 +1,6 @@
 """Quality check (the slow tier): every few-shot head beats zero-shot at 16 shots.
 
-    python -m pytest -m slow tests/adapt/test_beats_zero_shot.py -s
+    python -m pytest -m slow tests/adapt/test_beats_zero_shot.py -s -n0
 
 Task: the position of a single shape on the 3x3 grid (9 classes), with the bundled model. Its
 zero-shot accuracy is weak (about 35-45%: position prompts such as "a photo of a top left" are far

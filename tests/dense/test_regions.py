@@ -115,3 +115,13 @@ def test_region_weight_zero_keeps_the_dense_vote(tiny_model):
     plain = Segmenter(tiny_model, ["a", "b", "c"], background=None, threshold=0.0)(image)
     seg = Segmenter(tiny_model, ["a", "b", "c"], background=None, threshold=0.0, regions=True, region_min_pixels=1, region_weight=0.0)(image)
     assert (seg.labels == 1 + plain.probs[1:].mean((1, 2)).argmax()).all()
+
+
+def test_mask_prompt_tuning_leaves_the_model_and_the_global_rng_as_they_were(tiny_model):
+    from cliplab.dense.regions import train_mask_prompt
+
+    flags = [p.requires_grad for p in tiny_model.torch_module.parameters()]
+    state = torch.random.get_rng_state()
+    train_mask_prompt(tiny_model, depth=1, n_scenes=2, steps=1, batch_size=2)
+    assert [p.requires_grad for p in tiny_model.torch_module.parameters()] == flags
+    assert torch.equal(state, torch.random.get_rng_state())

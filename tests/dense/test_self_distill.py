@@ -39,13 +39,14 @@ def test_distillation_lowers_the_region_loss_and_leaves_the_text_tower(tiny_mode
 
     model = load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
     text_before = {n: p.clone() for n, p in model.torch_module.named_parameters() if not n.startswith("visual.")}
+    flags_before = [p.requires_grad for p in model.torch_module.parameters()]
     pixels = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     log = distill_regions(model, lambda step: pixels, steps=40, batch_size=8, boxes_per_image=4, sides=(1, 3), lr=1e-3)
     assert len(log.region) == 40 and sum(log.region[-5:]) < sum(log.region[:5])
     for name, p in model.torch_module.named_parameters():
         if name in text_before:
             torch.testing.assert_close(p, text_before[name])
-        assert not p.requires_grad
+    assert [p.requires_grad for p in model.torch_module.parameters()] == flags_before  # the caller's flags come back
 
 
 def test_refuses_a_resnet(resnet_model):

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cliplab.adapt.training import frozen
 from cliplab.data import synthetic
 from cliplab.errors import InputError
 from cliplab.files import atomic_target
@@ -180,23 +181,23 @@ def train_mask_prompt(model, depth: int = 3, n_scenes: int = 256, steps: int = 1
     parts = vision_parts(model)
     if not isinstance(parts, ViTParts):
         raise InputError("mask prompt tuning needs a ViT image tower")
-    torch.manual_seed(seed)
     crops, masks, labels = scene_regions(model, n_scenes, seed, "train")
     text = torch.from_numpy(ensemble_text_weights(model, list(synthetic.SHAPES), "default")).to(model.device)
     cells = (input_size(model) // parts.patch_size) ** 2
     width = parts.embed(crops[:1].to(model.device))[0].shape[-1]
-    prompt = MaskPrompt(min(depth, len(parts.blocks)), cells, width).to(model.device)
-    for p in model.torch_module.parameters():
-        p.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):  # the prompt's initialisation is seeded; the caller's RNG is untouched
+        torch.manual_seed(seed)
+        prompt = MaskPrompt(min(depth, len(parts.blocks)), cells, width).to(model.device)
     opt = torch.optim.Adam(prompt.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(0, len(labels), (batch_size,), generator=gen)
-        emb = F.normalize(prompt.encode(model, parts, crops[idx], masks[idx]), dim=-1)
-        loss = F.cross_entropy(model.logit_scale * emb @ text.T, labels[idx].to(model.device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with frozen(model.torch_module):  # the model's own requires_grad flags come back afterwards
+        for _ in range(steps):
+            idx = torch.randint(0, len(labels), (batch_size,), generator=gen)
+            emb = F.normalize(prompt.encode(model, parts, crops[idx], masks[idx]), dim=-1)
+            loss = F.cross_entropy(model.logit_scale * emb @ text.T, labels[idx].to(model.device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return prompt.eval()
 
 

@@ -78,6 +78,7 @@ def distill_regions(model, images: Callable[[int], Tensor], steps: int = 1000, b
     teacher = copy.deepcopy(module).eval().requires_grad_(False)
     module.float()
     teacher.float()
+    flags = [(p, p.requires_grad) for p in module.parameters()]  # the caller's, restored at the end
     for name, p in module.named_parameters():
         p.requires_grad_(name.startswith("visual."))
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
@@ -102,5 +103,7 @@ def distill_regions(model, images: Callable[[int], Tensor], steps: int = 1000, b
         log.whole.append(float(whole_loss.detach()))
         if progress is not None:
             progress(step, log.region[-1], log.whole[-1])
-    module.eval().requires_grad_(False)
+    module.eval()
+    for p, flag in flags:
+        p.requires_grad_(flag)
     return log

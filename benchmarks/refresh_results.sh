@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run every benchmark whose figures the README shows, each writing benchmarks/results/NAME.json, then
+# rewrite the README's tables from those files. About 20 minutes on 2 cores.
+#     bash benchmarks/refresh_results.sh [NAME ...]    # only the runs whose file name starts with NAME
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=benchmarks/results
+mkdir -p "$out"
+runs=(
+    "synthetic_throughput|benchmarks/synthetic_throughput.py"
+    "embed_throughput|benchmarks/embed_throughput.py"
+    "embed_throughput_photos|benchmarks/embed_throughput.py --photo-size 4032x3024 --n 48"
+    "adapt_speed|benchmarks/adapt_speed.py --skip-linear"
+    "search|benchmarks/search.py --types ivf_flat --clients 1,4,16"
+    "service_load|benchmarks/service_load.py"
+    "segment_quality|benchmarks/segment_quality.py --pamr --regions"
+    "segment_speed|benchmarks/segment_speed.py"
+    "inspect_quality|benchmarks/inspect_quality.py"
+)
+wanted() {  # no names given, or one of them starts the run's name
+    [ $# -eq 1 ] && return 0
+    local name=$1 prefix
+    shift
+    for prefix in "$@"; do [[ $name == "$prefix"* ]] && return 0; done
+    return 1
+}
+for run in "${runs[@]}"; do
+    name=${run%%|*}
+    command=${run#*|}
+    wanted "$name" "$@" || continue
+    echo "== $name: python $command"
+    # shellcheck disable=SC2086  # the command's words split on purpose
+    python $command --json "$out/$name.json"
+done
+python benchmarks/readme_tables.py --readme README.md
