@@ -86,6 +86,9 @@ def test_retrieval_from_a_search_index_and_from_a_folder(tmp_path, tiny_model):
     index = SearchIndex.build(Features(POOL, [f"img{i}" for i in range(len(POOL))], model="fake"), key="Flat")
     support = build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource(index, k=1)])
     assert support.ids == ["img0", "img5"]
+    index.save(tmp_path / "index")  # the folder cliplab index build writes
+    support = build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource(str(tmp_path / "index"), k=2)])
+    assert support.ids == ["img0", "img1", "img5", "img4"]
 
     folder = tmp_path / "pool"
     folder.mkdir()

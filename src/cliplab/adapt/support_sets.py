@@ -104,8 +104,8 @@ def prompt_weights(model: Any, prompts: ClassPrompts) -> np.ndarray:
 class RetrievalSource:
     """The ``k`` pool images nearest to each class's prompt-ensemble text embedding (SuS-LC).
 
-    ``pool``: a ``SearchIndex`` (its vectors are read back, so the index type must keep them), a
-    ``Features``, an (N, D) array of L2-normalised image embeddings, or a source ``cliplab.embed``
+    ``pool``: a ``SearchIndex`` or the folder ``cliplab index build`` wrote (its vectors are read back,
+    so the index type must keep them), a ``Features``, an (N, D) array of L2-normalised image embeddings, or a source ``cliplab.embed``
     reads (a folder, manifest, "synthetic:<n>"; ``embed_options`` go to it). ``exclusive``: an image
     goes only to the class whose text it is nearest to (it is never in two classes' lists); the
     reference lets the per-class queries overlap (``exclusive=False``).
@@ -126,6 +126,8 @@ class RetrievalSource:
         from cliplab.search import SearchIndex
 
         pool = self.pool
+        if isinstance(pool, (str, os.PathLike)) and os.path.isfile(os.path.join(pool, "index.json")):
+            pool = SearchIndex.load(pool)  # a folder written by cliplab index build
         if isinstance(pool, SearchIndex):
             rows = np.arange(len(pool), dtype=np.int64)
             try:
@@ -337,6 +339,16 @@ class DiffusersGenerator:
                                 num_inference_steps=self.num_inference_steps, generator=generator, **self.call_options)  # fmt: skip
             images += _checked_images(out.images, batch, prompt)
         return images
+
+
+def open_generator(spec: str, seed: int = 0, device: str | None = None) -> ImageGenerator:
+    """A generator from its command-line name: "scene" (the synthetic renderer) or the local folder of
+    a diffusers text-to-image pipeline."""
+    if spec == "scene":
+        return SceneGenerator(seed=seed)
+    if os.path.isdir(spec):
+        return DiffusersGenerator.from_pretrained(spec, device=device, seed=seed)
+    raise InputError(f"generator {spec!r} is neither 'scene' nor a folder; pass scene or the local folder of a diffusers pipeline")
 
 
 # --- captions (CapS-Adapter) ----------------------------------------------------------------------

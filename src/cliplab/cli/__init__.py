@@ -43,6 +43,7 @@ def _register() -> None:
         evaluate,
         search,
         segment,
+        support,
         train,
     )
 
