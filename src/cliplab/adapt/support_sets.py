@@ -191,14 +191,13 @@ class GenerationSource:
         self.n_per_class = int(n_per_class)
 
     def collect(self, model: Any, prompts: ClassPrompts) -> SupportSet:
-        images, labels, captions = [], [], []
+        images, labels = [], []
         for label, texts in prompts.items():
             for j, prompt in enumerate(texts):
                 n = self.n_per_class // len(texts) + (j < self.n_per_class % len(texts))
                 if n:
                     images += _checked_images(self.generator.generate(prompt, n), n, prompt)
                     labels += [label] * n
-                    captions += [prompt] * n
         X = model.encode_images(images)
         return SupportSet(X, np.array(labels), [self.name] * len(X), [None] * len(X), [None] * len(X))
 
