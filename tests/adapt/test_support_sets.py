@@ -103,9 +103,18 @@ def test_retrieval_from_a_search_index_and_from_a_folder(tmp_path, tiny_model):
     assert [i.rsplit("/", 1)[-1] for i in support.ids] == [f"{int(np.argmax(X @ w))}.png" for w in W]
 
 
-def test_retrieval_refuses_a_pool_of_another_width():
+def test_retrieval_refuses_a_pool_of_another_width_or_model():
+    from cliplab.features import Features
+
     with pytest.raises(InputError, match="same model"):
         build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource(unit(np.ones((3, 6))), k=1)])
+    model = FakeModel(TEXTS, POOL)
+    model.name, model.identity = "fake", "fake|sha256=aaa"
+    other = Features(POOL, [str(i) for i in range(len(POOL))], model="other", identity="other|sha256=bbb")
+    with pytest.raises(InputError, match="another model"):
+        build_support_set(model, PROMPTS, [RetrievalSource(other, k=1)])
+    same = Features(POOL, [str(i) for i in range(len(POOL))], model="fake", identity="fake|sha256=aaa")
+    assert len(build_support_set(model, PROMPTS, [RetrievalSource(same, k=1)])) == 2
 
 
 # --- generation ---------------------------------------------------------------------------------

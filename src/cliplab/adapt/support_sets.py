@@ -134,13 +134,14 @@ class RetrievalSource:
                 X = pool.index.reconstruct_batch(rows)
             except RuntimeError as exc:
                 raise InputError("this search index keeps no vectors to read back; pass the features folder it was built from as the pool") from exc
-            ids = _index_ids(pool, rows)
-            return check_embeddings(X, name="index vectors"), ids
+            _same_model(model, pool.info.get("identity") or "", f"the index ({pool.model_name})")
+            return check_embeddings(X, name="index vectors"), _index_ids(pool, rows)
         if isinstance(pool, (str, os.PathLike)) or (isinstance(pool, Sequence) and not isinstance(pool, np.ndarray)):
             from cliplab.features import embed
 
             pool = embed(model, pool, **{"progress": False, **self.embed_options})
         if isinstance(pool, Features):
+            _same_model(model, pool.identity, f"the pool features ({pool.model})")
             return check_embeddings(pool.X, name="pool features"), [str(i) for i in pool.ids]
         X = check_embeddings(pool, name="pool")
         return X, [str(i) for i in range(len(X))]
@@ -153,6 +154,16 @@ class RetrievalSource:
         rows, labels = retrieve(X, W, self.k, self.exclusive)
         names = np.array(list(prompts))
         return SupportSet(X[rows], names[labels], [self.name] * len(rows), [ids[r] for r in rows], [None] * len(rows))
+
+
+def _same_model(model: Any, identity: str, what: str) -> None:
+    """One InputError when ``identity`` names another model than ``model`` (unknown identities pass)."""
+    from cliplab.search.index import model_difference
+
+    differs = model_difference(getattr(model, "identity", "") or "", identity)
+    if differs:
+        raise InputError(f"{what} was embedded by another model than {getattr(model, 'name', 'this one')} ({differs} differ); "
+                         "retrieve from features of the same model")  # fmt: skip
 
 
 def _index_ids(index: Any, rows: np.ndarray) -> list[str]:
