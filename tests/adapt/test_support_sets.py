@@ -54,7 +54,7 @@ PROMPTS = {"a": ["prompt a"], "b": ["prompt b"]}
 TEXTS = {"prompt a": np.array([1.0, 0, 0, 0]), "prompt b": np.array([0, 1.0, 0, 0])}
 # pool rows: 0-2 near a (0 nearest), 3-5 near b (5 nearest), 6 between
 POOL = unit([[1, 0, 0, 0], [0.9, 0.1, 0.3, 0], [0.8, 0.05, 0.6, 0],
-             [0.1, 0.8, 0.5, 0], [0.05, 0.9, 0.3, 0], [0, 1, 0, 0], [0.5, 0.5, 0, 0.7]])  # fmt: skip
+             [0.1, 0.8, 0.5, 0], [0.05, 0.9, 0.3, 0], [0, 1, 0, 0], [0.55, 0.5, 0, 0.7]])  # fmt: skip
 
 
 # --- retrieval ----------------------------------------------------------------------------------
@@ -89,6 +89,10 @@ def test_retrieval_from_a_search_index_and_from_a_folder(tmp_path, tiny_model):
     index.save(tmp_path / "index")  # the folder cliplab index build writes
     support = build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource(str(tmp_path / "index"), k=2)])
     assert support.ids == ["img0", "img1", "img5", "img4"]
+    exclusive = build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource(index, k=4, exclusive=True)])
+    assert exclusive.ids == ["img0", "img1", "img2", "img6", "img5", "img4", "img3"]  # img6 is nearer a than b
+    images = build_support_set(FakeModel(TEXTS, POOL), PROMPTS, [RetrievalSource([image(i) for i in range(7)], k=1)])
+    assert images.ids == ["0", "5"]  # a list of PIL images, encoded by the model
 
     folder = tmp_path / "pool"
     folder.mkdir()

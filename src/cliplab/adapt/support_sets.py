@@ -104,9 +104,10 @@ def prompt_weights(model: Any, prompts: ClassPrompts) -> np.ndarray:
 class RetrievalSource:
     """The ``k`` pool images nearest to each class's prompt-ensemble text embedding (SuS-LC).
 
-    ``pool``: a ``SearchIndex`` or the folder ``cliplab index build`` wrote (its vectors are read back,
-    so the index type must keep them), a ``Features``, an (N, D) array of L2-normalised image embeddings, or a source ``cliplab.embed``
-    reads (a folder, manifest, "synthetic:<n>"; ``embed_options`` go to it). ``exclusive``: an image
+    ``pool``: a ``SearchIndex`` or the folder ``cliplab index build`` wrote (the hits' vectors are read
+    back, so the index type must keep them), a ``Features``, an (N, D) array of L2-normalised image
+    embeddings, a list of PIL images, or a source ``cliplab.embed`` reads (a folder, manifest,
+    "synthetic:<n>", image paths; ``embed_options`` go to it). ``exclusive``: an image
     goes only to the class whose text it is nearest to (it is never in two classes' lists); the
     reference lets the per-class queries overlap (``exclusive=False``).
     """
@@ -122,20 +123,12 @@ class RetrievalSource:
         self.embed_options = dict(embed_options or {})
 
     def _vectors(self, model: Any) -> tuple[np.ndarray, list[str]]:
+        """The pool's embeddings and ids (a search index is handled by ``_from_index``)."""
         from cliplab.features import Features
-        from cliplab.search import SearchIndex
 
         pool = self.pool
-        if isinstance(pool, (str, os.PathLike)) and os.path.isfile(os.path.join(pool, "index.json")):
-            pool = SearchIndex.load(pool)  # a folder written by cliplab index build
-        if isinstance(pool, SearchIndex):
-            rows = np.arange(len(pool), dtype=np.int64)
-            try:
-                X = pool.index.reconstruct_batch(rows)
-            except RuntimeError as exc:
-                raise InputError("this search index keeps no vectors to read back; pass the features folder it was built from as the pool") from exc
-            _same_model(model, pool.info.get("identity") or "", f"the index ({pool.model_name})")
-            return check_embeddings(X, name="index vectors"), _index_ids(pool, rows)
+        if isinstance(pool, Sequence) and not isinstance(pool, (str, np.ndarray)) and pool and isinstance(pool[0], Image.Image):
+            return model.encode_images(list(pool)), [str(i) for i in range(len(pool))]
         if isinstance(pool, (str, os.PathLike)) or (isinstance(pool, Sequence) and not isinstance(pool, np.ndarray)):
             from cliplab.features import embed
 
@@ -146,9 +139,29 @@ class RetrievalSource:
         X = check_embeddings(pool, name="pool")
         return X, [str(i) for i in range(len(X))]
 
+    def _from_index(self, index: Any, model: Any, W: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The candidate rows of a search index: the top k per class (top k x C with ``exclusive``, of
+        which ``retrieve`` keeps the rows nearest to their class), read back without loading the rest."""
+        _same_model(model, index.info.get("identity") or "", f"the index ({index.model_name})")
+        if W.shape[1] != index.dim:
+            raise InputError(f"the index holds {index.dim}-dim vectors but the model's are {W.shape[1]}-dim; use the model it was built with")
+        hits = index.search(W, k=self.k * (len(W) if self.exclusive else 1))
+        ids = list(dict.fromkeys(h["id"] for per_class in hits for h in per_class))
+        rows = index.metadata.rows_for_ids(ids)
+        try:
+            X = index.index.reconstruct_batch(np.array([rows[i] for i in ids], dtype=np.int64))
+        except RuntimeError as exc:
+            raise InputError("this search index keeps no vectors to read back; pass the features folder it was built from as the pool") from exc
+        return check_embeddings(X, name="index vectors"), [str(i) for i in ids]
+
     def collect(self, model: Any, prompts: ClassPrompts) -> SupportSet:
-        X, ids = self._vectors(model)
+        from cliplab.search import SearchIndex
+
         W = prompt_weights(model, prompts)
+        pool = self.pool
+        if isinstance(pool, (str, os.PathLike)) and os.path.isfile(os.path.join(pool, "index.json")):
+            pool = SearchIndex.load(pool)  # a folder written by cliplab index build
+        X, ids = self._from_index(pool, model, W) if isinstance(pool, SearchIndex) else self._vectors(model)
         if X.shape[1] != W.shape[1]:
             raise InputError(f"the pool has {X.shape[1]}-dim vectors but the model's are {W.shape[1]}-dim; embed the pool with the same model")
         rows, labels = retrieve(X, W, self.k, self.exclusive)
@@ -171,7 +184,7 @@ def _index_ids(index: Any, rows: np.ndarray) -> list[str]:
     return [str(records[int(r)]["id"]) for r in rows]
 
 
-def retrieve(X: np.ndarray, W: np.ndarray, k: int, exclusive: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def retrieve(X: np.ndarray, W: np.ndarray, k: int, exclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rows, class index per row): the ``k`` rows of ``X`` with the highest cosine to each row of ``W``,
     best first per class. ``exclusive``: a row only counts for the class it is most similar to."""
     S = X @ W.T  # (N, C) cosines
