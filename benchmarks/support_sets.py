@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _machine import add_json_option, print_machine, write_json
 
 
@@ -35,8 +34,13 @@ def scenes(n: int, seed: int) -> list:
 def measure(model, attribute: str, X_test: np.ndarray, test: list, X_pool: np.ndarray, k: int = 32,
             n_per_class: int = 32, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, float]:  # fmt: skip
     """Accuracies of zero-shot, support-from-retrieval and support-from-generation (mean over seeds)."""
-    from cliplab.adapt.support_sets import GenerationSource, RetrievalSource, SceneGenerator, support_set_adapter
-    from cliplab.adapt.support_sets import prompt_weights
+    from cliplab.adapt.support_sets import (
+        GenerationSource,
+        RetrievalSource,
+        SceneGenerator,
+        prompt_weights,
+        support_set_adapter,
+    )
     from cliplab.data import synthetic
 
     prompts = synthetic.attribute_prompts(attribute)

@@ -337,7 +337,7 @@ class DiffusersGenerator:
         self.call_options = call_options
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None, **options: Any) -> "DiffusersGenerator":
+    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None, **options: Any) -> DiffusersGenerator:
         """Load ``diffusers.AutoPipelineForText2Image`` from a local folder (never the network)."""
         try:
             import diffusers

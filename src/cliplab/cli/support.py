@@ -60,7 +60,12 @@ def build_command(
 
     Sources: --retrieve takes each class's k nearest images of an unlabelled pool (SuS-X's LAION retrieval), --generate draws n images per class prompt (SuS-X's Stable Diffusion); give one or both. The adapter's alpha, beta and gamma are searched on a quarter of the support set, whose labels are the prompts that made it. With --test, prints zero-shot and support-set accuracy on those labelled images.
     """
-    from cliplab.adapt.support_sets import GenerationSource, RetrievalSource, open_generator, support_set_adapter
+    from cliplab.adapt.support_sets import (
+        GenerationSource,
+        RetrievalSource,
+        open_generator,
+        support_set_adapter,
+    )
     from cliplab.data.sources import open_source
     from cliplab.features import embed
     from cliplab.files import write_json
