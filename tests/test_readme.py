@@ -12,6 +12,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Ten lines of Python #1 | exec'd on ``scenes/images`` made by ``cliplab data synth`` (24 scenes) |
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
 | Inspect (one-class) #1 | run on ``good_parts/`` (24 one-object scenes, no subfolders) and ``line/`` (``good/``: 6 other scenes, ``noise/``: 6 noise images) |
+| Support sets without labels #1 | run on ``photos/`` (the pool) and ``new_parts/`` (the test folder): synthetic shape folders |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
@@ -37,6 +38,7 @@ HOW = {
     "Ten lines of Python #1": "exec",
     "Few-shot adaptation #1": "run",
     "Inspect (one-class) #1": "run",
+    "Support sets without labels #1": "run",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",

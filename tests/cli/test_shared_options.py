@@ -9,7 +9,7 @@ import pytest
 import typer
 
 # Commands that embed a collection through ``cliplab.features.embed``.
-EMBEDDING_COMMANDS = ["embed", "classify", "adapt", "inspect fit", "inspect score", *(f"eval {task}" for task in (
+EMBEDDING_COMMANDS = ["embed", "classify", "adapt", "inspect fit", "inspect score", "support build", *(f"eval {task}" for task in (
     "zeroshot_classification", "zeroshot_retrieval", "robustness", "calibration", "ood", "fairness", "diagnostics", "generation"))]
 # Commands that load a model without embedding a collection (one image, queries, captions, scenes).
 MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo", "eval skills", "eval segmentation"]

@@ -29,6 +29,16 @@ from cliplab.adapt.oneclass import (
 )
 from cliplab.adapt.prompt import CoCoOp, CoOp
 from cliplab.adapt.support import SupportSetAdapter
+from cliplab.adapt.support_sets import (
+    CaptionSource,
+    DiffusersGenerator,
+    GenerationSource,
+    RetrievalSource,
+    SceneGenerator,
+    SupportSet,
+    build_support_set,
+    support_set_adapter,
+)
 from cliplab.adapt.svd import CLIPSVD
 from cliplab.adapt.tip import TipAdapter, TipAdapterF
 
@@ -42,6 +52,14 @@ __all__ = [
     "HypOneClass",
     "KNNOneClass",
     "SupportSetAdapter",
+    "SupportSet",
+    "RetrievalSource",
+    "GenerationSource",
+    "CaptionSource",
+    "SceneGenerator",
+    "DiffusersGenerator",
+    "build_support_set",
+    "support_set_adapter",
     "ConformalClassifier",
     "LinearProbe",
     "TemperatureScaling",

@@ -44,6 +44,7 @@ def _register() -> None:
         inspect,
         search,
         segment,
+        support,
         train,
     )
 
