@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cliplab.cli import app
-from cliplab.cli.common import OUT_JSON_OPTION, user_errors
+from cliplab.cli.common import OutJsonOption, user_errors
 from cliplab.files import write_json
 
 cache_app = typer.Typer(help="The embedding cache: images embedded before by the same model are not computed again.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
-CACHE_ROOT_OPTION = typer.Option(None, "--cache-dir", help="Cache folder (default: $XDG_CACHE_HOME/cliplab/embeddings, else ~/.cache/cliplab/embeddings).")
+CacheRootOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: $XDG_CACHE_HOME/cliplab/embeddings, else ~/.cache/cliplab/embeddings).")]
 
 
 def _root(cache_dir: Path | None) -> Path:
@@ -36,7 +36,7 @@ def human_size(n: int) -> str:
 
 
 @cache_app.command("info")
-def info_command(cache_dir: Optional[Path] = CACHE_ROOT_OPTION, out: Optional[Path] = OUT_JSON_OPTION) -> None:
+def info_command(cache_dir: CacheRootOption = None, out: OutJsonOption = None) -> None:
     """Show where the cache is, its size, and the models (with precision) it holds embeddings for."""
     from cliplab.features.cache_folder import namespaces
 
@@ -71,7 +71,7 @@ def info_command(cache_dir: Optional[Path] = CACHE_ROOT_OPTION, out: Optional[Pa
 @cache_app.command("clear")
 def clear_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's embeddings (a spec, e.g. openclip:ViT-B-32 or tiny); all precisions."),
-    cache_dir: Optional[Path] = CACHE_ROOT_OPTION,
+    cache_dir: CacheRootOption = None,
 ) -> None:
     """Delete cached embeddings: all of them, or one model's. Folders the cache did not make are left alone."""
     from cliplab.features.cache_folder import clear

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional, TypeVar
 
 import typer
 
-from cliplab.errors import CliplabError, InputError, command_line_spelling, warn
+from cliplab.errors import CliplabError, InputError, command_line_spelling
 from cliplab.models import DEFAULT_MODEL
 from cliplab.models.options import CHOICES as PRECISION_CHOICES
 from cliplab.models.options import DEFAULT_PRECISION
@@ -26,36 +26,43 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir>.")
-PRETRAINED_OPTION = typer.Option(None, "--pretrained", "-p", help="open_clip tag, local checkpoint file, or hf-hub:org/name.")
+# The options commands share, declared once as typed aliases: a command writes ``model: ModelOption =
+# DEFAULT_MODEL`` (typer takes the default from the signature, never from inside ``Annotated``).
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir>.")]
+PretrainedOption = Annotated[Optional[str], typer.Option("--pretrained", "-p", help="open_clip tag, local checkpoint file, or hf-hub:org/name.")]
 # Options of the commands that embed a collection (embed, classify, eval, ...): one flag per idea.
-IMAGES_OPTION = typer.Option(..., "--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")
-CLASSNAMES_OPTION = typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")
+ImagesOption = Annotated[str, typer.Option("--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")]
+ClassnamesOption = Annotated[Optional[str], typer.Option("--classnames", help="Class names 'a,b,c' or a file with one per line (lines starting with # are comments).")]
 Precision = Enum("Precision", {name: name for name in PRECISION_CHOICES}, type=str)  # --precision's choices
-PRECISION_OPTION = typer.Option(
-    DEFAULT_PRECISION, "--precision",
+PrecisionOption = Annotated[Precision, typer.Option(
+    "--precision",
     help="Compute precision: fp32 (the default, as load_model's: the same numbers on every machine), auto (bf16 "
     "where the hardware runs it natively, else fp32), bf16, fp16 (CUDA only) or int8 (CPU only). Embeddings are float32 either way.",
-)
-BATCH_SIZE_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Images per forward pass (default: 256 on CUDA, 64 on the CPU).")
+)]
+BatchSizeOption = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (default: 256 on CUDA, 64 on the CPU).")]
 Decode = Enum("Decode", {name: name for name in ("auto", "cpu", "gpu")}, type=str)  # --decode's choices
-DECODE_OPTION = typer.Option(
-    "auto", "--decode",
+DecodeOption = Annotated[Decode, typer.Option(
+    "--decode",
     help="Where JPEGs are decoded: auto (on the GPU when the model runs on CUDA, else on the CPU), cpu (PIL in "
     "worker processes) or gpu (torchvision on the model's device). Files the GPU decoder refuses fall back to the CPU.",
-)
-CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")
-NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache.")
-WORKERS_OPTION = typer.Option(None, "--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")
-PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress on long work (on by default).")
-OUT_JSON_OPTION = typer.Option(None, "--out", "-o", help="Also write the results as JSON to this file.")
+)]
+CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on long work (on by default).")]
+OutJsonOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the results as JSON to this file.")]
 # Options of the commands that write results and a report (eval).
-RESULTS_OPTION = typer.Option(..., "--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run).")
-REPORT_OPTION = typer.Option(None, "--report", help="Also write a self-contained HTML report (what was run, metrics, figures, examples).")
+ResultsOption = Annotated[Path, typer.Option("--out", "-o", help="Results JSON to write (CLIP_benchmark layout: dataset, model, pretrained, task, metrics, and what was run).")]
+ReportOption = Annotated[Optional[Path], typer.Option("--report", help="Also write a self-contained HTML report (what was run, metrics, figures, examples).")]
 # Manifest options (csv/tsv/jsonl sources only).
-IMAGE_COL_OPTION = typer.Option(None, "--image-col", help="Manifest column holding image paths (default: the first of image, filepath, path, file, filename).")
-CAPTION_COL_OPTION = typer.Option(None, "--caption-col", help="Manifest column holding captions (default: caption, captions, text or title).")
-LABEL_COL_OPTION = typer.Option(None, "--label-col", help="Manifest column holding labels (default: label, class or category).")
+ImageColOption = Annotated[Optional[str], typer.Option("--image-col", help="Manifest column holding image paths (default: the first of image, filepath, path, file, filename).")]
+CaptionColOption = Annotated[Optional[str], typer.Option("--caption-col", help="Manifest column holding captions (default: caption, captions, text or title).")]
+LabelColOption = Annotated[Optional[str], typer.Option("--label-col", help="Manifest column holding labels (default: label, class or category).")]
+
+
+def option_help(option: Any) -> str:
+    """The help text of a shared option alias, for a command that declares the flag its own way."""
+    return option.__metadata__[0].help
 
 
 class OnConflict(str, Enum):
@@ -63,7 +70,7 @@ class OnConflict(str, Enum):
     first = "first"
 
 
-ON_CONFLICT_OPTION = typer.Option(OnConflict.error, "--on-conflict", help="Manifest rows giving one image two labels: error (stop and name the rows) or first (keep the first label).")
+OnConflictOption = Annotated[OnConflict, typer.Option("--on-conflict", help="Manifest rows giving one image two labels: error (stop and name the rows) or first (keep the first label).")]
 
 
 def open_images(images: str, image_col: str | None = None, caption_col: str | None = None,

@@ -10,7 +10,7 @@ from PIL import Image
 from rich.progress import track
 
 from cliplab.cli import app
-from cliplab.cli.common import PROGRESS_OPTION, user_errors
+from cliplab.cli.common import ProgressOption, user_errors
 from cliplab.data import synthetic
 from cliplab.errors import InputError
 from cliplab.files import atomic_folder, atomic_write
@@ -63,7 +63,7 @@ def synth(
     max_objects: int = typer.Option(2, min=1, max=4, help="Objects per image: 1 to this."),
     class_folders: str = typer.Option(None, help="Also lay images out one folder per value of this attribute of the first object (shape, color, size, position, background)."),
     masks: bool = typer.Option(False, "--masks", help="Also write semantic masks (0 background, 1+shape index) as PNG, and classes.txt naming each value (for eval --task segmentation --images OUT)."),
-    progress: bool = PROGRESS_OPTION,
+    progress: ProgressOption = True,
 ) -> None:
     """Write synthetic scenes with captions and ground truth: images + metadata.jsonl.
 

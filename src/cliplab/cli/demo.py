@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -13,11 +13,12 @@ from rich.table import Table
 
 from cliplab.cli import app
 from cliplab.cli.common import (
-    MODEL_OPTION,
-    PRECISION_OPTION,
-    PRETRAINED_OPTION,
-    PROGRESS_OPTION,
-    Precision,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    ModelOption,
+    PrecisionOption,
+    PretrainedOption,
+    ProgressOption,
     load_model_for,
     user_errors,
 )
@@ -32,15 +33,15 @@ if TYPE_CHECKING:
 
 @app.command()
 def demo(
-    model_spec: str = MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = PRECISION_OPTION,
+    model_spec: ModelOption = DEFAULT_MODEL,
+    pretrained: PretrainedOption = None,
+    precision: PrecisionOption = DEFAULT_PRECISION,
     n: int = typer.Option(1000, "--n", min=10, help="Images per task (classification and retrieval each)."),
     seed: int = typer.Option(2026, help="Seed of the fresh test scenes (training never used it)."),
     split: str = typer.Option("test", help="test, or heldout for shape-colour pairs never seen in training."),
     report: Path = typer.Option(Path("demo_report.html"), help="Where to write the HTML report."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the figures as JSON here."),
-    progress: bool = PROGRESS_OPTION,
+    progress: ProgressOption = True,
 ) -> None:
     """Generate fresh synthetic scenes, classify every attribute zero-shot, retrieve captions.
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 
 import typer
 
 from cliplab.cli import app
-from cliplab.cli.common import OUT_JSON_OPTION, user_errors
+from cliplab.cli.common import OutJsonOption, user_errors
 from cliplab.files import write_json
 
 
@@ -46,7 +44,7 @@ def machine_report() -> dict:
 
 
 @app.command("doctor")
-def doctor_command(out: Optional[Path] = OUT_JSON_OPTION) -> None:
+def doctor_command(out: OutJsonOption = None) -> None:
     """Show what was detected (CPU, cores, flags that matter, CUDA, torch threads) and the precision auto picks."""
     with user_errors():
         report = machine_report()

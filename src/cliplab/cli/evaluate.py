@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -24,25 +24,27 @@ from typer.core import TyperCommand, TyperGroup
 
 from cliplab.cli import app
 from cliplab.cli.common import (
-    BATCH_SIZE_OPTION,
-    CACHE_DIR_OPTION,
-    CAPTION_COL_OPTION,
-    DECODE_OPTION,
-    IMAGE_COL_OPTION,
-    IMAGES_OPTION,
-    LABEL_COL_OPTION,
-    MODEL_OPTION,
-    NO_CACHE_OPTION,
-    ON_CONFLICT_OPTION,
-    PRECISION_OPTION,
-    PRETRAINED_OPTION,
-    PROGRESS_OPTION,
-    REPORT_OPTION,
-    RESULTS_OPTION,
-    WORKERS_OPTION,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    BatchSizeOption,
+    CacheDirOption,
+    CaptionColOption,
     Decode,
+    DecodeOption,
+    ImageColOption,
+    ImagesOption,
+    LabelColOption,
+    ModelOption,
+    NoCacheOption,
     OnConflict,
+    OnConflictOption,
     Precision,
+    PrecisionOption,
+    PretrainedOption,
+    ProgressOption,
+    ReportOption,
+    ResultsOption,
+    WorkersOption,
     cache_folder,
     load_model_for,
     open_images,
@@ -134,35 +136,35 @@ def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 
 SHARED = [
-    _param("out", Path, RESULTS_OPTION),
-    _param("report", Optional[Path], REPORT_OPTION),
-    _param("model", str, MODEL_OPTION),
-    _param("pretrained", Optional[str], PRETRAINED_OPTION),
-    _param("precision", Precision, PRECISION_OPTION),
-    _param("batch_size", Optional[int], BATCH_SIZE_OPTION),
-    _param("progress", bool, PROGRESS_OPTION),
+    _param("out", ResultsOption, ...),
+    _param("report", ReportOption, None),
+    _param("model", ModelOption, DEFAULT_MODEL),
+    _param("pretrained", PretrainedOption, None),
+    _param("precision", PrecisionOption, DEFAULT_PRECISION),
+    _param("batch_size", BatchSizeOption, None),
+    _param("progress", ProgressOption, True),
 ]
 # the feature store's options, for the tasks that embed a collection through it
 EMBEDDING = [
-    _param("decode", Decode, DECODE_OPTION),
-    _param("cache_dir", Optional[Path], CACHE_DIR_OPTION),
-    _param("no_cache", bool, NO_CACHE_OPTION),
-    _param("workers", Optional[int], WORKERS_OPTION),
+    _param("decode", DecodeOption, "auto"),
+    _param("cache_dir", CacheDirOption, None),
+    _param("no_cache", NoCacheOption, False),
+    _param("workers", WorkersOption, None),
 ]
-IMAGES = [_param("images", str, IMAGES_OPTION)]
-TEMPLATES_OPTION = typer.Option(None, "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt).")
+IMAGES = [_param("images", ImagesOption, ...)]
+TemplatesOption = Annotated[Optional[str], typer.Option("--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file. Default: default (synthetic scenes: the attribute's own prompt).")]
 LABELS = [
-    _param("classnames", Optional[str], typer.Option(None, "--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order.")),
-    _param("templates", Optional[str], TEMPLATES_OPTION),
-    _param("attribute", Optional[Attribute], typer.Option(None, "--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape).")),
+    _param("classnames", Annotated[Optional[str], typer.Option("--classnames", help="Class names 'a,b,c' or a file with one per line: the label vocabulary, or new names for the dataset's classes in order.")], None),
+    _param("templates", TemplatesOption, None),
+    _param("attribute", Annotated[Optional[Attribute], typer.Option("--attribute", help="Synthetic scenes only: the attribute of single-object scenes to classify (default shape).")], None),
 ]
 MANIFEST = [
-    _param("image_col", Optional[str], IMAGE_COL_OPTION),
-    _param("caption_col", Optional[str], CAPTION_COL_OPTION),
-    _param("label_col", Optional[str], LABEL_COL_OPTION),
-    _param("on_conflict", OnConflict, ON_CONFLICT_OPTION),
+    _param("image_col", ImageColOption, None),
+    _param("caption_col", CaptionColOption, None),
+    _param("label_col", LabelColOption, None),
+    _param("on_conflict", OnConflictOption, OnConflict.error),
 ]
-RECALL_K_OPTION = typer.Option(None, "--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10).")
+RecallKOption = Annotated[Optional[list[str]], typer.Option("--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10).")]
 SEED_HELP = "Seed of the task's randomness."
 
 
@@ -306,7 +308,7 @@ def zeroshot(run: Run, task: str, recall_k: list[str] | None = None, extra: list
 
 
 @task("auto", IMAGES, LABELS, MANIFEST, extra_args=True)
-def auto(run: Run, ctx: typer.Context, recall_k: Optional[list[str]] = RECALL_K_OPTION) -> Outcome:
+def auto(run: Run, ctx: typer.Context, recall_k: RecallKOption = None) -> Outcome:
     """Zero-shot classification when the dataset has labels (or --classnames are given), else retrieval over its captions."""
     return zeroshot(run, "auto", recall_k, ctx.args)
 
@@ -318,7 +320,7 @@ def zeroshot_classification(run: Run) -> Outcome:
 
 
 @task("zeroshot_retrieval", IMAGES, MANIFEST, extra_args=True)
-def zeroshot_retrieval(run: Run, ctx: typer.Context, recall_k: Optional[list[str]] = RECALL_K_OPTION) -> Outcome:
+def zeroshot_retrieval(run: Run, ctx: typer.Context, recall_k: RecallKOption = None) -> Outcome:
     """Zero-shot image and text retrieval over every caption of every image: recall@k both ways."""
     return zeroshot(run, "zeroshot_retrieval", recall_k, ctx.args)
 
@@ -446,7 +448,7 @@ def skills(
 def segmentation(
     run: Run,
     method: str = typer.Option("auto", "--method", help="auto (maskclip for a ResNet, naclip for a ViT), vanilla, maskclip, sclip, clearclip or naclip."),
-    templates: Optional[str] = TEMPLATES_OPTION,
+    templates: TemplatesOption = None,
     pamr: bool = typer.Option(False, "--pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each foreground region with the class of a crop around it (OVSeg-style)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine)."),

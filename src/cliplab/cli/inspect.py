@@ -5,27 +5,27 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
 from cliplab.cli import app
 from cliplab.cli.adapt import one_torch_thread
 from cliplab.cli.common import (
-    BATCH_SIZE_OPTION,
-    CACHE_DIR_OPTION,
-    DECODE_OPTION,
-    IMAGES_OPTION,
-    MODEL_OPTION,
-    NO_CACHE_OPTION,
-    PRECISION_OPTION,
-    PRETRAINED_OPTION,
-    PROGRESS_OPTION,
-    REPORT_OPTION,
-    WORKERS_OPTION,
-    Decode,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    BatchSizeOption,
+    CacheDirOption,
+    DecodeOption,
     EmbeddingOptions,
-    Precision,
+    ImagesOption,
+    ModelOption,
+    NoCacheOption,
+    PrecisionOption,
+    PretrainedOption,
+    ProgressOption,
+    ReportOption,
+    WorkersOption,
     read_names,
     say_what_was_left_out,
     user_errors,
@@ -40,7 +40,7 @@ inspect_app = typer.Typer(
 app.add_typer(inspect_app, name="inspect")
 
 Method = Enum("Method", {name: name for name in ("knn", "gaussian", "hypoc")}, type=str)  # --method's choices
-FALSE_ALARM_OPTION = typer.Option(0.05, "--false-alarm", help="Target share of good images flagged: the threshold is set so that this share of the held-out good images score above it.")
+FalseAlarmOption = Annotated[float, typer.Option("--false-alarm", help="Target share of good images flagged: the threshold is set so that this share of the held-out good images score above it.")]
 
 
 def parse_params(values: List[str]) -> dict[str, Any]:
@@ -70,20 +70,20 @@ def fit_command(
     normal: str = typer.Option(..., "--normal", help="Good images only: a folder, a manifest, shards or synthetic:<n>[:seed]."),
     out: Path = typer.Option(..., "--out", "-o", help="Detector folder to write (absent or empty): detector.safetensors, detector.json and report.html."),
     method: Method = typer.Option("knn", "--method", help="knn (mean cosine distance to the k nearest good images), gaussian (Mahalanobis distance, Ledoit-Wolf covariance) or hypoc (Hyp-OC: hyperbolic classifier against Gaussian pseudo-negatives)."),
-    false_alarm: float = FALSE_ALARM_OPTION,
+    false_alarm: FalseAlarmOption = 0.05,
     held_out: Optional[str] = typer.Option(None, "--held-out", help="Separate good images to set the threshold on; omitted: --held-out-fraction of --normal is held out and not fitted on."),
     held_out_fraction: float = typer.Option(0.2, "--held-out-fraction", help="Share of --normal held out to set the threshold when --held-out is not given."),
     param: List[str] = typer.Option([], "--param", help="A parameter of the method as NAME=VALUE, repeatable: k=10 (knn), epochs=60 or hidden=[256] (hypoc)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the held-out draw and of hypoc's training."),
-    model: str = MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = PRECISION_OPTION,
-    batch_size: Optional[int] = BATCH_SIZE_OPTION,
-    decode: Decode = DECODE_OPTION,
-    cache_dir: Optional[Path] = CACHE_DIR_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    workers: Optional[int] = WORKERS_OPTION,
-    progress: bool = PROGRESS_OPTION,
+    model: ModelOption = DEFAULT_MODEL,
+    pretrained: PretrainedOption = None,
+    precision: PrecisionOption = DEFAULT_PRECISION,
+    batch_size: BatchSizeOption = None,
+    decode: DecodeOption = "auto",
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    workers: WorkersOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Fit a one-class detector on good images and set its threshold on held-out good images at the target false-alarm rate.
 
@@ -136,21 +136,21 @@ def fit_command(
 
 @inspect_app.command("score")
 def score_command(
-    images: str = IMAGES_OPTION,
+    images: ImagesOption = ...,
     detector_dir: Path = typer.Option(..., "--detector", "-d", help="Detector folder written by cliplab inspect fit."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, anomaly_score (higher: more anomalous), flagged (1: above the detector's threshold)."),
-    report: Optional[Path] = REPORT_OPTION,
+    report: ReportOption = None,
     metrics_out: Optional[Path] = typer.Option(None, "--metrics", help="Also write a JSON summary: the detector, counts and, when --images has labels, AUROC, AUPR, APCER, BPCER, ACER and HTER."),
     normal_label: Optional[str] = typer.Option(None, "--normal-label", help="Labels of --images that are good ('good' or 'good,ok'); every other label is an anomaly. Default: the labels of the detector's good images, else good and normal."),
-    model: str = MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = PRECISION_OPTION,
-    batch_size: Optional[int] = BATCH_SIZE_OPTION,
-    decode: Decode = DECODE_OPTION,
-    cache_dir: Optional[Path] = CACHE_DIR_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    workers: Optional[int] = WORKERS_OPTION,
-    progress: bool = PROGRESS_OPTION,
+    model: ModelOption = DEFAULT_MODEL,
+    pretrained: PretrainedOption = None,
+    precision: PrecisionOption = DEFAULT_PRECISION,
+    batch_size: BatchSizeOption = None,
+    decode: DecodeOption = "auto",
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    workers: WorkersOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Score images with a fitted detector: write each image's anomaly score and whether it is flagged as CSV.
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from cliplab.cli import app
 from cliplab.cli.common import (
-    OUT_JSON_OPTION,
-    PRECISION_OPTION,
-    PRETRAINED_OPTION,
-    Precision,
+    DEFAULT_PRECISION,
+    OutJsonOption,
+    PrecisionOption,
+    PretrainedOption,
     load_model_for,
     user_errors,
     warnings_as_lines,
@@ -23,8 +23,8 @@ index_app = typer.Typer(help="Build and grow a search index over embedded featur
 app.add_typer(index_app, name="index")
 
 INDEX_ARG = typer.Argument(..., help="Index folder written by cliplab index build.")
-INDEX_MODEL_OPTION = typer.Option(None, "--model", "-m", help="Model spec; default: the one the index was built with (it must be the same model).")
-MMAP_OPTION = typer.Option(False, "--mmap/--no-mmap", help="Map the index from disk instead of reading it into memory (IVF indexes; read-only).")
+IndexModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Model spec; default: the one the index was built with (it must be the same model).")]
+MmapOption = Annotated[bool, typer.Option("--mmap/--no-mmap", help="Map the index from disk instead of reading it into memory (IVF indexes; read-only).")]
 
 
 @index_app.command("build")
@@ -75,11 +75,11 @@ def search_command(
     source_text: Optional[str] = typer.Option(None, "--source-text", help="Composed queries: what the query image shows (default 'a photo')."),
     alpha: float = typer.Option(1.0, "--alpha", min=0.0, help="Composed queries: how far to move along the text edit."),
     where: Optional[str] = typer.Option(None, "--where", help="SQL filter over the metadata, e.g. \"label = 'cat'\"."),
-    model: Optional[str] = INDEX_MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = PRECISION_OPTION,
-    mmap: bool = MMAP_OPTION,
-    out: Optional[Path] = OUT_JSON_OPTION,
+    model: IndexModelOption = None,
+    pretrained: PretrainedOption = None,
+    precision: PrecisionOption = DEFAULT_PRECISION,
+    mmap: MmapOption = False,
+    out: OutJsonOption = None,
 ) -> None:
     """Search an index by text, by image, or by image + text; print the hits and write them as JSON."""
     from cliplab.search import SearchIndex, query_vector
@@ -107,8 +107,8 @@ def dedup_command(
     text_weight: float = typer.Option(0.5, "--text-weight", min=0.0, max=1.0, help="Weight of the caption embedding in the pooled image+text embedding (0: images only)."),
     truth: Optional[str] = typer.Option(None, "--truth", help="Metadata column (or 'label') holding the true group of each record: adds precision/recall."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for the captions; default: the one that embedded the features (it must be the same model)."),
-    pretrained: Optional[str] = PRETRAINED_OPTION,
-    precision: Precision = PRECISION_OPTION,
+    pretrained: PretrainedOption = None,
+    precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Find near-duplicates and link records over pooled image+text embeddings."""
     from cliplab.features import Features
@@ -166,8 +166,8 @@ def _truth_column(feats, column: str) -> list:
 @app.command("serve")
 def serve_command(
     index_dir: Path = INDEX_ARG,
-    model: Optional[str] = INDEX_MODEL_OPTION,
-    pretrained: Optional[str] = PRETRAINED_OPTION,
+    model: IndexModelOption = None,
+    pretrained: PretrainedOption = None,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CLIPLAB_API_KEY", help="Require this key (Authorization: Bearer KEY or X-API-Key: KEY) everywhere but /health and the page, the schema (/openapi.json) and /docs included."),
@@ -176,8 +176,8 @@ def serve_command(
     body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1, help="Seconds a client has to send a request's body (408 after)."),
     keep_alive: int = typer.Option(5, "--keep-alive", min=1, help="Seconds an idle connection stays open between requests."),
     max_connections: int = typer.Option(256, "--max-connections", min=1, help="Open connections at most (lowered to fit the open-file limit); more are closed at once."),
-    mmap: bool = MMAP_OPTION,
-    precision: Precision = PRECISION_OPTION,
+    mmap: MmapOption = False,
+    precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Serve the index over HTTP: POST /search, /embed, /classify; GET /health, /metrics, /images/ID; the web page at /.
 

@@ -10,10 +10,11 @@ import typer
 
 from cliplab.cli import app
 from cliplab.cli.common import (
-    MODEL_OPTION,
-    PRECISION_OPTION,
-    PRETRAINED_OPTION,
-    Precision,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    ModelOption,
+    PrecisionOption,
+    PretrainedOption,
     load_model_for,
     read_names,
     user_errors,
@@ -53,8 +54,8 @@ def segment_command(
     image: Path = typer.Option(..., "--image", help="The image to segment."),
     classes: str = typer.Option(..., "--classes", "-c", help="Class names 'sky,road,car' or a file with one per line."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: labels.png (class index per pixel), overlay.png (colours and legend), areas.json."),
-    model: str = MODEL_OPTION,
-    pretrained: str | None = PRETRAINED_OPTION,
+    model: ModelOption = DEFAULT_MODEL,
+    pretrained: PretrainedOption = None,
     method: Method = typer.Option(Method.auto, "--method", help="How the last block is rewritten: auto (maskclip for a ResNet, naclip for a ViT), clearclip, sclip, naclip, maskclip, or vanilla (unchanged)."),
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     background: str = typer.Option("background", "--background", help="Words merged into a 'background' class listed first, comma-separated; 'none' for no background words."),
@@ -66,7 +67,7 @@ def segment_command(
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
-    precision: Precision = PRECISION_OPTION,
+    precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
     from cliplab.data.images import open_image
@@ -102,7 +103,7 @@ def segment_command(
 def refiner_command(
     out: Path = typer.Option(..., "--out", "-o", help="The head file to write (safetensors), for `cliplab segment --refiner` and `cliplab eval --refiner`."),
     model: str = typer.Option("cliplab:shapes-vit", "--model", "-m", help="The ViT whose tokens the head reads (a spec, as for --model elsewhere)."),
-    pretrained: str | None = PRETRAINED_OPTION,
+    pretrained: PretrainedOption = None,
     teacher: str = typer.Option("cliplab:shapes-tiny", "--teacher", help="The model whose patch correlations the head learns (DINO's role in CLIP-DINOiser)."),
     teacher_layer: int = typer.Option(2, "--teacher-layer", min=1, help="Teacher layer: a ResNet stage (1-4) or a ViT's block count."),
     steps: int = typer.Option(300, "--steps", min=1, help="Adam steps on the cached tokens."),

@@ -9,10 +9,11 @@ import typer
 
 from cliplab.cli import app
 from cliplab.cli.common import (
-    IMAGES_OPTION,
-    MODEL_OPTION,
-    PRETRAINED_OPTION,
-    PROGRESS_OPTION,
+    ImagesOption,
+    ModelOption,
+    PretrainedOption,
+    ProgressOption,
+    option_help,
     user_errors,
     warnings_as_lines,
 )
@@ -30,9 +31,9 @@ def _opt(*names: str, help: str, default_shown: Any = None, **kw: Any) -> Any:
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_OPTION.help, show_default=_DEFAULTS.model),
-    pretrained: str | None = PRETRAINED_OPTION,
-    data: str | None = typer.Option(None, "--images", "--data", "-i", help=IMAGES_OPTION.help + " Needs captions. --data is the same option.",
+    model: str | None = typer.Option(None, "--model", "-m", help=option_help(ModelOption), show_default=_DEFAULTS.model),
+    pretrained: PretrainedOption = None,
+    data: str | None = typer.Option(None, "--images", "--data", "-i", help=option_help(ImagesOption) + " Needs captions. --data is the same option.",
                                        show_default=_DEFAULTS.data),
     objectives: str | None = _opt("--objectives", help="Comma list of objectives, each with an optional weight, e.g. clip,hardneg:0.5. "
                                      "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),
@@ -66,7 +67,7 @@ def train_command(
     local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
     gather_with_grad: bool | None = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),
     tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard scalars (needs the tensorboard package).", show_default="no"),
-    progress: bool = PROGRESS_OPTION,
+    progress: ProgressOption = True,
 ) -> None:
     """Train or post-train a model on image-caption pairs with any mix of objectives.
 
