@@ -142,6 +142,23 @@ def test_readme_tables_refuses_other_json_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_the_readme_tables_are_the_committed_benchmark_results(bench):
+    """The README's benchmark tables are made from benchmarks/results/*.json, not typed by hand."""
+    tables = bench("readme_tables")
+    results = sorted((BENCHMARKS / "results").glob("*.json"))
+    assert results, "benchmarks/results/ holds the README's benchmark runs (bash benchmarks/refresh_results.sh)"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert tables.with_tables(readme, tables.render(results)) == readme, "run python benchmarks/readme_tables.py --readme README.md"
+
+
+def test_readme_block_replacement(bench):
+    tables = bench("readme_tables")
+    text = f"intro\n{tables.BEGIN}\nold\n{tables.END}\nrest\n"
+    assert tables.with_tables(text, "| a |\n") == f"intro\n{tables.BEGIN}\n\n| a |\n\n{tables.END}\nrest\n"
+    with pytest.raises(ValueError, match="needs one line"):
+        tables.with_tables("no markers", "x")
+
+
 @pytest.mark.parametrize(("module", "bundled"), [("train_tiny", "shapes-tiny"), ("train_vit", "shapes-vit")])
 def test_training_scripts_write_the_shipped_weights_only_with_ship(scripts, module, bundled, tmp_path):
     from cliplab.models.bundled import BUNDLED, HERE
