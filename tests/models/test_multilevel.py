@@ -124,7 +124,7 @@ def test_a_second_encoder_is_merged_beside(vit, tiny_model, scenes):
 
 @pytest.mark.parametrize(
     ("layers", "match"),
-    [([3], "not a block"), ([-4], "not a block"), ([], "empty"), ([-1, 2], "twice"), ("x,y", "block indices"), ([1.0], "not a block")],
+    [([3], "not a block"), ([-4], "not a block"), ([], "names no block"), ([-1, 2], "twice"), ("x,y", "block indices"), ([1.0], "not a block")],
 )
 def test_bad_layers_are_one_clear_line(layers, match):
     with pytest.raises(InputError, match=match):
@@ -154,3 +154,14 @@ def test_multilevel_of_multilevel_is_refused(vit):
         vit.multilevel([-1]).multilevel([-2])
     with pytest.raises(InputError, match="already gives multi-level"):
         vit.multilevel([-1]).encode_images([Image.new("RGB", (32, 32))], layers=[-2])
+
+
+def test_a_transformers_vit_gives_its_hidden_states(hf_clip_dir, scenes):
+    from cliplab.models import load_model
+
+    model = load_model(f"hf:{hf_clip_dir}", device="cpu")
+    pixels = model.preprocess_batch(scenes)
+    with torch.no_grad():
+        hidden = model.torch_module.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states
+    want = direct([h for h in hidden[1:]], [1, 0])  # hidden_states[0] is the embedding, [i + 1] after layer i
+    np.testing.assert_allclose(model.encode_images(scenes, layers=[-1, -2]), want, atol=1e-5)

@@ -20,12 +20,14 @@ from cliplab.cli.common import (
     IMAGE_COL_OPTION,
     IMAGES_OPTION,
     LABEL_COL_OPTION,
+    LAYERS_OPTION,
     MODEL_OPTION,
     NO_CACHE_OPTION,
     ON_CONFLICT_OPTION,
     PRECISION_OPTION,
     PRETRAINED_OPTION,
     PROGRESS_OPTION,
+    TOKENS_OPTION,
     WORKERS_OPTION,
     Decode,
     OnConflict,
@@ -71,10 +73,14 @@ def embed_command(
     progress: bool = PROGRESS_OPTION,
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process and its decode workers) or ray (Ray Data: a local runtime, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray (default: start a local runtime)."),
+    layers: Optional[str] = LAYERS_OPTION,
+    tokens: str = TOKENS_OPTION,
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder.
 
-    Images that cannot be read are skipped and listed in OUT/skipped.csv.
+    Images that cannot be read are skipped and listed in OUT/skipped.csv. With --layers, the rows are
+    multi-level features of a ViT (COMM: chosen blocks' LayerNorm-ed tokens side by side) for heads
+    such as a linear probe; they have no text counterpart, so zero-shot commands do not take them.
     """
     from cliplab.features import embed
     from cliplab.features.ray_engine import embed_ray
@@ -84,12 +90,12 @@ def embed_command(
             raise InputError("--ray-address applies to --engine ray")
         if engine is Engine.ray:
             local_only = {"--cache-dir": cache_dir is not None, "--no-cache": no_cache, "--workers": workers is not None,
-                          "--decode": decode.value != "auto"}  # fmt: skip
+                          "--decode": decode.value != "auto", "--layers": layers is not None}  # fmt: skip
             stray = next((flag for flag, given in local_only.items() if given), None)
             if stray:
                 raise InputError(f"{stray} applies to the local engine, not to --engine ray")
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
+        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress, layers, tokens)
         if engine is Engine.ray:
             clip = options.load_model()
             quiet_ray()

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cliplab.errors import InputError
+from cliplab.errors import InputError, how_to_pass
 from cliplab.models.base import Model
 
 Tensor = torch.Tensor
@@ -45,17 +45,17 @@ def parse_layers(layers: Sequence[int] | str, depth: int) -> tuple[int, ...]:
         try:
             layers = [int(part) for part in layers.replace(" ", "").split(",") if part]
         except ValueError:
-            raise InputError(f"layers {layers!r}: pass block indices such as -1,-2,-3 (negative counts from the last block)") from None
+            raise InputError(f"{how_to_pass('layers', layers)}: pass block indices such as -1,-2,-3 (negative counts from the last block)") from None
     layers = list(layers)
     if not layers:
-        raise InputError("layers is empty: name at least one block, e.g. -1 for the last")
+        raise InputError(f"{how_to_pass('layers')} names no block: name at least one, e.g. -1 for the last")
     resolved = []
     for layer in layers:
         if isinstance(layer, bool) or not isinstance(layer, int) or not -depth <= layer < depth:
-            raise InputError(f"layer {layer!r} is not a block of this {depth}-block image tower; use -{depth}..{depth - 1}")
+            raise InputError(f"{how_to_pass('layers')}: {layer!r} is not a block of this {depth}-block image tower; use -{depth}..{depth - 1}")
         resolved.append(layer % depth)
     if len(set(resolved)) != len(resolved):
-        raise InputError(f"layers {layers} name a block twice (a {depth}-block tower: -1 is {depth - 1})")
+        raise InputError(f"{how_to_pass('layers')} names a block twice (a {depth}-block tower: -1 is {depth - 1})")
     return tuple(resolved)
 
 
@@ -69,9 +69,9 @@ def parse_tokens(tokens: str) -> tuple[tuple[str, int], ...]:
         elif grid and (grid.group(1) == "" or int(grid.group(1)) >= 1):
             parts.append(("grid", int(grid.group(1) or 2)))
         else:
-            raise InputError(f"tokens {tokens!r}: use parts of {', '.join(TOKEN_PARTS)} joined by '+', e.g. cls or cls+grid2")
+            raise InputError(f"{how_to_pass('tokens', tokens)}: use parts of {', '.join(TOKEN_PARTS)} joined by '+', e.g. cls or cls+grid2")
     if len(set(parts)) != len(parts):
-        raise InputError(f"tokens {tokens!r} names a part twice")
+        raise InputError(f"{how_to_pass('tokens', tokens)} names a part twice")
     return tuple(parts)
 
 
