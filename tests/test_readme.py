@@ -11,6 +11,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Set-up: two commands #2 | not run: ``python -m pytest`` (and ``-m slow``, its slow tier) is this suite itself |
 | Ten lines of Python #1 | exec'd on ``scenes/images`` made by ``cliplab data synth`` (24 scenes) |
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
+| Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
@@ -35,6 +36,7 @@ HOW = {
     "Set-up: two commands #2": "not run: python -m pytest (and -m slow) is this suite itself",
     "Ten lines of Python #1": "exec",
     "Few-shot adaptation #1": "run",
+    "Multi-level features #1": "exec",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
@@ -154,6 +156,14 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
     assert len(printed) == 2 and 0.0 <= printed[0][0] <= 1.0  # the accuracy, then the metrics
     assert "acc1" in printed[1][0]
+
+
+def test_readme_multilevel_example_runs(tmp_path, monkeypatch):
+    code = next(c for b, _, c in blocks() if b == "Multi-level features #1")
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
+    assert len(printed) == 1 and 0.0 <= printed[0][0] <= 1.0
 
 
 def test_readme_segmentation_example_runs(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 ``load_model("openclip:ViT-B-32", pretrained="laion2b_s34b_b79k")``, ``load_model("hf:openai/clip-vit-base-patch32")``,
 ``load_model("hf:/path/to/folder")``, ``load_model()`` (the bundled ``cliplab:shapes-tiny``).
+``model.multilevel([-1, -2, -3])`` reads a ViT's intermediate layers instead (``MultiLevelModel``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import torch
 
 from cliplab.errors import ModelLoadError
 from cliplab.models.base import Model
+from cliplab.models.multilevel import MergedEncoders, MultiLevelModel
 from cliplab.models.precision import DEFAULT_PRECISION
 from cliplab.models.spec import GRAMMAR, ModelSpec, parse_spec
 
 DEFAULT_MODEL = "cliplab:shapes-tiny"
 
-__all__ = ["DEFAULT_MODEL", "GRAMMAR", "Model", "ModelLoadError", "ModelSpec", "load_model", "parse_spec"]
+__all__ = ["DEFAULT_MODEL", "GRAMMAR", "MergedEncoders", "Model", "ModelLoadError", "ModelSpec", "MultiLevelModel", "load_model", "parse_spec"]
 
 
 def load_model(
