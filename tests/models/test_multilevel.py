@@ -165,3 +165,10 @@ def test_a_transformers_vit_gives_its_hidden_states(hf_clip_dir, scenes):
         hidden = model.torch_module.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states
     want = direct([h for h in hidden[1:]], [1, 0])  # hidden_states[0] is the embedding, [i + 1] after layer i
     np.testing.assert_allclose(model.encode_images(scenes, layers=[-1, -2]), want, atol=1e-5)
+
+
+def test_an_index_names_the_layer_set_as_what_differs(vit):
+    from cliplab.search.index import model_difference
+
+    assert model_difference(vit.identity, vit.multilevel([-1, -2]).identity) == "multi-level layers, multi-level tokens"
+    assert model_difference(vit.multilevel([-1]).identity, vit.multilevel([-1, -2]).identity) == "multi-level layers"

@@ -147,7 +147,7 @@ class MultiLevelModel(Model):
     @property
     def identity(self) -> str:
         layers = ",".join(str(i) for i in self.layers)
-        return f"{self.base.identity}|multilevel:layers={layers}/{self.depth}|tokens={self.tokens}"
+        return f"{self.base.identity}|layers={layers}/{self.depth}|tokens={self.tokens}"
 
     def tokenize(self, texts: Sequence[str]) -> Any:
         return self.base.tokenize(texts)
