@@ -4,6 +4,7 @@ open_clip's own forward read with hooks; layer and token choices, the cache key,
 from __future__ import annotations
 
 import math
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cliplab.data.sources import open_source
 from cliplab.errors import InputError
 from cliplab.models.multilevel import MergedEncoders, MultiLevelModel, parse_layers, parse_tokens
 
@@ -120,6 +122,25 @@ def test_a_second_encoder_is_merged_beside(vit, tiny_model, scenes):
     other = tiny_model.encode_images(scenes)  # a ResNet with its own preprocessing
     np.testing.assert_allclose(got, np.concatenate([own, other], axis=1) / math.sqrt(2), atol=1e-5)
     assert tiny_model.identity in merged.identity and vit.multilevel([-1, -2]).identity in merged.identity
+
+
+def test_merged_encoders_go_through_the_feature_store(vit, tiny_model, tmp_path):
+    from cliplab.features import embed
+
+    merged = vit.multilevel([-1], merge_with=tiny_model)
+    feats = embed(merged, "synthetic:4", cache_dir=tmp_path, progress=False, num_workers=0)
+    images = [Image.open(BytesIO(item.read_bytes())) for item in open_source("synthetic:4").items]
+    np.testing.assert_allclose(feats.X, merged.encode_images(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_cast_models_give_multi_level_rows_close_to_fp32(scenes, precision):
+    from cliplab.models.openclip_backend import OpenClipModel
+
+    cast = OpenClipModel.from_config("test-vit3", CFG, {"size": 32}, None, device="cpu", seed=3, precision=precision)
+    fp32 = OpenClipModel.from_config("test-vit3", CFG, {"size": 32}, None, device="cpu", seed=3)
+    a, b = cast.encode_images(scenes, layers=[-1, -2]), fp32.encode_images(scenes, layers=[-1, -2])
+    assert a.dtype == np.float32 and (a * b).sum(1).min() > 0.98
 
 
 @pytest.mark.parametrize(
