@@ -74,7 +74,7 @@ def main() -> None:
             encode = model.encode_images
         else:
             layers, tokens = name.split("/")
-            encode = lambda images: model.encode_images(images, layers=layers, tokens=tokens)  # noqa: E731
+            encode = lambda images: model.encode_images(images, layers=layers, tokens=tokens)
         return encode([r.image for r in train]), encode([r.image for r in test])
 
     rows: dict[str, dict[str, float]] = {}

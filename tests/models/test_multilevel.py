@@ -14,7 +14,12 @@ from PIL import Image
 
 from cliplab.data.sources import open_source
 from cliplab.errors import InputError
-from cliplab.models.multilevel import MergedEncoders, MultiLevelModel, parse_layers, parse_tokens
+from cliplab.models.multilevel import (
+    MergedEncoders,
+    MultiLevelModel,
+    parse_layers,
+    parse_tokens,
+)
 
 CFG = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 3, "head_width": 16},
        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}  # fmt: skip
@@ -154,6 +159,7 @@ def test_bad_layers_are_one_clear_line(layers, match):
 
 def test_tokens_spelling():
     assert parse_tokens("cls+grid") == (("cls", 0), ("grid", 2))
+    assert parse_layers(np.array([-1, 0]), 3) == (2, 0)
     assert parse_tokens("mean+grid3") == (("mean", 0), ("grid", 3))
     for bad in ("patch", "cls+cls", "grid0", ""):
         with pytest.raises(InputError, match="tokens"):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from numbers import Integral
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,9 +52,9 @@ def parse_layers(layers: Sequence[int] | str, depth: int) -> tuple[int, ...]:
         raise InputError(f"{how_to_pass('layers')} names no block: name at least one, e.g. -1 for the last")
     resolved = []
     for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -depth <= layer < depth:
+        if isinstance(layer, bool) or not isinstance(layer, Integral) or not -depth <= layer < depth:
             raise InputError(f"{how_to_pass('layers')}: {layer!r} is not a block of this {depth}-block image tower; use -{depth}..{depth - 1}")
-        resolved.append(layer % depth)
+        resolved.append(int(layer) % depth)
     if len(set(resolved)) != len(resolved):
         raise InputError(f"{how_to_pass('layers')} names a block twice (a {depth}-block tower: -1 is {depth - 1})")
     return tuple(resolved)
