@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from cliplab.data.sources import open_source
 from cliplab.features import Features
 
 FAST = ["--batch-size", "8", "--workers", "0", "--no-progress"]
@@ -168,3 +172,29 @@ def test_decoding_on_the_device_shows_no_torchvision_notice(cli, model_args, tmp
     assert ok.exit_code == 0, ok.output
     assert Features.load(tmp_path / "f").stats["decode"] == "gpu"
     assert "warning" not in ok.stderr
+
+
+def test_layers_embed_multi_level_features_under_their_own_cache_key(cli, model_args, tiny_model, tmp_path):
+    cache = ["--cache-dir", tmp_path / "cache"]
+    plain = cli("embed", *model_args, "--images", "synthetic:4:3", *cache, *FAST, "--out", tmp_path / "plain")
+    multi = cli("embed", *model_args, "--images", "synthetic:4:3", *cache, *FAST, "--layers", "-1,-2", "--out", tmp_path / "multi")
+    assert plain.exit_code == 0 and multi.exit_code == 0, multi.output
+    assert "embedded 4 images (128 dims)" in multi.stdout and "cache hits 0 of 4" in multi.stdout  # 2 layers x width 64
+    feats = Features.load(tmp_path / "multi")
+    images = [Image.open(BytesIO(item.read_bytes())) for item in open_source("synthetic:4:3").items]
+    np.testing.assert_allclose(feats.X, tiny_model.encode_images(images, layers=[-1, -2]), atol=1e-5)
+    assert feats.identity == tiny_model.multilevel([-1, -2]).identity
+    grid = cli("embed", *model_args, "--images", "synthetic:4:3", *cache, *FAST, "--layers", "-1", "--tokens", "cls+grid2", "--out", tmp_path / "grid")
+    assert grid.exit_code == 0 and "(320 dims)" in grid.stdout and "cache hits 0 of 4" in grid.stdout
+    again = cli("embed", *model_args, "--images", "synthetic:4:3", *cache, *FAST, "--layers", "-1,-2", "--out", tmp_path / "again")
+    assert "cache hits 4 of 4" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [(["--layers", "5"], "--layers: 5 is not a block"), (["--layers", "a,b"], "--layers a,b"),
+     (["--tokens", "cls+mean"], "--tokens applies with --layers"), (["--layers", "-1", "--tokens", "patch"], "--tokens patch")],
+)
+def test_bad_layers_and_tokens_are_one_line(cli, model_args, tmp_path, extra, words):
+    result = cli("embed", *model_args, "--images", "synthetic:2", *FAST, *extra, "--out", tmp_path / "f")
+    assert result.exit_code == 2 and words in result.stderr, result.output

@@ -49,6 +49,17 @@ DecodeOption = Annotated[Decode, typer.Option(
 CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Folder of the embedding cache: images embedded before by the same model are not computed again, so a killed run resumes (default: the platform cache folder, see cliplab cache info).")]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")]
 WorkersOption = Annotated[Optional[int], typer.Option("--workers", min=0, help="Image decoding processes (0: decode in this process; default: chosen from the device and cores).")]
+LayersOption = Annotated[Optional[str], typer.Option(
+    "--layers",
+    help="Multi-level features (COMM) instead of the embedding: block indices of a ViT image tower, e.g. -1,-2,-3 "
+    "(negative: from the last block); each layer's tokens LayerNorm-ed, side by side, for heads such as a linear "
+    "probe. The layer set is part of the cache key.",
+)]
+TokensOption = Annotated[str, typer.Option(
+    "--tokens",
+    help="With --layers, which tokens of each layer: cls, mean (of the patch tokens) and/or gridK (patch tokens "
+    "averaged over a KxK grid; grid = grid2), joined by '+', e.g. cls+grid2.",
+)]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on long work (on by default).")]
 OutJsonOption = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the results as JSON to this file.")]
 # Options of the commands that write results and a report (eval).
@@ -132,7 +143,8 @@ class EmbeddingOptions:
     """The options every command that loads a model and embeds a collection shares (``--model``,
     ``--pretrained``, ``--precision``, ``--decode``, ``--cache-dir``/``--no-cache``, ``--batch-size``,
     ``--workers``, ``--progress``): built once per command from its flags, turned into a model and
-    ``embed`` keyword arguments by :meth:`prepare`."""
+    ``embed`` keyword arguments by :meth:`prepare`. ``layers``/``tokens`` (``--layers``/``--tokens``,
+    offered by ``embed``) make the model give multi-level features (``Model.multilevel``)."""
 
     model: str = DEFAULT_MODEL
     pretrained: str | None = None
@@ -143,6 +155,8 @@ class EmbeddingOptions:
     batch_size: int | None = None
     workers: int | None = None
     progress: bool = True
+    layers: str | None = None  # multi-level features (Model.multilevel) instead of the embedding
+    tokens: str = "cls"
 
     def __post_init__(self) -> None:  # the flags' enums as the strings the library takes
         object.__setattr__(self, "precision", getattr(self.precision, "value", self.precision))
@@ -154,11 +168,16 @@ class EmbeddingOptions:
                 "num_workers": self.workers, "progress": self.progress, "decode": self.decode}  # fmt: skip
 
     def load_model(self) -> Model:
-        return load_model_for(self.model, self.pretrained, self.precision, announce=self.progress)
+        clip = load_model_for(self.model, self.pretrained, self.precision, announce=self.progress)
+        if self.layers is not None:
+            return clip.multilevel(self.layers, self.tokens)
+        return clip
 
     def prepare(self) -> tuple[Model, dict[str, Any]]:
         """The loaded model and the ``embed`` keyword arguments; contradicting flags fail before the model loads."""
         kwargs = self.embed_kwargs()
+        if self.layers is None and self.tokens != "cls":
+            raise InputError("--tokens applies with --layers; add --layers (e.g. -1,-2,-3) or drop --tokens")
         return self.load_model(), kwargs
 
 

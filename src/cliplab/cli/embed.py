@@ -23,6 +23,7 @@ from cliplab.cli.common import (
     ImageColOption,
     ImagesOption,
     LabelColOption,
+    LayersOption,
     ModelOption,
     NoCacheOption,
     OnConflict,
@@ -30,6 +31,7 @@ from cliplab.cli.common import (
     PrecisionOption,
     PretrainedOption,
     ProgressOption,
+    TokensOption,
     WorkersOption,
     open_images,
     say_what_was_left_out,
@@ -71,10 +73,14 @@ def embed_command(
     progress: ProgressOption = True,
     engine: Engine = typer.Option(Engine.local, "--engine", help="local (this process and its decode workers) or ray (Ray Data: a local runtime, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join with --engine ray (default: start a local runtime)."),
+    layers: LayersOption = None,
+    tokens: TokensOption = "cls",
 ) -> None:
     """Embed images (float32, L2-normalised rows with ids, labels and captions) and save them to a folder.
 
-    Images that cannot be read are skipped and listed in OUT/skipped.csv.
+    Images that cannot be read are skipped and listed in OUT/skipped.csv. With --layers, the rows are
+    multi-level features of a ViT (COMM: chosen blocks' LayerNorm-ed tokens side by side) for heads
+    such as a linear probe; they have no text counterpart, so zero-shot commands do not take them.
     """
     from cliplab.features import embed
     from cliplab.features.ray_engine import embed_ray
@@ -84,12 +90,12 @@ def embed_command(
             raise InputError("--ray-address applies to --engine ray")
         if engine is Engine.ray:
             local_only = {"--cache-dir": cache_dir is not None, "--no-cache": no_cache, "--workers": workers is not None,
-                          "--decode": decode.value != "auto"}  # fmt: skip
+                          "--decode": decode.value != "auto", "--layers": layers is not None}  # fmt: skip
             stray = next((flag for flag, given in local_only.items() if given), None)
             if stray:
                 raise InputError(f"{stray} applies to the local engine, not to --engine ray")
         source = open_images(images, image_col, caption_col, label_col, on_conflict)
-        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
+        options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress, layers, tokens)
         if engine is Engine.ray:
             clip = options.load_model()
             quiet_ray()

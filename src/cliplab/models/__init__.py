@@ -2,6 +2,7 @@
 
 ``load_model("openclip:ViT-B-32", pretrained="laion2b_s34b_b79k")``, ``load_model("hf:openai/clip-vit-base-patch32")``,
 ``load_model("hf:/path/to/folder")``, ``load_model()`` (the bundled ``cliplab:shapes-tiny``).
+``model.multilevel([-1, -2, -3])`` reads a ViT's intermediate layers instead (``MultiLevelModel``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "cliplab:shapes-tiny"
 
-__all__ = ["DEFAULT_MODEL", "GRAMMAR", "Model", "ModelLoadError", "ModelSpec", "load_model", "parse_spec"]
+__all__ = ["DEFAULT_MODEL", "GRAMMAR", "MergedEncoders", "Model", "ModelLoadError", "ModelSpec", "MultiLevelModel", "load_model", "parse_spec"]
 # torch and the backends load on first use, so the command line starts without them
-__getattr__, __dir__ = lazy_exports(
-    "cliplab.models", {"Model": "cliplab.models.base", **dict.fromkeys(("GRAMMAR", "ModelSpec", "parse_spec"), "cliplab.models.spec")}, globals()
-)
+__getattr__, __dir__ = lazy_exports("cliplab.models", {
+    "Model": "cliplab.models.base",
+    **dict.fromkeys(("MergedEncoders", "MultiLevelModel"), "cliplab.models.multilevel"),
+    **dict.fromkeys(("GRAMMAR", "ModelSpec", "parse_spec"), "cliplab.models.spec"),
+}, globals())
 
 
 def load_model(

@@ -131,14 +131,35 @@ class Model(abc.ABC):
         gpu.record_stream(current)
         return gpu.to(self.input_dtype)
 
-    def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
-        """Embed images (PIL images, file paths or uint8 arrays): float32, L2-normalised rows."""
+    def encode_images(
+        self, images: Sequence[ImageInput], batch_size: int = 64, layers: Sequence[int] | str | None = None, tokens: str = "cls"
+    ) -> np.ndarray:
+        """Embed images (PIL images, file paths or uint8 arrays): float32, L2-normalised rows.
+
+        layers: block indices of a ViT image tower (``[-1, -2, -3]``: the last three) to read
+            multi-level features from instead of the embedding: the chosen layers' LayerNorm-ed
+            tokens side by side, for heads (see :meth:`multilevel`); ``tokens`` says which.
+        """
+        if layers is not None:
+            return self.multilevel(layers, tokens).encode_images(images, batch_size)
         images = list(images)
         out = [
             self.encode_pixels(self.preprocess_batch(images[i : i + batch_size]))
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    def multilevel(self, layers: Sequence[int] | str = (-1, -2, -3), tokens: str = "cls", merge_with: Model | None = None) -> Model:
+        """A model whose image rows are multi-level features (COMM): the tokens of the blocks ``layers``
+        (negative: from the last, ``-1``), each LayerNorm-ed, side by side; ``tokens`` is ``cls``,
+        ``mean`` and/or ``gridK`` joined by ``+`` (``cliplab.models.multilevel``). A linear head fitted
+        on them is COMM's learned linear merge. ``merge_with``: a second encoder (any cliplab model,
+        itself multi-level or not) whose rows are put beside these. Give it to ``cliplab.embed`` or the
+        heads like any model; its identity names the layers, so the feature store keeps them apart."""
+        from cliplab.models.multilevel import MergedEncoders, MultiLevelModel
+
+        model = MultiLevelModel(self, layers, tokens)
+        return model if merge_with is None else MergedEncoders([model, merge_with])
 
     def warn_if_truncated(self, texts: Sequence[str]) -> None:
         cut = sum(n > self.context_length for n in self.token_counts(texts))

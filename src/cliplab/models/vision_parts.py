@@ -4,7 +4,8 @@ attention layer, for open_clip ViTs, transformers CLIP ViTs and open_clip's Modi
 ``vision_parts(model)`` returns one of two shapes:
 
 - :class:`ViTParts` - ``embed`` (patch tokens with the class token, positional embedding resized to
-  any grid, pre-norm), ``run_blocks`` (every block but the last), and the last block's pieces:
+  any grid, pre-norm), ``run_blocks`` (every block but the last), ``block_outputs`` (the tokens after
+  chosen blocks, for multi-level features), and the last block's pieces:
   ``ln_1``, ``qkv`` (per-head q/k/v), ``out_proj``, ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``; then
   ``head`` (final norm and projection into the joint space).
 - :class:`PoolParts` - a ResNet's ``features`` (the last feature map) and its attention pool's
@@ -68,6 +69,18 @@ class ViTParts:
         for block in self.blocks[:stop]:
             x = block(x)
         return x
+
+    def block_outputs(self, pixels: Tensor, indices: list[int]) -> tuple[list[Tensor], tuple[int, int]]:
+        """The tokens (B, L, D) after each block in ``indices`` (0-based, any order; only the blocks up
+        to the deepest one asked for run) and the patch grid: the hidden states multi-level features read."""
+        x, grid = self.embed(pixels)
+        wanted = set(indices)
+        found: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks[: max(indices) + 1]):
+            x = block(x)
+            if i in wanted:
+                found[i] = x
+        return [found[i] for i in indices], grid
 
     def last_block(self, x: Tensor) -> Tensor:
         """The unmodified last block (to check the pieces against the library's own forward)."""

@@ -436,7 +436,8 @@ def model_difference(identity: str, other: str) -> str:
     return ", ".join(_IDENTITY_WORDS.get(k, k) for k in keys if mine.get(k) != theirs.get(k))
 
 
-_IDENTITY_WORDS = {"name": "model name", "sha256": "weights", "arch": "architecture", "pre": "preprocessing"}
+_IDENTITY_WORDS = {"name": "model name", "sha256": "weights", "arch": "architecture", "pre": "preprocessing",
+                   "layers": "multi-level layers", "tokens": "multi-level tokens"}  # fmt: skip
 
 
 def _identity_parts(identity: str) -> dict[str, str]:
