@@ -26,11 +26,11 @@ END = "<!-- end of benchmark tables -->"
 
 
 def cell(value: Any) -> str:
-    """A figure as a table cell: floats to 4 significant digits (6 where 4 would show a whole number), text with ``|`` escaped."""
+    """A figure as a table cell: floats to 4 significant digits (6 where 4 would show a small fraction as a whole number), text with ``|`` escaped."""
     if isinstance(value, float):
         text = f"{value:.4g}"
-        # a cosine of 0.99996 is not 1: more digits where 4 would round a fraction to a whole number
-        return f"{value:.6g}" if float(text) == round(value) != value else text
+        # a cosine of 0.99996 is not 1: more digits where 4 would round a small fraction to a whole number
+        return f"{value:.6g}" if abs(value) < 10 and float(text) == round(value) != value else text
     return str(value).replace("|", "\\|")
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark whose figures the README shows, each writing benchmarks/results/NAME.json, then
-# rewrite the README's tables from those files. About 20 minutes on 2 cores.
+# rewrite the README's tables from those files. About 45 minutes on 2 cores.
 #     bash benchmarks/refresh_results.sh [NAME ...]    # only the runs whose file name starts with NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ runs=(
     "segment_quality|benchmarks/segment_quality.py --pamr --regions"
     "segment_speed|benchmarks/segment_speed.py"
     "inspect_quality|benchmarks/inspect_quality.py"
+    "support_sets|benchmarks/support_sets.py"
+    "multilevel_probe|benchmarks/multilevel_probe.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0
