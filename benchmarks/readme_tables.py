@@ -8,7 +8,8 @@ is between them with the tables of ``benchmarks/results/*.json`` (``benchmarks/r
 runs every benchmark there), and a test checks that the two agree.
 
 Per benchmark (files in name order): one table of its single figures, a row per run (its command),
-then a table per run for each figure that is itself a table (name -> {column: value}), each under
+then a table per run for each figure that is itself a table (name -> {column: value}; a figure that
+is one {name: value} mapping is a one-row table), each under
 the line of the machine it ran on (``_machine.describe``).
 """
 
@@ -53,6 +54,8 @@ def benchmark_tables(name: str, records: list[dict[str, Any]]) -> list[str]:
     for r in records:
         for figure, rows in r["figures"].items():
             if isinstance(rows, dict):
+                if not all(isinstance(row, dict) for row in rows.values()):  # one row of named figures
+                    rows = {figure: rows}
                 lines += [f"`{r['command']}`: {figure}", "", *table(figure, rows), "", f"Machine: {describe(r['machine'])}", ""]
     return lines
 

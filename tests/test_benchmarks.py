@@ -151,6 +151,12 @@ def test_the_readme_tables_are_the_committed_benchmark_results(bench):
     assert tables.with_tables(readme, tables.render(results)) == readme, "run python benchmarks/readme_tables.py --readme README.md"
 
 
+def test_a_figure_that_is_one_mapping_is_a_one_row_table(bench):
+    record = {"command": "python benchmarks/x.py", "machine": MACHINE, "figures": {"gain_points": {"shape": -1.5, "size": 2.0}}}
+    text = "\n".join(bench("readme_tables").benchmark_tables("x", [record]))
+    assert "| gain_points | shape | size |\n|---|---|---|\n| gain_points | -1.5 | 2 |" in text
+
+
 def test_readme_block_replacement(bench):
     tables = bench("readme_tables")
     text = f"intro\n{tables.BEGIN}\nold\n{tables.END}\nrest\n"
