@@ -101,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--ssl-model", default="cliplab:shapes-vit")
+    parser.add_argument("--ssl-tokens", default="cls+grid3", help="the SSL encoder's features: its last block's tokens (cls, mean, gridK joined by +; Model.multilevel), or 'embedding'")
+    parser.add_argument("--targets", default="labeller", choices=("labeller", "combined"))
     parser.add_argument("--attributes", default="size,position")
     parser.add_argument("--pool", type=int, default=600, help="unlabelled scenes adapted on")
     parser.add_argument("--test", type=int, default=450, help="test scenes")
@@ -112,11 +114,13 @@ def main() -> None:
 
     machine = print_machine()
     model, ssl_model = load_model(args.model, device="cpu"), load_model(args.ssl_model, device="cpu")
+    if args.ssl_tokens != "embedding":
+        ssl_model = ssl_model.multilevel([-1], tokens=args.ssl_tokens)
     pool, test = scenes(args.pool, 101), scenes(args.test, 202)
-    print(f"CLIP {args.model}, SSL encoder {args.ssl_model} (image tower, frozen); pool {args.pool} unlabelled scenes, test {args.test}")
+    print(f"CLIP {args.model}, SSL encoder {args.ssl_model} (image tower, frozen; {args.ssl_tokens}); targets {args.targets}; pool {args.pool} unlabelled scenes, test {args.test}")
     rows = {}
     for attribute in args.attributes.split(","):
-        r = measure(model, ssl_model, attribute, pool, test, args.epochs, args.seed)
+        r = measure(model, ssl_model, attribute, pool, test, args.epochs, args.seed, targets=args.targets)
         best_text = max(r["zero_shot"], r["descriptor_ensemble"])
         r["gain_over_zero_shot_points"] = 100 * (r["nola"] - best_text)
         r["gain_over_self_training_points"] = 100 * (r["nola"] - r["self_training"])

@@ -176,7 +176,9 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
         The self-supervised encoder whose frozen image features the labeller reads (any cliplab
         model's image tower, e.g. one trained with the ``dino`` objective). None: ``model``'s own.
     k : int or None, default=None
-        Confident images per class; None: max(16, floor(0.2 N / C)).
+        Confident images per class; None: max(16, floor(k_fraction N / C)).
+    k_fraction : float in (0, 1], default=0.2
+        NoLA's share of the images per class that ``k`` is at least.
     labeller_epochs, labeller_lr, labeller_hidden : int, float, int, default=50, 1e-3, 256
         The labelling network's training (Adam, batch 32) and width.
     epochs : int, default=10
@@ -217,6 +219,7 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
         "descriptors": [None, Mapping, str, os.PathLike],
         "ssl_model": "no_validation",
         "k": [None, COUNT],
+        "k_fraction": [Interval(Real, 0, 1, closed="right")],
         "labeller_epochs": [COUNT],
         "labeller_lr": [POSITIVE],
         "labeller_hidden": [COUNT],
@@ -231,7 +234,7 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, model, classnames: Sequence[str], templates: Any = "default", descriptors: Any = None, ssl_model: Any = None,
-                 k: int | None = None, labeller_epochs: int = 50, labeller_lr: float = 1e-3, labeller_hidden: int = 256,
+                 k: int | None = None, k_fraction: float = 0.2, labeller_epochs: int = 50, labeller_lr: float = 1e-3, labeller_hidden: int = 256,
                  epochs: int = 10, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64, smoothing: float = 0.1,
                  targets: str = "labeller", augment: str = "photometric", random_state: int = 0):  # fmt: skip
         self.model = model
@@ -240,6 +243,7 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
         self.descriptors = descriptors
         self.ssl_model = ssl_model
         self.k = k
+        self.k_fraction = k_fraction
         self.labeller_epochs = labeller_epochs
         self.labeller_lr = labeller_lr
         self.labeller_hidden = labeller_hidden
@@ -328,7 +332,7 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
         self.name_weights_, self.text_weights_ = self._text_weights(classes)
         X = self._embed(self.model, pixels)
         probs = softmax(self.logit_scale_ * X @ self.text_weights_.T, axis=1)
-        self.k_ = int(self.k) if self.k is not None else default_k(n, n_classes)
+        self.k_ = int(self.k) if self.k is not None else default_k(n, n_classes, fraction=self.k_fraction)
         self.confident_rows_, self.confident_labels_ = confident_per_class(probs, self.k_)
         ssl = self.ssl_model if self.ssl_model is not None else self.model
         feats = self._embed(ssl, pixels if ssl is self.model else ssl.preprocess_batch(data.pil))
