@@ -186,7 +186,9 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
     lr : float, default=1e-3
         AdamW learning rate of the student (norms and linear head), cosine to 0.
     weight_decay : float, default=1e-4
+        AdamW weight decay of the student.
     batch_size : int, default=64
+        Images per student step.
     smoothing : float, default=0.1
         Label smoothing of the student's CE.
     targets : {"labeller", "combined"}, default="labeller"
@@ -195,21 +197,31 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
     augment : {"photometric", "crop"}, default="photometric"
         The strong view (see :func:`strong_view`).
     random_state : int, default=0
+        Seed of the labeller, the batch order and the augmentations.
 
     Attributes
     ----------
     classes_ : ndarray of str
-    text_weights_ : ndarray (C, D)
-        The description-based text classifier; ``name_weights_``: the templates alone.
+        The class names.
+    name_weights_, text_weights_ : ndarray of shape (C, D)
+        The name-only text classifier (the templates) and the description-based one.
+    logit_scale_ : float
+        The model's logit scale, used by the text classifier and the student.
+    k_ : int
+        Confident images per class.
     confident_rows_, confident_labels_ : ndarray
         The confident set and its pseudo-labels (indices into ``classes_``).
-    pseudo_labels_ : ndarray (N,)
+    labeller_ : torch.nn.Module
+        The labelling network over the SSL encoder's features.
+    pseudo_labels_ : ndarray of shape (N,)
         The student's targets.
-    head_ : ndarray (C, D)
-        The trained linear head; ``norm_values_``: the tuned norm parameters.
+    head_ : ndarray of shape (C, D)
+        The trained linear head.
+    norm_values_ : list of torch.Tensor
+        The tuned norm parameters (``norm_parameters`` order).
     stage_accuracy_ : dict or None
         With ``y_eval``: accuracy on the fitted images of the name-only zero-shot, the descriptor
-        ensemble, the confident set, the labeller and the student (on clean views).
+        ensemble, the confident set (and its size), the labeller, the pseudo-labels and the student.
     """
 
     _parameter_constraints: dict = {
