@@ -337,8 +337,8 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
         classes = self.classes_.tolist()
         data = self._images(images)
         pixels, n, n_classes = data.pixels, len(data.pixels), len(classes)
-        if y_eval is None and all(label is not None for label in data.labels):
-            y_eval = data.labels  # a labelled source: measured, never fitted on
+        if y_eval is None and all(label is not None and label in classes for label in data.labels):
+            y_eval = data.labels  # a source labelled with the class names: measured, never fitted on
         truth = self._eval_index(y_eval, n)
         self.logit_scale_ = float(self.model.logit_scale)
         self.name_weights_, self.text_weights_ = self._text_weights(classes)
