@@ -90,7 +90,7 @@ def test_fit_uses_no_labels_predicts_names_and_leaves_the_model_as_it_was(tiny_m
 
 
 def test_an_ssl_encoder_feeds_the_labeller_and_bad_input_is_refused(tiny_model, hf_model, scenes):
-    images, y = scenes
+    images, _ = scenes
     head = LabelFree(tiny_model, ["small", "medium", "large"], ssl_model=hf_model, labeller_epochs=2, epochs=1, k=4).fit(images)
     assert head.labeller_[0].in_features == hf_model.embed_dim
     with pytest.raises(InputError, match="not embeddings"):
@@ -102,7 +102,7 @@ def test_an_ssl_encoder_feeds_the_labeller_and_bad_input_is_refused(tiny_model, 
 
 
 def test_cli_adapt_nola_on_an_unlabelled_folder(cli, tiny_model_files, tmp_path, scenes):
-    images, y = scenes
+    images, _ = scenes
     folder = tmp_path / "unlabelled"
     folder.mkdir()
     for i, im in enumerate(images):

@@ -86,7 +86,7 @@ def strong_view(pixels: torch.Tensor, gen: torch.Generator, augment: str = "phot
     Gaussian blur (p = 0.5, sigma 0.1-1.5 pixels) and Gaussian noise (sd 0.1). ``crop`` first takes a
     random resized crop (scale 0.5-1) and a horizontal flip, as NoLA's strong view does."""
     x = pixels.float().clone()
-    n, _, h, w = x.shape
+    n = x.shape[0]
     if augment == "crop":
         from cliplab.train.objectives.dino import multi_crop
 
@@ -362,7 +362,7 @@ class LabelFree(ValidatedParams, ClassifierMixin, BaseEstimator):
                 "zero_shot": float((X @ self.name_weights_.T).argmax(1).__eq__(truth).mean()),
                 "descriptor_ensemble": float((probs.argmax(1) == truth).mean()),
                 "confident_set": float((self.confident_labels_ == truth[self.confident_rows_]).mean()),
-                "confident_set_size": int(len(self.confident_rows_)),
+                "confident_set_size": len(self.confident_rows_),
                 "labeller": float((labeller_probs.argmax(1) == truth).mean()),
                 "pseudo_labels": float((self.pseudo_labels_ == truth).mean()),
                 "student": float((student == truth).mean()),

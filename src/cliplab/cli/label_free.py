@@ -46,7 +46,7 @@ def run_label_free(train: str, out: Path, classnames: str | None, templates: str
     best = proba.argmax(1)
     lines = ["id,prediction,probability"] + [f"{_csv(item.id)},{_csv(names[b])},{p[b]:.6f}" for item, b, p in zip(items, best, proba)]
     result = {"model": clip.name, "ssl_model": ssl.name if ssl is not None else clip.name, "method": "nola", "classes": names,
-              "n_images": len(items), "k": head.k_, "confident_set_size": int(len(head.confident_rows_)),
+              "n_images": len(items), "k": head.k_, "confident_set_size": len(head.confident_rows_),
               "stage_accuracy": head.stage_accuracy_}  # fmt: skip
     with atomic_folder(out) as tmp:
         write_json(result, tmp / "results.json")
