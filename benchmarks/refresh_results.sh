@@ -18,6 +18,7 @@ runs=(
     "inspect_quality|benchmarks/inspect_quality.py"
     "support_sets|benchmarks/support_sets.py"
     "multilevel_probe|benchmarks/multilevel_probe.py"
+    "label_free|benchmarks/label_free.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -13,6 +13,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Few-shot adaptation #1 | run on ``parts/`` and ``new_parts/``: synthetic shape folders, shots ``1,2``, seed ``1``, methods ``zeroshot,gda,tip`` |
 | Inspect (one-class) #1 | run on ``good_parts/`` (24 one-object scenes, no subfolders) and ``line/`` (``good/``: 6 other scenes, ``noise/``: 6 noise images) |
 | Support sets without labels #1 | run on ``photos/`` (the pool) and ``new_parts/`` (the test folder): synthetic shape folders |
+| Label-free adaptation #1 | run on ``photos/`` (its shape subfolders only score the stages), ``[--descriptors ...]`` dropped |
 | Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
@@ -40,6 +41,7 @@ HOW = {
     "Few-shot adaptation #1": "run",
     "Inspect (one-class) #1": "run",
     "Support sets without labels #1": "run",
+    "Label-free adaptation #1": "run",
     "Multi-level features #1": "exec",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",

@@ -20,6 +20,7 @@ from cliplab.adapt.export import export_best
 from cliplab.adapt.gda import GDA
 from cliplab.adapt.inspection import Detector, fit_detector, inspection_metrics
 from cliplab.adapt.io import load
+from cliplab.adapt.label_free import LabelFree, confident_per_class
 from cliplab.adapt.linear import LinearProbe
 from cliplab.adapt.oneclass import (
     GaussianOneClass,
@@ -51,6 +52,8 @@ __all__ = [
     "GaussianOneClass",
     "HypOneClass",
     "KNNOneClass",
+    "LabelFree",
+    "confident_per_class",
     "SupportSetAdapter",
     "SupportSet",
     "RetrievalSource",

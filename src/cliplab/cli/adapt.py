@@ -17,6 +17,7 @@ from cliplab.cli.common import (
     DEFAULT_PRECISION,
     BatchSizeOption,
     CacheDirOption,
+    ClassnamesOption,
     DecodeOption,
     EmbeddingOptions,
     ModelOption,
@@ -117,14 +118,17 @@ def accuracy_plot(summary: dict, shots: list[int]) -> bytes:
 
 @app.command("adapt")
 def adapt_command(
-    train: str = typer.Option(..., "--train", help="Labelled training pool: a class-per-subfolder folder, a manifest with labels, or shards."),
+    train: str = typer.Option(..., "--train", help="Labelled training pool: a class-per-subfolder folder, a manifest with labels, or shards. With --methods nola: unlabelled images (labels, if any, only score the stages)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.json and report.html (created)."),
     test: Optional[str] = typer.Option(None, "--test", help="Labelled test images. Omitted: a stratified part of --train is held out and no search ever sees it."),
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of each class held out as test when --test is omitted."),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Shots per class to compare, e.g. 1,2,4,8,16."),
     seeds: str = typer.Option("1,2,3", "--seeds", help="Seeds of the few-shot draws; results are mean ± std over them."),
-    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, support (SuS-X / CapS-Adapter's TIP-X over the shots as the support set), linear, coop, cocoop, svd. One-class detectors are not classifiers: see cliplab inspect."),
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, support (SuS-X / CapS-Adapter's TIP-X over the shots as the support set), linear, coop, cocoop, svd. One-class detectors are not classifiers: see cliplab inspect. 'nola' alone: label-free adaptation of --train's unlabelled images to --classnames (writes results.json and predictions.csv)."),
     views: int = typer.Option(10, "--views", min=0, help="Augmented views (random crop + flip) per shot image for GDA, Tip-Adapter(-F) and support; 0 switches them off."),
+    classnames: ClassnamesOption = None,
+    descriptors: Optional[Path] = typer.Option(None, "--descriptors", help="With --methods nola: a JSON file {class: [description, ...]} encoded beside the templates (NoLA's description-based classifier)."),
+    ssl_model: Optional[str] = typer.Option(None, "--ssl-model", help="With --methods nola: the self-supervised encoder whose image features the labelling network reads (any model spec; default: --model's own image tower)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of the trained heads (default: each method's reference setting)."),
     templates: str = typer.Option("default", "--templates", help="Zero-shot prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by accuracy at the most shots on selection images that no search sees) with conformal sets to this file, for cliplab classify --head. svd tunes the model's towers rather than a head over its embeddings, so it is compared but never exported."),
@@ -155,6 +159,15 @@ def adapt_command(
     from cliplab.zeroshot import ZeroShotClassifier
 
     console = Console()
+    if "nola" in [m.strip() for m in methods.split(",")]:
+        from cliplab.cli.label_free import run_label_free
+
+        with user_errors(), warnings_as_lines(), one_torch_thread():
+            if methods.strip() != "nola":
+                raise InputError("--methods nola runs alone (it uses no labels, the other methods need them); pass --methods nola")
+            options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
+            run_label_free(train, out, classnames, templates, descriptors, ssl_model, epochs, options)
+        return
     with user_errors(), warnings_as_lines():
         shot_list, seed_list, method_list = parse_ints(shots, "--shots"), parse_ints(seeds, "--seeds"), parse_methods(methods)
         check_fractions(test_fraction, selection_fraction)

@@ -32,6 +32,7 @@ from cliplab.train.config import TrainConfig, resumed, write_yaml
 from cliplab.train.eval_hooks import evaluating, evaluator
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
+from cliplab.train.objectives.dino import multi_crop
 from cliplab.train.schedule import cosine_with_warmup
 
 MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp of the learned temperature (Radford et al. 2021, Sec. 2.5)
@@ -178,6 +179,11 @@ class Trainer:
         self.model = model
         self.module = model.torch_module.train()
         self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim())
+        self.views = next((o for _, o in self.objectives.values() if "views" in o.needs), None)  # dino's crops and teacher
+        if self.views is not None:
+            if self.runtime.world_size > 1 or config.accum > 1:
+                raise InputError("the dino objective runs in one process without --accum; drop --accum or use one device")
+            self.views.attach(self.module, model.embed_dim)
         self.objective_modules = torch.nn.ModuleDict({k: o for k, (_, o) in self.objectives.items()}).to(self.runtime.device)
         self.needs = set().union(*(o.needs for _, o in self.objectives.values()))
         self.frozen = self._frozen_copy() if "frozen" in self.needs else None
@@ -289,6 +295,12 @@ class Trainer:
             out["short_text"] = text[offset : offset + b]
         if bias is not None:
             out["bias"] = bias.reshape(1).expand(b)
+        if self.views is not None:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.scheduler.last_epoch))
+            crops = [c.to(dev) for c in multi_crop(batch["pixels"], gen, n_local=self.views.n_local)]
+            with self._autocast():
+                out["student_views"] = [self.module.encode_image(c) for c in crops]
+                out["teacher_views"] = self.views.teacher_features(crops[:2])
         return out
 
     @torch.no_grad()
@@ -318,6 +330,7 @@ class Trainer:
             negatives_valid=batch["negatives_valid"].to(self.runtime.device) if "negatives_valid" in batch else None,
             short_text=feats.get("short_text"), teacher_image=feats.get("teacher_image"), teacher_text=feats.get("teacher_text"),
             frozen_image=feats.get("frozen_image"), frozen_text=feats.get("frozen_text"),
+            extras={k: feats[k] for k in ("student_views", "teacher_views") if k in feats},
         )  # fmt: skip
         total, parts = 0.0, {}
         with self._autocast():
@@ -361,6 +374,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.views is not None:
+            self.views.update_teacher(self.module, self.scheduler.last_epoch / max(1, c.steps))
         with torch.no_grad():
             self.module.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
         total, *values = distributed.mean_over_ranks([float(loss.detach()), *parts.values()], self.runtime)

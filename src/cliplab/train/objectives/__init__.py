@@ -10,6 +10,7 @@
 | rafa / hycd | CLIP-Refine's random feature alignment / hybrid contrastive distillation |
 | distill | cosine feature distillation from a teacher model |
 | pcm | Long-CLIP's primary-component matching with short captions |
+| dino | DINO self-distillation of the image tower: EMA teacher, centring, sharpening, multi-crop (images only) |
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from cliplab.errors import InputError
 from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
+from cliplab.train.objectives.dino import DinoObjective
 from cliplab.train.objectives.distill import DistillObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
 from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
@@ -30,7 +32,7 @@ from cliplab.train.objectives.siglip import SigLipObjective
 REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
-                M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective)
+                M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective)
 }  # fmt: skip
 
 
@@ -67,7 +69,12 @@ def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int
     built = {}
     for item in parse_objectives(spec):
         cls = REGISTRY[item.name]
-        objective = cls(student_dim, teacher_dim) if cls is DistillObjective else cls()
+        if cls is DistillObjective:
+            objective = cls(student_dim, teacher_dim)
+        elif cls is DinoObjective:
+            objective = cls(student_dim)
+        else:
+            objective = cls()
         built[item.name] = (item.weight, objective)
     return built
 
