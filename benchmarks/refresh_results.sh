@@ -19,6 +19,7 @@ runs=(
     "support_sets|benchmarks/support_sets.py"
     "multilevel_probe|benchmarks/multilevel_probe.py"
     "label_free|benchmarks/label_free.py"
+    "label_free_embedding|benchmarks/label_free.py --ssl-tokens embedding"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0
