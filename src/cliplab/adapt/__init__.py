@@ -21,6 +21,7 @@ from cliplab.adapt.gda import GDA
 from cliplab.adapt.inspection import Detector, fit_detector, inspection_metrics
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
+from cliplab.adapt.nontransferable import NonTransferablePrompt
 from cliplab.adapt.oneclass import (
     GaussianOneClass,
     HypOneClass,
@@ -62,6 +63,7 @@ __all__ = [
     "support_set_adapter",
     "ConformalClassifier",
     "LinearProbe",
+    "NonTransferablePrompt",
     "TemperatureScaling",
     "TipAdapter",
     "TipAdapterF",
