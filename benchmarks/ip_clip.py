@@ -1,6 +1,6 @@
 """Non-transferable prompts (IP-CLIP, issue #23 §3): CoOp vs NonTransferablePrompt on background domains.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/ip_clip.py [--authorised plain] [--train 160] [--test 160] [--json FILE]
+    PYTHONPATH=src nice -n 10 python benchmarks/ip_clip.py [--authorised plain] [--train 160] [--test 100] [--epochs 30] [--json FILE]
 
 Task: single-object synthetic scenes classified by shape (8 classes) with the bundled ViT
 (``shapes-vit``). A domain is a scene background: every scene is drawn with the background forced to
@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--model", default="shapes-vit")
     parser.add_argument("--authorised", default="plain", help="the authorised background")
     parser.add_argument("--train", type=int, default=160, help="labelled training scenes per domain")
-    parser.add_argument("--test", type=int, default=160, help="test scenes per domain")
-    parser.add_argument("--epochs", type=int, default=10, help="NonTransferablePrompt epochs")
+    parser.add_argument("--test", type=int, default=100, help="test scenes per domain")
+    parser.add_argument("--epochs", type=int, default=30, help="NonTransferablePrompt epochs")
     parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp epochs")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser)

@@ -21,7 +21,7 @@ from cliplab.adapt.gda import GDA
 from cliplab.adapt.inspection import Detector, fit_detector, inspection_metrics
 from cliplab.adapt.io import load
 from cliplab.adapt.linear import LinearProbe
-from cliplab.adapt.nontransferable import NonTransferablePrompt
+from cliplab.adapt.nontransferable import NonTransferablePrompt, domain_features, nontransfer_metrics
 from cliplab.adapt.oneclass import (
     GaussianOneClass,
     HypOneClass,
@@ -64,6 +64,8 @@ __all__ = [
     "ConformalClassifier",
     "LinearProbe",
     "NonTransferablePrompt",
+    "domain_features",
+    "nontransfer_metrics",
     "TemperatureScaling",
     "TipAdapter",
     "TipAdapterF",

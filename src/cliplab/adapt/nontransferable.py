@@ -16,7 +16,13 @@ Deviations from the official code, on purpose:
 - its feature banks use zero-shot prompts ("a photo of a {name}.") to rank confidence, not the
   untrained random prompts;
 - the two official trainers disagree on the signs of the enhanced terms; here the source-style view
-  is kept correct (+CE) and the unauthorised-style view pushed wrong (-CE), the authorisation form.
+  is kept correct (+CE) and the unauthorised-style view pushed wrong (-CE), the authorisation form;
+- the prompt learner standardises its style and content inputs per (layer, channel) with the training
+  images' statistics: the tiny towers' domain differences are small next to the channels' spread;
+- the entropy is the plain softmax entropy (the official code L2-normalises over the batch first).
+
+The text-feature KL runs over the feature dimension, as the official code; on unit-length features its
+softmax is nearly flat, so the term stays close to 0 (it is kept for fidelity, reported per epoch).
 """
 
 from __future__ import annotations
@@ -303,6 +309,10 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
         The class texts put in the prompts.
     logit_scale_ : float
         The model's logit scale.
+    n_layers_ : int
+        Blocks of the image tower (L): the prompt has 2L + 4 context tokens.
+    vision_shape_ : tuple of int
+        (L, W): blocks and token width of the image tower the features come from.
     prompt_state_ : dict of str to ndarray
         The trained prompt learner's parameters.
     best_epoch_ : int
