@@ -292,9 +292,12 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
         Weight of the unauthorised prediction entropy that is minimised.
     kl_weight : float >= 0, default=1.0
         Weight of the (clamped) text-feature KL that is maximised.
+    logit_scale : float > 0 or None, default=100.0
+        Scale of the cosine logits in training and prediction: the official code's fixed 100 (the
+        loss's clamps at 5 assume it); None takes the model's own.
     bank_size : int >= 1, default=5
         Most confident images per class averaged into each domain's style bank.
-    patience : int >= 1, default=5
+    patience : int >= 1, default=10
         Epochs without a better validation score (authorised minus unauthorised accuracy) before stopping.
     val_fraction : float in (0, 1), default=0.2
         Share of each class of both domains held out for that score.
@@ -308,7 +311,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
     prompt_names_ : list of str
         The class texts put in the prompts.
     logit_scale_ : float
-        The model's logit scale.
+        The logit scale used.
     n_layers_ : int
         Blocks of the image tower (L): the prompt has 2L + 4 context tokens.
     vision_shape_ : tuple of int
@@ -334,6 +337,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
         "style_weight": [NON_NEGATIVE],
         "entropy_weight": [NON_NEGATIVE],
         "kl_weight": [NON_NEGATIVE],
+        "logit_scale": [None, POSITIVE],
         "bank_size": [COUNT],
         "patience": [COUNT],
         "val_fraction": [FRACTION],
@@ -341,8 +345,9 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, model, classnames: Any = None, epochs: int = 10, lr: float = 0.01, batch_size: int = 8,
-                 style_weight: float = 0.1, entropy_weight: float = 0.01, kl_weight: float = 1.0, bank_size: int = 5,
-                 patience: int = 5, val_fraction: float = 0.2, random_state: int = 0):  # fmt: skip
+                 style_weight: float = 0.1, entropy_weight: float = 0.01, kl_weight: float = 1.0, logit_scale: float | None = 100.0,
+                 bank_size: int = 5,
+                 patience: int = 10, val_fraction: float = 0.2, random_state: int = 0):  # fmt: skip
         self.model = model
         self.classnames = classnames
         self.epochs = epochs
@@ -351,6 +356,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
         self.style_weight = style_weight
         self.entropy_weight = entropy_weight
         self.kl_weight = kl_weight
+        self.logit_scale = logit_scale
         self.bank_size = bank_size
         self.patience = patience
         self.val_fraction = val_fraction
@@ -408,7 +414,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
             raise InputError("y has one class; NonTransferablePrompt needs at least two")
         yt = label_index(y_unauth, self.classes_, len(Xt))
         self.prompt_names_ = class_texts(self.classes_, self.classnames, type(self).__name__)
-        self.logit_scale_ = float(self.model.logit_scale)
+        self.logit_scale_ = float(self.model.logit_scale if self.logit_scale is None else self.logit_scale)
         self.n_layers_ = Xs.style.shape[1]
         s_fit, s_val = stratified_split(ys, self.val_fraction, self.random_state, "val_fraction", keep_one=True)
         t_fit, t_val = stratified_split(yt, self.val_fraction, self.random_state, "val_fraction", keep_one=True)
