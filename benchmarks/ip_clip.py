@@ -46,7 +46,11 @@ def main() -> None:
     add_json_option(parser)
     args = parser.parse_args()
     from cliplab.adapt import CoOp, NonTransferablePrompt
-    from cliplab.adapt.nontransferable import DomainFeatures, domain_features, nontransfer_metrics
+    from cliplab.adapt.nontransferable import (
+        DomainFeatures,
+        domain_features,
+        nontransfer_metrics,
+    )
     from cliplab.data import synthetic
     from cliplab.models import load_model
 

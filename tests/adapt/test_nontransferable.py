@@ -66,7 +66,7 @@ def test_entropy_of_the_predictions():
 def test_terms_and_their_combination():
     g = torch.Generator().manual_seed(2)
     B, C, L, D = 4, 3, 2, 5
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g)
     ls, lt, es, et = r(B, C), r(B, C), r(B, C), r(B, C)
     ys, yt = torch.tensor([0, 1, 2, 0]), torch.tensor([2, 2, 1, 0])
     ss, st, ts, tt = r(B, L, D), r(B, L, D), r(B, C, D), r(B, C, D)
@@ -80,8 +80,8 @@ def test_terms_and_their_combination():
     assert float(terms["ce_unauth"]) == pytest.approx(ce(lt, yt), rel=1e-5)
     assert float(terms["ce_auth_style"]) == pytest.approx(ce(es, ys), rel=1e-5)
     assert float(terms["ce_unauth_style"]) == pytest.approx(ce(et, ys), rel=1e-5)  # both enhanced views are authorised images
-    fixed = {k: torch.tensor(v) for k, v in dict(ce_auth=1.0, ce_unauth=2.0, ce_auth_style=0.5, ce_unauth_style=9.0,
-                                                    style=3.0, entropy=0.7, kl=6.0).items()}  # fmt: skip
+    values = {"ce_auth": 1.0, "ce_unauth": 2.0, "ce_auth_style": 0.5, "ce_unauth_style": 9.0, "style": 3.0, "entropy": 0.7, "kl": 6.0}
+    fixed = {k: torch.tensor(v) for k, v in values.items()}
     # 1 - 2 + 0.5 - min(9, 5) - 0.1 * 3 + 0.01 * 0.7 - 1 * min(6, 5)
     assert float(ip_clip_loss(fixed)) == pytest.approx(1 - 2 + 0.5 - 5 - 0.3 + 0.007 - 5, rel=1e-6)
     assert float(ip_clip_loss(fixed, style_weight=0, entropy_weight=0, kl_weight=0)) == pytest.approx(1 - 2 + 0.5 - 5)

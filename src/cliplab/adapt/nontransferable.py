@@ -43,7 +43,14 @@ from cliplab.adapt.prompt import ClassPrompts, class_texts
 from cliplab.adapt.training import frozen, warmup_cosine
 from cliplab.data.few_shot import stratified_split
 from cliplab.errors import InputError
-from cliplab.validation import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, ValidatedParams
+from cliplab.validation import (
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    ValidatedParams,
+)
 
 CONTENT_COPIES = 4  # the content token repeated 4 times (official code)
 CLAMP = 5.0  # every subtracted term (and the style MSE) is clamped at 5 (official code)
@@ -65,11 +72,11 @@ class DomainFeatures:
     def __len__(self) -> int:
         return len(self.embeddings)
 
-    def take(self, rows: np.ndarray) -> "DomainFeatures":
+    def take(self, rows: np.ndarray) -> DomainFeatures:
         return DomainFeatures(self.embeddings[rows], self.style[rows], self.content[rows])
 
     @staticmethod
-    def concat(parts: Sequence["DomainFeatures"]) -> "DomainFeatures":
+    def concat(parts: Sequence[DomainFeatures]) -> DomainFeatures:
         return DomainFeatures(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("embeddings", "style", "content")))
 
 
@@ -138,7 +145,7 @@ class IPPromptLearner(torch.nn.Module):
             self.register_buffer(f"{name}_mean", torch.zeros(layers, vision_width))
             self.register_buffer(f"{name}_std", torch.ones(layers, vision_width))
 
-    def standardise(self, feats: "DomainFeatures") -> None:
+    def standardise(self, feats: DomainFeatures) -> None:
         """Centre and scale the inputs with the training images' statistics (both domains pooled):
         the tiny towers' domain differences are small next to the channels' spread (a cliplab choice)."""
         for name in ("style", "content"):
@@ -404,7 +411,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
     # -- fit / predict
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, X_unauth: Any, y_unauth: Any) -> "NonTransferablePrompt":
+    def fit(self, X: Any, y: Any, X_unauth: Any, y_unauth: Any) -> NonTransferablePrompt:
         """Train on authorised ``X, y`` and unauthorised ``X_unauth, y_unauth`` (labels of the same classes)."""
         Xs, Xt = as_features(self.model, X, "X"), as_features(self.model, X_unauth, "X_unauth")
         if Xs.style.shape[1:] != Xt.style.shape[1:]:
@@ -443,7 +450,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
             acc_t = float((self._scores(prompts, learner, Xt.take(t_val)).argmax(1) == yt[t_val]).mean())
             return acc_s - acc_t, {"acc_auth": acc_s, "acc_unauth": acc_t}
 
-        snapshot = lambda: {k: v.detach().clone() for k, v in learner.state_dict().items()}  # noqa: E731
+        snapshot = lambda: {k: v.detach().clone() for k, v in learner.state_dict().items()}
         best = validation()
         best_state, best_epoch, waited, self.loss_history_ = snapshot(), 0, 0, []
         epoch = 0
@@ -456,7 +463,7 @@ class NonTransferablePrompt(ValidatedParams, ClassifierMixin, BaseEstimator):
                     text_s, style_s = self._text(prompts, learner, S["style"][rows], S["content"][rows])
                     text_t, style_t = self._text(prompts, learner, T["style"][trows], T["content"][trows])
                     f_s, f_t = S["embeddings"][rows], T["embeddings"][trows]
-                    logits = lambda f, text: scale * torch.einsum("bd,bcd->bc", f, text)  # noqa: E731
+                    logits = lambda f, text: scale * torch.einsum("bd,bcd->bc", f, text)
                     terms = ip_clip_terms(
                         logits(f_s, text_s), ys_t[rows], logits(f_t, text_t), yt_t[trows],
                         logits(enhance(f_s, bank_s), text_s), logits(enhance(f_s, bank_t), text_s),
