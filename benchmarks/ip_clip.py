@@ -82,6 +82,8 @@ def main() -> None:
     ntp_acc = {b: float(ntp.score(test[b][0], test[b][1])) for b in synthetic.BACKGROUNDS}
     print(f"NonTransferablePrompt ({time.perf_counter() - start:.0f} s, {ntp.epochs_run_} epochs, kept {ntp.best_epoch_}): "
           + ", ".join(f"{b} {a:.3f}" for b, a in ntp_acc.items()), flush=True)  # fmt: skip
+    for epoch, terms in enumerate(ntp.loss_history_, 1):
+        print(f"  epoch {epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in terms.items()))
 
     metrics = nontransfer_metrics(ntp_acc[args.authorised], {b: ntp_acc[b] for b in others}, len(classes),
                                   coop_acc[args.authorised], {b: coop_acc[b] for b in others})  # fmt: skip
@@ -100,7 +102,7 @@ def main() -> None:
         write_json(args.json, {"domains": rows, "chance": chance, "authorised_gap_points": auth_gap,
                                "unauthorised_worst": worst, "unauthorised_mean": metrics["acc_unauth_mean"],
                                "cliplab_nt_score": metrics["cliplab_nt_score"], "check_authorised": auth_ok,
-                               "check_unauthorised": unauth_ok}, machine)  # fmt: skip
+                               "check_unauthorised": unauth_ok, "loss_history": {str(e): t for e, t in enumerate(ntp.loss_history_, 1)}}, machine)  # fmt: skip
 
 
 if __name__ == "__main__":
