@@ -14,6 +14,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Inspect (one-class) #1 | run on ``good_parts/`` (24 one-object scenes, no subfolders) and ``line/`` (``good/``: 6 other scenes, ``noise/``: 6 noise images) |
 | Support sets without labels #1 | run on ``photos/`` (the pool) and ``new_parts/`` (the test folder): synthetic shape folders |
 | Label-free adaptation #1 | run on ``photos/`` (its shape subfolders only score the stages), ``[--descriptors ...]`` dropped |
+| Non-transferable prompts (IP-CLIP) #1 | exec'd as written (the bundled shapes-vit, 16 drawn images, 2 epochs) |
 | Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
@@ -42,6 +43,7 @@ HOW = {
     "Inspect (one-class) #1": "run",
     "Support sets without labels #1": "run",
     "Label-free adaptation #1": "run",
+    "Non-transferable prompts (IP-CLIP) #1": "exec",
     "Multi-level features #1": "exec",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
@@ -181,6 +183,14 @@ def test_readme_multilevel_example_runs(tmp_path, monkeypatch):
     printed = []
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
     assert len(printed) == 1 and 0.0 <= printed[0][0] <= 1.0
+
+
+def test_readme_nontransferable_example_runs(tmp_path, monkeypatch):
+    code = next(c for b, _, c in blocks() if b == "Non-transferable prompts (IP-CLIP) #1")
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
+    assert len(printed) == 1 and all(0.0 <= a <= 1.0 for a in printed[0][:2]) and printed[0][2] > 0
 
 
 def test_readme_segmentation_example_runs(tmp_path, monkeypatch):

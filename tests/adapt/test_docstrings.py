@@ -12,7 +12,7 @@ from cliplab.adapt.fixed import TextWeightsHead
 
 HEADS = [
     adapt.GDA, adapt.LinearProbe, TextWeightsHead, adapt.TipAdapter, adapt.TipAdapterF, adapt.SupportSetAdapter,
-    adapt.CoOp, adapt.CoCoOp, adapt.CLIPSVD, adapt.LabelFree, adapt.KNNOneClass, adapt.GaussianOneClass, adapt.HypOneClass,
+    adapt.CoOp, adapt.CoCoOp, adapt.CLIPSVD, adapt.NonTransferablePrompt, adapt.LabelFree, adapt.KNNOneClass, adapt.GaussianOneClass, adapt.HypOneClass,
     adapt.TemperatureScaling, adapt.ConformalClassifier,
     zeroshot.ZeroShotClassifier, zeroshot.DescriptorClassifier, zeroshot.ContextualClassifier,
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from cliplab.adapt.inspection import Detector, fit_detector, inspection_metrics
 from cliplab.adapt.io import load
 from cliplab.adapt.label_free import LabelFree, confident_per_class
 from cliplab.adapt.linear import LinearProbe
+from cliplab.adapt.nontransferable import NonTransferablePrompt, domain_features, nontransfer_metrics
 from cliplab.adapt.oneclass import (
     GaussianOneClass,
     HypOneClass,
@@ -65,6 +66,9 @@ __all__ = [
     "support_set_adapter",
     "ConformalClassifier",
     "LinearProbe",
+    "NonTransferablePrompt",
+    "domain_features",
+    "nontransfer_metrics",
     "TemperatureScaling",
     "TipAdapter",
     "TipAdapterF",
