@@ -45,8 +45,8 @@ def parse_layers(layers: Sequence[int] | str, depth: int) -> tuple[int, ...]:
     if isinstance(layers, str):
         try:
             layers = [int(part) for part in layers.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise InputError(f"{how_to_pass('layers', layers)}: pass block indices such as -1,-2,-3 (negative counts from the last block)") from None
+        except ValueError as exc:
+            raise InputError(f"{how_to_pass('layers', layers)}: pass block indices such as -1,-2,-3 (negative counts from the last block)") from exc
     layers = list(layers)
     if not layers:
         raise InputError(f"{how_to_pass('layers')} names no block: name at least one, e.g. -1 for the last")
