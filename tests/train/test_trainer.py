@@ -93,12 +93,20 @@ def test_existing_run_needs_resume(tmp_path):
         train(config(tmp_path, steps=1, objectives="clip", ckpt_every=0), model=micro_model(MICRO_VIT_CFG))
 
 
-def test_trained_bundled_weights_load_with_the_same_spec(tmp_path):
-    cfg = config(tmp_path, model="tiny", steps=1, objectives="clip", batch_size=4, ckpt_every=0)
+def test_the_run_folder_is_a_model_and_trains_on(tmp_path):
+    train(config(tmp_path, model="tiny", steps=1, objectives="clip", batch_size=4, ckpt_every=0))
+    run = tmp_path / "run"
+    trained = load_model_weights(run / "model.safetensors")
+    for model in (load_model(str(run), device="cpu"), load_model("tiny", pretrained=run / "model.safetensors", device="cpu")):
+        assert torch.equal(model.torch_module.state_dict()["positional_embedding"], trained["positional_embedding"])
+    assert load_model(str(run)).name == str(run.resolve())
+    # a run that starts from the folder writes a folder on the same base architecture
+    cfg = config(tmp_path, "again", model=str(run), steps=1, objectives="clip", batch_size=4, ckpt_every=0)
     train(cfg)
-    model = load_model("tiny", pretrained=tmp_path / "run" / "model.safetensors", device="cpu")
-    trained = load_model_weights(tmp_path / "run" / "model.safetensors")
-    assert torch.equal(model.torch_module.state_dict()["positional_embedding"], trained["positional_embedding"])
+    manifest = json.loads((tmp_path / "again" / "cliplab_model.json").read_text())
+    assert manifest == {"kind": "clip", "base": "cliplab:shapes-tiny", "weights": "model.safetensors"}
+    again = load_model(str(tmp_path / "again"), device="cpu")
+    assert not torch.equal(again.torch_module.state_dict()["positional_embedding"], trained["positional_embedding"])
 
 
 class SlowBatches(torch.utils.data.IterableDataset):

@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 # The options commands share, declared once as typed aliases: a command writes ``model: ModelOption =
 # DEFAULT_MODEL`` (typer takes the default from the signature, never from inside ``Annotated``).
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir>.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: cliplab:shapes-tiny | openclip:<arch> | hf:<repo or dir> | a model folder cliplab wrote (train --out).")]
 PretrainedOption = Annotated[Optional[str], typer.Option("--pretrained", "-p", help="open_clip tag, local checkpoint file, or hf-hub:org/name.")]
 # Options of the commands that embed a collection (embed, classify, eval, ...): one flag per idea.
 ImagesOption = Annotated[str, typer.Option("--images", "-i", help="Images: a folder, a .csv/.tsv/.jsonl manifest, .tar shards, or synthetic:<n>[:seed].")]

@@ -73,7 +73,7 @@ def train_command(
 
     Start from any model spec (the bundled model, openclip:<arch> random or with weights, hf:...),
     train on a captioned source or synthetic:<n>[:seed], and find the weights in OUT/model.safetensors;
-    they load with cliplab.load_model(<the same spec>, pretrained="OUT/model.safetensors").
+    the run folder is a model spec: --model OUT on any command, cliplab.load_model("OUT") in Python.
     Run on several processes with: torchrun --nproc-per-node 2 -m cliplab train ...
     """
     from cliplab.train.config import read_yaml, resumed
@@ -93,7 +93,7 @@ def train_command(
         result = train(cfg, resume=resume, on_log=_echo_eval)
     if result.is_main:  # under torchrun every process returns; one line is enough
         typer.echo(f"trained {result.steps_run} steps in {result.wall_s:.0f} s ({result.samples_per_s:.1f} samples/s), "
-                   f"{result.steps} steps in all; weights: {result.out / 'model.safetensors'}")  # fmt: skip
+                   f"{result.steps} steps in all; the model: --model {result.out}")  # fmt: skip
 
 
 def _echo_eval(record: dict) -> None:

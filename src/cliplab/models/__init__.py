@@ -39,7 +39,8 @@ def load_model(
 ) -> Model:
     """Load a model by spec.
 
-    spec: ``openclip:<arch>`` | ``hf:<repo id or folder>`` | ``cliplab:<name>`` | a bundled alias (``tiny``).
+    spec: ``openclip:<arch>`` | ``hf:<repo id or folder>`` | ``cliplab:<name>`` | a bundled alias (``tiny``)
+        | the path of a model folder that cliplab wrote (``cliplab train --out DIR``, ``moe upcycle``, ``un2clip``).
     pretrained: for ``openclip:`` an open_clip tag, a checkpoint file (.safetensors/.pt/.pth/.bin) or
         ``hf-hub:org/name``; for ``cliplab:`` a weights file that replaces the shipped one; unused for ``hf:``.
     device: default cuda when available, else cpu.
@@ -64,6 +65,12 @@ def load_model(
         if pretrained is not None:
             raise ModelLoadError(f"pretrained is not used with hf: specs; name the repo id or folder in the spec (hf:{pretrained})")
         return HFModel.load(parsed.target, device=device, precision=precision)
+    if parsed.kind == "folder":
+        from cliplab.models.folder import load_folder
+
+        if pretrained is not None:
+            raise ModelLoadError(f"pretrained is not used with a model folder; its weights are in {parsed.target}")
+        return load_folder(parsed.target, device=device, precision=precision)
     from cliplab.models.bundled import load_bundled
 
     return load_bundled(parsed.target, weights=pretrained, device=device, precision=precision)

@@ -59,10 +59,14 @@ def evaluate(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
 
 def evaluator(name: str, model_spec: str, n: int) -> Callable[[Model], dict] | None:
     """The evaluation hook ``name`` (a ``TrainConfig.evaluate`` value) for a run of ``model_spec``; None: no
-    evaluation. "auto" is "scenes" for ``cliplab:`` models only: the synthetic scenes say little about an
+    evaluation. "auto" is "scenes" for ``cliplab:`` models (and model folders made from them) only: the synthetic scenes say little about an
     ``openclip:`` or ``hf:`` model trained on other data. ``n``: scenes per synthetic evaluation (0: none)."""
+    from cliplab.models.folder import base_spec
     from cliplab.models.spec import parse_spec
 
     if name == "auto":
-        name = "scenes" if parse_spec(model_spec).kind == "cliplab" else "none"
+        spec = parse_spec(model_spec)
+        if spec.kind == "folder":
+            spec = parse_spec(base_spec(spec.target))
+        name = "scenes" if spec.kind == "cliplab" else "none"
     return partial(evaluate, n=n) if name == "scenes" and n > 0 else None

@@ -26,6 +26,7 @@ from safetensors.torch import save as safetensors_bytes
 from cliplab.errors import InputError
 from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
+from cliplab.models.folder import manifest_for, write_manifest
 from cliplab.train import checkpoint, distributed, run_dir
 from cliplab.train.batches import BatchPlan, StepBatches
 from cliplab.train.config import TrainConfig, resumed, write_yaml
@@ -407,10 +408,11 @@ class Trainer:
             self.log.flush()
 
     def save_model(self) -> Path:
-        """``out/model.safetensors``: the trained weights, loadable with ``load_model(spec, pretrained=...)``."""
+        """``out/model.safetensors`` (the trained weights) and ``out/cliplab_model.json``: ``load_model(out)`` loads them."""
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
+        write_manifest(self.out, weights=path.name, **manifest_for(self.config.model))
         return path
 
     def run(self, stop_after: int | None = None) -> TrainResult:
