@@ -9,13 +9,38 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 import torch
 
+# Where PYTHONDONTWRITEBYTECODE is set (CI's image sets it), every xdist worker, both tiers and every
+# `python -m cliplab` a test starts would compile cliplab and rewrite the tests anew: let the first
+# process write the bytecode caches that the others read.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # the workers share the cores: one torch thread pool per core, not one per worker per core
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """At exit pytest runs five full garbage collections to find unraisable exceptions: over torch's heap
+    that is about 4 s per process (each xdist worker, each tier). One finds what the tests leave."""
+    from _pytest.unraisableexception import gc_collect_iterations_key
+
+    config.stash[gc_collect_iterations_key] = 1
+
+
+def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
+    """``-m slow`` (the slow tier) imports only the test files that mention the marker: collecting the
+    other hundred files would cost each worker seconds of imports to select nothing."""
+    if config.getoption("markexpr") == "slow" and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return "mark.slow" not in collection_path.read_text(encoding="utf-8") or None
+    return None
+
 
 TINY_ARCH = "cliplab-test-tiny"
 TINY_ARCH_CFG = {
