@@ -225,7 +225,8 @@ class CLIPSVD(Head):
 
     def _scores(self, pixels: torch.Tensor, tokens: Any, batch_size: int = 256) -> np.ndarray:
         out = []
-        with torch.no_grad():
+        # the singular values hold still while scoring: rebuild each weight once, not once per batch
+        with torch.no_grad(), parametrize.cached():
             text = torch.nn.functional.normalize(self.model.text_features(tokens).float(), dim=-1)
             for start in range(0, len(pixels), batch_size):
                 image = torch.nn.functional.normalize(self.model.image_features(pixels[start : start + batch_size].to(self.model.device)).float(), dim=-1)
