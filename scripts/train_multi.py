@@ -42,7 +42,7 @@ from cliplab.files import atomic_target, write_json
 from cliplab.models import load_model
 from cliplab.models.bundled import BUNDLED
 from cliplab.models.openclip_backend import OpenClipModel
-from cliplab.models.text_tokenizer import TextTokenizer, synthetic_corpus, train_tokenizer
+from cliplab.models.text_tokenizer import TextTokenizer, synthetic_corpus, token_lengths, train_tokenizer
 from cliplab.train import TrainConfig, train
 from cliplab.train.checkpoint import latest
 from cliplab.train.objectives.text_distill import text_distill_loss
@@ -58,13 +58,13 @@ KINDS = {"full": 0.4, "short": 0.25, "paraphrase": 0.15, "prompt": 0.2}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--distill-steps", type=int, default=1200)
+    p.add_argument("--distill-steps", type=int, default=1000)
     p.add_argument("--align-steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--align-lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--vocab", type=int, default=2000, help="tokenizer vocabulary (BPE merges stop earlier when tokens reach 6 characters)")
+    p.add_argument("--vocab", type=int, default=2000, help="tokenizer vocabulary (BPE tokens of at most 8 characters)")
     p.add_argument("--corpus-scenes", type=int, default=3000, help="train scenes whose captions the tokenizer is learnt on")
     p.add_argument("--languages", default=",".join(synthetic.LANGUAGES))
     p.add_argument("--seed", type=int, default=0)
@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = TextTokenizer.load(tok_path)
     else:
         tokenizer = train_tokenizer(synthetic_corpus(args.corpus_scenes, seed=args.seed), vocab_size=args.vocab)
+        lengths = token_lengths(lambda xs: [len(tokenizer.encode(x)) for x in xs], n_scenes=500, seed=args.seed + 1, context_length=48)
+        worst = max(lengths, key=lambda lang: lengths[lang]["max"])
+        if lengths[worst]["max"] > tokenizer.context_length:  # a truncated caption loses what its end says
+            raise SystemExit(f"the tokenizer gives {worst} captions of up to {lengths[worst]['max']} tokens, over the context of {tokenizer.context_length}")
         tokenizer.save(tok_path)
     cfg = model_config(tokenizer)
     write_json(cfg, args.out / "config.json")

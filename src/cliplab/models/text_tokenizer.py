@@ -88,7 +88,7 @@ class TextTokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, context_length: int = 48, min_frequency: int = 2,
-                    max_token_length: int = 4) -> TextTokenizer:
+                    max_token_length: int = 8) -> TextTokenizer:
     """A BPE over Unicode characters (NFKC, lower-cased, split before spaces; tokens of at most
     ``max_token_length`` characters) learnt on ``texts``; ids 0-2 are ``<pad>``,
     ``<unk>``, ``<sot>`` and the last id ``<eot>``."""
