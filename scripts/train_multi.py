@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
@@ -205,14 +204,17 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copyfile(tok_path, MULTI.config.parent / "tokenizer.json")
         write_json(cfg, MULTI.config)
     lines = [json.loads(x) for x in (align_dir / "metrics.jsonl").read_text().splitlines()]
+    # times summed over the calls that trained or resumed the run (a rerun with --ship after a run trains nothing)
+    earlier = json.loads((args.out / "training_log.json").read_text()) if (args.out / "training_log.json").is_file() else {}
+    before = earlier.get("all_calls", {"wall_s": 0.0, "cpu_s": 0.0})
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "tokenizer_vocab": tokenizer.vocab_size, "stage1": report1,
            "stage2": {"steps": [{k: round(v, 4) for k, v in r.items() if k == "step" or k == "loss" or k.startswith("loss/")} for r in lines if "loss" in r],
-                      "wall_s": round(wall2, 1), "steps_run": result.steps_run},
-           "this_call": {"wall_s": round(time.time() - t_all, 1), "cpu_s": round(time.process_time() - c_all, 1)}}  # fmt: skip
+                      "wall_s": round(wall2 + earlier.get("stage2", {}).get("wall_s", 0.0), 1)},
+           "all_calls": {"wall_s": round(before["wall_s"] + time.time() - t_all, 1), "cpu_s": round(before["cpu_s"] + time.process_time() - c_all, 1)}}  # fmt: skip
     write_json(log, args.out / "training_log.json")
     if args.ship:
         write_json(log, MULTI.config.parent / "training_log.json")
-    print(f"saved {target} ({target.stat().st_size / 1e6:.1f} MB); this call {log['this_call']}", file=sys.stderr)
+    print(f"saved {target} ({target.stat().st_size / 1e6:.1f} MB); all calls {log['all_calls']}", file=sys.stderr)
 
 
 if __name__ == "__main__":
