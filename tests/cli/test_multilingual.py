@@ -68,3 +68,15 @@ def test_zero_shot_prompts_in_a_language(cli, tmp_path):
     assert result.exit_code == 0, result.output
     bad = cli("classify", "--images", scenes / "images", "--classnames", "a,b", "--language", "de", "--templates", "tip_adapter", "--out", csv)
     assert bad.exit_code == 2 and "--language picks the default template" in bad.output
+
+
+def test_train_with_languages(cli, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", "--model", "tiny", "--data", "synthetic:16", "--objectives", "clip,textdistill", "--teacher", "cliplab:shapes-tiny",
+                 "--languages", "en,zh,ar", "--distill-loss", "smoothl1", "--steps", 1, "--batch-size", 4, "--eval-n", 0, "--out", out, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "languages: en,zh,ar" in (out / "config.yaml").read_text() and "distill_loss: smoothl1" in (out / "config.yaml").read_text()
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/textdistill" in m for m in metrics)
+    bad = cli("train", "--data", "synthetic:16", "--languages", "en,xx", "--steps", 1, "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "unknown xx" in bad.output

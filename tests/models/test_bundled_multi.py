@@ -55,3 +55,19 @@ def test_quality_in_every_language(multi, scenes, lang):
         english = [synthetic.full_caption(r.spec) for r in retrieval]
         cross = crosslingual_metrics(multi, [synthetic.full_caption(r.spec, lang) for r in retrieval], english, ks=(1,))
         assert cross["crosslingual_recall@1"] >= BOUND_CROSS
+
+
+@pytest.mark.slow  # trains two short stages (about a minute on 2 cores)
+def test_the_training_script_ships_only_when_asked(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train_multi.py"
+    spec = importlib.util.spec_from_file_location("train_multi", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = {p: p.stat().st_mtime_ns for p in ENTRY.config.parent.iterdir()}
+    module.main(["--distill-steps", "3", "--align-steps", "2", "--batch-size", "8", "--corpus-scenes", "1000", "--out", str(tmp_path)])
+    assert {p: p.stat().st_mtime_ns for p in ENTRY.config.parent.iterdir()} == before
+    log = json.loads((tmp_path / "training_log.json").read_text())
+    assert (tmp_path / "model-fp16.safetensors").is_file() and log["all_calls"]["wall_s"] > 0 and len(log["stage1"]["steps"]) == 1
