@@ -144,3 +144,13 @@ def test_trainer_runs_fmdistill(tmp_path):
     assert result.steps_run == 2 and all(math.isfinite(x) for x in result.losses)
     with pytest.raises(InputError, match="fmdistill"):
         train(TrainConfig(**{**cfg.__dict__, "teacher": None, "out": str(tmp_path / "run2")}), model=micro_model())
+
+
+def test_languages_need_synthetic_scenes(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("image,caption\na.png,a red star\n")
+    cfg = TrainConfig(data=str(tmp_path / "m.csv"), languages="de", steps=1, batch_size=2, out=str(tmp_path / "run"), evaluate="none", progress=False)
+    with pytest.raises(InputError, match="--languages applies to synthetic scenes"):
+        train(cfg, model=micro_model())

@@ -158,7 +158,7 @@ class Trainer:
     def _build(self, model: Model | None, resume: bool, on_log: Callable[[dict], None] | None,
                batches: Callable[[int], torch.utils.data.IterableDataset] | None) -> None:  # fmt: skip
         from cliplab.models import load_model
-        from cliplab.train.pairs import open_pairs
+        from cliplab.train.pairs import SyntheticPairs, open_pairs
 
         config = self.config
         self.on_log = on_log
@@ -206,6 +206,9 @@ class Trainer:
         self.start_step = self._restore()
         self.custom_batches = batches
         self.pairs = open_pairs(config.data) if batches is None else None
+        if config.languages and self.pairs is not None and not isinstance(self.pairs, SyntheticPairs):
+            raise InputError(f"--languages applies to synthetic scenes, not to {config.data}; a manifest's captions in several "
+                             "languages (rows per language, --lang-col) are already drawn from, one per image per step")  # fmt: skip
         self.log = MetricsLog(self.out / "metrics.jsonl", keep_until=self.start_step if resume else None)
 
     # --- set-up -------------------------------------------------------------------------------
