@@ -23,6 +23,7 @@ runs=(
     "ip_clip_320x30|benchmarks/ip_clip.py --train 320 --epochs 30"
     "label_free|benchmarks/label_free.py"
     "label_free_embedding|benchmarks/label_free.py --ssl-tokens embedding"
+    "multilingual|benchmarks/multilingual.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -18,6 +18,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
+| Multilingual #1 | exec'd as written (the bundled shapes-multi, 40 synthetic scenes) |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
 | Layout #1 | not run: a file tree, not code |
 """
@@ -48,6 +49,7 @@ HOW = {
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
+    "Multilingual #1": "exec",
     "Layout #1": "not run: a file tree",
 }
 
@@ -206,3 +208,15 @@ def test_readme_segmentation_example_runs(tmp_path, monkeypatch):
     assert seg.classes == ["background", "sky", "road", "car"]
     assert seg.labels.shape == (256, 256) and seg.probs.shape == (4, 256, 256)
     assert np.allclose(seg.probs.sum(0), 1, atol=1e-4)
+
+
+def test_readme_multilingual_example_runs(tmp_path, monkeypatch):
+    from cliplab.data import synthetic
+
+    code = next(c for b, _, c in blocks() if b == "Multilingual #1")
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    namespace = {"print": lambda *a: printed.append(a)}
+    exec(compile(code, "README.md", "exec"), namespace)
+    caption, predicted = printed[0]
+    assert "red crescent" in caption and len(predicted) == 3 and set(predicted) <= set(synthetic.SHAPES)

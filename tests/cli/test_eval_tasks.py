@@ -56,7 +56,7 @@ def test_ood_and_robustness_json(cli, model_args, tmp_path):
         (["--task", "skills", "--images", "synthetic:4"], "--images applies to --task auto, zeroshot_classification"),
         (["--task", "robustness", "--images", "synthetic:4", "--corruptions", "frost"], "unknown corruption 'frost'"),
         (["--task", "robustness", "--images", "synthetic:4", "--severities", "0,9"], "severities among 1-5"),
-        (["--task", "diagnostics", "--images", "synthetic:4", "--recall-k", "5"], "--recall-k applies to --task auto, zeroshot_retrieval, not to diagnostics"),
+        (["--task", "diagnostics", "--images", "synthetic:4", "--recall-k", "5"], "--recall-k applies to --task auto, zeroshot_retrieval, retrieval, not to diagnostics"),
     ],
 )
 def test_misused_options_fail_in_one_line(cli, model_args, tmp_path, args, message):
@@ -75,7 +75,8 @@ def test_bins_error_names_calibration(cli, tmp_path):
 OWN_OPTIONS = {
     "auto": (["--templates", "--classnames", "--attribute", "--recall-k", "--image-col"], "--corruptions"),
     "zeroshot_classification": (["--templates", "--classnames", "--attribute", "--label-col"], "--recall-k"),
-    "zeroshot_retrieval": (["--recall-k", "--caption-col"], "--templates"),
+    "zeroshot_retrieval": (["--recall-k", "--caption-col", "--language"], "--templates"),
+    "retrieval": (["--recall-k", "--caption-col", "--language", "--lang-col"], "--templates"),
     "robustness": (["--corruptions", "--severities", "--seed", "--classnames"], "--bins"),
     "calibration": (["--bins", "--seed", "--templates"], "--corruptions"),
     "ood": (["--ood-images", "--attribute"], "--seed"),

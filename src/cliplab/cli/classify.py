@@ -26,6 +26,7 @@ from cliplab.cli.common import (
     ImageColOption,
     ImagesOption,
     LabelColOption,
+    LanguageOption,
     ModelOption,
     NoCacheOption,
     OnConflict,
@@ -34,6 +35,7 @@ from cliplab.cli.common import (
     PretrainedOption,
     ProgressOption,
     WorkersOption,
+    check_language,
     open_images,
     read_names,
     say_what_was_left_out,
@@ -88,6 +90,7 @@ def classify_command(
     model: ModelOption = DEFAULT_MODEL,
     pretrained: PretrainedOption = None,
     templates: str = typer.Option("default", "--templates", help="Prompt templates: default, openai_imagenet, tip_adapter, or a .txt/.json file."),
+    language: LanguageOption = None,
     k: int = typer.Option(3, "--top-k", min=1, help="Labels per image in the CSV (at most the number of classes)."),
     precision: PrecisionOption = DEFAULT_PRECISION,
     batch_size: BatchSizeOption = None,
@@ -111,6 +114,12 @@ def classify_command(
         if (head is None) == (classnames is None) or (conformal_alpha is not None and head is None):
             raise InputError("pass --classnames for zero-shot, or --head (optionally with --conformal-alpha)")
         names = read_names(classnames, "--classnames") if head is None else None
+        if check_language(language) is not None:
+            if head is not None or templates != "default":
+                raise InputError("--language picks the default template in that language; drop --templates (or --head), or drop --language")
+            from cliplab.zeroshot.templates import language_templates
+
+            templates = language_templates(language)
         if names is not None and len(names) < 2:  # a softmax over one class scores every image 1.000
             raise InputError(f"--classnames names one class ({names[0]}); classifying needs at least two, e.g. '{names[0]},other'")
         options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)

@@ -69,6 +69,18 @@ ReportOption = Annotated[Optional[Path], typer.Option("--report", help="Also wri
 ImageColOption = Annotated[Optional[str], typer.Option("--image-col", help="Manifest column holding image paths (default: the first of image, filepath, path, file, filename).")]
 CaptionColOption = Annotated[Optional[str], typer.Option("--caption-col", help="Manifest column holding captions (default: caption, captions, text or title).")]
 LabelColOption = Annotated[Optional[str], typer.Option("--label-col", help="Manifest column holding labels (default: label, class or category).")]
+LangColOption = Annotated[Optional[str], typer.Option("--lang-col", help="Manifest column holding each caption's language code (default: language or lang).")]
+LanguageOption = Annotated[Optional[str], typer.Option("--language", help="Language of the texts: en, de, fr, es, zh, ja or ar. Synthetic scenes: captions and "
+                                                       "prompts in that language; a manifest: only its captions in that language (see --lang-col).")]
+
+
+def check_language(language: str | None) -> str | None:
+    """``--language`` as given, checked against ``synthetic.LANGUAGES``."""
+    from cliplab.data.synthetic import LANGUAGES
+
+    if language is not None and language not in LANGUAGES:
+        raise InputError(f"--language {language!r} is unknown; use one of {', '.join(LANGUAGES)}")
+    return language
 
 
 def option_help(option: Any) -> str:
@@ -85,11 +97,12 @@ OnConflictOption = Annotated[OnConflict, typer.Option("--on-conflict", help="Man
 
 
 def open_images(images: str, image_col: str | None = None, caption_col: str | None = None,
-                label_col: str | None = None, on_conflict: OnConflict = OnConflict.error, **kw: Any) -> ImageSource:
+                label_col: str | None = None, on_conflict: OnConflict = OnConflict.error, lang_col: str | None = None,
+                **kw: Any) -> ImageSource:  # fmt: skip
     """Open the ``--images`` source; manifest options given for another kind of source are an error."""
     from cliplab.data.sources import MANIFEST_EXTENSIONS, open_source
 
-    given = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col}
+    given = {"--image-col": image_col, "--caption-col": caption_col, "--label-col": label_col, "--lang-col": lang_col}
     given = {flag: v for flag, v in given.items() if v is not None}
     if on_conflict != OnConflict.error:
         given["--on-conflict"] = on_conflict.value
@@ -97,6 +110,8 @@ def open_images(images: str, image_col: str | None = None, caption_col: str | No
         if given:
             raise InputError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to manifests (.csv/.tsv/.jsonl) only, not to --images {images}")
         return open_source(images, **kw)
+    if lang_col is not None:
+        kw["lang_col"] = lang_col
     return open_source(images, image_col=image_col, caption_col=caption_col, label_col=label_col,
                        on_conflict=on_conflict.value, **kw)  # fmt: skip
 

@@ -19,10 +19,12 @@ data_app = typer.Typer(help="Make datasets: synthetic scenes with ground truth."
 app.add_typer(data_app, name="data")
 
 
-def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_objects: int, class_folders: str | None, masks: bool, progress: bool = True) -> int:
+def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_objects: int, class_folders: str | None, masks: bool,
+                 progress: bool = True, languages: list[str] | None = None) -> int:  # fmt: skip
     """Write ``n`` scenes to ``out``: ``images/`` (one subfolder per class with ``class_folders``),
     optional ``masks/`` with ``classes.txt`` (line i names mask value i: background, then the
-    shapes), and ``metadata.jsonl``; returns n.
+    shapes), and ``metadata.jsonl``; returns n. With ``languages`` the captions are in those
+    languages: one row per image and language, with a ``language`` column.
 
     Everything goes to a temporary sibling folder first and is renamed into place at the end, so
     an interrupted run never leaves a half-written dataset behind.
@@ -46,7 +48,10 @@ def write_scenes(out: Path, n: int, seed: int, split: str, image_size: int, max_
                 (tmp / "masks").mkdir(exist_ok=True)
                 Image.fromarray(rec.semantic_mask.astype("uint8")).save(tmp / mask_rel)
                 row["semantic_mask"] = str(mask_rel)
-            lines.append(json.dumps(row) + "\n")
+            for lang in languages or [None]:
+                if lang is not None:
+                    row = {**row, "caption": synthetic.full_caption(rec.spec, lang), "short_caption": synthetic.short_caption(rec.spec, lang), "language": lang}
+                lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         atomic_write(tmp / "metadata.jsonl", "".join(lines))
         if masks:  # what eval --task segmentation reads: line i names mask value i
             atomic_write(tmp / "classes.txt", "".join(f"{name}\n" for name in ("background", *synthetic.SHAPES)))
@@ -61,6 +66,8 @@ def synth(
     split: str = typer.Option("test", help="train | test | heldout (held-out shape-colour pairs)."),
     image_size: int = typer.Option(64, min=16, help="Image side in pixels."),
     max_objects: int = typer.Option(2, min=1, max=4, help="Objects per image: 1 to this."),
+    language: str = typer.Option("en", "--language", help="Caption language(s): en, de, fr, es, zh, ja, ar, a comma list of them, or all. "
+                                 "Several give one metadata row per image and language, with a language column."),
     class_folders: str = typer.Option(None, help="Also lay images out one folder per value of this attribute of the first object (shape, color, size, position, background)."),
     masks: bool = typer.Option(False, "--masks", help="Also write semantic masks (0 background, 1+shape index) as PNG, and classes.txt naming each value (for eval --task segmentation --images OUT)."),
     progress: ProgressOption = True,
@@ -73,5 +80,10 @@ def synth(
     with user_errors():
         if split not in synthetic.SPLITS:
             raise InputError(f"--split {split!r} is unknown; use one of {', '.join(synthetic.SPLITS)}")
-        write_scenes(out, n, seed, split, image_size, max_objects, class_folders, masks, progress)
-    typer.echo(f"wrote {n} {split} scenes to {out} (metadata.jsonl)")
+        codes = list(synthetic.LANGUAGES) if language == "all" else [c.strip() for c in language.split(",") if c.strip()]
+        bad = [c for c in codes if c not in synthetic.LANGUAGES]
+        if bad or not codes:
+            raise InputError(f"--language {language!r}: {'unknown ' + ', '.join(bad) if bad else 'none given'}; use {', '.join(synthetic.LANGUAGES)}, a comma list or all")
+        write_scenes(out, n, seed, split, image_size, max_objects, class_folders, masks, progress, None if codes == ["en"] else codes)
+    said = "" if codes == ["en"] else f", captions in {', '.join(codes)}"
+    typer.echo(f"wrote {n} {split} scenes to {out} (metadata.jsonl{said})")

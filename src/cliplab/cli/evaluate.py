@@ -34,6 +34,8 @@ from cliplab.cli.common import (
     ImageColOption,
     ImagesOption,
     LabelColOption,
+    LangColOption,
+    LanguageOption,
     ModelOption,
     NoCacheOption,
     OnConflict,
@@ -46,6 +48,7 @@ from cliplab.cli.common import (
     ResultsOption,
     WorkersOption,
     cache_folder,
+    check_language,
     load_model_for,
     open_images,
     read_names,
@@ -164,6 +167,8 @@ MANIFEST = [
     _param("label_col", LabelColOption, None),
     _param("on_conflict", OnConflictOption, OnConflict.error),
 ]
+# the language of the texts: synthetic scenes' captions and prompts, or a manifest's captions
+LANGUAGE = [_param("language", LanguageOption, None), _param("lang_col", LangColOption, None)]
 RecallKOption = Annotated[Optional[list[str]], typer.Option("--recall-k", "-k", help="Retrieval: k values, as '--recall-k 1 5 10' or '1,5,10' (default 1 5 10).")]
 SEED_HELP = "Seed of the task's randomness."
 
@@ -191,6 +196,8 @@ class Run:
     caption_col: str | None = None
     label_col: str | None = None
     on_conflict: OnConflict = OnConflict.error
+    language: str | None = None
+    lang_col: str | None = None
 
     def embed_options(self) -> EmbedOptions:
         from cliplab.evaluate.tasks import EmbedOptions
@@ -206,7 +213,12 @@ class Run:
         return dict(classnames=self.names(), templates=self.templates, attribute=self.attribute.value if self.attribute else None)
 
     def manifest(self) -> dict[str, Any]:
-        return dict(image_col=self.image_col, caption_col=self.caption_col, label_col=self.label_col, on_conflict=self.on_conflict)
+        given = dict(image_col=self.image_col, caption_col=self.caption_col, label_col=self.label_col, on_conflict=self.on_conflict)
+        if self.lang_col is not None:
+            given["lang_col"] = self.lang_col
+        if check_language(self.language) is not None:
+            given["language"] = self.language
+        return given
 
     def clip(self):
         return load_model_for(self.model, self.pretrained, self.precision, announce=self.progress)
@@ -276,12 +288,21 @@ def pick_task(task: str, source, classnames) -> str:
 def open_eval_source(run: Run, task: str):
     """The dataset to evaluate. Synthetic scenes are labelled by ``--attribute`` (default shape)
     unless the task is retrieval; ``--attribute`` on anything else is an error."""
+    from cliplab.data.sources import MANIFEST_EXTENSIONS
     from cliplab.evaluate.runner import is_synthetic, open_dataset
 
-    if is_synthetic(run.images) and task != "zeroshot_retrieval":
-        return open_dataset(run.images, attribute=(run.attribute or Attribute.shape).value)
+    language = check_language(run.language)
+    if is_synthetic(run.images):
+        if run.lang_col is not None:
+            raise InputError(f"--lang-col applies to manifests (.csv/.tsv/.jsonl) only, not to --images {run.images}")
+        lang = {"language": language} if language else {}
+        if task != "zeroshot_retrieval":
+            return open_dataset(run.images, attribute=(run.attribute or Attribute.shape).value, **lang)
+        return open_dataset(run.images, **lang)
     if run.attribute is not None:
         raise InputError(f"--attribute applies to synthetic scenes (--images synthetic:N) only, not to {run.images}")
+    if language is not None and Path(run.images).suffix.lower() not in MANIFEST_EXTENSIONS:
+        raise InputError(f"--language applies to synthetic scenes and manifests (with a language column), not to --images {run.images}")
     return open_images(run.images, **run.manifest())
 
 
@@ -300,28 +321,40 @@ def zeroshot(run: Run, task: str, recall_k: list[str] | None = None, extra: list
         raise InputError("--recall-k applies to retrieval, not to classification")
     clip, common = run.clip(), dict(opts=run.embed_options(), dataset=run.images, pretrained=run.pretrained)
     if which == "zeroshot_classification":
-        result = run_zeroshot_classification(clip, source, templates=run.templates, classnames=names, **common)
+        templates = run.templates
+        if templates is None and run.language is not None and not source.templates:  # a dataset's class names, prompted in the language
+            from cliplab.zeroshot.templates import language_templates
+
+            templates = language_templates(run.language)
+        result = run_zeroshot_classification(clip, source, templates=templates, classnames=names, **common)
     else:
         result = run_zeroshot_retrieval(clip, source, ks=ks, **common)
     say_what_was_left_out(result.details.features, run.out)
     return result, lambda: eval_report(result)
 
 
-@task("auto", IMAGES, LABELS, MANIFEST, extra_args=True)
+@task("auto", IMAGES, LABELS, MANIFEST, LANGUAGE, extra_args=True)
 def auto(run: Run, ctx: typer.Context, recall_k: RecallKOption = None) -> Outcome:
     """Zero-shot classification when the dataset has labels (or --classnames are given), else retrieval over its captions."""
     return zeroshot(run, "auto", recall_k, ctx.args)
 
 
-@task("zeroshot_classification", IMAGES, LABELS, MANIFEST)
+@task("zeroshot_classification", IMAGES, LABELS, MANIFEST, LANGUAGE)
 def zeroshot_classification(run: Run) -> Outcome:
     """Zero-shot classification: acc1, acc5, mean per-class recall; confusion matrix in the report."""
     return zeroshot(run, "zeroshot_classification")
 
 
-@task("zeroshot_retrieval", IMAGES, MANIFEST, extra_args=True)
+@task("zeroshot_retrieval", IMAGES, MANIFEST, LANGUAGE, extra_args=True)
 def zeroshot_retrieval(run: Run, ctx: typer.Context, recall_k: RecallKOption = None) -> Outcome:
     """Zero-shot image and text retrieval over every caption of every image: recall@k both ways."""
+    return zeroshot(run, "zeroshot_retrieval", recall_k, ctx.args)
+
+
+@task("retrieval", IMAGES, MANIFEST, LANGUAGE, extra_args=True)
+def retrieval(run: Run, ctx: typer.Context, recall_k: RecallKOption = None) -> Outcome:
+    """Image and text retrieval in any language (--language): recall@k both ways; on synthetic scenes in a language
+    other than English also cross-lingual text->text recall@k (each caption finds the English caption of its scene)."""
     return zeroshot(run, "zeroshot_retrieval", recall_k, ctx.args)
 
 

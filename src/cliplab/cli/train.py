@@ -36,7 +36,7 @@ def train_command(
     data: str | None = typer.Option(None, "--images", "--data", "-i", help=option_help(ImagesOption) + " Needs captions. --data is the same option.",
                                        show_default=_DEFAULTS.data),
     objectives: str | None = _opt("--objectives", help="Comma list of objectives, each with an optional weight, e.g. clip,hardneg:0.5. "
-                                     "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, pcm."),
+                                     "Names: clip, siglip, infoloob, cloob, hardneg, m2mix, rafa, hycd, distill, fmdistill, textdistill, pcm, dino, selfdist."),
     steps: int | None = _opt("--steps", help="Optimizer steps.", min=1),
     batch_size: int | None = _opt("--batch-size", "-b", help="Global batch size (all processes together).", min=1),
     lr: float | None = _opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay); default 5e-4 suits the bundled models, use 1e-5 to 5e-5 for a large pretrained CLIP."),
@@ -64,6 +64,9 @@ def train_command(
     teacher: str | None = _opt("--teacher", help="Model spec of the teacher for the distill objective.", default_shown="none"),
     teacher_pretrained: str | None = _opt("--teacher-pretrained", help="Weights of the teacher.", default_shown="none"),
     teacher_features: str | None = _opt("--teacher-features", help="Feature folder (cliplab embed) with the teacher's image embeddings of the training data.", default_shown="none"),
+    languages: str | None = _opt("--languages", help="Synthetic scenes: caption languages, e.g. en,de,zh; each caption of each step is said in one drawn "
+                                 "from them (RS-M-CLIP's translation augmentation), and textdistill's teacher reads its English parallel.", default_shown="en"),
+    distill_loss: str | None = _opt("--distill-loss", help="textdistill's loss: cosine, mse or smoothl1 (on L2-normalised features)."),
     local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
     gather_with_grad: bool | None = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),
     tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard scalars (needs the tensorboard package).", show_default="no"),

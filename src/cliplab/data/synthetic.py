@@ -18,6 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cliplab.data.languages import CODES as _OTHER_CODES
+from cliplab.data.languages import Language
+from cliplab.data.languages import language as _language
 from cliplab.errors import InputError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond", "heart", "crescent")
@@ -39,6 +42,8 @@ POSITIONS: dict[str, tuple[int, int]] = {  # name -> (row, col) on the 3x3 grid
 }  # fmt: skip
 BACKGROUNDS: tuple[str, ...] = ("plain", "striped", "checkered", "dotted", "noisy")
 SPLITS: tuple[str, ...] = ("train", "test", "heldout")
+# Caption languages: English, then the package-data ones (cliplab/data/lang/<code>.json, see cliplab.data.languages).
+LANGUAGES: tuple[str, ...] = ("en", *_OTHER_CODES)
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 # One (shape, colour) pair per shape and per colour, never seen in train/test: shape i with colour (3i+2) mod 8.
@@ -334,19 +339,89 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def full_caption(spec: SceneSpec) -> str:
-    """'a small red star at the top left and a large blue square at the bottom on a striped background'."""
+def _other(language: str) -> Language | None:
+    """None for English, else the language's lexicon and grammar (an unknown code raises InputError)."""
+    return None if language == "en" else _language(language)
+
+
+def full_caption(spec: SceneSpec, language: str = "en") -> str:
+    """'a small red star at the top left and a large blue square at the bottom on a striped background',
+    or the same in ``language`` (one of ``LANGUAGES``)."""
+    lang = _other(language)
+    if lang is not None:
+        parts = [lang.object_phrase(o.shape, o.color, o.size, o.position) for o in spec.objects]
+        return lang.scene(lang.join(parts), spec.background)
     parts = [with_article(f"{o.size} {o.color} {o.shape} {_POSITION_PHRASE[o.position]}") for o in spec.objects]
     return f"{_join(parts)} on a {spec.background} background"
 
 
-def short_caption(spec: SceneSpec) -> str:
-    """'a red star and a blue square'."""
+def short_caption(spec: SceneSpec, language: str = "en") -> str:
+    """'a red star and a blue square', or the same in ``language``."""
+    lang = _other(language)
+    if lang is not None:
+        return lang.join([lang.object_phrase(o.shape, o.color) for o in spec.objects])
     return _join([with_article(f"{o.color} {o.shape}") for o in spec.objects])
 
 
-def paraphrase(spec: SceneSpec, rng: np.random.Generator) -> str:
+def caption(spec: SceneSpec, kind: str, language: str = "en", rng: np.random.Generator | None = None) -> str:
+    """The ``kind`` caption (full, short or paraphrase; a paraphrase draws from ``rng``) in ``language``."""
+    if kind == "full":
+        return full_caption(spec, language)
+    if kind == "short":
+        return short_caption(spec, language)
+    if kind == "paraphrase":
+        if rng is None:
+            raise InputError("a paraphrase needs a random generator (rng)")
+        return paraphrase(spec, rng, language)
+    raise InputError(f"unknown caption kind {kind!r}; use full, short or paraphrase")
+
+
+# English wordings of the other languages' paraphrase templates, in their order (see ``parallel_paraphrases``)
+_PARALLEL_TEMPLATES = ["{objects}", "a picture of {objects}", "{objects}, {background} background", "there is {objects}"]
+
+
+def _paraphrase_content(spec: SceneSpec, rng: np.random.Generator) -> tuple[list[tuple[str | None, ...]], int]:
+    """What a paraphrase in another language says: per object (shape, colour, size, position), each
+    possibly None (random order; shape or colour only; optional size and position), and a template index."""
+    objects = []
+    for obj in rng.permutation(len(spec.objects)):
+        o = spec.objects[obj]
+        shape, color = o.shape, o.color
+        u = rng.random()
+        if u < 0.1:
+            shape = None  # the generic noun: "eine rote Form"
+        elif u < 0.3:
+            color = None
+        size = o.size if rng.random() < 0.6 else None
+        position = o.position if rng.random() < 0.6 else None
+        objects.append((shape, color, size, position))
+    return objects, int(rng.integers(len(_PARALLEL_TEMPLATES)))
+
+
+def _render_paraphrase(spec: SceneSpec, content: tuple[list[tuple[str | None, ...]], int], language: str) -> str:
+    objects, template = content
+    lang = _other(language)
+    if lang is None:
+        parts = []
+        for shape, color, size, position in objects:
+            phrase = with_article(" ".join(w for w in (size, color, shape or "shape") if w))
+            parts.append(phrase + (" " + _POSITION_PHRASE[position] if position else ""))
+        return _PARALLEL_TEMPLATES[template].format(objects=_join(parts), background=spec.background)
+    parts = [lang.object_phrase(shape, color, size, position) for shape, color, size, position in objects]
+    return lang.scene(lang.join(parts), spec.background, lang.data["paraphrase"][template])
+
+
+def parallel_paraphrases(spec: SceneSpec, rng: np.random.Generator, languages: tuple[str, ...] | list[str] = LANGUAGES) -> dict[str, str]:
+    """One random rewording of the scene said in each of ``languages`` (English included): parallel
+    sentences, e.g. a caption and the English one a multilingual student is distilled towards."""
+    content = _paraphrase_content(spec, rng)
+    return {lang: _render_paraphrase(spec, content, lang) for lang in languages}
+
+
+def paraphrase(spec: SceneSpec, rng: np.random.Generator, language: str = "en") -> str:
     """A random rewording of the scene: other templates, synonyms, order, optional size/position."""
+    if _other(language) is not None:  # another language: the words of ``parallel_paraphrases``
+        return _render_paraphrase(spec, _paraphrase_content(spec, rng), language)
     parts = []
     for obj in rng.permutation(len(spec.objects)):
         o = spec.objects[obj]
@@ -409,11 +484,22 @@ def attribute_values(attribute: str) -> list[str]:
     return list(values[attribute])
 
 
-def attribute_prompts(attribute: str) -> dict[str, list[str]]:
-    """Class -> its prompt for ``attribute`` (positions phrased as in captions): zero-shot templates."""
+def attribute_prompts(attribute: str, language: str = "en") -> dict[str, list[str]]:
+    """Class -> its prompt for ``attribute`` (positions phrased as in captions): zero-shot templates,
+    in ``language`` (the same prompt shapes: "ein Foto: ein Stern", "eine rote Form", ...)."""
+    values = attribute_values(attribute)
+    lang = _other(language)
+    if lang is not None:
+        if attribute == "shape":
+            return {v: [lang.photo(lang.object_phrase(shape=v))] for v in values}
+        if attribute == "size":
+            return {v: [lang.photo(lang.object_phrase(size=v))] for v in values}
+        if attribute == "background":
+            return {v: [lang.scene(lang.object_phrase(), v)] for v in values}
+        return {v: [lang.object_phrase(**{attribute: v})] for v in values}
     prompt = ATTRIBUTE_PROMPTS[attribute]
     phrase = position_phrase if attribute == "position" else (lambda v: v)
-    return {v: [prompt.format(c=phrase(v))] for v in attribute_values(attribute)}
+    return {v: [prompt.format(c=phrase(v))] for v in values}
 
 
 def attribute_label(objects: list[dict[str, Any]], background: str, attribute: str) -> str:

@@ -244,6 +244,18 @@ def _scene_attribute(source: ImageSource) -> str | None:
     return next((a for a in synthetic.ATTRIBUTES if synthetic.attribute_values(a) == list(source.classes)), None)
 
 
+def crosslingual_metrics(model, texts: Sequence[str], english: Sequence[str], ks: Sequence[int] = (1, 5, 10),
+                         text_emb: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+    """Cross-lingual text->text retrieval: caption i (any language) queries the English captions and
+    should find ``english[i]`` (equal English texts count as one target: ranks over distinct texts).
+    ``crosslingual_recall@k``, CLIP_benchmark's recall definition."""
+    unique = list(dict.fromkeys(english))
+    where = {t: i for i, t in enumerate(unique)}
+    query = model.encode_texts(list(texts)) if text_emb is None else text_emb
+    found = retrieval_metrics(model.encode_texts(unique), query, np.array([where[e] for e in english]), ks)
+    return {f"crosslingual_recall@{k}": found[f"image_retrieval_recall@{k}"] for k in ks}
+
+
 def run_zeroshot_retrieval(
     model,
     source: ImageSource | str | os.PathLike,
@@ -271,6 +283,9 @@ def run_zeroshot_retrieval(
         raise InputError(f"no captioned image of {name!r} could be read")
     text_emb = model.encode_texts(texts)
     metrics = retrieval_metrics(feats.X, text_emb, text_to_image, ks)
+    english = [it.meta.get("english_caption") for it in items]
+    if all(isinstance(e, str) for e in english) and all(len(it.captions) == 1 for it in items):
+        metrics.update(crosslingual_metrics(model, texts, english, ks, text_emb))
     return RetrievalResult(
         **run_facts(model, dataset or name, pretrained),
         metrics=metrics,

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "cliplab:shapes-tiny"
 
-__all__ = ["DEFAULT_MODEL", "GRAMMAR", "MergedEncoders", "Model", "ModelLoadError", "ModelSpec", "MultiLevelModel", "load_model", "parse_spec"]
+__all__ = ["DEFAULT_MODEL", "GRAMMAR", "MergedEncoders", "Model", "ModelLoadError", "ModelSpec", "MultiLevelModel", "TextTokenizer", "load_model",
+           "parse_spec", "train_tokenizer"]
 # torch and the backends load on first use, so the command line starts without them
 __getattr__, __dir__ = lazy_exports("cliplab.models", {
     "Model": "cliplab.models.base",
     **dict.fromkeys(("MergedEncoders", "MultiLevelModel"), "cliplab.models.multilevel"),
     **dict.fromkeys(("GRAMMAR", "ModelSpec", "parse_spec"), "cliplab.models.spec"),
+    **dict.fromkeys(("TextTokenizer", "train_tokenizer"), "cliplab.models.text_tokenizer"),
 }, globals())
 
 

@@ -268,15 +268,18 @@ class OpenClipModel(Model):
         device: str | torch.device | None = None,
         precision: str = "fp32",
         seed: int | None = None,
+        tokenizer=None,
     ) -> "OpenClipModel":
         """A model from an open_clip config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...),
         open_clip ``PreprocessCfg`` fields and a weights file (``CLIP.state_dict()``; fp16 is cast to
         fp32). ``weights_path=None`` gives random weights (e.g. to start training), drawn from ``seed``,
-        or from torch's global random state when ``seed`` is None (so a training script's seed decides)."""
-        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision, seed=seed)
+        or from torch's global random state when ``seed`` is None (so a training script's seed decides).
+        ``tokenizer`` (e.g. a :class:`cliplab.models.text_tokenizer.TextTokenizer`) replaces the one the
+        config implies (the CLIP BPE, or ``text_cfg.hf_tokenizer_name``)."""
+        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision, seed=seed, tokenizer=tokenizer)
 
     @classmethod
-    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0):
+    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0, tokenizer=None):
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
@@ -304,7 +307,8 @@ class OpenClipModel(Model):
         module = module.to(device).eval()
         digest = None if weights or precision == "fp32" else state_dict_sha256(module.state_dict())
         module = prepare_module(module, precision, device)
-        tokenizer = make_tokenizer(model_cfg, name)
+        if tokenizer is None:
+            tokenizer = make_tokenizer(model_cfg, name)
         model = cls(
             name=name,
             module=module,
@@ -331,6 +335,9 @@ class OpenClipModel(Model):
             ident = f"{self.name}|sha256={weights}|arch={arch}|pre={describe_preprocess(self.preprocess_cfg)}"
             if self.precision != "fp32":
                 ident += f"|{self.precision}"
+            own = getattr(self.tokenizer, "tokenizer", None)
+            if hasattr(own, "to_str"):  # a tokenizers.Tokenizer of its own (TextTokenizer): a part of the identity
+                ident += f"|tok={hashlib.sha256(own.to_str().encode()).hexdigest()[:12]}"
             self._identity = ident
         return self._identity
 
@@ -342,8 +349,8 @@ class OpenClipModel(Model):
         from open_clip.tokenizer import SimpleTokenizer, basic_clean, canonicalize_text
 
         tok = self.tokenizer
-        if isinstance(tok, SimpleTokenizer):
-            return [len(tok.encode(t)) + 2 for t in texts]
+        if isinstance(tok, SimpleTokenizer) or hasattr(tok, "eot_id"):  # the CLIP BPE, or a TextTokenizer (ids with <sot>/<eot>)
+            return [len(tok.encode(t)) + (0 if hasattr(tok, "eot_id") else 2) for t in texts]
         clean = getattr(tok, "clean_fn", None) or (lambda t: canonicalize_text(basic_clean(t)))
         ids = tok.tokenizer([clean(t) for t in texts], truncation=False, verbose=False)["input_ids"]
         return [len(i) for i in ids]

@@ -232,3 +232,46 @@ def input_size(model) -> int:
         size = cfg["size"]
         return int(size[0] if isinstance(size, (tuple, list)) else size)
     return int(model.torch_module.config.vision_config.image_size)
+
+
+# --- the last feature map, caught during an ordinary forward pass --------------------------------
+def feature_map_source(visual: torch.nn.Module) -> tuple[torch.nn.Module, Callable[[Tensor], Tensor]]:
+    """(module, to_map) for an open_clip image tower: the module whose output is the tower's last
+    feature map (ModifiedResNet: ``layer4``; ViT: ``transformer``) and the function turning that
+    output into a (B, C, h, w) map (a ViT's patch tokens on their grid, the class token dropped)."""
+    if hasattr(visual, "layer4") and hasattr(visual, "attnpool"):
+        return visual.layer4, lambda x: x
+    transformer = getattr(visual, "transformer", None)
+    if transformer is not None and hasattr(visual, "conv1"):
+        batch_first = getattr(transformer, "batch_first", True)
+
+        def to_map(x: Tensor) -> Tensor:
+            tokens = (x if batch_first else x.transpose(0, 1))[:, 1:]
+            side = round(math.sqrt(tokens.shape[1]))
+            return tokens[:, : side * side].transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+
+        return transformer, to_map
+    raise InputError(f"feature-map distillation needs an open_clip ResNet or ViT image tower, not {type(visual).__name__}")
+
+
+class FeatureMaps:
+    """A forward hook on an image tower that keeps the (B, C, h, w) maps of every pass since ``clear``."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        module, self.to_map = feature_map_source(visual)
+        self.maps: list[Tensor] = []
+        self.handle = module.register_forward_hook(lambda _m, _i, out: self.maps.append(self.to_map(out)))
+
+    def clear(self) -> None:
+        self.maps = []
+
+    def take(self) -> Tensor:
+        """The maps caught since the last ``clear`` (batches concatenated), then clear."""
+        if not self.maps:
+            raise RuntimeError("no feature map was caught; the hooked tower did not run")
+        out = torch.cat(self.maps) if len(self.maps) > 1 else self.maps[0]
+        self.clear()
+        return out
+
+    def remove(self) -> None:
+        self.handle.remove()

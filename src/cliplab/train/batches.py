@@ -49,6 +49,7 @@ class BatchPlan:
     short_captions: bool = False
     rule_rewrites: bool = False
     keep_images: bool = False  # also pass the PIL images (for a teacher with its own preprocessing)
+    languages: tuple[str, ...] | None = None  # synthetic scenes: each caption in a language drawn from these (and its English parallel)
 
     def __post_init__(self) -> None:
         if self.batch_size % self.world_size:
@@ -79,6 +80,8 @@ class StepBatches(torch.utils.data.IterableDataset):
 
     def _row(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None]:
         """Row ``row`` of step ``step``'s global batch: (id, image, caption, hard-negative caption)."""
+        if self.plan.languages and isinstance(self.pairs, SyntheticPairs):
+            return self._row_translated(step, row)
         plan = self.plan
         per_step = plan.batch_size // 2 if self.twins else plan.batch_size
         position = step * per_step + (row // 2 if self.twins else row)
@@ -102,10 +105,27 @@ class StepBatches(torch.utils.data.IterableDataset):
         given = pair.negatives
         return pair.id, pair.image, caption, given[rng.integers(len(given))] if given else hard_negative(caption, rng)
 
+    def _row_translated(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None]:
+        """A row with RS-M-CLIP's translation augmentation: the caption kind (full, short, paraphrase)
+        and its language are drawn per caption per step; the English parallel is kept for a teacher."""
+        plan = self.plan
+        position = step * plan.batch_size + row
+        index = self._index(position)
+        rng = np.random.default_rng([plan.seed, step, position])
+        spec = self.pairs.spec(index)
+        language = plan.languages[rng.integers(len(plan.languages))]
+        kind = ("full", "short", "paraphrase")[rng.integers(3)]
+        texts = self.pairs.parallel_captions(index, spec, kind, language)
+        pair = self.pairs.pair(index, spec)
+        self._english[(step, row)] = texts["en"]
+        return pair.id, pair.image, texts[language], None
+
     def make_batch(self, step: int) -> dict:
         plan = self.plan
         local = plan.batch_size // plan.world_size
-        ids, images, captions, negatives = zip(*(self._row(step, row) for row in range(plan.rank * local, (plan.rank + 1) * local)))
+        self._english: dict[tuple[int, int], str] = {}
+        rows = range(plan.rank * local, (plan.rank + 1) * local)
+        ids, images, captions, negatives = zip(*(self._row(step, row) for row in rows))
         ids, images, captions, negatives = list(ids), list(images), list(captions), list(negatives)
         batch = {
             "ids": ids,
@@ -119,6 +139,8 @@ class StepBatches(torch.utils.data.IterableDataset):
             batch["negatives_valid"] = torch.tensor([n is not None for n in negatives])
         if plan.keep_images:
             batch["images"] = images
+        if self._english:
+            batch["teacher_captions"] = [self._english[(step, row)] for row in rows]
         if plan.short_captions:
             batch["short_tokens"] = self.tokenize([short_caption(c) for c in captions])
         return batch

@@ -52,6 +52,8 @@ class TrainConfig:
     teacher: str | None = None  # model spec of the distillation teacher
     teacher_pretrained: str | None = None
     teacher_features: str | None = None  # a feature-store folder of teacher image embeddings (by item id)
+    languages: str | None = None  # comma list of caption languages, one drawn per caption per step (RS-M-CLIP's translation augmentation)
+    distill_loss: str = "cosine"  # textdistill's loss: cosine | mse | smoothl1
     local_loss: bool = False
     gather_with_grad: bool = False
     tensorboard: bool = False
@@ -71,9 +73,27 @@ class TrainConfig:
             raise InputError(f"batch size {self.batch_size} is not a multiple of accum {self.accum}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
+        if self.languages is not None:
+            self.language_list()
+        from cliplab.train.objectives.text_distill import TEXT_DISTILL_LOSSES
+
+        if self.distill_loss not in TEXT_DISTILL_LOSSES:
+            raise InputError(f"unknown distill-loss {self.distill_loss!r}; use one of {', '.join(TEXT_DISTILL_LOSSES)}")
         if self.evaluate not in EVALUATORS:
             raise InputError(f"unknown evaluate {self.evaluate!r}; use {', '.join(EVALUATORS)}")
         return self
+
+    def language_list(self) -> tuple[str, ...] | None:
+        """``languages`` as codes (each checked against ``synthetic.LANGUAGES``), or None."""
+        if self.languages is None:
+            return None
+        from cliplab.data.synthetic import LANGUAGES
+
+        codes = tuple(dict.fromkeys(c.strip() for c in str(self.languages).split(",") if c.strip()))
+        bad = [c for c in codes if c not in LANGUAGES]
+        if not codes or bad:
+            raise InputError(f"languages {self.languages!r}: {'unknown ' + ', '.join(bad) if bad else 'none given'}; use a comma list of {', '.join(LANGUAGES)}")
+        return codes
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

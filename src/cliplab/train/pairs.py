@@ -54,6 +54,13 @@ class SyntheticPairs:
         paraphrase = synthetic.paraphrase(spec, np.random.default_rng([self.seed, index, 1]))
         return [synthetic.full_caption(spec), synthetic.short_caption(spec), paraphrase]
 
+    def parallel_captions(self, index: int, spec: synthetic.SceneSpec, kind: str, language: str) -> dict[str, str]:
+        """The ``kind`` caption (full, short, paraphrase) in ``language`` and in English, saying the same."""
+        if kind == "paraphrase":
+            rng = np.random.default_rng([self.seed, index, 1])
+            return synthetic.parallel_paraphrases(spec, rng, tuple(dict.fromkeys((language, "en"))))
+        return {lang: synthetic.caption(spec, kind, lang) for lang in (language, "en")}
+
     def pair(self, index: int, spec: synthetic.SceneSpec, suffix: str = "") -> Pair:
         """Scene ``index`` drawn as ``spec`` (its own, or an edited twin's)."""
         image = synthetic.render(spec, self.image_size).image

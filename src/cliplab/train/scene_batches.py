@@ -45,7 +45,9 @@ def caption_for(spec: synthetic.SceneSpec, kind: str, rng: np.random.Generator) 
 class TwinSceneBatches(torch.utils.data.IterableDataset):
     """Endless trainer batches (dicts of ``ids``, ``pixels``, ``tokens``, ``caption_ids``) of
     ``batch_size`` scenes (pairs of twins); equal captions share a caption id. ``keep_images`` also
-    passes the PIL ``images`` and the ``captions`` (for a distillation teacher).
+    passes the PIL ``images`` and the ``captions`` (for a distillation teacher). With ``languages``,
+    each caption is said in a language drawn from them (RS-M-CLIP's translation augmentation) and
+    ``teacher_captions`` holds its English parallel (for ``textdistill``).
 
     Batch ``b`` is drawn from ``np.random.default_rng([seed, b])``, so a resumed run that starts at
     batch ``start`` sees exactly the batches an uninterrupted run would have seen.
@@ -53,17 +55,18 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
 
     def __init__(self, preprocess: Callable[[Image.Image], torch.Tensor], tokenize: Callable[[list[str]], torch.Tensor],
                  batch_size: int = 128, seed: int = 0, start: int = 0, image_size: int = 64, max_objects: int = 2,
-                 keep_images: bool = False) -> None:  # fmt: skip
+                 keep_images: bool = False, languages: tuple[str, ...] | None = None) -> None:  # fmt: skip
         super().__init__()
         if batch_size % 2:
             raise InputError(f"batch_size must be even (pairs of twins), got {batch_size}")
         self.preprocess, self.tokenize = preprocess, tokenize
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.image_size, self.max_objects, self.keep_images = image_size, max_objects, keep_images
+        self.languages = tuple(languages) if languages else None
 
     def make_batch(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, index])
-        images, captions = [], []
+        images, captions, english = [], [], []
         for _ in range(self.batch_size // 2):
             spec = synthetic.sample_spec(rng, "train", self.max_objects)
             attribute = _choose(rng, TWIN_ATTRIBUTES)
@@ -71,7 +74,16 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
             kind = _choose(rng, CAPTION_KINDS[attribute])
             for s in (spec, twin):
                 images.append(synthetic.render(s, self.image_size).image)
-                captions.append(caption_for(s, kind, rng))
+                if self.languages is None:
+                    captions.append(caption_for(s, kind, rng))
+                    continue
+                language = self.languages[rng.integers(len(self.languages))]
+                if kind == "paraphrase":
+                    texts = synthetic.parallel_paraphrases(s, rng, tuple(dict.fromkeys((language, "en"))))
+                else:
+                    texts = {lang: synthetic.caption(s, kind, lang) for lang in (language, "en")}
+                captions.append(texts[language])
+                english.append(texts["en"])
         ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
         batch = {
             "ids": [f"twins-{self.seed}-{index}-{k}" for k in range(len(images))],
@@ -80,7 +92,10 @@ class TwinSceneBatches(torch.utils.data.IterableDataset):
             "caption_ids": torch.tensor([ids[c] for c in captions]),
         }
         if self.keep_images:
-            batch.update(images=images, captions=captions)
+            batch.update(images=images)
+        batch["captions"] = captions
+        if english:
+            batch["teacher_captions"] = english
         return batch
 
     def __iter__(self) -> Iterator[dict]:

@@ -159,7 +159,7 @@ class Trainer:
     def _build(self, model: Model | None, resume: bool, on_log: Callable[[dict], None] | None,
                batches: Callable[[int], torch.utils.data.IterableDataset] | None) -> None:  # fmt: skip
         from cliplab.models import load_model
-        from cliplab.train.pairs import open_pairs
+        from cliplab.train.pairs import SyntheticPairs, open_pairs
 
         config = self.config
         self.on_log = on_log
@@ -179,7 +179,8 @@ class Trainer:
             stretch_model(model)
         self.model = model
         self.module = model.torch_module.train()
-        self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim())
+        self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim(),
+                                           distill_loss=config.distill_loss)  # fmt: skip
         self.views = next((o for _, o in self.objectives.values() if "views" in o.needs), None)  # dino's crops and teacher
         if self.views is not None:
             if self.runtime.world_size > 1 or config.accum > 1:
@@ -188,7 +189,7 @@ class Trainer:
         self.objective_modules = torch.nn.ModuleDict({k: o for k, (_, o) in self.objectives.items()}).to(self.runtime.device)
         self.needs = set().union(*(o.needs for _, o in self.objectives.values()))
         self.frozen = self._frozen_copy() if "frozen" in self.needs else None
-        self.teacher, self.teacher_images = self._teacher() if "teacher" in self.needs else (None, None)
+        self.teacher, self.teacher_images = self._teacher() if self.needs & {"teacher", "teacher_text"} else (None, None)
         self.ctx = DistContext(self.runtime.rank, self.runtime.world_size, config.local_loss, config.gather_with_grad)
         self.towers: torch.nn.Module = Towers(self.module)
         if self.runtime.world_size > 1:
@@ -206,6 +207,9 @@ class Trainer:
         self.start_step = self._restore()
         self.custom_batches = batches
         self.pairs = open_pairs(config.data) if batches is None else None
+        if config.languages and self.pairs is not None and not isinstance(self.pairs, SyntheticPairs):
+            raise InputError(f"--languages applies to synthetic scenes, not to {config.data}; a manifest's captions in several "
+                             "languages (rows per language, --lang-col) are already drawn from, one per image per step")  # fmt: skip
         self.log = MetricsLog(self.out / "metrics.jsonl", keep_until=self.start_step if resume else None)
 
     # --- set-up -------------------------------------------------------------------------------
@@ -220,8 +224,11 @@ class Trainer:
         from cliplab.models import load_model
 
         c = self.config
-        if not c.teacher and not c.teacher_features:
-            raise InputError("the distill objective needs --teacher SPEC (and/or --teacher-features DIR)")
+        if "maps" in self.needs and (c.teacher_features or not c.teacher):
+            raise InputError("the fmdistill objective reads the teacher's feature maps during training: pass --teacher SPEC and no --teacher-features")
+        if not c.teacher and ("teacher_text" in self.needs or not c.teacher_features):
+            what = "textdistill" if "teacher_text" in self.needs else "distill"
+            raise InputError(f"the {what} objective needs --teacher SPEC" + (" (and/or --teacher-features DIR)" if what == "distill" else ""))
         images = None
         if c.teacher_features:
             from cliplab.features import Features
@@ -229,10 +236,34 @@ class Trainer:
             feats = Features.load(c.teacher_features)
             images = {i: torch.from_numpy(x) for i, x in zip(feats.ids, feats.X)}
         teacher = load_model(c.teacher, pretrained=c.teacher_pretrained, device=self.runtime.device) if c.teacher else None
-        if teacher is not None and not c.teacher_features:
-            self.objectives["distill"] = (self.objectives["distill"][0], type(self.objectives["distill"][1])(self.model.embed_dim, teacher.embed_dim))
-            self.objective_modules["distill"] = self.objectives["distill"][1].to(self.runtime.device)
+        for name in ("distill", "fmdistill", "textdistill"):  # a projection to the teacher's width
+            if name in self.objectives and teacher is not None and (name != "distill" or not c.teacher_features):
+                weight, old = self.objectives[name]
+                new = type(old)(self.model.embed_dim, teacher.embed_dim, **({"loss": old.loss, "beta": old.beta} if name == "textdistill" else {}))
+                if name == "fmdistill":
+                    self._attach_maps(new, teacher)
+                self.objectives[name] = (weight, new)
+                self.objective_modules[name] = new.to(self.runtime.device)
         return teacher, images
+
+    def _attach_maps(self, objective, teacher: Model) -> None:
+        """Hooks catching both towers' last feature maps, and ``objective``'s adapter sized by a dry run."""
+        from cliplab.models.vision_parts import FeatureMaps
+
+        if teacher is None:
+            raise InputError("the fmdistill objective needs --teacher SPEC (a model: its feature maps are read during training)")
+        self.student_maps, self.teacher_maps = FeatureMaps(self.module.visual), FeatureMaps(teacher.torch_module.visual)
+        with torch.no_grad():
+            channels = []
+            for model, maps in ((self.model, self.student_maps), (teacher, self.teacher_maps)):
+                size = model.preprocess_cfg["size"]
+                side = size if isinstance(size, int) else size[0]
+                was = model.torch_module.training
+                model.torch_module.eval()  # no batch-norm statistics move
+                model.torch_module.encode_image(torch.zeros(1, 3, side, side, device=self.runtime.device, dtype=model.input_dtype))
+                model.torch_module.train(was)
+                channels.append(int(maps.take().shape[1]))
+        objective.attach_maps(*channels)
 
     def _frozen_copy(self) -> torch.nn.Module:
         frozen = copy.deepcopy(self.module).eval()
@@ -264,7 +295,8 @@ class Trainer:
         else:
             plan = BatchPlan(c.batch_size, c.seed, rt.rank, rt.world_size, hard_negatives="negatives" in self.needs,
                              short_captions="short" in self.needs, rule_rewrites=c.rewrites,
-                             keep_images=self.teacher is not None and self.teacher_images is None)  # fmt: skip
+                             keep_images="teacher" in self.needs and self.teacher is not None and self.teacher_images is None,
+                             languages=c.language_list())  # fmt: skip
             batches = StepBatches(self.pairs, self.model.preprocess, self.model.tokenize, plan, self.start_step, c.steps)
         kw = {"num_workers": c.workers, "batch_size": None}
         if c.workers > 0:
@@ -281,6 +313,9 @@ class Trainer:
         dev = self.runtime.device
         texts = [batch["tokens"]] + [batch[k] for k in ("negatives", "short_tokens") if k in batch]
         tokens = torch.cat([t.to(dev) for t in texts])
+        maps = getattr(self, "student_maps", None)
+        if maps is not None:
+            maps.clear()
         with self._autocast():
             image, text, scale, bias = self.towers(batch["pixels"].to(dev), tokens)
         b = len(batch["ids"])
@@ -296,9 +331,12 @@ class Trainer:
             out["short_text"] = text[offset : offset + b]
         if bias is not None:
             out["bias"] = bias.reshape(1).expand(b)
+        if maps is not None:
+            out["student_map"] = maps.take()
         if self.views is not None:
             gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.scheduler.last_epoch))
-            crops = [c.to(dev) for c in multi_crop(batch["pixels"], gen, n_local=self.views.n_local)]
+            crops = multi_crop(batch["pixels"], gen, n_local=self.views.n_local, global_scale=self.views.global_scale, local_scale=self.views.local_scale)
+            crops = [c.to(dev) for c in crops]
             with self._autocast():
                 out["student_views"] = [self.module.encode_image(c) for c in crops]
                 out["teacher_views"] = self.views.teacher_features(crops[:2])
@@ -312,16 +350,23 @@ class Trainer:
             with self._autocast():
                 out["frozen_image"] = self.frozen.encode_image(batch["pixels"].to(dev)).float()
                 out["frozen_text"] = self.frozen.encode_text(batch["tokens"].to(dev)).float()
-        if "teacher" in self.needs:
-            if self.teacher_images is not None:
+        if "teacher" in self.needs or "teacher_text" in self.needs:
+            if "teacher" not in self.needs:  # text only (textdistill)
+                pass
+            elif self.teacher_images is not None:
                 missing = [i for i in batch["ids"] if i not in self.teacher_images]
                 if missing:
                     raise InputError(f"teacher features have no embedding for {missing[0]!r}; embed the training data with the teacher")
                 out["teacher_image"] = torch.stack([self.teacher_images[i] for i in batch["ids"]]).to(dev)
             elif self.teacher is not None:
+                if getattr(self, "teacher_maps", None) is not None:
+                    self.teacher_maps.clear()
                 out["teacher_image"] = torch.from_numpy(self.teacher.encode_images(batch["images"])).to(dev)
-            if self.teacher is not None:
-                out["teacher_text"] = torch.from_numpy(self.teacher.encode_texts(batch["captions"])).to(dev)
+                if getattr(self, "teacher_maps", None) is not None:
+                    out["teacher_map"] = self.teacher_maps.take().float().clone()
+            if self.teacher is not None:  # the English parallels of the captions when the batch has them (textdistill)
+                texts = batch.get("teacher_captions", batch["captions"])
+                out["teacher_text"] = torch.from_numpy(self.teacher.encode_texts(texts)).to(dev)
         return out
 
     def _loss(self, feats: dict[str, torch.Tensor], batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -331,7 +376,7 @@ class Trainer:
             negatives_valid=batch["negatives_valid"].to(self.runtime.device) if "negatives_valid" in batch else None,
             short_text=feats.get("short_text"), teacher_image=feats.get("teacher_image"), teacher_text=feats.get("teacher_text"),
             frozen_image=feats.get("frozen_image"), frozen_text=feats.get("frozen_text"),
-            extras={k: feats[k] for k in ("student_views", "teacher_views") if k in feats},
+            extras={k: feats[k] for k in ("student_views", "teacher_views", "student_map", "teacher_map") if k in feats},
         )  # fmt: skip
         total, parts = 0.0, {}
         with self._autocast():

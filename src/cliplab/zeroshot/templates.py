@@ -56,6 +56,16 @@ def builtin_templates(name: str) -> list[str]:
     return list(_BUILTIN[name]())
 
 
+def language_templates(language: str) -> list[str]:
+    """The default template in ``language`` (one of ``synthetic.LANGUAGES``): English's "a photo of a {c}.",
+    else that language's photo prompt of the synthetic scenes ("ein Foto: {c}", "{c}的照片")."""
+    if language == "en":
+        return list(DEFAULT_TEMPLATES)
+    from cliplab.data.languages import language as lexicon
+
+    return [lexicon(language).data["photo"].replace("{object}", "{c}")]
+
+
 def normalise_template(template: str) -> str:
     """Rewrite a ``{}`` placeholder as ``{c}``; a template with neither is an error."""
     if not isinstance(template, str):

@@ -22,6 +22,7 @@ MANIFEST_EXTENSIONS = frozenset({".csv", ".tsv", ".jsonl"})
 IMAGE_COLUMNS = ("image", "filepath", "path", "file", "filename")
 CAPTION_COLUMNS = ("caption", "captions", "text", "title")
 LABEL_COLUMNS = ("label", "class", "category")
+LANG_COLUMNS = ("language", "lang")
 
 
 ON_CONFLICT = ("error", "first")
@@ -34,6 +35,8 @@ def manifest(
     label_col: str | None = None,
     root: str | os.PathLike[str] | None = None,
     on_conflict: str = "error",
+    lang_col: str | None = None,
+    language: str | None = None,
 ) -> ImageSource:
     """Items from a CSV, TSV or JSONL manifest, one row per (image, caption).
 
@@ -45,6 +48,10 @@ def manifest(
     image two different labels raise ``SourceError`` naming the lines, unless
     ``on_conflict="first"`` (keep the first label, and say so in ``notes``). Missing files land in
     ``skipped``.
+
+    ``lang_col`` (found by name when not given: language, lang) says each row's caption language;
+    an item's ``meta["caption_languages"]`` then lists the language of each of its captions.
+    ``language`` keeps only the captions in that language (it needs a language column).
     """
     if on_conflict not in ON_CONFLICT:
         raise SourceError(f"on_conflict={on_conflict!r} is not understood; use {' or '.join(map(repr, ON_CONFLICT))}")
@@ -58,6 +65,9 @@ def manifest(
     img = _pick_column(columns, image_col, IMAGE_COLUMNS, mpath, "image_col", required=True)
     cap = _pick_column(columns, caption_col, CAPTION_COLUMNS, mpath, "caption_col")
     lab = _pick_column(columns, label_col, LABEL_COLUMNS, mpath, "label_col")
+    lng = _pick_column(columns, lang_col, LANG_COLUMNS, mpath, "lang_col")
+    if language is not None and lng is None:
+        raise SourceError(f"{how_to_pass('language', language)} needs a language column in {str(mpath)!r}; name it with {how_to_pass('lang_col', 'NAME')}")
     base = Path(root) if root is not None else mpath.parent
     by_path: dict[str, ImageItem] = {}
     label_line: dict[str, int] = {}  # image -> line its label came from
@@ -85,7 +95,7 @@ def manifest(
         label = _cell(row.get(lab)) if lab else None
         item = by_path.get(key)
         if item is None:
-            meta = {k: v for k, v in row.items() if k not in (img, cap, lab)}
+            meta = {k: v for k, v in row.items() if k not in (img, cap, lab, lng)}
             item = by_path[key] = ImageItem(id=key, read_bytes=partial(read_file, key), meta=meta)
         rows_of[key] = rows_of.get(key, 0) + 1
         if label is not None:
@@ -94,7 +104,13 @@ def manifest(
             elif item.label != label:
                 conflicts.append(f"{ref!r} is {item.label!r} on line {label_line[key]} but {label!r} on line {lineno}")
         if cap:
-            item.captions.extend(_captions(row.get(cap)))
+            texts = _captions(row.get(cap))
+            if lng:
+                code = _cell(row.get(lng)) or ""
+                if language is not None and code != language:
+                    texts = []
+                item.meta.setdefault("caption_languages", []).extend([code] * len(texts))
+            item.captions.extend(texts)
     items = list(by_path.values())
     notes = _merge_notes(rows_of)
     if conflicts:

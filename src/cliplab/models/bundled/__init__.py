@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class BundledModel:
-    config: Path  # json with "model_cfg" (open_clip CLIP kwargs) and "preprocess_cfg" (PreprocessCfg fields)
+    config: Path  # json with "model_cfg" (open_clip CLIP kwargs), "preprocess_cfg" (PreprocessCfg fields) and, optionally,
+    # "tokenizer" (a tokenizer.json of cliplab.models.text_tokenizer beside it, replacing the CLIP BPE)
     weights: Path  # safetensors state dict of the open_clip module
     card: Path  # markdown model card
     rebuild: str  # command that recreates the weights file
@@ -37,8 +38,14 @@ BUNDLED: dict[str, BundledModel] = {
         card=HERE / "shapes-vit" / "MODEL_CARD.md",
         rebuild="python scripts/train_vit.py --ship",
     ),
+    "shapes-multi": BundledModel(
+        config=HERE / "shapes-multi" / "config.json",
+        weights=HERE / "shapes-multi" / "model.safetensors",
+        card=HERE / "shapes-multi" / "MODEL_CARD.md",
+        rebuild="python scripts/train_multi.py --ship",
+    ),
 }
-ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit"}
+ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit", "multi": "shapes-multi"}
 
 
 def names() -> list[str]:
@@ -74,6 +81,13 @@ def load_bundled(name: str, weights: str | os.PathLike | None = None, device=Non
             raise ModelLoadError(f"weights file not found: {path}")
         raise ModelLoadError(f"bundled model {name!r} has no weights file at {path}; rebuild it with `{entry.rebuild}`")
     config = read_config(name)
+    tokenizer = None
+    if "tokenizer" in config:  # a tokenizer of its own (cliplab.models.text_tokenizer), beside the config
+        from cliplab.models.text_tokenizer import TextTokenizer
+
+        context = int(config["model_cfg"].get("text_cfg", {}).get("context_length", 77))
+        tokenizer = TextTokenizer.load(entry.config.parent / config["tokenizer"], context)
     return OpenClipModel.from_config(
-        f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision
+        f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision,
+        tokenizer=tokenizer,
     )

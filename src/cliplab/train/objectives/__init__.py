@@ -9,8 +9,11 @@
 | m2mix | geodesic multimodal mixup hard negatives |
 | rafa / hycd | CLIP-Refine's random feature alignment / hybrid contrastive distillation |
 | distill | cosine feature distillation from a teacher model |
+| textdistill | text-tower distillation: a caption in any language -> the teacher's embedding of its English parallel (cosine, MSE or SmoothL1) |
 | pcm | Long-CLIP's primary-component matching with short captions |
 | dino | DINO self-distillation of the image tower: EMA teacher, centring, sharpening, multi-crop (images only) |
+| selfdist | RS-M-CLIP's global/local crop self-distillation: dino with 256 prototypes, local crops 0.1-0.4, fixed EMA momentum |
+| fmdistill | DC-CLIP stage 1: distill plus SmoothL1 between the student's last feature map (1x1 adapter) and the teacher's |
 """
 
 from __future__ import annotations
@@ -22,17 +25,21 @@ from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
 from cliplab.train.objectives.dino import DinoObjective
 from cliplab.train.objectives.distill import DistillObjective
+from cliplab.train.objectives.fmdistill import FeatureMapDistillObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
 from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
 from cliplab.train.objectives.m2mix import M2MixObjective
 from cliplab.train.objectives.pcm import PrimaryComponentObjective
 from cliplab.train.objectives.refine import HyCDObjective, RaFAObjective
+from cliplab.train.objectives.selfdist import SelfDistillObjective
 from cliplab.train.objectives.siglip import SigLipObjective
+from cliplab.train.objectives.text_distill import TextDistillObjective
 
 REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
-                M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective)
+                M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
+                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective)
 }  # fmt: skip
 
 
@@ -64,14 +71,17 @@ def parse_objectives(spec: str) -> list[WeightedName]:
     return out
 
 
-def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int | None = None) -> dict[str, tuple[float, Objective]]:
-    """Objective modules for ``spec``, keyed by name, with their weights."""
+def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int | None = None,
+                     distill_loss: str = "cosine") -> dict[str, tuple[float, Objective]]:  # fmt: skip
+    """Objective modules for ``spec``, keyed by name, with their weights (``distill_loss``: textdistill's loss)."""
     built = {}
     for item in parse_objectives(spec):
         cls = REGISTRY[item.name]
-        if cls is DistillObjective:
+        if cls is TextDistillObjective:
+            objective = cls(student_dim, teacher_dim, loss=distill_loss)
+        elif issubclass(cls, DistillObjective):
             objective = cls(student_dim, teacher_dim)
-        elif cls is DinoObjective:
+        elif issubclass(cls, DinoObjective):
             objective = cls(student_dim)
         else:
             objective = cls()

@@ -109,6 +109,9 @@ class DinoObjective(Objective):
 
     name = "dino"
     needs = frozenset({"views"})
+    global_scale: tuple[float, float] = (0.4, 1.0)  # crop area fractions, as multi_crop takes them
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    anneal_momentum = True  # lambda cosine from teacher_momentum to 1 (DINO); False keeps it fixed (SILC / RS-M-CLIP)
 
     def __init__(self, embed_dim: int | None = None, out_dim: int = 1024, n_local: int = 4,
                  student_temp: float = STUDENT_TEMP, teacher_temp: float = TEACHER_TEMP,
@@ -143,6 +146,8 @@ class DinoObjective(Objective):
     def update_teacher(self, clip_module: torch.nn.Module, progress: float) -> None:
         """theta_t <- lambda theta_t + (1 - lambda) theta_s, lambda cosine from teacher_momentum to 1."""
         lam = 1 - (1 - self.teacher_momentum) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1) / 2
+        if not self.anneal_momentum:
+            lam = self.teacher_momentum
         for teacher, student in ((self.teacher_tower, clip_module.visual), (self.teacher_head, self.head)):
             for t, s in zip(teacher.parameters(), student.parameters()):
                 t.mul_(lam).add_(s.detach().to(t.dtype), alpha=1 - lam)
