@@ -41,6 +41,7 @@ from cliplab.files import atomic_target, write_json
 from cliplab.models import load_model
 from cliplab.models.bundled import BUNDLED
 from cliplab.models.openclip_backend import OpenClipModel
+from cliplab.train.modes import train_learning_parts
 from cliplab.models.text_tokenizer import TextTokenizer, synthetic_corpus, token_lengths, train_tokenizer
 from cliplab.train import TrainConfig, train
 from cliplab.train.checkpoint import latest
@@ -116,7 +117,7 @@ def distill_batch(index: int, args: argparse.Namespace, languages: tuple[str, ..
 
 def stage1(student: OpenClipModel, teacher: OpenClipModel, args: argparse.Namespace, languages: tuple[str, ...]) -> dict:
     """Text-tower distillation; the loss every 50 steps and the time taken."""
-    module, teacher_module = student.torch_module.train(), teacher.torch_module.eval()
+    module, teacher_module = train_learning_parts(student.torch_module), teacher.torch_module.eval()
     groups = decay_groups(module, 0.1)
     optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, args.distill_steps, args.warmup))
@@ -179,7 +180,6 @@ def main(argv: list[str] | None = None) -> None:
         write_json(report1, args.out / "stage1.json")
 
     align_dir = args.out / "align"
-    module.visual.eval()  # frozen: its batch-norm statistics stay shapes-tiny's
     config = TrainConfig(
         model="cliplab:shapes-multi", data="synthetic twin scenes, translated captions", objectives="clip,textdistill",
         steps=args.align_steps, batch_size=args.batch_size, lr=args.align_lr, warmup=max(1, args.align_steps // 10), weight_decay=0.1,
@@ -192,9 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     result = train(config, model=student, resume=latest(align_dir) is not None, batches=batches)
     wall2 = time.time() - t2
 
-    trained = load_file(str(align_dir / "model.safetensors"))
-    # The trainer runs the module in train mode, so the frozen tower's batch-norm statistics moved: put shapes-tiny's back.
-    trained.update({f"visual.{k}": v for k, v in teacher.torch_module.visual.state_dict().items()})
+    trained = load_file(str(align_dir / "model.safetensors"))  # the frozen image tower is shapes-tiny's, statistics included
     weights = {k: v.to(torch.float16).contiguous() for k, v in trained.items()}
     target = MULTI.weights if args.ship else args.out / "model-fp16.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)

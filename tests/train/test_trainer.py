@@ -173,3 +173,19 @@ def test_scene_evaluation_is_the_default_for_cliplab_models_only(tmp_path, spec,
 def test_an_unknown_evaluation_is_refused():
     with pytest.raises(InputError, match="unknown evaluate 'accuracy'; use auto, scenes, none"):
         TrainConfig(evaluate="accuracy").check()
+
+
+def test_a_frozen_tower_stays_in_eval_mode_and_keeps_its_batch_norm_statistics(tmp_path):
+    model = micro_model()  # a ResNet image tower with batch norm
+    module = model.torch_module
+    module.visual.requires_grad_(False)
+    before = {k: v.clone() for k, v in module.visual.state_dict().items()}
+    seen = []
+    train(config(tmp_path, steps=2, objectives="clip", ckpt_every=0, eval_every=1), model=model,
+          evaluate=lambda m: seen.append(m.torch_module.training) or {})  # fmt: skip
+    assert seen == [False, False, False]
+    assert module.training and module.transformer.training and not module.visual.training
+    assert not any(part.training for part in module.visual.modules())
+    after = module.visual.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running means and variances included
+    assert any("running_mean" in k for k in before)

@@ -13,6 +13,7 @@ import torch
 
 from cliplab.data import synthetic
 from cliplab.models.base import Model
+from cliplab.train.modes import train_learning_parts
 
 EVAL_SEED = 2026  # scenes of the test split that training (train split) never sees
 
@@ -34,7 +35,7 @@ def colour_binding(model: Model, n: int, seed: int = EVAL_SEED) -> dict[str, flo
 @contextmanager
 def evaluating(model: Model) -> Iterator[None]:
     """``model`` as it is mid-training, ready to be evaluated: its module in eval mode (then back in the
-    mode it was in), its logit scale the module's current one, no gradients recorded."""
+    mode it was in, frozen parts in eval mode), its logit scale the module's current one, no gradients recorded."""
     module = model.torch_module
     was_training = module.training
     module.eval()
@@ -43,7 +44,8 @@ def evaluating(model: Model) -> Iterator[None]:
             model.logit_scale = float(module.logit_scale.detach().float().exp().reshape(-1)[0])
             yield
     finally:
-        module.train(was_training)
+        if was_training:
+            train_learning_parts(module)
 
 
 def evaluate(model: Model, n: int, seed: int = EVAL_SEED) -> dict:

@@ -31,6 +31,7 @@ from cliplab.train import checkpoint, distributed, run_dir
 from cliplab.train.batches import BatchPlan, StepBatches
 from cliplab.train.config import TrainConfig, resumed, write_yaml
 from cliplab.train.eval_hooks import evaluating, evaluator
+from cliplab.train.modes import train_learning_parts
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.objectives.dino import multi_crop
@@ -178,7 +179,7 @@ class Trainer:
 
             stretch_model(model)
         self.model = model
-        self.module = model.torch_module.train()
+        self.module = train_learning_parts(model.torch_module)
         self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim(),
                                            distill_loss=config.distill_loss)  # fmt: skip
         self.views = next((o for _, o in self.objectives.values() if "views" in o.needs), None)  # dino's crops and teacher
@@ -261,7 +262,8 @@ class Trainer:
                 was = model.torch_module.training
                 model.torch_module.eval()  # no batch-norm statistics move
                 model.torch_module.encode_image(torch.zeros(1, 3, side, side, device=self.runtime.device, dtype=model.input_dtype))
-                model.torch_module.train(was)
+                if was:
+                    train_learning_parts(model.torch_module)
                 channels.append(int(maps.take().shape[1]))
         objective.attach_maps(*channels)
 
