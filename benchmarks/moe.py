@@ -1,6 +1,6 @@
 """CLIP-MoE upcycling of ``cliplab:shapes-vit`` against the dense model and the reference's two baselines.
 
-    PYTHONPATH=src python benchmarks/moe.py [--data synthetic:8000] [--stage-steps 300] [--router-steps 150] [--json FILE]
+    PYTHONPATH=src python benchmarks/moe.py [--data synthetic:4000] [--stage-steps 100] [--router-steps 100] [--json FILE]
 
 Rows (zero-shot accuracy per attribute on ``--eval-n`` single-object test scenes of seed 2026, as
 ``cliplab.evaluate.scenes.evaluate_scenes`` gives them, and text->image R@1 on as many 1-2-object scenes):
@@ -36,7 +36,7 @@ BASELINE = "dense"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="cliplab:shapes-vit")
-    p.add_argument("--data", default="synthetic:8000", help="training pairs of the upcycling and the baselines")
+    p.add_argument("--data", default="synthetic:4000", help="training pairs of the upcycling and the baselines")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--stage-steps", type=int, default=None, help="default: UpcycleConfig's")

@@ -144,14 +144,14 @@ class UpcycleConfig:
     # text tower, so by default the text tower stays as it is (and its features are computed once)
     towers: tuple[str, ...] = ("image",)
     clusters: int = 3  # per modality and stage (the official cluster.ipynb)
-    stage_steps: int = 300  # per stage 1..E-1
+    stage_steps: int = 100  # per stage 1..E-1
     batch_size: int = 64
     min_batch: int = 16  # a cluster smaller than this gives no batch (the official sampler skips small clusters)
     lr: float = 1e-4
     weight_decay: float = 0.2
     warmup: int = 20
     label_smoothing: float = 0.1
-    router_steps: int = 150
+    router_steps: int = 100
     router_lr: float = 1e-3
     router_weight_decay: float = 0.01
     balance_weight: float = 0.01
