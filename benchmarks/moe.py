@@ -82,16 +82,16 @@ def main() -> None:
     print(f"upcycled in {run['upcycle_wall_s']} s wall, {run['upcycle_cpu_s']} s CPU (reading the pairs: {read['wall_s']} s)", flush=True)
     if args.save:
         up.write_moe_folder(args.save, args.model, result, config)
-    modules = {BASELINE: model.torch_module, "clip-moe": result.module}
-    if not args.skip_baselines:
-        modules["dense + extra steps"] = up.dense_baseline(model, data, config, progress)
-        modules["sparse upcycling"] = up.sparse_upcycling_baseline(model, data, config, progress)
     pixels = data.pixels[:256]
-    del data
     rows: dict[str, dict] = {}
-    for name, module in modules.items():
+    makers = {BASELINE: lambda: model.torch_module, "clip-moe": lambda: result.module}
+    if not args.skip_baselines:
+        makers["dense + extra steps"] = lambda: up.dense_baseline(model, data, config, progress)
+        makers["sparse upcycling"] = lambda: up.sparse_upcycling_baseline(model, data, config, progress)
+    for name, make in makers.items():  # each evaluated (and the JSON rewritten) as soon as it is made
+        module = make().eval()
         wrapped = copy.copy(model)
-        wrapped.torch_module, wrapped._identity = module.eval(), None
+        wrapped.torch_module, wrapped._identity = module, None
         figures = evaluate_scenes(wrapped, n_classify=args.eval_n, n_retrieval=args.eval_n, seed=2026).figures()
         row = {a: figures["zeroshot_accuracy"][a] for a in ATTRIBUTES}
         row["text->image R@1"] = figures["retrieval"]["image_retrieval_recall@1"]
@@ -102,23 +102,31 @@ def main() -> None:
         print(f"{name:>20}  " + "  ".join(f"{a} {row[a]:.3f}" for a in ATTRIBUTES)
               + f"  R@1 {row['text->image R@1']:.3f}  {row['parameters']:,} params ({row['active parameters']:,} active)"
               f"  {row['images/s']:.0f} images/s", flush=True)  # fmt: skip
+        if name != BASELINE and args.json:
+            write_json(args.json, summarise(args, config, result, run, rows, complete=False), machine)
+    figures = summarise(args, config, result, run, rows, complete=True)
+    moe, weakest, worst = figures["points_vs_dense"]["clip-moe"], figures["weakest_attribute"], figures["worst_attribute"]
+    print(f"clip-moe vs dense: worst attribute {worst} {moe[worst]:+.1f} points (target >= -1), "
+          f"weakest attribute {weakest} {moe[weakest]:+.1f} points (target >= +3); "
+          + ", ".join(f"{a} {moe[a]:+.1f}" for a in ATTRIBUTES))  # fmt: skip
+    for name in rows:
+        if name not in (BASELINE, "clip-moe"):
+            print(f"clip-moe vs {name}: " + ", ".join(f"{a} {100 * (rows['clip-moe'][a] - rows[name][a]):+.1f}" for a in ATTRIBUTES))
+    if args.json:
+        write_json(args.json, figures, machine)
+
+
+def summarise(args, config, result, run: dict, rows: dict[str, dict], complete: bool) -> dict:
+    """The JSON figures of the rows measured so far (``complete``: every model of the run)."""
     points = {name: {a: round(100 * (row[a] - rows[BASELINE][a]), 2) for a in ATTRIBUTES} for name, row in rows.items() if name != BASELINE}
     moe = points["clip-moe"]
     weakest = min(("size", "position"), key=lambda a: rows[BASELINE][a])
     worst = min(ATTRIBUTES, key=lambda a: moe[a])
-    print(f"clip-moe vs dense: worst attribute {worst} {moe[worst]:+.1f} points (target >= -1), "
-          f"weakest attribute {weakest} {moe[weakest]:+.1f} points (target >= +3); "
-          + ", ".join(f"{a} {moe[a]:+.1f}" for a in ATTRIBUTES))  # fmt: skip
-    for name in points:
-        if name != "clip-moe":
-            print(f"clip-moe vs {name}: " + ", ".join(f"{a} {100 * (rows['clip-moe'][a] - rows[name][a]):+.1f}" for a in ATTRIBUTES))
-    if args.json:
-        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}
-        figures = {"data": args.data, "eval_n": args.eval_n, "weakest_attribute": weakest, "weakest_gain_points": moe[weakest],
-                   "worst_attribute": worst, "worst_change_points": moe[worst], **run, "models": rows, "points_vs_dense": points,
-                   "settings": settings, "stages": {f"stage {s['stage']}": {k: v for k, v in s.items() if k != "stage" and not isinstance(v, dict)}
-                                                    for s in result.summary["stages"]}}  # fmt: skip
-        write_json(args.json, figures, machine)
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}
+    stages = {f"stage {s['stage']}": {k: v for k, v in s.items() if k != "stage" and not isinstance(v, dict)} for s in result.summary["stages"]}
+    return {"data": args.data, "eval_n": args.eval_n, "complete": complete, "weakest_attribute": weakest, "weakest_gain_points": moe[weakest],
+            "worst_attribute": worst, "worst_change_points": moe[worst], **run, "models": rows, "points_vs_dense": points,
+            "settings": settings, "stages": stages}  # fmt: skip
 
 
 def machine_load() -> list[float]:

@@ -229,7 +229,7 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
         student = copy.deepcopy(base)
         params = trainable_only(student, ffn_names(config.towers))
         rng = np.random.default_rng([config.seed, stage])
-        batches = endless(lambda: cluster_batches(labels, config.batch_size, config.min_batch, rng))
+        batches = endless(lambda: cluster_batches(labels, config.batch_size, min(config.min_batch, config.batch_size), rng))
         sizes = np.bincount(np.unique(labels, return_inverse=True)[1])
         losses = fit(student, data, batches, params, config.stage_steps, config.lr, config.weight_decay, config.warmup,
                      config.label_smoothing, config.seed + stage, phase=f"stage {stage}/{config.experts - 1}", progress=progress,
@@ -237,7 +237,9 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
         for t, idx in towers.items():
             for i in idx:
                 experts[t][i].append(copy.deepcopy(tower_blocks(student, t)[i].mlp))
-        used = int(sizes[sizes >= config.min_batch].sum())
+        smallest = min(config.min_batch, config.batch_size)
+        used = int(sum(n // config.batch_size * config.batch_size + (n % config.batch_size if n % config.batch_size >= smallest else 0)
+                       for n in sizes))  # pairs that the within-cluster batches reach
         if stage < config.experts - 1:
             image, text = pair_features(student, data, texts)
             labels = labels * config.clusters**2 + joint_clusters(image, text, config.clusters, config.seed + stage)
