@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import time
 import warnings
@@ -70,7 +71,7 @@ def main() -> None:
     def progress(phase: str, done: int, total: int, loss: float) -> None:
         if time.perf_counter() - last["t"] > 30 or done == total:
             last["t"] = time.perf_counter()
-            print(f"  {phase}: {done}/{total}" + (f" loss {loss:.4f}" if loss == loss else ""), flush=True)
+            print(f"  {phase}: {done}/{total}" + (f" loss {loss:.4f}" if not math.isnan(loss) else ""), flush=True)
 
     t0, c0 = time.perf_counter(), time.process_time()
     data = up.load_pairs(model, args.data, progress)

@@ -173,3 +173,12 @@ def test_the_commands_and_the_dense_path_work_on_a_moe_folder(cli, moe_folder, t
     result = cli("segment", "--image", image, "--classes", "circle,square", "--model", out, "--out", tmp_path / "seg")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "seg" / "labels.png").is_file()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_a_moe_folder_runs_at_lower_precision(moe_folder, scene_images, precision):
+    out, _ = moe_folder
+    fp32 = load_model(str(out), device="cpu").encode_images(scene_images)
+    low = load_model(str(out), device="cpu", precision=precision)
+    assert low.precision == precision
+    assert (low.encode_images(scene_images) * fp32).sum(1).min() > 0.98

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
 from cliplab.cli import app
-from cliplab.cli.common import ModelOption, ProgressOption, user_errors, warnings_as_lines
+from cliplab.cli.common import (
+    ModelOption,
+    ProgressOption,
+    user_errors,
+    warnings_as_lines,
+)
 from cliplab.train.config import UpcycleConfig
 
 moe_app = typer.Typer(help="Mixture-of-experts CLIP models (CLIP-MoE, Zhang et al. 2025).", no_args_is_help=True)
 app.add_typer(moe_app, name="moe")
 
 _D = UpcycleConfig()
+_TOWERS = ",".join(_D.towers)
 
 
 @moe_app.command("upcycle")
@@ -23,7 +30,7 @@ def upcycle_command(
     model: ModelOption = "cliplab:shapes-vit",
     experts: int = typer.Option(_D.experts, "--experts", min=2, help="Experts per block: the base FFN and one per contrastive stage."),
     top_k: int = typer.Option(_D.top_k, "--top-k", min=1, help="Experts each token uses."),
-    towers: str = typer.Option(",".join(_D.towers), "--towers", help="Towers made sparse (and whose FFNs train): image, text or image,text."),
+    towers: str = typer.Option(_TOWERS, "--towers", help="Towers made sparse (and whose FFNs train): image, text or image,text."),
     stage_steps: int = typer.Option(_D.stage_steps, "--stage-steps", min=1, help="Steps of each contrastive stage (FFNs only, within-cluster batches)."),
     router_steps: int = typer.Option(_D.router_steps, "--router-steps", min=1, help="Steps of router-only training."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", "-b", min=2, help="Pairs per batch (a batch comes from one cluster)."),
@@ -73,9 +80,9 @@ class _Bar:
             from tqdm.auto import tqdm
 
             self.close()
-            self.phase, self.bar = phase, tqdm(total=total, desc=phase, unit="step" if loss == loss else "pair", dynamic_ncols=True)
+            self.phase, self.bar = phase, tqdm(total=total, desc=phase, unit="pair" if math.isnan(loss) else "step", dynamic_ncols=True)
         self.bar.n = done
-        if loss == loss:  # not NaN
+        if not math.isnan(loss):
             self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         self.bar.refresh()
 

@@ -157,7 +157,7 @@ class UpcycleConfig:
     balance_weight: float = 0.01
     seed: int = 0
 
-    def check(self) -> "UpcycleConfig":
+    def check(self) -> UpcycleConfig:
         if self.experts < 2:
             raise InputError(f"--experts must be at least 2 (the base and one stage), got {self.experts}")
         if not 1 <= self.top_k <= self.experts:

@@ -33,8 +33,16 @@ import torch.nn.functional as F
 
 from cliplab.errors import InputError
 from cliplab.models.base import Model
+from cliplab.models.moe import (
+    balance_loss,
+    copies,
+    manifest_fields,
+    moe_layers,
+    parameter_counts,
+    sparsify,
+    tower_blocks,
+)
 from cliplab.train.config import UpcycleConfig
-from cliplab.models.moe import balance_loss, copies, manifest_fields, moe_layers, parameter_counts, sparsify, tower_blocks
 
 JOINT = 9  # 3 text clusters x 3 image clusters
 
@@ -222,14 +230,15 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
     texts = None if "text" in config.towers else caption_features(base, data)  # a text tower that stays as it is
     image, text = pair_features(base, data, texts)
     labels = joint_clusters(image, text, config.clusters, config.seed)
-    stages: list[dict[str, Any]] = [{"stage": 0, "clusters": int(len(np.unique(labels))), "wall_s": round(time.perf_counter() - t0, 1)}]
+    stages: list[dict[str, Any]] = [{"stage": 0, "clusters": len(np.unique(labels)), "wall_s": round(time.perf_counter() - t0, 1)}]
     experts = {t: {i: [copy.deepcopy(tower_blocks(base, t)[i].mlp)] for i in idx} for t, idx in towers.items()}
     for stage in range(1, config.experts):
         ts = time.perf_counter()
         student = copy.deepcopy(base)
         params = trainable_only(student, ffn_names(config.towers))
         rng = np.random.default_rng([config.seed, stage])
-        batches = endless(lambda: cluster_batches(labels, config.batch_size, min(config.min_batch, config.batch_size), rng))
+        smallest = min(config.min_batch, config.batch_size)
+        batches = endless(lambda labels=labels, rng=rng, smallest=smallest: cluster_batches(labels, config.batch_size, smallest, rng))
         sizes = np.bincount(np.unique(labels, return_inverse=True)[1])
         losses = fit(student, data, batches, params, config.stage_steps, config.lr, config.weight_decay, config.warmup,
                      config.label_smoothing, config.seed + stage, phase=f"stage {stage}/{config.experts - 1}", progress=progress,
@@ -237,13 +246,12 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
         for t, idx in towers.items():
             for i in idx:
                 experts[t][i].append(copy.deepcopy(tower_blocks(student, t)[i].mlp))
-        smallest = min(config.min_batch, config.batch_size)
         used = int(sum(n // config.batch_size * config.batch_size + (n % config.batch_size if n % config.batch_size >= smallest else 0)
                        for n in sizes))  # pairs that the within-cluster batches reach
         if stage < config.experts - 1:
             image, text = pair_features(student, data, texts)
             labels = labels * config.clusters**2 + joint_clusters(image, text, config.clusters, config.seed + stage)
-        stages.append({"stage": stage, "clusters": int(len(sizes)), "pairs_in_batches": used, "loss": _loss_summary(losses),
+        stages.append({"stage": stage, "clusters": len(sizes), "pairs_in_batches": used, "loss": _loss_summary(losses),
                        "wall_s": round(time.perf_counter() - ts, 1)})  # fmt: skip
     moe = copy.deepcopy(base)
     for t, idx in towers.items():  # each block's experts live in the MoE only; the dense mlps are replaced
