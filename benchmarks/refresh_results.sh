@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark whose figures the README shows, each writing benchmarks/results/NAME.json, then
-# rewrite the README's tables from those files. About 75 minutes on 2 cores.
+# rewrite the README's tables from those files. About 95 minutes on 2 cores.
 #     bash benchmarks/refresh_results.sh [NAME ...]    # only the runs whose file name starts with NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,7 @@ runs=(
     "label_free|benchmarks/label_free.py"
     "label_free_embedding|benchmarks/label_free.py --ssl-tokens embedding"
     "multilingual|benchmarks/multilingual.py"
+    "moe|benchmarks/moe.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -19,6 +19,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Multilingual #1 | exec'd as written (the bundled shapes-multi, 40 synthetic scenes) |
+| Mixture of experts (CLIP-MoE) #1 | ``synthetic:120``, 1 step per stage and of the router, batch 8; then ``classify`` on the folder it wrote |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
 | Layout #1 | not run: a file tree, not code |
 """
@@ -50,6 +51,7 @@ HOW = {
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
     "Multilingual #1": "exec",
+    "Mixture of experts (CLIP-MoE) #1": "run",
     "Layout #1": "not run: a file tree",
 }
 
@@ -63,6 +65,7 @@ SHRINK = [
     (r"^(cliplab train)\b(?!.*--steps)", r"\1 --steps 2 --batch-size 8"),
     (r"^(cliplab train)\b", r"\1 --eval-n 0"),  # no evaluation on synthetic scenes after 2 steps
     (r"^(cliplab adapt)\b(?!.*--methods)", r"\1 --methods zeroshot,gda,tip"),  # the fast heads only
+    (r"^(cliplab moe upcycle .*)synthetic:16", r"\1synthetic:120 --stage-steps 1 --router-steps 1 --batch-size 8"),
     (r"--batch-size \d+", "--batch-size 8"),
     (r"--shots [\d,]+", "--shots 1,2"),
     (r"--seeds [\d,]+", "--seeds 1"),

@@ -42,6 +42,7 @@ def _register() -> None:
         embed,
         evaluate,
         inspect,
+        moe,
         search,
         segment,
         support,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "cliplab_model.json"
 # kind -> "module:function(folder, manifest, device, precision) -> Model"
-LOADERS: dict[str, str] = {"clip": "cliplab.models.folder:load_clip_folder"}
+LOADERS: dict[str, str] = {"clip": "cliplab.models.folder:load_clip_folder", "moe": "cliplab.models.moe:load_moe_folder"}
 
 
 def is_model_folder(path: str | os.PathLike) -> bool:

@@ -1,0 +1,108 @@
+"""CLIP-MoE upcycling at toy size: within-cluster batches, every stage from the base, the folder it writes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cliplab.errors import InputError
+from cliplab.models import load_model
+from cliplab.models.moe import MoEMLP, tower_blocks
+from cliplab.train import UpcycleConfig, upcycle_model
+from cliplab.train import upcycle as up
+
+TOY = UpcycleConfig(experts=3, top_k=2, stage_steps=2, router_steps=2, batch_size=16, min_batch=4, warmup=1)
+
+
+def test_cluster_batches_hold_one_cluster_each_and_skip_small_clusters():
+    labels = np.array([0] * 40 + [1] * 3 + [2] * 20)
+    batches = up.cluster_batches(labels, 16, 4, np.random.default_rng(0))
+    assert all(len(np.unique(labels[b])) == 1 for b in batches)
+    assert all(4 <= len(b) <= 16 for b in batches)
+    covered = np.concatenate(batches)
+    assert len(np.unique(covered)) == len(covered) == 60  # cluster 1 (3 rows) left out, the rest once each
+    assert 1 not in set(labels[covered])
+
+
+def test_the_smoothed_loss_is_cross_entropy_against_smoothed_targets():
+    g = torch.Generator().manual_seed(0)
+    image, text = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    ids = torch.arange(5)
+    loss = up.smoothed_clip_loss(image, text, torch.tensor(10.0), ids, 0.1)
+    logits = 10 * torch.nn.functional.normalize(image, dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T
+    expected = (torch.nn.functional.cross_entropy(logits, ids, label_smoothing=0.1) +
+                torch.nn.functional.cross_entropy(logits.T, ids, label_smoothing=0.1)) / 2  # fmt: skip
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.fixture(scope="module")
+def upcycled(tmp_path_factory):
+    """A toy run, with the FFN weights each stage started from recorded."""
+    starts = []
+    fit = up.fit
+
+    def recording(module, *args, **kwargs):
+        if kwargs.get("phase", "").startswith("stage"):
+            starts.append([b.mlp.c_fc.weight.detach().clone() for b in tower_blocks(module, "image")])
+        return fit(module, *args, **kwargs)
+
+    up.fit = recording
+    try:
+        out = tmp_path_factory.mktemp("moe") / "model"
+        upcycle_model("cliplab:shapes-vit", "synthetic:80", out, TOY)
+    finally:
+        up.fit = fit
+    return out, starts
+
+
+def test_every_stage_starts_from_the_base_and_the_experts_are_the_stages_ffns(upcycled):
+    out, starts = upcycled
+    base = load_model("cliplab:shapes-vit", device="cpu").torch_module
+    base_fc = [b.mlp.c_fc.weight for b in tower_blocks(base, "image")]
+    assert len(starts) == TOY.experts - 1
+    for start in starts:
+        for got, want in zip(start, base_fc):
+            torch.testing.assert_close(got, want)
+    moe = load_model(str(out), device="cpu").torch_module
+    for block, dense in zip(tower_blocks(moe, "image"), tower_blocks(base, "image")):
+        assert isinstance(block.mlp, MoEMLP) and block.mlp.n_experts == 3
+        torch.testing.assert_close(block.mlp.experts[0].c_fc.weight, dense.mlp.c_fc.weight)
+        assert not torch.equal(block.mlp.experts[1].c_fc.weight, dense.mlp.c_fc.weight)
+        torch.testing.assert_close(block.attn.in_proj_weight, dense.attn.in_proj_weight)  # only FFNs trained
+    for b in tower_blocks(moe, "text"):  # the text tower was left as it is
+        assert not isinstance(b.mlp, MoEMLP)
+    torch.testing.assert_close(moe.token_embedding.weight, base.token_embedding.weight)
+
+
+def test_the_folder_says_what_was_run(upcycled):
+    out, _ = upcycled
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "cliplab:shapes-vit" and summary["pairs"] == 80
+    assert [s["stage"] for s in summary["stages"]] == [0, 1, 2]
+    assert summary["active_parameters"] < summary["parameters"]
+    assert summary["wall_s"] > 0 and summary["cpu_s"] > 0
+    manifest = json.loads((out / "cliplab_model.json").read_text())
+    assert manifest["kind"] == "moe" and manifest["moe"] == {"experts": 3, "top_k": 2, "blocks": {"image": [0, 1, 2, 3]}}
+
+
+def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
+    out, _ = upcycled
+    with pytest.raises(InputError, match="not empty"):
+        upcycle_model("cliplab:shapes-vit", "synthetic:80", out, TOY)
+    with pytest.raises(InputError, match="already a mixture of experts"):
+        upcycle_model(str(out), "synthetic:80", tmp_path / "again", TOY)
+    with pytest.raises(InputError, match="top-k"):
+        UpcycleConfig(experts=2, top_k=3).check()
+
+
+def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):
+    out = tmp_path / "moe"
+    result = cli("moe", "upcycle", "--data", "synthetic:160", "--out", out, "--experts", "2", "--top-k", "1", "--stage-steps", "1",
+                 "--router-steps", "1", "--batch-size", "16", "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "active" in result.stdout and (out / "cliplab_model.json").is_file()
+    result = cli("embed", "--model", out, "--images", "synthetic:3", "--out", tmp_path / "feats", "--no-cache")
+    assert result.exit_code == 0, result.output
+    again = cli("moe", "upcycle", "--data", "synthetic:48", "--out", out, "--no-progress")
+    assert again.exit_code == 2 and "not empty" in again.stderr
