@@ -46,6 +46,7 @@ def _register() -> None:
         segment,
         support,
         train,
+        un2clip,
     )
 
 
