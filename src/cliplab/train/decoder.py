@@ -93,6 +93,14 @@ def augment(emb: torch.Tensor, noise: float, generator: torch.Generator | None =
     return F.normalize(emb + eps * (noise / emb.shape[-1] ** 0.5), dim=-1)
 
 
-def reconstruction_loss(decoder: nn.Module, emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the decoded image: the Gaussian negative log-likelihood up to constants."""
-    return F.mse_loss(decoder(emb), target)
+def pooled(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``images`` area-averaged to ``size`` x ``size`` (unchanged at their own size)."""
+    return images if images.shape[-1] == size else F.adaptive_avg_pool2d(images, size)
+
+
+def reconstruction_loss(decoder: nn.Module, emb: torch.Tensor, target: torch.Tensor, loss_size: int = DECODER_SIZE) -> torch.Tensor:
+    """Mean squared error of the decoded image against ``target``, both area-averaged to ``loss_size`` px:
+    the negative log-likelihood (up to constants) of a Gaussian with fixed variance on those cell means.
+    Below 64 px, background texture (stripes, checks, noise) averages out and the objects' colours and
+    places carry the loss."""
+    return F.mse_loss(pooled(decoder(emb), loss_size), pooled(target, loss_size))

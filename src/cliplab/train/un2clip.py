@@ -58,11 +58,14 @@ class Un2ClipConfig:
     batch_size: int = 64
     anchor: float = 1.0  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
     noise: float = 0.2  # unCLIP noise augmentation of the condition (norm of the added noise)
+    loss_size: int = 64  # the reconstruction loss compares images area-averaged to this many pixels a side
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
 
     def check(self) -> "Un2ClipConfig":
+        if not 1 <= self.loss_size <= 64 or 64 % self.loss_size:
+            raise InputError(f"un2clip: loss_size must divide 64 (64, 32, 16, 8 ...), got {self.loss_size}")
         for name in ("decoder_steps", "steps", "batch_size", "decoder_width"):
             if getattr(self, name) < (0 if name.endswith("steps") else 1):
                 raise InputError(f"un2clip: {name} must be {'>= 0' if name.endswith('steps') else '>= 1'}, got {getattr(self, name)}")
@@ -194,7 +197,7 @@ def train_decoder(embeddings: torch.Tensor, targets: torch.Tensor, config: Un2Cl
     losses: list[float] = []
     bar = _bar(config.decoder_steps, "un2clip decoder", progress)
     for step, idx in enumerate(_batches(len(embeddings), config.batch_size, config.decoder_steps, gen), start=1):
-        loss = reconstruction_loss(decoder, augment(embeddings[idx], config.noise, gen), targets[idx])
+        loss = reconstruction_loss(decoder, augment(embeddings[idx], config.noise, gen), targets[idx], config.loss_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -245,7 +248,7 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder, pixels: torch.
         for step, idx in enumerate(_batches(len(pixels), config.batch_size, config.steps, gen), start=1):
             dev = model.device
             emb = F.normalize(model.image_features(pixels[idx].to(dev)).float(), dim=-1)
-            recon = reconstruction_loss(decoder, augment(emb, config.noise, gen), targets[idx].to(dev))
+            recon = reconstruction_loss(decoder, augment(emb, config.noise, gen), targets[idx].to(dev), config.loss_size)
             anchor = (emb - anchors[idx].to(dev)).pow(2).sum(-1).mean()
             loss = recon + config.anchor * anchor
             optimizer.zero_grad(set_to_none=True)
