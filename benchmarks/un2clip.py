@@ -51,7 +51,12 @@ def main() -> None:
     from cliplab.evaluate.scenes import single_object_scenes, zero_shot_attribute
     from cliplab.evaluate.tasks.mmvp import run_mmvp
     from cliplab.models import load_model
-    from cliplab.train.un2clip import Un2ClipConfig, save_un2clip, training_images, un2clip
+    from cliplab.train.un2clip import (
+        Un2ClipConfig,
+        run_un2clip,
+        save_un2clip,
+        training_images,
+    )
 
     torch.set_num_threads(args.threads)
     machine = print_machine()
@@ -73,7 +78,7 @@ def main() -> None:
     images = training_images(args.data)
     tuned = copy.deepcopy(start)
     wall, cpu = time.perf_counter(), time.process_time()
-    result = un2clip(tuned, images, config, on_log=lambda r: print(r, flush=True))
+    result = run_un2clip(tuned, images, config, on_log=lambda r: print(r, flush=True))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"un2clip: {len(images)} images, {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
     if args.out:

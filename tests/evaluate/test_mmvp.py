@@ -36,7 +36,7 @@ def test_twins_differ_in_the_one_detail_of_their_kind(kind):
 
 def test_pair_scores_and_separation_against_direct_computation():
     rng = np.random.default_rng(0)
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
     ia, ib, ta, tb = (unit(rng.normal(size=(6, 5))) for _ in range(4))
     s = mmvp.pair_scores(ia, ib, ta, tb)
     for i in range(6):

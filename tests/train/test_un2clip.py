@@ -18,12 +18,12 @@ from cliplab.train.un2clip import (
     finetune_image_tower,
     load_decoder,
     preprocess_all,
+    run_un2clip,
     save_un2clip,
     train_decoder,
-    un2clip,
 )
 
-FAST = dict(batch_size=8, decoder_width=4)
+FAST = {"batch_size": 8, "decoder_width": 4}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_un2clip_writes_a_model_folder_that_loads_as_the_tuned_model(tiny_model,
 
     model = load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
     identity = model.identity
-    result = un2clip(model, scenes, Un2ClipConfig(decoder_steps=4, steps=3, lr=1e-3, **FAST))
+    result = run_un2clip(model, scenes, Un2ClipConfig(decoder_steps=4, steps=3, lr=1e-3, **FAST))
     assert model.identity != identity  # the cache key follows the new weights
     summary = result.summary()
     assert summary["n_images"] == 16 and set(summary["times"]) == {"embed", "decoder", "finetune"}
@@ -134,16 +134,16 @@ def test_un2clip_writes_a_model_folder_that_loads_as_the_tuned_model(tiny_model,
 
 
 def test_a_failed_save_leaves_no_folder(tiny_model, tiny_model_files, scenes, tmp_path, monkeypatch):
-    import cliplab.models.folder as folder
+    from cliplab.models import folder
 
-    result = un2clip(copy.deepcopy(tiny_model), scenes[:4], Un2ClipConfig(decoder_steps=1, steps=1, **FAST))
+    result = run_un2clip(copy.deepcopy(tiny_model), scenes[:4], Un2ClipConfig(decoder_steps=1, steps=1, **FAST))
     monkeypatch.setattr(folder, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with pytest.raises(OSError):
         save_un2clip(result, tmp_path / "u2", tiny_model_files["spec"])
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("bad", [dict(steps=-1), dict(lr=0.0), dict(anchor=-1.0), dict(batch_size=0)])
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"lr": 0.0}, {"anchor": -1.0}, {"batch_size": 0}])
 def test_bad_settings_are_refused_in_one_line(bad):
     with pytest.raises(InputError, match=next(iter(bad))):
         Un2ClipConfig(**bad).check()

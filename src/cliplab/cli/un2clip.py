@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -20,25 +21,28 @@ from cliplab.cli.common import (
 from cliplab.errors import InputError
 
 DEFAULT_DATA = "synthetic:4000"
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (new or empty): model.safetensors, cliplab_model.json, "
+                                         "decoder.safetensors, un2clip.json; --model OUT loads it on every command.")]
 
 
 @app.command("un2clip")
 def un2clip_command(
+    out: OutOption,
     model: ModelOption = DEFAULT_MODEL,
     pretrained: PretrainedOption = None,
     precision: PrecisionOption = DEFAULT_PRECISION,
     data: str = typer.Option(DEFAULT_DATA, "--data", "--images", "-i", help="Training images (captions are not used): a folder, a manifest, .tar shards, or synthetic:<n>[:seed] "
-                             "(scenes of the train split)."),  # fmt: skip
-    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (new or empty): model.safetensors, cliplab_model.json, "
-                             "decoder.safetensors, un2clip.json; --model OUT loads it on every command."),  # fmt: skip
+                             "(scenes of the train split)."),
     decoder_steps: int = typer.Option(1500, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
     steps: int = typer.Option(300, "--steps", min=0, help="Stage 2: image-tower steps through the frozen decoder."),
     lr: float = typer.Option(1e-5, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
     decoder_lr: float = typer.Option(2e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per step, both stages."),
     anchor: float = typer.Option(1.0, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
-                                 "embedding to the starting model's (0: none)."),  # fmt: skip
+                                 "embedding to the starting model's (0: none)."),
     noise: float = typer.Option(0.2, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    loss_size: int = typer.Option(64, "--loss-size", help="Compare decoded and real images area-averaged to this many pixels a side "
+                                  "(a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the decoder's initialisation, the batches and the noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     progress: ProgressOption = True,
@@ -51,20 +55,25 @@ def un2clip_command(
     The text tower is not changed. Measure the result with 'cliplab eval mmvp --model OUT'.
     """
     from cliplab.models import load_model
-    from cliplab.train.un2clip import Un2ClipConfig, save_un2clip, training_images, un2clip
+    from cliplab.train.un2clip import (
+        Un2ClipConfig,
+        run_un2clip,
+        save_un2clip,
+        training_images,
+    )
 
     with user_errors(), warnings_as_lines():
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
         config = Un2ClipConfig(decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size,
-                               anchor=anchor, noise=noise, seed=seed).check()  # fmt: skip
+                               anchor=anchor, noise=noise, loss_size=loss_size, seed=seed).check()  # fmt: skip
         images = training_images(data)
         if len(images) < 2:
             raise InputError(f"--data {data}: un2clip needs at least 2 images, found {len(images)}")
         clip = load_model(model, pretrained=pretrained, precision=getattr(precision, "value", precision), device=device)
         if progress:
             typer.echo(f"un2clip: {clip.name}, {len(images)} images; decoder {decoder_steps} steps, image tower {steps} steps", err=True)
-        result = un2clip(clip, images, config, progress=progress)
+        result = run_un2clip(clip, images, config, progress=progress)
         save_un2clip(result, out, model)  # atomic: a failure leaves no folder
     s = result.summary()
     dec, ft = s["decoder"]["loss"], s["finetune"]

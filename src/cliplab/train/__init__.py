@@ -3,6 +3,8 @@
 from cliplab._lazy import lazy_exports
 from cliplab.train.config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "Un2ClipConfig", "Un2ClipResult", "run_un2clip", "save_un2clip", "train"]
 # the trainer (and torch) load on first use, so the command line's options cost no torch import
-__getattr__, __dir__ = lazy_exports("cliplab.train", dict.fromkeys(("TrainResult", "train"), "cliplab.train.trainer"), globals())
+__getattr__, __dir__ = lazy_exports("cliplab.train", {**dict.fromkeys(("TrainResult", "train"), "cliplab.train.trainer"),
+                                                     **dict.fromkeys(("Un2ClipConfig", "Un2ClipResult", "run_un2clip", "save_un2clip"), "cliplab.train.un2clip")},
+                                    globals())  # fmt: skip

@@ -19,6 +19,8 @@ unCLIP's ``noise_level``) is :func:`augment`.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +57,7 @@ class EmbeddingDecoder(nn.Module):
         chans = (4 * width, 4 * width, 2 * width, width)  # at 4, 8, 16, 32 px
         self.cond = nn.Sequential(nn.Linear(embed_dim, 8 * width), nn.SiLU(), nn.Linear(8 * width, 8 * width))
         self.stem = nn.Linear(embed_dim, chans[0] * 16)
-        self.blocks = nn.ModuleList(FiLMBlock(a, b, 8 * width) for a, b in zip(chans[:-1], chans[1:]))
+        self.blocks = nn.ModuleList(FiLMBlock(a, b, 8 * width) for a, b in itertools.pairwise(chans))
         self.out = nn.Conv2d(chans[-1], 3, 3, padding=1)
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,13 @@ import torch.nn.functional as F
 
 from cliplab.errors import InputError
 from cliplab.models.base import ImageInput, Model, to_pil
-from cliplab.train.decoder import EmbeddingDecoder, augment, decoder_target, new_decoder, reconstruction_loss
+from cliplab.train.decoder import (
+    EmbeddingDecoder,
+    augment,
+    decoder_target,
+    new_decoder,
+    reconstruction_loss,
+)
 
 DECODER_FILE = "decoder.safetensors"
 SUMMARY_FILE = "un2clip.json"
@@ -63,7 +69,7 @@ class Un2ClipConfig:
     grad_clip: float = 1.0
     seed: int = 0
 
-    def check(self) -> "Un2ClipConfig":
+    def check(self) -> Un2ClipConfig:
         if not 1 <= self.loss_size <= 64 or 64 % self.loss_size:
             raise InputError(f"un2clip: loss_size must divide 64 (64, 32, 16, 8 ...), got {self.loss_size}")
         for name in ("decoder_steps", "steps", "batch_size", "decoder_width"):
@@ -80,7 +86,7 @@ class Un2ClipConfig:
 
 @dataclass
 class Un2ClipResult:
-    """What :func:`un2clip` made and measured: the tuned ``model`` (the one given, changed in place), the
+    """What :func:`run_un2clip` made and measured: the tuned ``model`` (the one given, changed in place), the
     frozen ``decoder``, each stage's loss per step and its wall and CPU seconds."""
 
     model: Model
@@ -281,7 +287,7 @@ def _weights_changed(model: Model) -> None:
             setattr(model, name, None)
 
 
-def un2clip(model: Model, images: Sequence[ImageInput] | torch.Tensor, config: Un2ClipConfig | None = None, *,
+def run_un2clip(model: Model, images: Sequence[ImageInput] | torch.Tensor, config: Un2ClipConfig | None = None, *,
             progress: bool = False, on_log: Callable[[dict], Any] | None = None) -> Un2ClipResult:  # fmt: skip
     """Run both stages on ``images`` (PIL images, paths, arrays, or an already preprocessed NCHW tensor):
     train the decoder on the frozen model's embeddings, then tune ``model``'s image tower (in place)

@@ -17,8 +17,8 @@ model that only spreads every embedding apart gains nothing).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
