@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--anchor", type=float, default=None)
     p.add_argument("--noise", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--loss-size", type=int, default=None)
     p.add_argument("--pairs", type=int, default=500, help="twin pairs per kind")
     p.add_argument("--pairs-seed", type=int, default=2028)
     p.add_argument("--eval-n", type=int, default=500, help="single-object scenes for zero-shot accuracy")
@@ -60,7 +61,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     machine = print_machine()
-    given = {k: getattr(args, k) for k in ("decoder_steps", "steps", "lr", "anchor", "noise", "batch_size") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("decoder_steps", "steps", "lr", "anchor", "noise", "batch_size", "loss_size") if getattr(args, k) is not None}
     config = Un2ClipConfig(**given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

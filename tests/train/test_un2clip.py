@@ -147,3 +147,22 @@ def test_a_failed_save_leaves_no_folder(tiny_model, tiny_model_files, scenes, tm
 def test_bad_settings_are_refused_in_one_line(bad):
     with pytest.raises(InputError, match=next(iter(bad))):
         Un2ClipConfig(**bad).check()
+
+
+@pytest.mark.slow
+def test_un2clip_on_the_bundled_vit_lowers_reconstruction_and_keeps_zero_shot_shape():
+    """A short run from cliplab:shapes-vit (minutes on 2 cores): stage 2 lowers the frozen decoder's loss
+    and zero-shot shape stays within 2 points (the MMVP figures are the benchmark's, benchmarks/un2clip.py)."""
+    from cliplab.evaluate.scenes import single_object_scenes, zero_shot_attribute
+    from cliplab.models import load_model
+    from cliplab.train.un2clip import training_images
+
+    model = load_model("cliplab:shapes-vit", device="cpu")
+    singles = single_object_scenes(300, seed=2026)
+    before = zero_shot_attribute(model, model.encode_images([r.image for r in singles]), singles, "shape").accuracy
+    result = run_un2clip(model, training_images("synthetic:1000"), Un2ClipConfig(decoder_steps=300, steps=100, loss_size=16, lr=3e-4, batch_size=32))
+    recon = [r["reconstruction"] for r in result.losses]
+    assert np.mean(recon[-10:]) < np.mean(recon[:10])
+    assert np.mean(result.decoder_losses[-20:]) < 0.9 * np.mean(result.decoder_losses[:20])
+    after = zero_shot_attribute(model, model.encode_images([r.image for r in singles]), singles, "shape").accuracy
+    assert abs(after - before) <= 0.02
