@@ -503,8 +503,8 @@ def print_result(result) -> None:
             table.add_row(r.skill, r.variant, str(r.n), f"{r.accuracy:.3f}", f"{r.chance:.3f}")
     elif result.task == "mmvp":
         table = Table(title=f"mmvp — {result.model} — {result.dataset}")
-        for col in ("kind", "captions", "n", "pair_accuracy", "image_accuracy", "twin_cosine", "blind_rate", "separation"):
-            table.add_column(col, justify="left" if col in ("kind", "captions") else "right")
+        for col in ("kind", "captions", "n", "pair acc", "image acc", "cosine", "blind", "separation"):  # short: 80 columns
+            table.add_column(col, justify="left" if col in ("kind", "captions") else "right", no_wrap=col == "kind")
         for r in result.rows:
             table.add_row(r.kind, r.captions, str(r.n), *(f"{getattr(r, k):.3f}" for k in ("pair_accuracy", "image_accuracy", "twin_cosine", "blind_rate", "separation")))
     elif result.task == "ood":
