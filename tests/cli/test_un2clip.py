@@ -32,3 +32,18 @@ def test_refusals_are_one_line_and_leave_nothing(cli, model_args, tmp_path):
     result = cli("un2clip", *model_args, "--data", "synthetic:8", "--out", tmp_path / "b", "--lr", "0", *FAST)
     assert result.exit_code == 2 and "lr" in result.stderr and not (tmp_path / "b").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["full"]
+
+
+def test_the_flags_default_to_the_library_settings(app):
+    """The command's defaults are ``Un2ClipConfig``'s (the command line loads no torch, so it repeats them)."""
+    import dataclasses
+
+    import typer
+
+    from cliplab.train.un2clip import Un2ClipConfig
+
+    command = typer.main.get_command(app).get_command(None, "un2clip")
+    defaults = {p.name: p.default for p in command.params}
+    library = dataclasses.asdict(Un2ClipConfig())
+    assert set(library) - set(defaults) == {"decoder_width", "weight_decay", "grad_clip"}  # library-only settings
+    assert {k: defaults[k] for k in library if k in defaults} == {k: v for k, v in library.items() if k in defaults}
