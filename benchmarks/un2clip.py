@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=500, help="twin pairs per kind")
     p.add_argument("--pairs-seed", type=int, default=2028)
     p.add_argument("--eval-n", type=int, default=500, help="single-object scenes for zero-shot accuracy")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared machine the CPU seconds are the time one quiet core needs)")
     p.add_argument("--out", default=None, help="also write the tuned model folder here")
     add_json_option(p)
     args = p.parse_args()

@@ -35,13 +35,14 @@ def un2clip_command(
                              "(scenes of the train split)."),
     decoder_steps: int = typer.Option(1500, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
     steps: int = typer.Option(300, "--steps", min=0, help="Stage 2: image-tower steps through the frozen decoder."),
-    lr: float = typer.Option(1e-5, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
+    lr: float = typer.Option(3e-4, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
     decoder_lr: float = typer.Option(2e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per step, both stages."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Stage 2: images per step."),
+    decoder_batch_size: int = typer.Option(64, "--decoder-batch-size", min=1, help="Stage 1: images per step."),
     anchor: float = typer.Option(1.0, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
                                  "embedding to the starting model's (0: none)."),
-    noise: float = typer.Option(0.2, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
-    loss_size: int = typer.Option(64, "--loss-size", help="Compare decoded and real images area-averaged to this many pixels a side "
+    noise: float = typer.Option(0.4, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    loss_size: int = typer.Option(16, "--loss-size", help="Compare decoded and real images area-averaged to this many pixels a side "
                                   "(a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the decoder's initialisation, the batches and the noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
@@ -65,7 +66,7 @@ def un2clip_command(
     with user_errors(), warnings_as_lines():
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
-        config = Un2ClipConfig(decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size,
+        config = Un2ClipConfig(decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size, decoder_batch_size=decoder_batch_size,
                                anchor=anchor, noise=noise, loss_size=loss_size, seed=seed).check()  # fmt: skip
         images = training_images(data)
         if len(images) < 2:

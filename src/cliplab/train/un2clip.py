@@ -24,7 +24,6 @@ Only images are used; the text tower and the logit scale stay bit for bit as the
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -59,12 +58,13 @@ class Un2ClipConfig:
     decoder_steps: int = 1500  # stage 1: decoder steps on frozen embeddings
     decoder_lr: float = 2e-3
     decoder_width: int = 16  # channels of the decoder's finest (32-px) block
+    decoder_batch_size: int = 64
     steps: int = 300  # stage 2: image-tower steps through the frozen decoder
-    lr: float = 1e-5  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
-    batch_size: int = 64
+    lr: float = 3e-4  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
+    batch_size: int = 32  # stage 2
     anchor: float = 1.0  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
-    noise: float = 0.2  # unCLIP noise augmentation of the condition (norm of the added noise)
-    loss_size: int = 64  # the reconstruction loss compares images area-averaged to this many pixels a side
+    noise: float = 0.4  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
+    loss_size: int = 16  # the reconstruction loss compares images area-averaged to this many pixels a side
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
@@ -72,7 +72,7 @@ class Un2ClipConfig:
     def check(self) -> Un2ClipConfig:
         if not 1 <= self.loss_size <= 64 or 64 % self.loss_size:
             raise InputError(f"un2clip: loss_size must divide 64 (64, 32, 16, 8 ...), got {self.loss_size}")
-        for name in ("decoder_steps", "steps", "batch_size", "decoder_width"):
+        for name in ("decoder_steps", "steps", "batch_size", "decoder_batch_size", "decoder_width"):
             if getattr(self, name) < (0 if name.endswith("steps") else 1):
                 raise InputError(f"un2clip: {name} must be {'>= 0' if name.endswith('steps') else '>= 1'}, got {getattr(self, name)}")
         for name in ("decoder_lr", "lr"):
@@ -202,7 +202,7 @@ def train_decoder(embeddings: torch.Tensor, targets: torch.Tensor, config: Un2Cl
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     bar = _bar(config.decoder_steps, "un2clip decoder", progress)
-    for step, idx in enumerate(_batches(len(embeddings), config.batch_size, config.decoder_steps, gen), start=1):
+    for step, idx in enumerate(_batches(len(embeddings), config.decoder_batch_size, config.decoder_steps, gen), start=1):
         loss = reconstruction_loss(decoder, augment(embeddings[idx], config.noise, gen), targets[idx], config.loss_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -349,7 +349,3 @@ def load_decoder(path: str | os.PathLike) -> EmbeddingDecoder:
     decoder.load_state_dict(load_file(str(path)))
     return decoder.eval().requires_grad_(False)
 
-
-def frozen_copy(model: Model) -> Model:
-    """A deep copy of ``model`` (to keep the starting point beside the tuned one)."""
-    return copy.deepcopy(model)
