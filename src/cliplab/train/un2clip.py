@@ -52,8 +52,8 @@ SUMMARY_FILE = "un2clip.json"
 
 @dataclass
 class Un2ClipConfig:
-    """Settings of both stages. The defaults run in about 20 minutes on a quiet 2-core CPU with
-    ``cliplab:shapes-vit`` and 4,000 training scenes (measured figures in the README)."""
+    """Settings of both stages. With ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took
+    349 CPU seconds (one thread; 483 s wall on a shared 2-core machine): see the README's un²CLIP figures."""
 
     decoder_steps: int = 1500  # stage 1: decoder steps on frozen embeddings
     decoder_lr: float = 2e-3
