@@ -249,7 +249,7 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder, pixels: torch.
     gen = torch.Generator().manual_seed(config.seed + 1)
     records: list[dict[str, float]] = []
     bar = _bar(config.steps, "un2clip image tower", progress)
-    module.train()
+    module.eval()  # batch-norm statistics (a ResNet tower) stay the starting model's, as when the anchors were computed
     try:
         for step, idx in enumerate(_batches(len(pixels), config.batch_size, config.steps, gen), start=1):
             dev = model.device
