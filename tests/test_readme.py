@@ -16,6 +16,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Label-free adaptation #1 | run on ``photos/`` (its shape subfolders only score the stages), ``[--descriptors ...]`` dropped |
 | Non-transferable prompts (IP-CLIP) #1 | exec'd as written (the bundled shapes-vit, 16 drawn images, 2 epochs) |
 | Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
+| un²CLIP #1 | ``synthetic:16``, 2 decoder steps and 2 tower steps; ``eval mmvp`` on 4 pairs per kind |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Multilingual #1 | exec'd as written (the bundled shapes-multi, 40 synthetic scenes) |
@@ -47,6 +48,7 @@ HOW = {
     "Label-free adaptation #1": "run",
     "Non-transferable prompts (IP-CLIP) #1": "exec",
     "Multi-level features #1": "exec",
+    "un²CLIP #1": "run",
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
@@ -69,6 +71,8 @@ SHRINK = [
     (r"--batch-size \d+", "--batch-size 8"),
     (r"--shots [\d,]+", "--shots 1,2"),
     (r"--seeds [\d,]+", "--seeds 1"),
+    (r"^(cliplab un2clip)\b", r"\1 --decoder-steps 2 --steps 2 --batch-size 8"),
+    (r"^(cliplab eval mmvp)\b", r"\1 --pairs 4"),
     (r"openclip:ViT-B-32\b", "openclip:cliplab-test-tiny"),  # conftest's tiny architecture, random weights
 ]
 

@@ -30,6 +30,7 @@ TASK_ARGS = {
     "diagnostics": ["--images", "synthetic:24"],
     "generation": ["--images", "synthetic:24"],
     "skills": ["--scenes", "4"],
+    "mmvp": ["--pairs", "2"],
     "segmentation": ["--images", "synthetic:2"],
 }
 

@@ -14,7 +14,7 @@ FAST = ["--batch-size", "16", "--workers", "0", "--no-progress"]
 
 def test_help_names_the_tasks(cli):
     out = cli("eval", "--help").stdout
-    for word in ("robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "skills", "segmentation"):
+    for word in ("robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "skills", "mmvp", "segmentation"):
         assert word in out
 
 
@@ -26,6 +26,16 @@ def test_skills_json_table_and_report(cli, model_args, tmp_path):
     assert data["task"] == "skills" and set(data["metrics"]) >= {"binding", "spatial", "counting", "long_caption_retrieval"}
     assert "long_caption_retrieval" in result.stdout and "chance" in result.stdout
     assert "Accuracy per skill" in report.read_text()
+
+
+def test_mmvp_json_table_and_report(cli, model_args, tmp_path):
+    out, report = tmp_path / "mmvp.json", tmp_path / "mmvp.html"
+    result = cli("eval", *model_args, "--task", "mmvp", "--pairs", "4", "--seed", "3", "--out", out, "--report", report, "--no-progress")
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["task"] == "mmvp" and set(data["metrics"]) == {"color_swap", "color", "shape", "size", "position"}
+    assert {r["kind"] for r in data["rows"]} == set(data["metrics"]) and "color_swap" in result.stdout
+    assert "blind rate" in report.read_text()
 
 
 def test_ood_and_robustness_json(cli, model_args, tmp_path):
@@ -84,11 +94,12 @@ OWN_OPTIONS = {
     "diagnostics": (["--seed"], "--classnames"),
     "generation": (["--captions", "--reference", "--seed"], "--attribute"),
     "skills": (["--scenes", "--seed"], "--images"),
+    "mmvp": (["--pairs", "--seed"], "--images"),
     "segmentation": (["--method", "--pamr", "--regions", "--refiner", "--templates"], "--recall-k"),
 }
 SHARED = ["--model", "--pretrained", "--precision", "--batch-size", "--progress", "--out", "--report"]
 EMBEDDING = ["--decode", "--cache-dir", "--no-cache", "--workers"]  # the feature store's: only tasks that embed through it
-NOT_EMBEDDING = {"skills", "segmentation"}
+NOT_EMBEDDING = {"skills", "mmvp", "segmentation"}
 
 
 @pytest.mark.parametrize("task", list(OWN_OPTIONS))

@@ -12,7 +12,7 @@ import typer
 EMBEDDING_COMMANDS = ["embed", "classify", "adapt", "inspect fit", "inspect score", "support build", *(f"eval {task}" for task in (
     "zeroshot_classification", "zeroshot_retrieval", "robustness", "calibration", "ood", "fairness", "diagnostics", "generation"))]
 # Commands that load a model without embedding a collection (one image, queries, captions, scenes).
-MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo", "eval skills", "eval segmentation"]
+MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo", "eval skills", "eval mmvp", "eval segmentation", "un2clip"]
 EMBEDDING_OPTIONS = ["--model", "--pretrained", "--precision", "--decode", "--cache-dir", "--no-cache",
                      "--batch-size", "--workers", "--progress"]  # fmt: skip
 

@@ -47,6 +47,7 @@ def _register() -> None:
         segment,
         support,
         train,
+        un2clip,
     )
 
 

@@ -477,6 +477,21 @@ def skills(
     return result, lambda: module.report(result)
 
 
+@task("mmvp", embeds=False)  # it renders and encodes its own twin scenes
+def mmvp(
+    run: Run,
+    pairs: int = typer.Option(300, "--pairs", min=2, help="Twin pairs per kind."),
+    seed: int = typer.Option(2028, "--seed", help=SEED_HELP),
+) -> Outcome:
+    """MMVP-style pairs of synthetic scenes that differ in one detail (colours exchanged; one colour, shape, size or position changed): pair accuracy (both images nearer their own caption) and twin separability."""
+    from cliplab.evaluate.tasks import mmvp as module
+
+    clip = run.clip()
+    with _steps(run.progress) as on_step:
+        result = module.run_mmvp(clip, n=pairs, seed=seed, pretrained=run.pretrained, on_step=on_step)
+    return result, lambda: module.report(result)
+
+
 @task("segmentation", IMAGES, embeds=False)  # dense features, not the feature store
 def segmentation(
     run: Run,
@@ -519,6 +534,12 @@ def print_result(result) -> None:
             table.add_column(col, justify="right" if col in ("n", "accuracy", "chance") else "left")
         for r in result.rows:
             table.add_row(r.skill, r.variant, str(r.n), f"{r.accuracy:.3f}", f"{r.chance:.3f}")
+    elif result.task == "mmvp":
+        table = Table(title=f"mmvp — {result.model} — {result.dataset}")
+        for col in ("kind", "captions", "n", "pair acc", "image acc", "cosine", "blind", "separation"):  # short: 80 columns
+            table.add_column(col, justify="left" if col in ("kind", "captions") else "right", no_wrap=col == "kind")
+        for r in result.rows:
+            table.add_row(r.kind, r.captions, str(r.n), *(f"{getattr(r, k):.3f}" for k in ("pair_accuracy", "image_accuracy", "twin_cosine", "blind_rate", "separation")))
     elif result.task == "ood":
         from cliplab.evaluate.tasks.ood import table as ood_table
 
