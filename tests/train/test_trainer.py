@@ -189,3 +189,10 @@ def test_a_frozen_tower_stays_in_eval_mode_and_keeps_its_batch_norm_statistics(t
     after = module.visual.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # running means and variances included
     assert any("running_mean" in k for k in before)
+
+
+def test_training_leaves_the_global_random_state_alone(tmp_path):
+    model = micro_model(MICRO_VIT_CFG)
+    before = torch.get_rng_state()
+    train(config(tmp_path, steps=2, objectives="clip", ckpt_every=0), model=model)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -574,10 +574,12 @@ def train(config: TrainConfig, model: Model | None = None, resume: bool = False,
           stop_after: int | None = None) -> TrainResult:  # fmt: skip
     """Run ``config`` (optionally on a ready ``model``, on custom ``batches``, with a custom ``evaluate``;
     see :class:`Trainer`), or its steps up to ``stop_after`` (see :meth:`Trainer.run`); what it measured."""
-    trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches, evaluate=evaluate)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
-            return trainer.run(stop_after)
-    finally:
-        trainer.close()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # the run seeds torch from config.seed; the caller's RNG state comes back
+        trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches, evaluate=evaluate)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
+                return trainer.run(stop_after)
+        finally:
+            trainer.close()
