@@ -160,7 +160,7 @@ def test_un2clip_on_the_bundled_vit_lowers_reconstruction_and_keeps_zero_shot_sh
     model = load_model("cliplab:shapes-vit", device="cpu")
     singles = single_object_scenes(300, seed=2026)
     before = zero_shot_attribute(model, model.encode_images([r.image for r in singles]), singles, "shape").accuracy
-    result = run_un2clip(model, training_images("synthetic:1000"), Un2ClipConfig(decoder_steps=300, steps=100, loss_size=16, lr=3e-4, batch_size=32))
+    result = run_un2clip(model, training_images("synthetic:400"), Un2ClipConfig(decoder_steps=100, decoder_batch_size=32, steps=30, loss_size=16, lr=3e-4, batch_size=32))
     recon = [r["reconstruction"] for r in result.losses]
     assert np.mean(recon[-10:]) < np.mean(recon[:10])
     assert np.mean(result.decoder_losses[-20:]) < 0.9 * np.mean(result.decoder_losses[:20])
