@@ -191,8 +191,12 @@ def test_a_frozen_tower_stays_in_eval_mode_and_keeps_its_batch_norm_statistics(t
     assert any("running_mean" in k for k in before)
 
 
-def test_training_leaves_the_global_random_state_alone(tmp_path):
+def test_training_leaves_the_global_random_state_and_the_warnings_filters_alone(tmp_path):
+    import warnings
+
     model = micro_model(MICRO_VIT_CFG)
-    before = torch.get_rng_state()
-    train(config(tmp_path, steps=2, objectives="clip", ckpt_every=0), model=model)
+    before, filters = torch.get_rng_state(), list(warnings.filters)
+    seen = []
+    train(config(tmp_path, steps=2, objectives="clip", ckpt_every=0), model=model, evaluate=lambda m: seen.append(list(warnings.filters)) or {})
     assert torch.equal(torch.get_rng_state(), before)
+    assert seen and all(f == filters for f in seen) and warnings.filters == filters

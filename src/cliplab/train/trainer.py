@@ -14,7 +14,6 @@ import copy
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,8 +577,6 @@ def train(config: TrainConfig, model: Model | None = None, resume: bool = False,
     with torch.random.fork_rng(devices=cuda):  # the run seeds torch from config.seed; the caller's RNG state comes back
         trainer = Trainer(config, model=model, resume=resume, on_log=on_log, batches=batches, evaluate=evaluate)
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*epoch parameter in `scheduler.step\\(\\)`.*")
-                return trainer.run(stop_after)
+            return trainer.run(stop_after)
         finally:
             trainer.close()
