@@ -55,3 +55,11 @@ def test_the_command_line_takes_a_folder_as_model(cli, folder, tmp_path_factory)
     result = cli("classify", "--model", folder, "--images", "synthetic:4", "--classnames", "circle,square", "--out", out, "--no-cache")
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 5
+
+
+def test_a_moved_folder_keeps_its_identity(folder, tmp_path_factory):
+    import shutil
+
+    moved = tmp_path_factory.mktemp("elsewhere") / "model"
+    shutil.copytree(folder, moved)
+    assert load_model(str(moved)).identity == load_model(str(folder)).identity

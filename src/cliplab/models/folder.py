@@ -76,6 +76,7 @@ def load_folder(folder: str | os.PathLike, device=None, precision: str = "fp32")
     manifest = read_manifest(folder)
     module, _, function = LOADERS[manifest["kind"]].partition(":")
     model = getattr(importlib.import_module(module), function)(Path(folder), manifest, device, precision)
+    _ = model.identity  # fixed first (base spec + weights digest), so a moved or copied folder keeps its cached embeddings
     model.name = str(Path(folder).resolve())
     return model
 
