@@ -27,7 +27,7 @@ from cliplab.caption.decoding import beam_search, greedy
 from cliplab.caption.features import CaptionFeatureModel, split_rows
 from cliplab.caption.network import CaptionNet
 from cliplab.caption.vocab import EOT, PAD, SOT, CaptionVocab
-from cliplab.errors import InputError, ModelLoadError
+from cliplab.errors import InputError, ModelLoadError, warn
 
 CONFIG, WEIGHTS = "captioner.json", "captioner.safetensors"
 FORMAT = "cliplab-captioner/1"
@@ -77,7 +77,8 @@ class Captioner:
             return Features(X, ids=[str(i) for i in range(len(X))])
         return embed(self.feature_model(), images, **embed_options)
 
-    def _split(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def split_features(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Caption-feature rows -> (unit image embeddings (N, E), unit grid tokens (N, n, C))."""
         fm = self.feature_model()
         return split_rows(X, fm.base.embed_dim, fm.width)
 
@@ -99,7 +100,7 @@ class Captioner:
                      on_log: Callable[[dict], Any] | None = None) -> Captioner:  # fmt: skip
         """Train on caption-feature rows ``X`` (of :meth:`feature_model`) and their captions."""
         self._check()
-        image, grid = self._split(X)
+        image, grid = self.split_features(X)
         rows, texts = [], []
         for i, caps in enumerate(captions):
             for text in [caps] if isinstance(caps, str) else caps:
@@ -185,7 +186,7 @@ class Captioner:
         limit = self.max_length if max_length is None else int(max_length)
         if not 1 <= limit <= net.max_length:
             raise InputError(f"max_length must be 1..{net.max_length} (the longest caption this captioner was trained for), got {limit}")
-        image, grid = self._split(X)
+        image, grid = self.split_features(X)
         dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
         base = self.feature_model().base
         out: list[str] = []
@@ -261,6 +262,8 @@ class Captioner:
             raise ModelLoadError(f"{folder / CONFIG} is not a cliplab captioner ({FORMAT})")
         cap = cls(model if model is not None else config["model"], concepts=config["concepts"], **config["params"])
         fm = cap.feature_model()
+        if fm.base.name != config["model"]:
+            warn(f"the captioner in {folder} was trained on {config['model']}'s features, not {fm.base.name}'s; its captions may be wrong")
         if (fm.base.embed_dim, fm.width, fm.tokens) != (config["embed_dim"], config["channels"], config["grid_tokens"]):
             raise ModelLoadError(f"the captioner in {folder} was trained on {config['model']} ({config['embed_dim']}-d embedding, "
                                  f"{config['grid_tokens']} x {config['channels']} grid); {fm.base.name} does not give those features")  # fmt: skip
@@ -276,7 +279,10 @@ def bundled_captioner(model: Any = None) -> Path:
     from cliplab.models import DEFAULT_MODEL
 
     name = getattr(model, "name", model) or DEFAULT_MODEL
-    name = {"cliplab:tiny": "cliplab:shapes-tiny"}.get(name, name)
+    if name.startswith("cliplab:"):  # an alias ("cliplab:tiny") names its bundled model
+        from cliplab.models.bundled import canonical_name
+
+        name = "cliplab:" + canonical_name(name.removeprefix("cliplab:"))
     folder = BUNDLED_FOR.get(name)
     if folder is None:
         raise InputError(f"no captioner ships for {name}; train one with `cliplab caption train --model {name} --images SRC --out DIR` "

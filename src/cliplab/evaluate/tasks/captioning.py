@@ -41,7 +41,7 @@ def run_captioning(model, images: ImageSource | str | os.PathLike, captioner: An
         raise InputError(f"{missing} of {len(items)} images of {name!r} have no caption to score against; captioning needs references (synthetic:<n>, a manifest with captions)")
     candidates = cap.caption_features(feats.X, beam=beam)
     metrics: dict[str, float] = caption_scores(candidates, references)
-    X = cap._split(feats.X)[0].numpy()
+    X = cap.split_features(feats.X)[0].numpy()
     T = model.encode_texts(candidates)
     metrics["clip_score"] = clip_score(X, T)
     metrics["ref_clip_score"] = ref_clip_score(X, T, [model.encode_texts(r) for r in references])
