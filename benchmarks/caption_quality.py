@@ -40,7 +40,7 @@ def main() -> None:
     from cliplab.caption import Captioner
     from cliplab.caption.metrics import caption_scores, tokenize
     from cliplab.data import synthetic
-    from cliplab.data.synthetic import POSITIONS, SIZES, SHAPES, full_caption
+    from cliplab.data.synthetic import POSITIONS, SHAPES, SIZES, full_caption
 
     torch.set_num_threads(args.threads)
     machine = print_machine()
@@ -66,7 +66,7 @@ def main() -> None:
         "size and position wrong": caption_scores([wrong_size_and_position(r.spec) for r in records], references),
     }
     singles = [(c, r) for c, r in zip(captions, records) if len(r.objects) == 1]
-    words = lambda c: set(tokenize(c).split())  # noqa: E731
+    words = lambda c: set(tokenize(c).split())
     right_shape = float(np.mean([words(c) & set(SHAPES) == {r.objects[0]["shape"]} for c, r in singles])) if singles else float("nan")
 
     def any_order(spec) -> set[str]:

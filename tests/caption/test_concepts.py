@@ -28,7 +28,7 @@ def test_the_scorer_ranks_by_its_own_scores():
     concepts = torch.randn(10, 8, generator=gen)
     images = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen), dim=-1)
     extractor = ConceptExtractor(concepts, hidden=16, scored=True)
-    indices, values, logits = extractor(images, 3)
+    indices, _, logits = extractor(images, 3)
     probs = torch.sigmoid(logits).detach().numpy()
     np.testing.assert_array_equal(indices.numpy(), np.argsort(-probs, axis=1, kind="stable")[:, :3])
     assert top_k(torch.tensor([[0.1, 0.9, 0.5]]), 5)[0].tolist() == [[1, 2, 0]]  # k is capped at the vocabulary

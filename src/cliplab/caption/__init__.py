@@ -15,6 +15,6 @@ _NAMES = {
     "caption_scores": "cliplab.caption.metrics",
     "cider_d": "cliplab.caption.metrics",
 }
-__all__ = sorted(_NAMES)
+__all__ = ["CaptionFeatureModel", "Captioner", "ConceptExtractor", "bleu", "caption_scores", "cider_d"]
 
 __getattr__, __dir__ = lazy_exports("cliplab.caption", _NAMES, globals())

@@ -15,8 +15,9 @@ import copy
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,7 +194,7 @@ class Captioner:
         for start in range(0, len(image), batch_size):
             memory, _ = net.memory(image[start : start + batch_size].to(dtype), grid[start : start + batch_size].to(dtype))
 
-            def step(prefix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            def step(prefix: torch.Tensor, rows: torch.Tensor, memory: torch.Tensor = memory) -> torch.Tensor:
                 return torch.log_softmax(net(memory[rows], prefix)[:, -1].float(), dim=-1)
 
             if beam == 1:

@@ -10,7 +10,7 @@ never whole caption phrases, so it cannot leak a test caption's wording (§10a(6
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

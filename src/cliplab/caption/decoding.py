@@ -9,7 +9,7 @@ ids, and exactly that many only when it never ended.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -13,7 +13,8 @@ layout of ``cliplab.models.multilevel.merge_rows``). :func:`split_rows` takes a 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

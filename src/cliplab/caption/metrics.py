@@ -12,7 +12,7 @@ so no Java is needed and the scores do not depend on it being installed.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from cliplab.errors import InputError
 

@@ -7,7 +7,7 @@ training, plus padding, start and end of text; its text comes back through the m
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
