@@ -29,6 +29,17 @@ def test_caption_writes_one_json_object_per_image(cli, model_args, captioner_dir
     assert "captioned 5 images" in result.stdout
 
 
+def test_the_bundled_captioner_is_the_default(cli, tmp_path):
+    from cliplab.data import synthetic
+
+    out = tmp_path / "captions.jsonl"
+    result = cli("caption", "--images", "synthetic:4:2026", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    captions = [json.loads(line)["caption"] for line in out.read_text().splitlines()]
+    shapes = [synthetic.scene(i, seed=2026, split="test").objects[0]["shape"] for i in range(4)]
+    assert all(shape in caption for shape, caption in zip(shapes, captions)), captions
+
+
 def test_eval_captioning_both_spellings(cli, model_args, captioner_dir, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     sub = cli("eval", "captioning", *model_args, "--images", "synthetic:6:1", "--captioner", captioner_dir, "--out", a, *FAST)

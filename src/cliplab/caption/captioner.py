@@ -235,16 +235,16 @@ class Captioner:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``captioner.json`` and ``captioner.safetensors`` (weights stored as fp16) to the folder ``path`` (new or empty)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
 
-        from cliplab.files import atomic_folder
+        from cliplab.files import atomic_folder, atomic_write, write_json
 
         if not hasattr(self, "net_"):
             raise InputError("this Captioner is not fitted; nothing to save")
         state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in self.net_.state_dict().items()}
         with atomic_folder(path) as tmp:
-            save_file(state, os.fspath(tmp / WEIGHTS))
-            (tmp / CONFIG).write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+            atomic_write(tmp / WEIGHTS, safetensors_bytes(state, metadata={"format": "pt"}))
+            write_json(self.config(), tmp / CONFIG)
         return Path(path)
 
     @classmethod
