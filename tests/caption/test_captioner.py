@@ -85,3 +85,8 @@ def test_clear_errors(tiny_model, scenes):
         Captioner(tiny_model, steps=1).fit([scenes[0].image], ["a", "b"], cache_dir=None)
     with pytest.raises(InputError, match="no captioner ships"):
         Captioner.load(model="openclip:RN50")
+
+
+def test_decode_tokens_inverts_tokenize(tiny_model):
+    text = "a small red star at the top left on a striped background"
+    assert tiny_model.decode_tokens(tiny_model.tokenize([text])[0].tolist()) == text
