@@ -104,7 +104,7 @@ class Captioner:
         image, grid = self.split_features(X)
         rows, texts = [], []
         for i, caps in enumerate(captions):
-            for text in [caps] if isinstance(caps, str) else caps:
+            for text in [caps] if isinstance(caps, str) else caps or []:  # an image without captions adds none
                 if text and text.strip():
                     rows.append(i)
                     texts.append(text)
