@@ -21,6 +21,8 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Search a collection #1 | run on ``photos/`` (synthetic shape folders), ``more_feats/`` embedded beforehand, ``q.png``; ``serve`` in-process: its app answers ``/?q=`` and ``POST /search`` through a test client instead of listening |
 | Multilingual #1 | exec'd as written (the bundled shapes-multi, 40 synthetic scenes) |
 | Mixture of experts (CLIP-MoE) #1 | ``synthetic:120``, 1 step per stage and of the router, batch 8; then ``classify`` on the folder it wrote |
+| Captioning #1 | exec'd as written (the bundled captioner, 3 synthetic scenes) |
+| Captioning #2 | ``synthetic:16``; ``caption train`` with 2 steps |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
 | Layout #1 | not run: a file tree, not code |
 """
@@ -54,6 +56,8 @@ HOW = {
     "Train and post-train #1": "run",
     "Multilingual #1": "exec",
     "Mixture of experts (CLIP-MoE) #1": "run",
+    "Captioning #1": "exec",
+    "Captioning #2": "run",
     "Layout #1": "not run: a file tree",
 }
 
@@ -192,6 +196,16 @@ def test_readme_multilevel_example_runs(tmp_path, monkeypatch):
     printed = []
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
     assert len(printed) == 1 and 0.0 <= printed[0][0] <= 1.0
+
+
+def test_readme_captioning_example_runs(tmp_path, monkeypatch):
+    from cliplab.data.synthetic import SHAPES
+
+    code = next(c for b, _, c in blocks() if b == "Captioning #1")
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
+    assert len(printed) == 3 and all(any(shape in p[0] for shape in SHAPES) for p in printed), printed
 
 
 def test_readme_nontransferable_example_runs(tmp_path, monkeypatch):

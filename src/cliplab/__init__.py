@@ -10,7 +10,7 @@ The public API, one rule: everything the README's examples use is importable as 
 ``cliplab.<subpackage>.X`` and listed in that package's ``__all__``; deeper module paths are
 internal and may move. The main entry points are here (``load_model``, ``embed``, ``segment``,
 ``ZeroShotClassifier``, ``SearchIndex``, ``TrainConfig``); the rest is in the subpackages:
-``cliplab.adapt`` (few-shot heads), ``cliplab.dense``, ``cliplab.search``, ``cliplab.train``
+``cliplab.adapt`` (few-shot heads), ``cliplab.caption`` (``Captioner``), ``cliplab.dense``, ``cliplab.search``, ``cliplab.train``
 (``cliplab.train.train``), ``cliplab.zeroshot``, ``cliplab.features``, ``cliplab.models``, ``cliplab.data``.
 """
 
@@ -20,8 +20,9 @@ __version__ = "0.1.0"
 
 # Everything loads on first use: torch, torchvision, FAISS and the web service behind these names take
 # seconds to import, which `cliplab --help` and every command would otherwise pay at start-up.
-_SUBPACKAGES = ("adapt", "data", "dense", "features", "metrics", "models", "search", "train", "zeroshot")
+_SUBPACKAGES = ("adapt", "caption", "data", "dense", "features", "metrics", "models", "search", "train", "zeroshot")
 _NAMES = {
+    "Captioner": "cliplab.caption",
     "CliplabError": "cliplab.errors",
     "ContextualClassifier": "cliplab.zeroshot",
     "DEFAULT_MODEL": "cliplab.models",
@@ -38,6 +39,7 @@ _NAMES = {
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Captioner",
     "CliplabError",
     "ContextualClassifier",
     "DescriptorClassifier",
@@ -47,6 +49,7 @@ __all__ = [
     "TrainConfig",
     "ZeroShotClassifier",
     "adapt",
+    "caption",
     "data",
     "dense",
     "embed",

@@ -29,14 +29,25 @@ TASK_ARGS = {
     "fairness": ["--images", "synthetic:24", "--group-column", "background"],
     "diagnostics": ["--images", "synthetic:24"],
     "generation": ["--images", "synthetic:24"],
+    "captioning": ["--images", "synthetic:24", "--captioner", "CAPTIONER"],
     "skills": ["--scenes", "4"],
     "mmvp": ["--pairs", "2"],
     "segmentation": ["--images", "synthetic:2"],
 }
 
 
-def run_task(cli, model_args, tmp_path, noise_images, task: str, precision: str) -> dict:
-    args = [str(noise_images) if a == "NOISE" else a for a in TASK_ARGS[task]]
+@pytest.fixture(scope="module")
+def captioner(tiny_model, tmp_path_factory):
+    """A captioner of the tiny test model (two steps: the task's plumbing, not its quality)."""
+    from cliplab.caption import Captioner
+
+    folder = tmp_path_factory.mktemp("captioner") / "cap"
+    return Captioner(tiny_model, steps=2, width=16, heads=2).fit("synthetic:8", cache_dir=None).save(folder)
+
+
+def run_task(cli, model_args, tmp_path, noise_images, task: str, precision: str, captioner=None) -> dict:
+    given = {"NOISE": noise_images, "CAPTIONER": captioner}
+    args = [str(given[a]) if a in given else a for a in TASK_ARGS[task]]
     out = tmp_path / f"{task}.json"
     result = cli("eval", *model_args, "--task", task, *args, "--precision", precision, "--out", out)
     assert result.exit_code == 0, result.output
@@ -47,11 +58,11 @@ def run_task(cli, model_args, tmp_path, noise_images, task: str, precision: str)
 
 @pytest.mark.parametrize("precision", ["auto", "bf16"])
 @pytest.mark.parametrize("task", list(TASK_ARGS))
-def test_every_task_runs_with_default_options(cli, model_args, tmp_path, noise_images, task, precision):
+def test_every_task_runs_with_default_options(cli, model_args, tmp_path, noise_images, captioner, task, precision):
     from cliplab.models.precision import auto_precision
 
     expected = auto_precision(torch.device("cpu"))[0] if precision == "auto" else precision
-    assert run_task(cli, model_args, tmp_path, noise_images, task, precision)["precision"] == expected
+    assert run_task(cli, model_args, tmp_path, noise_images, task, precision, captioner)["precision"] == expected
 
 
 @pytest.mark.parametrize("task", ["robustness", "segmentation"])

@@ -14,7 +14,7 @@ FAST = ["--batch-size", "16", "--workers", "0", "--no-progress"]
 
 def test_help_names_the_tasks(cli):
     out = cli("eval", "--help").stdout
-    for word in ("robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "skills", "mmvp", "segmentation"):
+    for word in ("robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "captioning", "skills", "mmvp", "segmentation"):
         assert word in out
 
 
@@ -93,6 +93,7 @@ OWN_OPTIONS = {
     "fairness": (["--group-column", "--seed", "--classnames"], "--ood-images"),
     "diagnostics": (["--seed"], "--classnames"),
     "generation": (["--captions", "--reference", "--seed"], "--attribute"),
+    "captioning": (["--captioner", "--beam"], "--attribute"),
     "skills": (["--scenes", "--seed"], "--images"),
     "mmvp": (["--pairs", "--seed"], "--images"),
     "segmentation": (["--method", "--pamr", "--regions", "--refiner", "--templates"], "--recall-k"),

@@ -9,8 +9,8 @@ import pytest
 import typer
 
 # Commands that embed a collection through ``cliplab.features.embed``.
-EMBEDDING_COMMANDS = ["embed", "classify", "adapt", "inspect fit", "inspect score", "support build", *(f"eval {task}" for task in (
-    "zeroshot_classification", "zeroshot_retrieval", "robustness", "calibration", "ood", "fairness", "diagnostics", "generation"))]
+EMBEDDING_COMMANDS = ["embed", "classify", "adapt", "inspect fit", "inspect score", "support build", "caption", "caption train", *(f"eval {task}" for task in (
+    "zeroshot_classification", "zeroshot_retrieval", "robustness", "calibration", "ood", "fairness", "diagnostics", "generation", "captioning"))]
 # Commands that load a model without embedding a collection (one image, queries, captions, scenes).
 MODEL_COMMANDS = ["segment", "search", "serve", "dedup", "demo", "eval skills", "eval mmvp", "eval segmentation", "un2clip"]
 EMBEDDING_OPTIONS = ["--model", "--pretrained", "--precision", "--decode", "--cache-dir", "--no-cache",

@@ -34,6 +34,7 @@ def _register() -> None:
     from cliplab.cli import (  # noqa: F401
         adapt,
         cache,
+        caption,
         classify,
         curate,
         data,

@@ -462,6 +462,19 @@ def generation(
     return result, lambda: module.report(result)
 
 
+@task("captioning", IMAGES)
+def captioning(
+    run: Run,
+    captioner: Optional[Path] = typer.Option(None, "--captioner", help="A captioner folder (cliplab caption train --out); default: the bundled captioner of --model."),
+    beam: int = typer.Option(1, "--beam", min=1, help="Beam width (1: greedy decoding)."),
+) -> Outcome:
+    """Captions of a captioned collection: BLEU-1..4 and CIDEr-D (pycocoevalcap) against its captions, CLIPScore and RefCLIPScore."""
+    from cliplab.evaluate.tasks import captioning as module
+
+    result = module.run_captioning(run.clip(), run.images, captioner, run.embed_options(), beam=beam, pretrained=run.pretrained)
+    return result, lambda: module.report(result)
+
+
 @task("skills", embeds=False)  # it renders and encodes its own scenes
 def skills(
     run: Run,

@@ -183,6 +183,10 @@ class Model(abc.ABC):
             out.append(l2_normalise(feats).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
+    def decode_tokens(self, ids: Sequence[int]) -> str:
+        """The text of token ids of ``tokenize`` (special and padding tokens left out), for captioners."""
+        raise NotImplementedError(f"{type(self).__name__} cannot turn token ids back into text")
+
     # --- model insides for prompt learning and singular-value tuning (cliplab.adapt) ----------------
     def token_embedding_module(self) -> torch.nn.Module:
         """The text tower's token-embedding layer (ids -> vectors); prompt learning edits its output."""

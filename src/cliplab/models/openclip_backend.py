@@ -358,6 +358,13 @@ class OpenClipModel(Model):
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.torch_module.encode_image(pixels)
 
+    def decode_tokens(self, ids: Sequence[int]) -> str:
+        special = {0, *self.tokenize([""])[0, :2].tolist()}  # padding, <sot> and <eot>
+        keep = [int(i) for i in ids if int(i) not in special]
+        tok = self.tokenizer
+        text = tok.decode(keep) if hasattr(tok, "decode") else tok.tokenizer.decode(keep, skip_special_tokens=True)
+        return " ".join(text.split())
+
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.torch_module.encode_text(tokens.to(self.device))
 
