@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def made_up_data(cwd: Path, cli) -> None:
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(cwd / "line" / "noise" / f"{i}.png")
     pairs = cwd / "pairs.jsonl"
-    rows = [{"image": str(p), "caption": f"a photo of a {p.parent.name}"} for p in sorted((cwd / "photos").rglob("*.png"))]
+    rows = [{"image": str(p.relative_to(cwd)), "caption": f"a photo of a {p.parent.name}"} for p in sorted((cwd / "photos").rglob("*.png"))]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (cwd / "entries.txt").write_text("".join(f"{s}\n" for s in sorted({r["caption"].split()[-1] for r in rows})))
 
@@ -163,11 +164,22 @@ def serve_in_process(monkeypatch, answers: list) -> None:
 BASH = [b for b, lang, _ in blocks() if lang == "bash" and HOW.get(b) == "run"]
 
 
+@pytest.fixture(scope="module")
+def readme_data(tmp_path_factory, cli) -> Path:
+    """The made-up inputs, written once; each block runs on its own copy."""
+    folder = tmp_path_factory.mktemp("readme-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))  # as private_cache_home does per test
+        made_up_data(folder, cli)
+    return folder
+
+
 @pytest.mark.parametrize("block_id", BASH)
-def test_readme_bash_block_runs(block_id, cli, tiny_model_files, tmp_path, monkeypatch):
+def test_readme_bash_block_runs(block_id, cli, tiny_model_files, readme_data, tmp_path, monkeypatch):
     code = next(c for b, _, c in blocks() if b == block_id)
+    shutil.copytree(readme_data, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    made_up_data(tmp_path, cli)
     answers: list = []
     serve_in_process(monkeypatch, answers)
     for argv in commands(code):

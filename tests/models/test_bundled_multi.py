@@ -37,20 +37,21 @@ def test_files_size_and_tokenizer(multi):
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return retrieval_scenes(150, 2026), single_object_scenes(150, 2026)
+def scenes(multi):
+    """The scenes and their image embeddings (the image side is the same in every language)."""
+    retrieval, singles = retrieval_scenes(150, 2026), single_object_scenes(150, 2026)
+    return retrieval, singles, multi.encode_images([r.image for r in retrieval]), multi.encode_images([r.image for r in singles])
 
 
 @pytest.mark.parametrize("lang", synthetic.LANGUAGES)
 def test_quality_in_every_language(multi, scenes, lang):
-    retrieval, singles = scenes
-    image = multi.encode_images([r.image for r in retrieval])
+    retrieval, singles, image, singles_image = scenes
     texts = multi.encode_texts([synthetic.full_caption(r.spec, lang) for r in retrieval])
     assert caption_retrieval(image, texts, ks=(1,))["image_retrieval_recall@1"] >= BOUND_R1
     prompts = synthetic.attribute_prompts("shape", lang)
     clf = ZeroShotClassifier(multi, list(prompts), templates=prompts).fit()
     y = [r.objects[0]["shape"] for r in singles]
-    assert np.mean(np.array(clf.predict(multi.encode_images([r.image for r in singles]))) == np.array(y)) >= BOUND_SHAPE
+    assert np.mean(np.array(clf.predict(singles_image)) == np.array(y)) >= BOUND_SHAPE
     if lang != "en":
         english = [synthetic.full_caption(r.spec) for r in retrieval]
         cross = crosslingual_metrics(multi, [synthetic.full_caption(r.spec, lang) for r in retrieval], english, ks=(1,))

@@ -247,3 +247,17 @@ def test_precision_rules(tiny_config, tiny_weights, images, texts):
     a, b = fp32.encode_texts(texts), bf16.encode_texts(texts)
     assert a.dtype == b.dtype == np.float32
     assert np.abs(a - b).max() < 0.05
+
+
+def test_models_share_the_bpe_but_not_its_context_length(tiny_model_files):
+    """The CLIP BPE is read once per process; stretching one model's text length leaves another's alone."""
+    import torch
+
+    from cliplab.models import load_model
+
+    a = load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
+    b = load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
+    assert a.tokenizer is not b.tokenizer and a.tokenizer.encoder is b.tokenizer.encoder
+    a.set_text_positional_embedding(torch.zeros(40, a.text_positional_embedding().shape[1]))
+    assert a.tokenizer.context_length == 40 and b.tokenizer.context_length == b.context_length == 32
+    assert b.tokenize(["a red star"]).shape[-1] == 32

@@ -11,7 +11,8 @@ import difflib
 import hashlib
 import json
 import os
-from copy import deepcopy
+import functools
+from copy import copy, deepcopy
 from pathlib import Path
 from typing import Sequence
 
@@ -144,16 +145,25 @@ def adopt_context_length(model_cfg: dict, state: dict | None) -> None:
         text_cfg["context_length"] = int(table.shape[0])
 
 
+@functools.lru_cache(maxsize=8)
+def clip_bpe(context_length: int, kwargs_json: str):
+    """The CLIP BPE tokenizer, built once per process (reading its merges takes 0.2 s); callers take a
+    shallow copy, so a model that changes its ``context_length`` changes only its own."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length, **json.loads(kwargs_json))
+
+
 def make_tokenizer(model_cfg: dict, what: str):
     """open_clip tokenizer for a model config: HF tokenizer if the config names one, else the CLIP BPE."""
-    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+    from open_clip.tokenizer import HFTokenizer
 
     text_cfg = model_cfg.get("text_cfg", {})
     context_length = text_cfg.get("context_length", 77)
     kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
     name = text_cfg.get("hf_tokenizer_name")
     if not name:
-        return SimpleTokenizer(context_length=context_length, **kwargs)
+        return copy(clip_bpe(context_length, json.dumps(kwargs, sort_keys=True)))
     try:
         return HFTokenizer(
             name,
@@ -294,7 +304,9 @@ class OpenClipModel(Model):
             state = adapt_state_dict(module, state)
             check_compatible(module, state, weights, name)
             state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-            module.load_state_dict(state, strict=True)
+            # the read tensors become the parameters (no copy) unless the module ties some (assign would untie them)
+            tied = len(list(module.named_parameters(remove_duplicate=False))) != len(list(module.parameters()))
+            module.load_state_dict(state, strict=True, assign=not tied)
         visual = getattr(module, "visual", None)
         image_size = getattr(visual, "image_size", None) or model_cfg.get("vision_cfg", {}).get("image_size", 224)
         pp = preprocess_config(image_size, preprocess_overlay)
