@@ -261,3 +261,20 @@ def test_models_share_the_bpe_but_not_its_context_length(tiny_model_files):
     a.set_text_positional_embedding(torch.zeros(40, a.text_positional_embedding().shape[1]))
     assert a.tokenizer.context_length == 40 and b.tokenizer.context_length == b.context_length == 32
     assert b.tokenize(["a red star"]).shape[-1] == 32
+
+
+def test_loading_weights_skips_the_random_init_and_leaves_the_rng_alone(tiny_model_files):
+    """With a checkpoint, the build draws nothing (every weight is read; the causal mask is still built)."""
+    from cliplab.models.openclip_backend import SkipRandomInit
+
+    before = torch.random.get_rng_state()
+    model = load_model(tiny_model_files["spec"], pretrained=tiny_model_files["weights"], device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    mask = model.torch_module.attn_mask
+    assert torch.equal(mask, torch.full_like(mask, float("-inf")).triu_(1))
+    layer = torch.nn.Linear(3, 2)
+    weight = layer.weight.detach().clone()
+    with SkipRandomInit():
+        layer.reset_parameters()
+        torch.nn.init.zeros_(layer.bias)
+    assert torch.equal(layer.weight, weight) and not layer.bias.any()

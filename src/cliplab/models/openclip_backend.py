@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from cliplab.errors import InputError, ModelLoadError, brief, warn
 from cliplab.models import hub
@@ -90,8 +91,26 @@ def describe_preprocess(cfg: dict) -> str:
 
 
 # --- building ---------------------------------------------------------------------------------
-def build_module(model_cfg: dict, what: str) -> torch.nn.Module:
-    """Instantiate the open_clip model class for ``model_cfg`` with random weights (no downloads)."""
+class SkipRandomInit(TorchFunctionMode):
+    """Within it, ``torch.nn.init``'s random fills do nothing: for a module whose every weight a
+    checkpoint is about to replace (drawing them takes seconds for a ViT-B; skipped, the build takes
+    0.1 s). Deterministic fills (``zeros_``, ``fill_``, a causal mask) still run. The mode is
+    thread-local, like every torch function mode."""
+
+    RANDOM_FILLS = frozenset(
+        {"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_"}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in self.RANDOM_FILLS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def build_module(model_cfg: dict, what: str, random_init: bool = True) -> torch.nn.Module:
+    """Instantiate the open_clip model class for ``model_cfg`` (no downloads), with random weights, or
+    with ``random_init=False`` uninitialised ones that a full state dict must replace."""
     from open_clip import CLIP, CustomTextCLIP
     from open_clip.coca_model import CoCa
 
@@ -105,6 +124,9 @@ def build_module(model_cfg: dict, what: str) -> torch.nn.Module:
     custom_text = cfg.pop("custom_text", False) or hf_text
     model_class = (CoCa if "multimodal_cfg" in cfg else CustomTextCLIP) if custom_text else CLIP
     try:
+        if not random_init:
+            with SkipRandomInit():
+                return model_class(**cfg)
         return model_class(**cfg)
     except OSError as exc:  # an HF text tower reads its config from the hub
         raise ModelLoadError(
@@ -294,12 +316,13 @@ class OpenClipModel(Model):
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
         adopt_context_length(model_cfg, state)
-        if seed is None:
+        random_init = state is None  # else every weight comes from the file (load_state_dict is strict)
+        if random_init and seed is None:
             module = build_module(model_cfg, name)
         else:
             with torch.random.fork_rng(devices=[]):  # random init from ``seed``, the caller's RNG untouched
-                torch.manual_seed(seed)
-                module = build_module(model_cfg, name)
+                torch.manual_seed(seed or 0)
+                module = build_module(model_cfg, name, random_init)
         if state is not None:
             state = adapt_state_dict(module, state)
             check_compatible(module, state, weights, name)
