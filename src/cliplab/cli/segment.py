@@ -66,6 +66,8 @@ def segment_command(
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
+    trident: bool = typer.Option(False, "--trident", help="For images larger than the model's input (with --size at the image's size): splice the --window crops' features into one map, pool it with a whole-image pass's affinities, refine in superpixels (Trident)."),
+    trident_size: int | None = typer.Option(None, "--trident-size", min=8, help="With --trident: the short side of the whole-image pass (default: the model's input size)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
@@ -86,7 +88,8 @@ def segment_command(
             head = CorrelationRefiner.load(refiner)
         segmenter = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
                               threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
-                              refiner=head, regions=regions, region_context=region_context)  # fmt: skip
+                              refiner=head, regions=regions, region_context=region_context, trident=trident,
+                              trident_size=trident_size)  # fmt: skip
         seg = segmenter(picture)
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
