@@ -192,7 +192,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tiny_model, tmp_path):
 
 
 def test_seen_unseen_split():
-    ious = {"background": 0.9, "a": 0.5, "b": 0.7, "c": 0.1}
+    ious = {"background": 0.9, "a": 0.5, "b": 0.7, "c": 0.1, "d": None}
     assert seen_unseen(ious, ["a", "b"]) == pytest.approx({"seen_miou": 0.6, "unseen_miou": 0.1})
     with pytest.raises(InputError, match="not among"):
         seen_unseen(ious, ["z"])

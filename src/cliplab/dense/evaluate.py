@@ -49,12 +49,14 @@ class SegmentationResult(RunResult):
 
 def seen_unseen(per_class_iou: dict[str, float], seen: Sequence[str]) -> dict[str, float]:
     """Mean IoU over the ``seen`` (training) classes and over the other classes, background excluded
-    (open-vocabulary segmentation's split: train on one vocabulary, test on another)."""
+    (open-vocabulary segmentation's split: train on one vocabulary, test on another); classes absent
+    from the images and the predictions (IoU None) are left out, as in mIoU."""
     unknown = sorted(set(seen) - set(per_class_iou))
     if unknown:
         raise InputError(f"seen classes {', '.join(unknown)} are not among the dataset's classes ({', '.join(per_class_iou)})")
-    groups = {"seen_miou": [c for c in per_class_iou if c in seen], "unseen_miou": [c for c in per_class_iou if c not in seen and c != BACKGROUND]}
-    return {name: float(np.mean([per_class_iou[c] for c in names])) for name, names in groups.items() if names}
+    scored = {c: v for c, v in per_class_iou.items() if v is not None}
+    groups = {"seen_miou": [v for c, v in scored.items() if c in seen], "unseen_miou": [v for c, v in scored.items() if c not in seen and c != BACKGROUND]}
+    return {name: float(np.mean(values)) for name, values in groups.items() if values}
 
 
 def run_segmentation(model, dataset: MaskDataset, progress: bool = False, batch_size: int | None = None,
