@@ -18,8 +18,8 @@ from cliplab.dense.maft import (
     sine_position_encoding,
 )
 from cliplab.dense.ovseg import CHECKPOINT, OVSegmenter, region_nouns, training_scenes
-from cliplab.dense.regions import masked_crops
 from cliplab.dense.proposer import MaskProposer, proposer_loss, select_masks
+from cliplab.dense.regions import masked_crops
 from cliplab.errors import InputError
 
 SEEN = ["circle", "square", "triangle"]
@@ -40,7 +40,7 @@ def test_proposer_masks_are_binary_and_image_sized(trained):
 def test_select_masks_keeps_confident_distinct_masks():
     logits = torch.full((3, 4, 4), -5.0)
     logits[0, :2] = logits[1, :2] = logits[2, 2:] = 5.0  # query 1 repeats query 0
-    masks, scores = select_masks(logits, torch.tensor([2.0, 1.0, -3.0]), min_score=0.5)
+    masks, _ = select_masks(logits, torch.tensor([2.0, 1.0, -3.0]), min_score=0.5)
     assert len(masks) == 1 and masks[0, :2].all() and not masks[0, 2:].any()
     assert len(select_masks(logits, torch.tensor([2.0, 1.0, 3.0]))[0]) == 2
 
@@ -68,7 +68,7 @@ def _attention(mha, q, kv_k, kv_v):
     wq, wk, wv = mha.in_proj_weight.split(d)
     bq, bk, bv = mha.in_proj_bias.split(d)
     h = mha.num_heads
-    heads = lambda x: x.view(x.shape[0], h, d // h).transpose(0, 1)  # noqa: E731
+    heads = lambda x: x.view(x.shape[0], h, d // h).transpose(0, 1)
     qh, kh, vh = heads(q @ wq.T + bq), heads(kv_k @ wk.T + bk), heads(kv_v @ wv.T + bv)
     att = torch.softmax(qh @ kh.transpose(1, 2) / (d // h) ** 0.5, -1) @ vh
     return att.transpose(0, 1).reshape(q.shape[0], d) @ mha.out_proj.weight.T + mha.out_proj.bias

@@ -71,8 +71,10 @@ def match(mask_logits: Tensor, targets: Tensor, valid: Tensor) -> tuple[np.ndarr
     return rows, cols
 
 
-def proposer_loss(mask_logits: Tensor, objectness: Tensor, instances: list[Tensor], ignore: Tensor) -> Tensor:
-    """Mean over images of matched-mask BCE + dice and every query's objectness BCE.
+def proposer_loss(mask_logits: Tensor, objectness: Tensor, instances: list[Tensor], ignore: Tensor, no_object_weight: float = 0.1) -> Tensor:
+    """Mean over images of matched-mask BCE + dice and every query's objectness BCE, the unmatched
+    queries' terms weighted by ``no_object_weight`` (Mask2Former's ``eos_coef`` 0.1: most queries
+    match nothing, and unweighted they keep every objectness below one half).
 
     mask_logits (B, Q, H, W), objectness (B, Q); ``instances``: per image (K, H, W) float targets of
     the kept instances; ``ignore`` (B, H, W) bool pixels no loss sees.
@@ -87,7 +89,8 @@ def proposer_loss(mask_logits: Tensor, objectness: Tensor, instances: list[Tenso
             picked, wanted = flat[rows], targets.flatten(1)[cols]
             total = total + (pixel_bce(picked, wanted, valid) + dice_loss(picked, wanted, valid)).mean()
             is_object[rows] = 1.0
-        total = total + F.binary_cross_entropy_with_logits(obj, is_object)
+        weight = torch.where(is_object > 0, 1.0, no_object_weight)
+        total = total + (weight * F.binary_cross_entropy_with_logits(obj, is_object, reduction="none")).sum() / weight.sum()
     return total / len(mask_logits)
 
 
