@@ -165,11 +165,15 @@ class OVSegmenter:
         width = parts.embed(torch.zeros(1, 3, self.side, self.side, device=model.device, dtype=model.input_dtype))[0].shape[-1]
         self.proposer = MaskProposer(width, dim, queries).to(model.device)
         self.cdt = ContentDependentTransfer(model.embed_dim).to(model.device)
-        self.tuned = copy.copy(model)  # same wrapper, its own module: the fine-tuned tower
-        self.tuned.torch_module = copy.deepcopy(model.torch_module)
-        self.tuned_parts = vision_parts(self.tuned)
+        self._copy_tower()
         self.classes_: list[str] = []
         self.steps_done_ = 0
+
+    def _copy_tower(self) -> None:
+        """A fresh copy of the base model to fine-tune (same wrapper, its own module)."""
+        self.tuned = copy.copy(self.model)
+        self.tuned.torch_module = copy.deepcopy(self.model.torch_module)
+        self.tuned_parts = vision_parts(self.tuned)
 
     # --- features -------------------------------------------------------------------------------
     def frozen_tokens(self, pixels: Tensor) -> Tensor:
@@ -211,6 +215,7 @@ class OVSegmenter:
         self.classes_ = classes
         data = training_scenes(self.model, source, classes)
         text = self.text(classes)
+        self._copy_tower()  # every fit starts from the base model
         with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched
             torch.manual_seed(seed)
             self.proposer = MaskProposer(**self.proposer.config).to(self.model.device)

@@ -123,7 +123,8 @@ def average_in_segments(logits: Tensor, segments: np.ndarray) -> Tensor:
 def split_foreground(local: Tensor, overall: Tensor, n_words: int) -> Tensor:
     """Log-probabilities (words + classes, H, W): the background words' probabilities of ``local``
     logits, and its foreground probability split among the classes by ``overall``'s class softmax
-    (the same split as the region relabelling of :class:`~cliplab.dense.segment.Segmenter`)."""
+    (the same split as the region relabelling of :class:`~cliplab.dense.segment.Segmenter`). With no
+    background words every pixel is foreground and ``overall`` alone decides."""
     p_local = torch.softmax(local, dim=0)
     foreground = p_local[n_words:].sum(0, keepdim=True)
     classes = foreground * torch.softmax(overall[n_words:], dim=0)
