@@ -42,6 +42,7 @@ from PIL import Image
 from cliplab.adapt.training import frozen
 from cliplab.data import synthetic
 from cliplab.dense.attention import last_block
+from cliplab.dense.datasets import synthetic_spec
 from cliplab.dense.features import last_block_input, vit_tokens
 from cliplab.dense.maft import (
     ContentDependentTransfer,
@@ -96,23 +97,11 @@ class Scenes:
     crop_scene: Tensor  # (M,) the scene each crop comes from
 
 
-def synthetic_count(source: str) -> tuple[int, int]:
-    """(n, seed) of a ``synthetic:N[:seed]`` spec."""
-    parts = source.split(":")[1:]
-    try:
-        n, seed = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-    except (ValueError, IndexError) as exc:
-        raise InputError(f"training scenes are synthetic:N[:seed], got {source!r}") from exc
-    if n < 1:
-        raise InputError(f"training needs N >= 1 scenes, got {source!r}")
-    return n, seed
-
-
 def training_scenes(model, source: str, classes: Sequence[str]) -> Scenes:
     """Render ``synthetic:N[:seed]`` train-split scenes (1-2 objects) at the model's input size."""
     if not str(source).startswith("synthetic:"):
         raise InputError(f"segmenter training reads synthetic:N[:seed] scenes (instance masks and captions), got {source!r}")
-    n, seed = synthetic_count(str(source))
+    n, seed = synthetic_spec(str(source))
     side = input_size(model)
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in pixel_normalisation(model))
     index = {c: i for i, c in enumerate(classes)}
