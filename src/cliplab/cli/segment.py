@@ -158,7 +158,7 @@ def segmenter_train(
     images: str = typer.Option("synthetic:2000", "--images", "-i", help="Training scenes with instance masks and captions: synthetic:<n>[:seed] (train split)."),
     classes: str | None = typer.Option(None, "--classes", "-c", help="The training vocabulary ('a,b,c' or a file; default circle, square, triangle, star, cross, diamond); "
                                        "objects of other classes are ignored in every loss."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps (the default takes about 15 minutes on 2 cores)."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps (the default takes 7-9 minutes on one thread; at most 20 on 2 cores)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Scenes (and object crops) per step."),
     minutes: float | None = typer.Option(None, "--minutes", min=0.1, help="Stop after this long (a checkpoint keeps the progress; run again to go on)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the heads' initialisation and the batches."),
