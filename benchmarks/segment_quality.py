@@ -9,6 +9,18 @@ each method whose foreground regions are relabelled by classifying a crop around
 the dense segmentation as the proposal source), with both flags also PAMR then regions; then the
 learned refinement (trained here, seeded) on top of the best plain method, in the same variants, all
 in one process.
+
+``--segmenter-steps N`` trains the open-vocabulary segmenter (cliplab.dense.OVSegmenter, seeded, on
+``synthetic:2000`` train scenes labelled with six shapes; heart and crescent unseen) and adds its
+rows: mIoU over the nine classes, foreground IoU, seen and unseen mIoU, and the unseen classes' IoU
+next to the best training-free variant's (``--segmenter DIR`` scores a saved one instead).
+
+``--large-scenes N`` adds the large-image table: N test scenes rendered at ``--large-size`` pixels
+(256; objects at the same relative size, each larger than a window), ``--large-method`` (naclip),
+scored as one pass on the image downscaled to the model's input, sliding windows of ``--window``
+pixels every ``--stride`` (64/32) at full size, and Trident with the same windows (splice, pool with
+the whole-image affinities, split the foreground by the whole-image pass, average in SLIC
+superpixels), each with its ratio to the sliding window. ``--large-scenes 0`` skips it.
 """
 
 from __future__ import annotations
@@ -37,6 +49,13 @@ def main() -> None:
     p.add_argument("--regions", action="store_true", help="also score every method with its foreground regions relabelled from crops")
     p.add_argument("--refine-steps", type=int, default=300, help="0: skip the learned refinement")
     p.add_argument("--teacher-layer", type=int, default=2, help="shapes-tiny ResNet stage the refinement learns from")
+    p.add_argument("--segmenter-steps", type=int, default=0, help="train the OVSegmenter this many steps and score it (0: skip)")
+    p.add_argument("--segmenter", default=None, help="score this saved OVSegmenter folder instead of training one")
+    p.add_argument("--large-scenes", type=int, default=100, help="large-image table: scenes (0: skip)")
+    p.add_argument("--large-size", type=int, default=256, help="large-image table: rendered scene side in pixels")
+    p.add_argument("--large-method", default="naclip")
+    p.add_argument("--window", type=int, default=64, help="large-image table: window in pixels (at full size)")
+    p.add_argument("--stride", type=int, default=32, help="large-image table: window step in pixels")
     p.add_argument("--threads", type=int, default=2)
     add_json_option(p)
     args = p.parse_args()
@@ -63,12 +82,13 @@ def main() -> None:
         variants["+regions"] = {"regions": True}
     if args.pamr and args.regions:
         variants["+pamr+regions"] = {"refine": "pamr", "regions": True}
-    rows = {}
+    rows, per_class = {}, {}
     print(f"{model.name}: {args.scenes} test scenes ({args.image_size} px, seed {args.seed}), 9 classes")
 
     def score(name: str, method: str, **extra) -> None:
         t0 = time.perf_counter()
-        rows[name] = run_segmentation(model, data, method=method, **extra, **options).metrics
+        result = run_segmentation(model, data, method=method, **extra, **options)
+        rows[name], per_class[name] = result.metrics, result.per_class_iou
         rows[name]["seconds"] = time.perf_counter() - t0
 
     for method in args.methods.split(",") if args.methods else METHODS:
@@ -86,9 +106,65 @@ def main() -> None:
     for name, r in rows.items():
         ratio = f"{r['miou'] / base:5.2f}x vanilla" if base else ""
         print(f"{name:>22s}  mIoU {r['miou']:.3f}  fg IoU {r['foreground_iou']:.3f}  pixel acc {r['pixel_accuracy']:.3f}  {ratio}")
+    figures = {"methods": rows}
+    if args.segmenter_steps or args.segmenter:
+        free = max((m for m in rows if m != "vanilla" and "+refine" not in m), key=lambda m: rows[m]["miou"])
+        figures["trained"] = trained_rows(model, args, data, free, rows[free]["miou"], per_class[free])
+    if args.large_scenes:
+        figures["large_images"] = large_image_table(model, args, options)
     if args.json:
-        write_json(args.json, {"methods": rows}, machine)
+        write_json(args.json, figures, machine)
     print(json.dumps({k: {m: round(v, 4) for m, v in r.items()} for k, r in rows.items()}))
+
+
+def trained_rows(model, args, data, free: str, free_miou: float, free_iou: dict) -> dict[str, dict[str, float]]:
+    """The trained segmenter's figures (trained here or loaded), next to the best training-free variant ``free``."""
+    from cliplab.dense.evaluate import run_segmentation
+    from cliplab.dense.ovseg import SEEN_SHAPES, OVSegmenter
+
+    t0 = time.perf_counter()
+    if args.segmenter:
+        segmenter, train_seconds = OVSegmenter.load(args.segmenter, model=model), float("nan")
+    else:
+        segmenter = OVSegmenter(model).fit("synthetic:2000", classes=SEEN_SHAPES, steps=args.segmenter_steps)
+        train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = run_segmentation(model, data, trained=segmenter, seen=segmenter.classes_)
+    unseen = [c for c in data.classes[1:] if c not in segmenter.classes_]
+    row = {**result.metrics, "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
+    row.update({f"iou_{c}": result.per_class_iou[c] for c in unseen})
+    best = float(sum(free_iou[c] for c in unseen) / len(unseen))
+    row["x_free_unseen"] = row["unseen_miou"] / best
+    print(f"trained segmenter ({segmenter.steps_done_} steps, {train_seconds:.0f} s): mIoU {row['miou']:.3f}  fg IoU {row['foreground_iou']:.3f}  "
+          f"seen {row['seen_miou']:.3f}  unseen {row['unseen_miou']:.3f} ({', '.join(unseen)}; {free}: {best:.3f}, {row['x_free_unseen']:.2f}x)")
+    return {"trained (learned proposals)": row, f"{free} (best training-free)": {"miou": free_miou, "unseen_miou": best}}
+
+
+def large_image_table(model, args, options: dict) -> dict[str, dict[str, float]]:
+    """One pass downscaled, sliding windows and Trident on large scenes; printed, and returned as rows."""
+    from cliplab.dense.datasets import synthetic_masks
+    from cliplab.dense.evaluate import run_segmentation
+    from cliplab.models.vision_parts import input_size
+
+    data = synthetic_masks(args.large_scenes, args.seed, args.large_size)
+    full = {**options, "size": args.large_size}
+    window = f"window {args.window}/{args.stride}"
+    runs = {
+        f"one pass at {input_size(model)} px": {**options, "size": input_size(model)},
+        f"sliding {window}": {**full, "window": args.window, "stride": args.stride},
+        f"trident {window}": {**full, "window": args.window, "stride": args.stride, "trident": True},
+    }
+    rows = {}
+    print(f"large images: {args.large_scenes} test scenes ({args.large_size} px, seed {args.seed}), {args.large_method}")
+    for name, extra in runs.items():
+        t0 = time.perf_counter()
+        rows[name] = run_segmentation(model, data, method=args.large_method, **extra).metrics
+        rows[name]["seconds"] = time.perf_counter() - t0
+    base = rows[f"sliding {window}"]["miou"]
+    for name, r in rows.items():
+        r["x_sliding"] = r["miou"] / base
+        print(f"{name:>28s}  mIoU {r['miou']:.3f}  fg IoU {r['foreground_iou']:.3f}  {r['x_sliding']:5.2f}x sliding")
+    return rows
 
 
 if __name__ == "__main__":

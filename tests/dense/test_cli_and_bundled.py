@@ -31,7 +31,7 @@ def test_eval_segmentation_writes_json_and_report(cli, tiny_model_files, tmp_pat
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["task"] == "segmentation" and 0 <= data["metrics"]["miou"] <= 1 and len(data["per_image"]) == 4
-    assert data["settings"] == {"pamr": False, "regions": False, "learned_refiner": False}
+    assert data["settings"] == {"pamr": False, "regions": False, "learned_refiner": False, "trident": False}
     assert "Worst" in report.read_text()
 
 
@@ -42,7 +42,7 @@ def test_eval_segmentation_with_images_regions_and_pamr(cli, tiny_model_files, t
                    "--out", str(out), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["settings"] == {"pamr": True, "regions": True, "learned_refiner": False} and len(data["per_image"]) == 3
+    assert data["settings"] == {"pamr": True, "regions": True, "learned_refiner": False, "trident": False} and len(data["per_image"]) == 3
     wrong = cli(*["eval", "--images", "synthetic:3", "--regions", "--out", str(tmp_path / "x.json")])
     assert wrong.exit_code == 2 and "--regions applies to --task segmentation" in wrong.output
 

@@ -513,6 +513,9 @@ def segmentation(
     pamr: bool = typer.Option(False, "--pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each foreground region with the class of a crop around it (OVSeg-style)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine)."),
+    segmenter: Optional[Path] = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train) to evaluate instead of a training-free method; its base model is used."),
+    proposals: str = typer.Option("learned", "--proposals", help="With --segmenter: learned (its proposer) or dense (connected regions of the training-free map)."),
+    seen: Optional[str] = typer.Option(None, "--seen-classes", help="The training classes ('a,b' or a file; default: a --segmenter's own): also report seen_miou and unseen_miou."),
 ) -> Outcome:
     """Open-vocabulary segmentation: mIoU and friends on synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt."""
     from cliplab.dense.datasets import open_mask_dataset
@@ -521,9 +524,17 @@ def segmentation(
 
     dataset = open_mask_dataset(run.images)  # the inputs are checked before the model loads
     head = CorrelationRefiner.load(refiner) if refiner is not None else None
+    seen_names = read_names(seen, "--seen-classes") if seen is not None else None
+    if segmenter is not None:
+        from cliplab.dense.ovseg import OVSegmenter
+
+        trained = OVSegmenter.load(segmenter)
+        result = run_segmentation(trained.model, dataset, pretrained=trained.pretrained, batch_size=run.batch_size, progress=run.progress,
+                                  trained=trained, seen=seen_names or trained.classes_, proposals=proposals)  # fmt: skip
+        return result, lambda: segmentation_report(result, dataset)
     result = run_segmentation(run.clip(), dataset, pretrained=run.pretrained, method=method, templates=templates or "default",
                               batch_size=run.batch_size, progress=run.progress, refine="pamr" if pamr else None,
-                              regions=regions, refiner=head)  # fmt: skip
+                              regions=regions, refiner=head, seen=seen_names)  # fmt: skip
     return result, lambda: segmentation_report(result, dataset)
 
 

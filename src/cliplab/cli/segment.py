@@ -15,6 +15,7 @@ from cliplab.cli.common import (
     ModelOption,
     PrecisionOption,
     PretrainedOption,
+    ProgressOption,
     load_model_for,
     read_names,
     user_errors,
@@ -29,6 +30,11 @@ class Method(str, Enum):
     sclip = "sclip"
     clearclip = "clearclip"
     naclip = "naclip"
+
+
+class Proposals(str, Enum):
+    learned = "learned"
+    dense = "dense"
 
 
 def parse_background(value: str) -> list[str] | None:
@@ -66,7 +72,12 @@ def segment_command(
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
+    trident: bool = typer.Option(False, "--trident", help="For images larger than the model's input (with --size at the image's size): splice the --window crops' features into one map, pool it with a whole-image pass's affinities, refine in superpixels (Trident)."),
+    trident_size: int | None = typer.Option(None, "--trident-size", min=8, help="With --trident: the short side of the whole-image pass (default: the model's input size)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
+    segmenter: Path | None = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train): its proposals, classified by its fine-tuned tower; "
+                                          "with --trident its proposals refine Trident instead. Its base model is used (--model is ignored)."),
+    proposals: Proposals = typer.Option(Proposals.learned, "--proposals", help="With --segmenter: learned (its proposer) or dense (connected regions of the training-free map)."),
     precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
@@ -78,21 +89,31 @@ def segment_command(
     with user_errors(), warnings_as_lines():
         names = read_names(classes, "--classes")
         picture = open_image(image)
-        clip = load_model_for(model, pretrained, precision)
+        trained = None
+        if segmenter is not None:
+            from cliplab.dense.ovseg import OVSegmenter
+
+            trained = OVSegmenter.load(segmenter)
+        clip = trained.model if trained is not None else load_model_for(model, pretrained, precision)
         head = None
         if refiner is not None:
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
-        segmenter = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
+        if trained is not None and not trident:
+            seg, used = trained.segment(picture, names, proposals.value), "trained"
+        else:
+            masks = (lambda im: trained.propose(im)[0]) if trained is not None else None
+            dense = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
                               threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
-                              refiner=head, regions=regions, region_context=region_context)  # fmt: skip
-        seg = segmenter(picture)
+                              refiner=head, regions=regions, region_context=region_context, trident=trident,
+                              trident_size=trident_size, proposals=masks)  # fmt: skip
+            seg, used = dense(picture), dense.method
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
             with atomic_target(tmp / "overlay.png") as target:
                 overlay(picture, seg.labels, seg.classes).save(target, format="PNG")
-            write_json({"image": str(image), "model": clip.name, "precision": clip.precision, "method": segmenter.method, "classes": seg.classes,
+            write_json({"image": str(image), "model": clip.name, "precision": clip.precision, "method": used, "classes": seg.classes,
                         "areas": seg.areas()}, tmp / "areas.json")  # fmt: skip
     for name, area in sorted(seg.areas().items(), key=lambda kv: -kv[1]):
         typer.echo(f"{name:>20s} {area:7.2%}")
@@ -123,3 +144,51 @@ def refiner_command(
                              steps=steps, teacher_layer=teacher_layer, seed=seed)  # fmt: skip
         head.save(out)
     typer.echo(f"wrote {out} (final loss {head.final_loss_:.4f})")
+
+
+segmenter_app = typer.Typer(help="Train open-vocabulary segmenters (mask proposals + MAFT+/OVSeg mask classification).", no_args_is_help=True)
+app.add_typer(segmenter_app, name="segmenter")
+
+
+@segmenter_app.command("train")
+def segmenter_train(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (weights + ovsegmenter.json); a checkpoint there is resumed."),
+    model: str = typer.Option("cliplab:shapes-vit", "--model", "-m", help="The ViT to build on (a spec, as for --model elsewhere)."),
+    pretrained: PretrainedOption = None,
+    images: str = typer.Option("synthetic:2000", "--images", "-i", help="Training scenes with instance masks and captions: synthetic:<n>[:seed] (train split)."),
+    classes: str | None = typer.Option(None, "--classes", "-c", help="The training vocabulary ('a,b,c' or a file; default circle, square, triangle, star, cross, diamond); "
+                                       "objects of other classes are ignored in every loss."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps (the default takes 7-9 minutes on one thread; at most 20 on 2 cores)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Scenes (and object crops) per step."),
+    minutes: float | None = typer.Option(None, "--minutes", min=0.1, help="Stop after this long (a checkpoint keeps the progress; run again to go on)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the heads' initialisation and the batches."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch CPU threads."),
+    progress: ProgressOption = True,
+) -> None:
+    """Train a segmenter: a class-agnostic mask proposer and a fine-tuned tower that classifies masks
+    against any class names (MAFT+ content-dependent transfer and representation compensation, OVSeg
+    masked crops paired with caption nouns). Use it with 'cliplab segment --segmenter OUT'."""
+    import torch
+    from rich.progress import Progress
+
+    from cliplab.dense.ovseg import CHECKPOINT, SEEN_SHAPES, OVSegmenter
+    from cliplab.models import load_model
+
+    torch.set_num_threads(threads)
+    with user_errors(), warnings_as_lines():
+        names = read_names(classes, "--classes") if classes is not None else list(SEEN_SHAPES)
+        if (out / CHECKPOINT).exists():
+            typer.echo(f"resuming from {out / CHECKPOINT}", err=True)
+        ovseg = OVSegmenter(load_model(model, pretrained=pretrained, device="cpu"), pretrained=pretrained)
+        with Progress(disable=not progress) as bar:
+            task = bar.add_task("training", total=steps)
+
+            def on_step(step: int, total: int, loss: float) -> None:
+                bar.update(task, completed=step, description=f"training (loss {loss:.3f})")
+
+            ovseg.fit(images, names, steps=steps, batch_size=batch_size, seed=seed, out=out, on_step=on_step,
+                      max_seconds=None if minutes is None else minutes * 60)  # fmt: skip
+    if ovseg.steps_done_ < steps:
+        typer.echo(f"stopped at step {ovseg.steps_done_} of {steps}; run the same command again to resume")
+    else:
+        typer.echo(f"wrote {out}; use it with: cliplab segment --segmenter {out}")

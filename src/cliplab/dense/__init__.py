@@ -1,9 +1,11 @@
 """Dense open-vocabulary segmentation: dense CLIP features, the training-free last-block methods
 (MaskCLIP, SCLIP, ClearCLIP, NACLIP), sliding windows, PAMR, mask classification and region relabelling,
-a learned refinement (CLIP-DINOiser) and region self-distillation of patch tokens (CLIPSelf)."""
+a learned refinement (CLIP-DINOiser), region self-distillation of patch tokens (CLIPSelf), Trident
+for large images, and a trained open-vocabulary segmenter (mask proposals + MAFT+/OVSeg classification)."""
 
 from cliplab.dense.attention import METHODS
 from cliplab.dense.features import dense_features
+from cliplab.dense.ovseg import OVSegmenter
 from cliplab.dense.refine import CorrelationRefiner, train_refiner
 from cliplab.dense.regions import MaskPrompt, classify_regions, train_mask_prompt
 from cliplab.dense.segment import Segmentation, Segmenter, segment
@@ -13,6 +15,7 @@ __all__ = [
     "METHODS",
     "CorrelationRefiner",
     "MaskPrompt",
+    "OVSegmenter",
     "Segmentation",
     "Segmenter",
     "classify_regions",

@@ -101,12 +101,17 @@ def open_mask_dataset(spec: str | os.PathLike, image_size: int = 64) -> MaskData
     """A dataset from ``synthetic:N[:seed]`` or a folder (see the module docstring)."""
     text = os.fspath(spec)
     if text.startswith("synthetic:"):
-        parts = text.split(":")[1:]
-        try:
-            n, seed = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-        except (ValueError, IndexError) as exc:
-            raise InputError(f"synthetic dataset spec is synthetic:N[:seed], got {text!r}") from exc
-        if n < 1:
-            raise InputError(f"synthetic dataset needs N >= 1 scenes, got {n}")
-        return synthetic_masks(n, seed, image_size)
+        return synthetic_masks(*synthetic_spec(text), image_size)
     return folder_masks(text)
+
+
+def synthetic_spec(text: str) -> tuple[int, int]:
+    """(n, seed) of a ``synthetic:N[:seed]`` spec (seed 0 when left out)."""
+    parts = text.split(":")[1:]
+    try:
+        n, seed = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"synthetic dataset spec is synthetic:N[:seed], got {text!r}") from exc
+    if n < 1:
+        raise InputError(f"synthetic dataset needs N >= 1 scenes, got {n}")
+    return n, seed

@@ -15,6 +15,7 @@ from cliplab.dense.datasets import MaskDataset
 from cliplab.dense.metrics import SegmentationScores, image_miou
 from cliplab.dense.overlay import overlay
 from cliplab.dense.segment import BACKGROUND, DEFAULT_BACKGROUND_WORDS, Segmenter
+from cliplab.errors import InputError
 from cliplab.evaluate.runner import NOT_IN_JSON, RunResult, run_facts
 
 # Background words for synthetic scenes: the generic word and the five textures they are drawn on.
@@ -46,13 +47,38 @@ class SegmentationResult(RunResult):
     task: str = "segmentation"
 
 
+def seen_unseen(per_class_iou: dict[str, float], seen: Sequence[str]) -> dict[str, float]:
+    """Mean IoU over the ``seen`` (training) classes and over the other classes, background excluded
+    (open-vocabulary segmentation's split: train on one vocabulary, test on another); classes absent
+    from the images and the predictions (IoU None) are left out, as in mIoU."""
+    unknown = sorted(set(seen) - set(per_class_iou))
+    if unknown:
+        raise InputError(f"seen classes {', '.join(unknown)} are not among the dataset's classes ({', '.join(per_class_iou)})")
+    scored = {c: v for c, v in per_class_iou.items() if v is not None}
+    groups = {"seen_miou": [v for c, v in scored.items() if c in seen], "unseen_miou": [v for c, v in scored.items() if c not in seen and c != BACKGROUND]}
+    return {name: float(np.mean(values)) for name, values in groups.items() if values}
+
+
 def run_segmentation(model, dataset: MaskDataset, progress: bool = False, batch_size: int | None = None,
-                     pretrained: str | None = None, **options) -> SegmentationResult:  # fmt: skip
-    """Segment every image of ``dataset``; figures over the whole set plus each image's own mIoU."""
+                     pretrained: str | None = None, trained=None, seen: Sequence[str] | None = None,
+                     **options) -> SegmentationResult:  # fmt: skip
+    """Segment every image of ``dataset``; figures over the whole set plus each image's own mIoU.
+
+    trained: an :class:`~cliplab.dense.ovseg.OVSegmenter` to run instead of a training-free
+    :class:`Segmenter` (``options`` then go to its ``segment``: ``proposals``). seen: the classes
+    it was trained on, to report ``seen_miou`` and ``unseen_miou`` too.
+    """
     from tqdm.auto import tqdm
 
     batch_size = batch_size or 32
-    segmenter = segmenter_for(model, dataset, **options)
+    if trained is not None:
+        from cliplab.dense.ovseg import BoundSegmenter
+
+        if dataset.classes[0] != BACKGROUND:
+            raise InputError(f"a trained segmenter labels background; {dataset.name}'s class 0 is {dataset.classes[0]!r}")
+        segmenter = BoundSegmenter(trained, dataset.classes[1:], **options)
+    else:
+        segmenter = segmenter_for(model, dataset, **options)
     scores = SegmentationScores(dataset.classes)
     per_image, t0 = [], time.perf_counter()
     with tqdm(total=len(dataset), disable=not progress, desc="segment") as bar:
@@ -64,10 +90,13 @@ def run_segmentation(model, dataset: MaskDataset, progress: bool = False, batch_
             bar.update(len(rows))
     seconds = time.perf_counter() - t0
     figures = scores.figures()
+    if seen is not None:
+        figures.update(seen_unseen(figures["per_class_iou"], seen))
     return SegmentationResult(
         **run_facts(model, dataset.name, pretrained),
         method=segmenter.method,
-        settings={"pamr": segmenter.refine == "pamr", "regions": segmenter.regions, "learned_refiner": segmenter.refiner is not None},
+        settings={"pamr": segmenter.refine == "pamr", "regions": segmenter.regions, "learned_refiner": segmenter.refiner is not None,
+                  "trident": getattr(segmenter, "trident", False)},
         metrics={k: v for k, v in figures.items() if k != "per_class_iou"},
         per_class_iou=figures["per_class_iou"],
         images=len(dataset),

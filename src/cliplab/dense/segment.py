@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,16 @@ from cliplab.dense.attention import last_block
 from cliplab.dense.features import dense_features, last_block_input, patch_size
 from cliplab.dense.pamr import pamr
 from cliplab.dense.regions import foreground_regions, region_probabilities
-from cliplab.dense.window import crop_logits, sliding_logits
+from cliplab.dense.trident import (
+    aggregate,
+    average_in_segments,
+    global_affinity,
+    masks_to_segments,
+    splice_features,
+    split_foreground,
+    superpixels,
+)
+from cliplab.dense.window import crop_logits, pad_to_multiple, sliding_logits
 from cliplab.errors import InputError, spelled
 from cliplab.models.base import ImageInput, to_pil
 from cliplab.models.vision_parts import ViTParts, input_size, pixel_normalisation, vision_parts
@@ -84,6 +93,13 @@ class Segmenter:
     refiner: an optional learned refiner (:class:`~cliplab.dense.refine.CorrelationRefiner`): it pools the
         dense features and, with background handling on, its non-salient pixels whose best class
         probability is below its ``delta`` become background (CLIP-DINOiser).
+    trident: splice-then-segment for images larger than the model's input (:mod:`cliplab.dense.trident`):
+        the dense features of ``window``-pixel crops every ``stride`` (default: the model's input size and
+        half of it) spliced into one map and pooled with the patch affinities of a whole-image pass at
+        ``trident_size`` pixels (default: the model's input size) give the background/foreground split;
+        that pass's own features split the foreground into classes; logits are averaged inside
+        ``proposals(image)`` masks when given, else inside SLIC superpixels of about
+        ``superpixel_cell`` pixels a side (default: two patches at the inference size). ViTs only.
     regions: relabel each connected foreground region (of at least ``region_min_pixels``) with the class
         of an unmasked square crop around it, ``region_context`` times larger than the region (1.0: twice
         its side), embedded by the whole image tower (OVSeg-style mask classification with the dense
@@ -98,7 +114,9 @@ class Segmenter:
                  refine: str | None = None, pamr_steps: int = 10, pamr_dilations: Sequence[int] = (8, 16),
                  logit_scale: float | None = None, naclip_std: float = 5.0,
                  refiner: FeatureRefiner | None = None, regions: bool = False, region_context: float = 1.0,
-                 region_min_pixels: int = 10, region_weight: float = 1.0) -> None:  # fmt: skip
+                 region_min_pixels: int = 10, region_weight: float = 1.0, trident: bool = False,
+                 trident_size: int | None = None, superpixel_cell: int | None = None,
+                 proposals: Callable[[Image.Image], np.ndarray] | None = None) -> None:  # fmt: skip
         names = check_classnames(list(classes))
         words = list(background or ())
         self.background_on = bool(words) or threshold is not None
@@ -115,6 +133,8 @@ class Segmenter:
         if threshold is not None and not 0 <= threshold <= 1:
             raise InputError(f"threshold is a probability in [0, 1], got {threshold}")
         self.parts = vision_parts(model)
+        if trident and (not isinstance(self.parts, ViTParts) or refiner is not None):
+            raise InputError(f"{spelled('trident=True', '--trident')} needs a ViT image tower and no learned refiner")
         method = default_method(self.parts) if method == AUTO else method
         last_block(method)  # fail early on an unknown method
         self.model, self.method = model, method
@@ -128,16 +148,26 @@ class Segmenter:
         self.gated = refiner is not None and self.background_on  # the refiner's foreground map rides as a last channel
         self.regions, self.region_context, self.region_min_pixels = regions, region_context, region_min_pixels
         self.region_weight = region_weight
+        self.trident, self.trident_size = trident, trident_size or input_size(model)
+        self.superpixel_cell, self.proposals = superpixel_cell, proposals
         mean, std = pixel_normalisation(model)
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
 
-    def pixels(self, image: Image.Image) -> torch.Tensor:
-        """The image resized so its short side is ``size``, normalised, as (3, h, w)."""
+    def pixels(self, image: Image.Image, size: int | None = None) -> torch.Tensor:
+        """The image resized so its short side is ``size`` (default ``self.size``), normalised, as (3, h, w)."""
         w, h = image.size
-        scale = self.size / min(w, h)
+        scale = (size or self.size) / min(w, h)
         resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
         x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)
         return (x - self.mean) / self.std
+
+    def crop_features(self, crops: torch.Tensor, last_input=None) -> torch.Tensor:
+        """Dense features (N, E, h, w) of a crop batch by the segmenter's method."""
+        return dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts, last_input=last_input)
+
+    def class_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine logits (..., words + classes, h, w) of features (..., E, h, w)."""
+        return self.logit_scale * torch.einsum("...ehw,ce->...chw", feats, self.text)
 
     def crop_logits(self, crops: torch.Tensor) -> torch.Tensor:
         """Low-resolution class logits (N, words + classes, h, w) of a crop batch; when ``gated``, the
@@ -145,11 +175,11 @@ class Segmenter:
         last_input = None
         if self.refiner is not None and isinstance(self.parts, ViTParts):  # the refiner reads these tokens too: run the blocks once
             last_input = last_block_input(self.parts, crops.to(self.model.device, self.model.input_dtype))
-        feats = dense_features(self.model, crops, self.method, self.naclip_std, parts=self.parts, last_input=last_input)
+        feats = self.crop_features(crops, last_input)
         foreground = None
         if self.refiner is not None:
             feats, foreground = self.refiner.refine(self.model, crops, feats, last_input)
-        logits = self.logit_scale * torch.einsum("nehw,ce->nchw", feats, self.text)
+        logits = self.class_logits(feats)
         return torch.cat([logits, foreground[:, None].to(logits.dtype)], dim=1) if self.gated else logits
 
     def _to_image_size(self, logits: torch.Tensor, image: Image.Image) -> torch.Tensor:
@@ -158,9 +188,30 @@ class Segmenter:
     @torch.inference_mode()
     def logits(self, image: Image.Image) -> torch.Tensor:
         """Logits (words + classes, H, W) at the input image's size (plus the foreground channel when ``gated``)."""
+        if self.trident:
+            return self.trident_logits(image)
         pixels = self.pixels(image)
         logits = sliding_logits(self.crop_logits, pixels, patch_size(self.parts), self.window, self.stride)
         return self._to_image_size(logits, image)
+
+    def trident_logits(self, image: Image.Image) -> torch.Tensor:
+        """Trident's log-probabilities (words + classes, H, W): crops spliced, then pooled with the
+        whole-image affinities, say where the foreground is; the whole-image pass, which sees every
+        object entire, splits it into classes; both are averaged inside segments first."""
+        multiple = patch_size(self.parts)
+        window = self.window or input_size(self.model)
+        spliced = splice_features(self.crop_features, self.pixels(image), multiple, window, self.stride or window // 2)
+        whole = pad_to_multiple(self.pixels(image, self.trident_size), multiple).to(self.model.device, self.model.input_dtype)
+        last_input = last_block_input(self.parts, whole[None])
+        weights, grid = global_affinity(self.parts, last_input)
+        local = self._to_image_size(self.class_logits(aggregate(spliced, weights, grid)), image)
+        overall = self._to_image_size(self.class_logits(self.crop_features(whole[None], last_input)[0]), image)
+        if self.proposals is not None:
+            segments = masks_to_segments(np.asarray(self.proposals(image), dtype=bool))
+        else:
+            cell = self.superpixel_cell or round(2 * multiple * min(image.size) / self.size)
+            segments = superpixels(np.asarray(image.convert("RGB")), cell)
+        return split_foreground(average_in_segments(local, segments), average_in_segments(overall, segments), self.n_words)
 
     def _finish(self, image: Image.Image, logits: torch.Tensor) -> Segmentation:
         foreground = None
@@ -205,7 +256,7 @@ class Segmenter:
     def many(self, images: Sequence[ImageInput], batch_size: int = 32) -> list[Segmentation]:
         """Segment several images; without a sliding window, images of one size share a forward pass."""
         images = [to_pil(im) for im in images]
-        if self.window is not None:
+        if self.window is not None or self.trident:
             return [self(im) for im in images]
         out: list[Segmentation] = []
         for lo in range(0, len(images), batch_size):
