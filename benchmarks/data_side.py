@@ -1,6 +1,6 @@
 """Data-side training, measured: the same model, steps and seed on differently captioned or curated data.
 
-    PYTHONPATH=src python benchmarks/data_side.py [--steps 50] [--batch-size 64] [--threads 2] [--json FILE]
+    PYTHONPATH=src python benchmarks/data_side.py [--steps 40] [--batch-size 64] [--threads 2] [--json FILE]
 
 Every variant post-trains a fresh copy of ``--model`` (default the bundled ``cliplab:shapes-tiny``) for
 ``--steps`` steps of ``--batch-size`` with the trainer's defaults (AdamW, lr 5e-4, warm-up then cosine,
@@ -126,14 +126,14 @@ def run_variant(start, pairs, args, out, objectives="clip", rewrites=False, long
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="cliplab:shapes-tiny")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool", type=int, default=2000, help="scenes in the alt-text and the long-caption pools")
-    p.add_argument("--tail-pool", type=int, default=4000, help="scenes in the long-tailed pool (before curation)")
+    p.add_argument("--pool", type=int, default=1500, help="scenes in the alt-text and the long-caption pools")
+    p.add_argument("--tail-pool", type=int, default=3000, help="scenes in the long-tailed pool (before curation)")
     p.add_argument("--tail-shapes", default="star,heart")
     p.add_argument("--tail-ratio", type=float, default=50.0)
-    p.add_argument("--t", type=int, default=100, help="MetaCLIP balancing threshold")
+    p.add_argument("--t", type=int, default=75, help="MetaCLIP balancing threshold")
     p.add_argument("--eval-n", type=int, default=300)
     p.add_argument("--variants", default=None, help="comma list of variants to run (default all)")
     p.add_argument("--threads", type=int, default=2)
