@@ -90,7 +90,6 @@ class TestSets:
         self.tail = synthetic.generate(n, seed=seed + 5, split="test", max_objects=1, shape_weights=weights)
 
     def score(self, model) -> dict[str, float]:
-        from cliplab.data import synthetic
         from cliplab.evaluate.scenes import zero_shot_attribute
         from cliplab.train.eval_hooks import evaluating
 
