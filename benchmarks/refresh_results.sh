@@ -25,6 +25,7 @@ runs=(
     "label_free_embedding|benchmarks/label_free.py --ssl-tokens embedding"
     "multilingual|benchmarks/multilingual.py"
     "moe|benchmarks/moe.py"
+    "data_side|benchmarks/data_side.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -118,17 +118,33 @@ def _fits(new: SceneObject, placed: list[SceneObject]) -> bool:
     return True
 
 
-def sample_spec(rng: np.random.Generator, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> SceneSpec:
-    """Draw a random scene description for ``split``."""
+def long_tail(tail_shapes: tuple[str, ...] | list[str], ratio: float) -> dict[str, float]:
+    """Shape weights for a long-tailed pool: each of ``tail_shapes`` ``ratio`` times rarer than the others."""
+    unknown = [s for s in tail_shapes if s not in SHAPES]
+    if unknown or not tail_shapes:
+        raise InputError(f"tail shapes {', '.join(unknown) or 'none given'}: use some of {', '.join(SHAPES)}")
+    if ratio < 1:
+        raise InputError(f"the tail ratio must be at least 1, got {ratio}")
+    return {s: 1.0 / ratio if s in tail_shapes else 1.0 for s in SHAPES}
+
+
+def sample_spec(rng: np.random.Generator, split: str = "train", max_objects: int = 2, min_objects: int = 1,
+                shape_weights: dict[str, float] | None = None) -> SceneSpec:  # fmt: skip
+    """Draw a random scene description for ``split``; ``shape_weights`` (shape -> relative frequency,
+    e.g. from :func:`long_tail`) skews which shapes appear, uniform when None."""
     if not 1 <= min_objects <= max_objects <= 4:
         raise InputError(f"need 1 <= min_objects <= max_objects <= 4, got {min_objects}, {max_objects}")
     pairs = _allowed_pairs(split)
+    p = None
+    if shape_weights is not None:
+        w = np.array([shape_weights.get(s, 0.0) for s, _ in pairs], float)
+        p = w / w.sum()
     n = int(rng.integers(min_objects, max_objects + 1))
     placed: list[SceneObject] = []
     for _ in range(200):
         if len(placed) == n:
             break
-        shape, color = pairs[rng.integers(len(pairs))]
+        shape, color = pairs[rng.integers(len(pairs)) if p is None else rng.choice(len(pairs), p=p)]
         obj = SceneObject(
             shape=shape,
             color=color,
@@ -448,20 +464,23 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODE[split], index])
 
 
-def scene(index: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> SceneRecord:
-    """Scene number ``index`` of the seeded sequence ``(seed, split)``."""
+def scene(index: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1,
+          shape_weights: dict[str, float] | None = None) -> SceneRecord:  # fmt: skip
+    """Scene number ``index`` of the seeded sequence ``(seed, split)`` (``shape_weights``: see :func:`sample_spec`)."""
     _allowed_pairs(split)
-    return render(sample_spec(scene_rng(seed, split, index), split, max_objects, min_objects), image_size)
+    return render(sample_spec(scene_rng(seed, split, index), split, max_objects, min_objects, shape_weights), image_size)
 
 
-def iter_scenes(n: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> Iterator[SceneRecord]:
+def iter_scenes(n: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1,
+                shape_weights: dict[str, float] | None = None) -> Iterator[SceneRecord]:  # fmt: skip
     for i in range(n):
-        yield scene(i, seed, image_size, split, max_objects, min_objects)
+        yield scene(i, seed, image_size, split, max_objects, min_objects, shape_weights)
 
 
-def generate(n: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1) -> list[SceneRecord]:
+def generate(n: int, seed: int = 0, image_size: int = 64, split: str = "train", max_objects: int = 2, min_objects: int = 1,
+             shape_weights: dict[str, float] | None = None) -> list[SceneRecord]:  # fmt: skip
     """``n`` scenes of ``split``; the same arguments always give the same scenes."""
-    return list(iter_scenes(n, seed, image_size, split, max_objects, min_objects))
+    return list(iter_scenes(n, seed, image_size, split, max_objects, min_objects, shape_weights))
 
 
 # --- attributes: the labels a scene can be classified by ------------------------------------------

@@ -21,10 +21,14 @@ from cliplab.train.objectives.base import (
 
 
 def principal_components(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``x`` reconstructed from its top-``k`` principal components (rows are samples)."""
+    """``x`` reconstructed from its top-``k`` principal components (rows are samples).
+
+    The basis is found without gradient: a batch with no more rows than dimensions (64 x 128) has
+    repeated zero singular values after centring, where the SVD's backward divides by
+    s_i^2 - s_j^2 = 0 and turns every gradient into inf/NaN; gradients flow through the projection."""
     mean = x.mean(0, keepdim=True)
     centred = x - mean
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    _, _, vh = torch.linalg.svd(centred.detach(), full_matrices=False)
     basis = vh[: min(k, vh.shape[0])]
     return centred @ basis.T @ basis + mean
 

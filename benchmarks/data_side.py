@@ -1,0 +1,236 @@
+"""Data-side training, measured: the same model, steps and seed on differently captioned or curated data.
+
+    PYTHONPATH=src python benchmarks/data_side.py [--steps 40] [--batch-size 64] [--threads 2] [--json FILE]
+
+Every variant post-trains a fresh copy of ``--model`` (default the bundled ``cliplab:shapes-tiny``) for
+``--steps`` steps of ``--batch-size`` with the trainer's defaults (AdamW, lr 5e-4, warm-up then cosine,
+seed ``--seed``) on a pool of pre-rendered synthetic train scenes (``cliplab.data.scene_text``):
+
+- quality captions (VeCLIP, Lai et al. 2024) on ``--pool`` scenes with noisy alt-text (the default rates
+  of ``cliplab data synth --alt-text``): ``alt-text``; ``recaptioned`` by the bundled captioner
+  (``cliplab.Captioner``, greedy); ``veclip-mix`` (each step draws the alt-text or the recaption, 50/50);
+  ``laclip`` (the alt-text and a rule-based rewrite of it drawn per step, LaCLIP, Fan et al. 2023);
+- long captions (Long-CLIP, Zhang et al. 2024) on ``--pool`` scenes of 1-4 objects with their long
+  captions: ``long-truncated`` (the model's own context, longer captions cut) versus ``long-clip``
+  (positions stretched keeping the first 20, ``clip,pcm``: the long branch and primary-component
+  matching against the first sentence);
+- MetaCLIP (Xu et al. 2024) on a long-tailed pool of ``--tail-pool`` scenes (``--tail-shapes`` 50x rarer),
+  clean full captions: ``raw-pool`` versus ``metaclip-curated`` (substring matching against the shape
+  names, balanced with threshold ``--t``, ``cliplab curate``'s path).
+
+Figures per variant (test split, scenes training never sees), with ``start`` (no training) as a reference:
+zero-shot accuracy per attribute on ``--eval-n`` single-object scenes; text->image R@1 with clean full
+captions of ``--eval-n`` 1-2-object scenes (the "short" captions of the Long-CLIP target); long-caption
+text->image R@1 on ``--eval-n`` 3-4-object scenes, alone and as background twins (each scene beside a
+copy on another background, so the last sentence, past the 48-token context, tells the two apart:
+the twins figure is the one the Long-CLIP target reads); tail-class accuracy: zero-shot shape
+accuracy on single-object scenes of the tail shapes only.
+
+Targets (issue #24): recaptioned >= 5 points T->I R@1 above alt-text; long-clip long-caption R@1 (twins)
+>= 10 points above long-truncated at <= 1 point cost on clean-caption R@1; metaclip-curated tail
+accuracy >= 5 points above raw-pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+from _machine import add_json_option, print_machine, write_json
+
+ATTRIBUTES = ("shape", "color", "size", "position", "background")
+
+
+def scene_pairs(specs, captions, image_size=64):
+    """Training pairs (``cliplab.train.pairs.Pair``) of rendered ``specs``, ``captions[i]`` the caption list of scene i."""
+    from cliplab.data import synthetic
+    from cliplab.train.pairs import Pair
+
+    return [Pair(f"scene-{i:06d}", synthetic.render(s, image_size).image, list(c), spec=s) for i, (s, c) in enumerate(zip(specs, captions))]
+
+
+def train_specs(n, seed, max_objects, shape_weights=None):
+    import numpy as np
+
+    from cliplab.data import synthetic
+
+    return [synthetic.sample_spec(np.random.default_rng([seed, 5, i]), "train", max_objects, 1, shape_weights) for i in range(n)]
+
+
+def text_to_image_r1(model, images, texts) -> float:
+    """Share of texts whose nearest image (cosine) is their own; text i describes image i."""
+    import numpy as np
+
+    sims = model.encode_texts(texts) @ model.encode_images(images).T
+    return float(np.mean(sims.argmax(1) == np.arange(len(texts))))
+
+
+class TestSets:
+    """The held-out scenes every variant is scored on."""
+
+    def __init__(self, n: int, tail_shapes: list[str], seed: int = 2026) -> None:
+        import numpy as np
+
+        from cliplab.data import scene_text, synthetic
+        from cliplab.evaluate.scenes import retrieval_scenes, single_object_scenes
+
+        self.singles = single_object_scenes(n, seed=seed)
+        self.clean = retrieval_scenes(n, seed=seed)
+        long_specs = [synthetic.sample_spec(np.random.default_rng([seed, 3, i]), "test", 4, 3) for i in range(n)]
+        self.long = [synthetic.render(s) for s in long_specs]
+        self.long_texts = [scene_text.long_caption(s) for s in long_specs]
+        twins = []
+        for i, s in enumerate(long_specs[: n // 2]):
+            other = [b for b in synthetic.BACKGROUNDS if b != s.background]
+            twins += [s, replace(s, background=other[i % len(other)])]
+        self.twins = [synthetic.render(s) for s in twins]
+        self.twin_texts = [scene_text.long_caption(s) for s in twins]
+        weights = {s: float(s in tail_shapes) for s in synthetic.SHAPES}
+        self.tail = synthetic.generate(n, seed=seed + 5, split="test", max_objects=1, shape_weights=weights)
+
+    def score(self, model) -> dict[str, float]:
+        from cliplab.evaluate.scenes import zero_shot_attribute
+        from cliplab.train.eval_hooks import evaluating
+
+        with evaluating(model):
+            emb = model.encode_images([r.image for r in self.singles])
+            row = {f"zs_{a}": zero_shot_attribute(model, emb, self.singles, a).accuracy for a in ATTRIBUTES}
+            row["clean_t2i_r1"] = text_to_image_r1(model, [r.image for r in self.clean], [r.caption for r in self.clean])
+            row["long_t2i_r1"] = text_to_image_r1(model, [r.image for r in self.long], self.long_texts)
+            row["long_twins_t2i_r1"] = text_to_image_r1(model, [r.image for r in self.twins], self.twin_texts)
+            tail_emb = model.encode_images([r.image for r in self.tail])
+            row["tail_shape_acc"] = zero_shot_attribute(model, tail_emb, self.tail, "shape").accuracy
+        return row
+
+
+def run_variant(start, pairs, args, out, objectives="clip", rewrites=False, long_text=False):
+    """A fresh copy of ``start`` trained on ``pairs``; returns (model, seconds)."""
+    import copy
+
+    from cliplab.train.batches import BatchPlan, StepBatches
+    from cliplab.train.config import TrainConfig
+    from cliplab.train.trainer import train
+
+    model = copy.deepcopy(start)
+    config = TrainConfig(model=start.name, data="custom", objectives=objectives, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                         out=str(out), ckpt_every=0, evaluate="none", log_every=max(1, args.steps // 5), workers=0, rewrites=rewrites,
+                         long_text=long_text, progress=False, device="cpu")  # fmt: skip
+    plan = BatchPlan(args.batch_size, args.seed, short_captions="pcm" in objectives, rule_rewrites=rewrites)
+    t0 = time.perf_counter()
+    train(config, model=model, batches=lambda s: StepBatches(pairs, model.preprocess, model.tokenize, plan, s, args.steps))
+    return model, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="cliplab:shapes-tiny")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=1500, help="scenes in the alt-text and the long-caption pools")
+    p.add_argument("--tail-pool", type=int, default=3000, help="scenes in the long-tailed pool (before curation)")
+    p.add_argument("--tail-shapes", default="star,heart")
+    p.add_argument("--tail-ratio", type=float, default=50.0)
+    p.add_argument("--t", type=int, default=75, help="MetaCLIP balancing threshold")
+    p.add_argument("--eval-n", type=int, default=300)
+    p.add_argument("--variants", default=None, help="comma list of variants to run (default all)")
+    p.add_argument("--threads", type=int, default=2)
+    add_json_option(p)
+    args = p.parse_args()
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from cliplab import Captioner
+    from cliplab.data import scene_text, synthetic
+    from cliplab.models import load_model
+    from cliplab.train.curation import curate
+
+    torch.set_num_threads(args.threads)
+    machine = print_machine()
+    tail_shapes = [s.strip() for s in args.tail_shapes.split(",") if s.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = load_model(args.model, device="cpu")
+    t0 = time.perf_counter()
+    tests = TestSets(args.eval_n, tail_shapes)
+
+    def pool(kind):
+        if kind == "noisy":
+            specs = train_specs(args.pool, args.seed, 2)
+            alt = [scene_text.alt_text(s, np.random.default_rng([args.seed, i, 2])) for i, s in enumerate(specs)]
+            pairs = scene_pairs(specs, [[a] for a in alt])
+            recap = Captioner.load(None, model=args.model).caption([q.image for q in pairs])
+            return pairs, alt, recap
+        if kind == "long":
+            specs = train_specs(args.pool, args.seed + 1, 4)
+            return scene_pairs(specs, [[scene_text.long_caption(s)] for s in specs])
+        specs = train_specs(args.tail_pool, args.seed + 2, 2, synthetic.long_tail(tail_shapes, args.tail_ratio))
+        return specs
+
+    print(f"test sets ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    wanted = set(args.variants.split(",")) if args.variants else None
+    rows, seconds, notes = {"start": tests.score(start)}, {}, {}
+    groups = {"noisy": ("alt-text", "recaptioned", "veclip-mix", "laclip"), "long": ("long-truncated", "long-clip"), "tail": ("raw-pool", "metaclip-curated")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, names in groups.items():
+            names = [n for n in names if wanted is None or n in wanted]
+            if not names:
+                continue
+            t1 = time.perf_counter()
+            data = pool(group)
+            print(f"{group} pool ready in {time.perf_counter() - t1:.0f} s", flush=True)
+            for name in names:
+                kw = {}
+                if group == "noisy":
+                    base, alt, recap = data
+                    captions = {"alt-text": [[a] for a in alt], "recaptioned": [[r] for r in recap], "veclip-mix": [[a, r] for a, r in zip(alt, recap)],
+                                "laclip": [[a] for a in alt]}[name]  # fmt: skip
+                    pairs = [replace(q, captions=c) for q, c in zip(base, captions)]
+                    kw = {"rewrites": name == "laclip"}
+                    notes["recaption_equals_full_caption"] = float(np.mean([r == synthetic.full_caption(q.spec) for r, q in zip(recap, base)]))
+                    notes["alt_text_equals_full_caption"] = float(np.mean([a == synthetic.full_caption(q.spec) for a, q in zip(alt, base)]))
+                elif group == "long":
+                    pairs = data
+                    kw = {"long_text": True, "objectives": "clip,pcm"} if name == "long-clip" else {}
+                else:
+                    specs = data
+                    if name == "metaclip-curated":
+                        result = curate([synthetic.full_caption(s) for s in specs], list(synthetic.SHAPES), args.t, args.seed)
+                        specs = [s for s, k in zip(specs, result.keep) if k]
+                        notes["curated_pool"] = len(specs)
+                    notes["raw_pool"] = args.tail_pool
+                    pairs = scene_pairs(specs, [[synthetic.full_caption(s)] for s in specs])
+                    share = np.mean([any(o.shape in tail_shapes for o in s.objects) for s in specs])
+                    notes[f"{name}_tail_scene_share"] = float(share)
+                model, secs = run_variant(start, pairs, args, Path(tmp) / name, **kw)
+                rows[name], seconds[name] = tests.score(model), round(secs, 1)
+                print(f"{name}: {secs:.0f} s, " + ", ".join(f"{k} {v:.3f}" for k, v in rows[name].items()), flush=True)
+
+    print(f"{'variant':<18}" + "".join(f"{k:>18}" for k in rows["start"]))
+    for name, row in rows.items():
+        print(f"{name:<18}" + "".join(f"{v:>18.3f}" for v in row.values()))
+    targets = {}
+
+    def target(key, label, a, b, column, need):
+        if a in rows and b in rows:
+            gain = 100 * (rows[a][column] - rows[b][column])
+            targets[key] = {"figure": rows[a][column], "baseline": rows[b][column], "gain_points": gain, "target_points": need, "met": gain >= need}
+            print(f"{label}: {rows[a][column]:.3f} vs {b} {rows[b][column]:.3f}: {gain:+.1f} points (target >= {need:+g}: {'met' if gain >= need else 'NOT met'})")
+
+    target("recaptioned_vs_alt_text", "recaptioned clean T->I R@1", "recaptioned", "alt-text", "clean_t2i_r1", 5)
+    target("long_clip_vs_truncated", "long-clip long-caption R@1 (twins)", "long-clip", "long-truncated", "long_twins_t2i_r1", 10)
+    target("long_clip_short_cost", "long-clip clean (short) R@1", "long-clip", "long-truncated", "clean_t2i_r1", -1)
+    target("metaclip_vs_raw", "metaclip-curated tail-class accuracy", "metaclip-curated", "raw-pool", "tail_shape_acc", 5)
+    if args.json:
+        figures = {"steps": args.steps, "batch_size": args.batch_size, "model": args.model, "wall_s": round(time.perf_counter() - t0, 1),
+                   **notes, "variants": rows, "train_seconds": seconds, "targets": targets}  # fmt: skip
+        write_json(args.json, figures, machine)
+
+
+if __name__ == "__main__":
+    main()
