@@ -3,6 +3,10 @@
 from cliplab._lazy import lazy_exports
 from cliplab.data.few_shot import few_shot_split
 
-__all__ = ["LANGUAGES", "attribute_prompts", "few_shot_split", "full_caption"]
+__all__ = ["LANGUAGES", "alt_text", "attribute_prompts", "few_shot_split", "full_caption", "long_caption", "long_tail"]
 # the renderer (PIL) loads on first use
-__getattr__, __dir__ = lazy_exports("cliplab.data", dict.fromkeys(("LANGUAGES", "attribute_prompts", "full_caption"), "cliplab.data.synthetic"), globals())
+EXPORTS = {
+    **dict.fromkeys(("LANGUAGES", "attribute_prompts", "full_caption", "long_tail"), "cliplab.data.synthetic"),
+    **dict.fromkeys(("alt_text", "long_caption"), "cliplab.data.scene_text"),
+}
+__getattr__, __dir__ = lazy_exports("cliplab.data", EXPORTS, globals())
