@@ -1,4 +1,4 @@
-"""CoOp, CoCoOp and CLIP-SVD on tiny models: a few steps each (the quality check is test_beats_zero_shot.py)."""
+"""CoOp, CoCoOp and CLIP-SVD on tiny models: a few steps each (the quality check is test_trained_heads_beat_zero_shot.py)."""
 
 import numpy as np
 import pytest
