@@ -149,6 +149,14 @@ class Model(abc.ABC):
         ]
         return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
 
+    def encode_regions(self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Sequence[float]]], batch_size: int = 64) -> np.ndarray:
+        """Embed boxes of images: ``boxes[i]`` is a list of ``[x0, y0, x1, y1]`` pixel boxes of ``images[i]``;
+        one float32 L2-normalised row per box, in order (:mod:`cliplab.dense.region_embed`: CLOC's
+        prompter when the model has one, else its dense features pooled over the box)."""
+        from cliplab.dense.region_embed import encode_regions
+
+        return encode_regions(self, images, boxes, batch_size)
+
     def multilevel(self, layers: Sequence[int] | str = (-1, -2, -3), tokens: str = "cls", merge_with: Model | None = None) -> Model:
         """A model whose image rows are multi-level features (COMM): the tokens of the blocks ``layers``
         (negative: from the last, ``-1``), each LayerNorm-ed, side by side; ``tokens`` is ``cls``,

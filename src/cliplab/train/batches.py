@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cliplab.data.regions import Region, boxes_to_input, without_words
 from cliplab.errors import InputError
 from cliplab.train.hard_negatives import edited_scene, hard_negative
 from cliplab.train.pairs import Pair, SyntheticPairs
@@ -50,10 +51,41 @@ class BatchPlan:
     rule_rewrites: bool = False
     keep_images: bool = False  # also pass the PIL images (for a teacher with its own preprocessing)
     languages: tuple[str, ...] | None = None  # synthetic scenes: each caption in a language drawn from these (and its English parallel)
+    regions: RegionInput | None = None  # pass each image's regions, moved to the model input (region objectives)
 
     def __post_init__(self) -> None:
         if self.batch_size % self.world_size:
             raise InputError(f"batch size {self.batch_size} does not split evenly over {self.world_size} processes")
+
+
+@dataclass(frozen=True)
+class RegionInput:
+    """How regions reach a batch: the model input they are moved to, and the words no phrase may name."""
+
+    size: int  # the model's input side
+    resize_mode: str = "shortest"
+    exclude_words: tuple[str, ...] = ()
+
+
+def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionInput, tokenize: Callable[[list[str]], torch.Tensor]) -> dict:
+    """A batch's regions as tensors: ``region_boxes`` (R, 5) = row, x0, y0, x1, y1 in input pixels,
+    ``region_tokens`` and ``region_phrase_ids`` (equal phrases, equal ids, on every rank). Regions the
+    crop cuts away, and those naming an excluded word, are left out."""
+    boxes, phrases = [], []
+    for row, (image, regions) in enumerate(rows):
+        regions = without_words(regions, spec.exclude_words)
+        if not regions:
+            continue
+        moved, kept = boxes_to_input(np.array([r.box for r in regions]), *image.size, spec.size, spec.resize_mode)
+        for region, box, keep in zip(regions, moved, kept):
+            if keep:
+                boxes.append([row, *box])
+                phrases.append(region.phrase)
+    return {
+        "region_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
+        "region_tokens": tokenize(phrases) if phrases else None,
+        "region_phrase_ids": torch.tensor([caption_id(p) for p in phrases], dtype=torch.int64),
+    }
 
 
 class StepBatches(torch.utils.data.IterableDataset):
@@ -78,8 +110,8 @@ class StepBatches(torch.utils.data.IterableDataset):
             self._perm = (epoch, np.random.default_rng([self.plan.seed, epoch]).permutation(n))
         return int(self._perm[1][offset])
 
-    def _row(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None]:
-        """Row ``row`` of step ``step``'s global batch: (id, image, caption, hard-negative caption)."""
+    def _row(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None, list[Region]]:
+        """Row ``row`` of step ``step``'s global batch: (id, image, caption, hard-negative caption, regions)."""
         if self.plan.languages and isinstance(self.pairs, SyntheticPairs):
             return self._row_translated(step, row)
         plan = self.plan
@@ -101,11 +133,12 @@ class StepBatches(torch.utils.data.IterableDataset):
             pair = self.pairs[index]
             caption = pick_caption(pair.captions, rng, plan.rule_rewrites)
         if not plan.hard_negatives:
-            return pair.id, pair.image, caption, None
+            return pair.id, pair.image, caption, None, pair.regions
         given = pair.negatives
-        return pair.id, pair.image, caption, given[rng.integers(len(given))] if given else hard_negative(caption, rng)
+        negative = given[rng.integers(len(given))] if given else hard_negative(caption, rng)
+        return pair.id, pair.image, caption, negative, pair.regions
 
-    def _row_translated(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None]:
+    def _row_translated(self, step: int, row: int) -> tuple[str, Image.Image, str, str | None, list[Region]]:
         """A row with RS-M-CLIP's translation augmentation: the caption kind (full, short, paraphrase)
         and its language are drawn per caption per step; the English parallel is kept for a teacher."""
         plan = self.plan
@@ -118,15 +151,14 @@ class StepBatches(torch.utils.data.IterableDataset):
         texts = self.pairs.parallel_captions(index, spec, kind, language)
         pair = self.pairs.pair(index, spec)
         self._english[(step, row)] = texts["en"]
-        return pair.id, pair.image, texts[language], None
+        return pair.id, pair.image, texts[language], None, pair.regions
 
     def make_batch(self, step: int) -> dict:
         plan = self.plan
         local = plan.batch_size // plan.world_size
         self._english: dict[tuple[int, int], str] = {}
         rows = range(plan.rank * local, (plan.rank + 1) * local)
-        ids, images, captions, negatives = zip(*(self._row(step, row) for row in rows))
-        ids, images, captions, negatives = list(ids), list(images), list(captions), list(negatives)
+        ids, images, captions, negatives, regions = (list(x) for x in zip(*(self._row(step, row) for row in rows)))
         batch = {
             "ids": ids,
             "captions": captions,
@@ -143,6 +175,8 @@ class StepBatches(torch.utils.data.IterableDataset):
             batch["teacher_captions"] = [self._english[(step, row)] for row in rows]
         if plan.short_captions:
             batch["short_tokens"] = self.tokenize([short_caption(c) for c in captions])
+        if plan.regions is not None:
+            batch.update(region_rows(list(zip(images, regions)), plan.regions, self.tokenize))
         return batch
 
     def __iter__(self) -> Iterator[dict]:

@@ -54,6 +54,7 @@ class TrainConfig:
     teacher_features: str | None = None  # a feature-store folder of teacher image embeddings (by item id)
     languages: str | None = None  # comma list of caption languages, one drawn per caption per step (RS-M-CLIP's translation augmentation)
     distill_loss: str = "cosine"  # textdistill's loss: cosine | mse | smoothl1
+    region_exclude: str | None = None  # comma list of words no training region's phrase may name (held-out concepts)
     local_loss: bool = False
     gather_with_grad: bool = False
     tensorboard: bool = False
@@ -82,6 +83,9 @@ class TrainConfig:
         if self.evaluate not in EVALUATORS:
             raise InputError(f"unknown evaluate {self.evaluate!r}; use {', '.join(EVALUATORS)}")
         return self
+
+    def region_exclude_words(self) -> tuple[str, ...]:
+        return tuple(w.strip() for w in str(self.region_exclude or "").split(",") if w.strip())
 
     def language_list(self) -> tuple[str, ...] | None:
         """``languages`` as codes (each checked against ``synthetic.LANGUAGES``), or None."""

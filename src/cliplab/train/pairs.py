@@ -5,7 +5,7 @@ lazily; each has its full caption with the short caption and a paraphrase as rew
 spec goes through :func:`cliplab.data.sources.open_source` (folder, CSV/TSV/JSONL manifest,
 webdataset shards); only items with a caption are kept. In a manifest, a list of captions or a
 ``rewrites`` column gives rewrites and a ``hard_negatives`` (or ``negatives``) column gives
-hard-negative captions.
+hard-negative captions, and a ``regions`` column boxes with phrases (:mod:`cliplab.data.regions`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PIL import Image
 from cliplab.data import synthetic
 from cliplab.data.images import decode_image
 from cliplab.data.items import ImageItem
+from cliplab.data.regions import Region, parse_regions, scene_regions
 from cliplab.errors import SourceError
 
 REWRITE_KEYS = ("rewrites", "rewritten_captions")
@@ -32,6 +33,7 @@ class Pair:
     captions: list[str]  # the caption, then its rewrites
     negatives: list[str] = field(default_factory=list)  # hard-negative captions given by the data
     spec: synthetic.SceneSpec | None = None  # a synthetic scene's description, from which edited twins are drawn
+    regions: list[Region] = field(default_factory=list)  # boxes (pixels of ``image``) with phrases
 
 
 class SyntheticPairs:
@@ -63,8 +65,9 @@ class SyntheticPairs:
 
     def pair(self, index: int, spec: synthetic.SceneSpec, suffix: str = "") -> Pair:
         """Scene ``index`` drawn as ``spec`` (its own, or an edited twin's)."""
-        image = synthetic.render(spec, self.image_size).image
-        return Pair(f"synthetic-train-{self.seed}-{index:06d}{suffix}", image, self.captions(index, spec), spec=spec)
+        record = synthetic.render(spec, self.image_size)
+        return Pair(f"synthetic-train-{self.seed}-{index:06d}{suffix}", record.image, self.captions(index, spec), spec=spec,
+                    regions=scene_regions(record))  # fmt: skip
 
 
 def _texts(value) -> list[str]:
@@ -86,7 +89,8 @@ class SourcePairs:
         rewrites = [t for key in REWRITE_KEYS for t in _texts(item.meta.get(key))]
         negatives = [t for key in NEGATIVE_KEYS for t in _texts(item.meta.get(key))]
         image = decode_image(item.read_bytes(), item.id)
-        return Pair(item.id, image, [*item.captions, *rewrites], negatives)
+        regions = parse_regions(item.meta.get("regions"), item.id, *image.size)
+        return Pair(item.id, image, [*item.captions, *rewrites], negatives, regions=regions)
 
 
 def open_pairs(spec: str | os.PathLike) -> SyntheticPairs | SourcePairs:

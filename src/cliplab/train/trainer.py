@@ -27,13 +27,14 @@ from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
 from cliplab.models.folder import manifest_for, write_manifest
 from cliplab.train import checkpoint, distributed, run_dir
-from cliplab.train.batches import BatchPlan, StepBatches
+from cliplab.train.batches import BatchPlan, RegionInput, StepBatches
 from cliplab.train.config import TrainConfig, resumed, write_yaml
 from cliplab.train.eval_hooks import evaluating, evaluator
 from cliplab.train.modes import train_learning_parts
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.objectives.dino import multi_crop
+from cliplab.train.region_features import RegionTeacher, Regions, StudentDense, student_pass, vit_parts
 from cliplab.train.schedule import cosine_with_warmup
 
 MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp of the learned temperature (Radford et al. 2021, Sec. 2.5)
@@ -42,13 +43,16 @@ MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp of the learned temperature (Radf
 class Towers(torch.nn.Module):
     """The module DDP wraps: image and text features (all texts of a step in one pass) and the scales."""
 
-    def __init__(self, clip: torch.nn.Module) -> None:
+    def __init__(self, clip: torch.nn.Module, parts=None) -> None:
         super().__init__()
         self.clip = clip
+        self.parts = parts  # a ViT taken apart (cliplab.models.vision_parts), when region objectives read dense features
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple:
+        """Image features (or, with region objectives, a :class:`StudentDense` pass), text features and the scales."""
         bias = getattr(self.clip, "logit_bias", None)
-        return self.clip.encode_image(pixels), self.clip.encode_text(tokens), self.clip.logit_scale.exp(), bias
+        image = self.clip.encode_image(pixels) if self.parts is None else student_pass(self.parts, pixels)
+        return image, self.clip.encode_text(tokens), self.clip.logit_scale.exp(), bias
 
 
 @dataclass
@@ -191,7 +195,10 @@ class Trainer:
         self.frozen = self._frozen_copy() if "frozen" in self.needs else None
         self.teacher, self.teacher_images = self._teacher() if self.needs & {"teacher", "teacher_text"} else (None, None)
         self.ctx = DistContext(self.runtime.rank, self.runtime.world_size, config.local_loss, config.gather_with_grad)
-        self.towers: torch.nn.Module = Towers(self.module)
+        self.region_parts = self.region_teacher = None
+        if "regions" in self.needs:
+            self._set_up_regions()
+        self.towers: torch.nn.Module = Towers(self.module, self.region_parts)
         if self.runtime.world_size > 1:
             ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
             self.towers = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
@@ -266,6 +273,25 @@ class Trainer:
                 channels.append(int(maps.take().shape[1]))
         objective.attach_maps(*channels)
 
+    def _set_up_regions(self) -> None:
+        """The student's ViT parts (dense features each step) and, for distilling objectives, the region teacher."""
+        from cliplab.models import load_model
+        from cliplab.models.vision_parts import pixel_normalisation
+
+        if self.config.accum > 1:
+            raise InputError("region objectives (" + ", ".join(k for k, (_, o) in self.objectives.items() if "regions" in o.needs) +
+                             ") run without --accum: a step's regions differ in number per image; drop --accum")  # fmt: skip
+        self.region_parts = vit_parts(self.model)
+        if "region_teacher" in self.needs:
+            c = self.config
+            if c.teacher:
+                teacher = load_model(c.teacher, pretrained=c.teacher_pretrained, device=self.runtime.device)
+            else:  # the starting model, frozen
+                teacher = copy.copy(self.model)
+                teacher.torch_module = self._frozen_copy()
+            teacher.torch_module.eval().requires_grad_(False)
+            self.region_teacher = RegionTeacher(teacher, pixel_normalisation(self.model))
+
     def _frozen_copy(self) -> torch.nn.Module:
         frozen = copy.deepcopy(self.module).eval()
         for p in frozen.parameters():
@@ -289,6 +315,14 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         return int(state["step"])
 
+    def _region_input(self) -> RegionInput | None:
+        if self.region_parts is None:
+            return None
+        from cliplab.models.vision_parts import input_size
+
+        mode = (getattr(self.model, "preprocess_cfg", None) or {}).get("resize_mode", "shortest")
+        return RegionInput(input_size(self.model), mode, self.config.region_exclude_words())
+
     def _loader(self) -> torch.utils.data.DataLoader:
         c, rt = self.config, self.runtime
         if self.custom_batches is not None:
@@ -297,7 +331,7 @@ class Trainer:
             plan = BatchPlan(c.batch_size, c.seed, rt.rank, rt.world_size, hard_negatives="negatives" in self.needs,
                              short_captions="short" in self.needs, rule_rewrites=c.rewrites,
                              keep_images="teacher" in self.needs and self.teacher is not None and self.teacher_images is None,
-                             languages=c.language_list())  # fmt: skip
+                             languages=c.language_list(), regions=self._region_input())  # fmt: skip
             batches = StepBatches(self.pairs, self.model.preprocess, self.model.tokenize, plan, self.start_step, c.steps)
         kw = {"num_workers": c.workers, "batch_size": None}
         if c.workers > 0:
@@ -312,7 +346,7 @@ class Trainer:
     def _features(self, batch: dict) -> dict[str, torch.Tensor]:
         """Features of a (micro-)batch: image, text and every extra text the objectives need."""
         dev = self.runtime.device
-        texts = [batch["tokens"]] + [batch[k] for k in ("negatives", "short_tokens") if k in batch]
+        texts = [batch["tokens"]] + [batch[k] for k in ("negatives", "short_tokens", "region_tokens") if batch.get(k) is not None]
         tokens = torch.cat([t.to(dev) for t in texts])
         maps = getattr(self, "student_maps", None)
         if maps is not None:
@@ -320,6 +354,9 @@ class Trainer:
         with self._autocast():
             image, text, scale, bias = self.towers(batch["pixels"].to(dev), tokens)
         b = len(batch["ids"])
+        dense = None
+        if isinstance(image, StudentDense):
+            dense, image = image, image.image
         # The scales are spread over the rows so micro-batches concatenate; the loss reads row 0, so
         # with accumulation their gradient is counted once (in micro-batch 0's pass), not per pass.
         out = {"image": image, "text": text[:b], "scale": scale.reshape(1).expand(b)}
@@ -330,6 +367,10 @@ class Trainer:
             offset += n
         if "short_tokens" in batch:
             out["short_text"] = text[offset : offset + b]
+            offset += b
+        if dense is not None:
+            out["student_dense"] = dense
+            out["region_text"] = text[offset:] if batch.get("region_tokens") is not None else text.new_zeros(0, text.shape[1])
         if bias is not None:
             out["bias"] = bias.reshape(1).expand(b)
         if maps is not None:
@@ -378,6 +419,7 @@ class Trainer:
             short_text=feats.get("short_text"), teacher_image=feats.get("teacher_image"), teacher_text=feats.get("teacher_text"),
             frozen_image=feats.get("frozen_image"), frozen_text=feats.get("frozen_text"),
             extras={k: feats[k] for k in ("student_views", "teacher_views", "student_map", "teacher_map") if k in feats},
+            regions=self._regions(feats, batch) if "student_dense" in feats else None,
         )  # fmt: skip
         total, parts = 0.0, {}
         with self._autocast():
@@ -386,6 +428,12 @@ class Trainer:
                 parts[name] = float(value.detach())
                 total = total + weight * value
         return total, parts
+
+    def _regions(self, feats: dict, batch: dict) -> Regions:
+        dev = self.runtime.device
+        return Regions(pixels=batch["pixels"].to(dev), boxes=batch["region_boxes"].to(dev), text=feats["region_text"],
+                       phrase_ids=batch["region_phrase_ids"].to(dev), student=feats["student_dense"], parts=self.region_parts,
+                       encode_image=self.module.encode_image, teacher=self.region_teacher)  # fmt: skip
 
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()

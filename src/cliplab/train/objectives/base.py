@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from cliplab.train.region_features import Regions
 
 
 @dataclass
@@ -31,6 +35,7 @@ class StepFeatures:
     teacher_text: torch.Tensor | None = None
     frozen_image: torch.Tensor | None = None
     frozen_text: torch.Tensor | None = None
+    regions: Regions | None = None  # filled when an objective needs "regions" (cliplab.train.region_features)
     extras: dict = field(default_factory=dict)
 
 
@@ -57,6 +62,21 @@ class DistContext:
         import torch.distributed.nn.functional as dist_fn
 
         return torch.cat(dist_fn.all_gather(x), dim=0)
+
+    def gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`gather_all` for a tensor whose row count differs between ranks (a batch's regions)."""
+        if self.world_size == 1:
+            return x
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as dist_fn
+
+        count = torch.tensor([len(x)], device=x.device)
+        counts = [torch.empty_like(count) for _ in range(self.world_size)]
+        dist.all_gather(counts, count)
+        counts = [int(c) for c in counts]
+        padded = torch.cat([x, x.new_zeros(max(counts) - len(x), *x.shape[1:])])
+        parts = dist_fn.all_gather(padded)
+        return torch.cat([p[:n] for p, n in zip(parts, counts)])
 
     def gather_ids(self, ids: torch.Tensor) -> torch.Tensor:
         if self.world_size == 1:
