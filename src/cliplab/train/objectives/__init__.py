@@ -14,6 +14,7 @@
 | dino | DINO self-distillation of the image tower: EMA teacher, centring, sharpening, multi-crop (images only) |
 | selfdist | RS-M-CLIP's global/local crop self-distillation: dino with 256 prototypes, local crops 0.1-0.4, fixed EMA momentum |
 | fmdistill | DC-CLIP stage 1: distill plus SmoothL1 between the student's last feature map (1x1 adapter) and the teacher's |
+| grain | GRAIN's region terms on the dense features: each phrase grounds in its box's tokens, box-pooled tokens against the batch's phrases |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cliplab.train.objectives.clip import ClipObjective
 from cliplab.train.objectives.dino import DinoObjective
 from cliplab.train.objectives.distill import DistillObjective
 from cliplab.train.objectives.fmdistill import FeatureMapDistillObjective
+from cliplab.train.objectives.grain import GrainObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
 from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
 from cliplab.train.objectives.m2mix import M2MixObjective
@@ -39,7 +41,7 @@ REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
                 M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
-                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective)
+                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, GrainObjective)
 }  # fmt: skip
 
 
