@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from cliplab.train.objectives.base import DistContext, StepFeatures, normalise, soft_targets
+from cliplab.train.objectives.base import (
+    DistContext,
+    StepFeatures,
+    normalise,
+    soft_targets,
+)
 from cliplab.train.objectives.regional import TeacherProjected, cosine_distance
 from cliplab.train.region_features import Regions
 
