@@ -110,7 +110,7 @@ def test_declip_matches_a_direct_computation(step):
     feats, student, _ = step
     regions = feats.regions
     objective = REGISTRY["declip"](vfm=None)
-    cells = grid_cells(2, SIDE, 3, 6, torch.Generator().manual_seed(0))  # the objective's first draw (seed 0)
+    cells = grid_cells(2, SIDE, 3, 6, torch.Generator().manual_seed(0))  # the objective's first draw (seed 0, draw 0)
     boxes = torch.cat([BOXES, cells])
     crops = regions.teacher.crops(regions.pixels, boxes, SIDE)
     content = sum(1 - cos(box_mean(regions.student.dense.detach(), int(bx[0]), bx[1:], SIDE), crops[r]) for r, bx in enumerate(boxes)) / len(boxes)
@@ -126,6 +126,7 @@ def test_declip_matches_a_direct_computation(step):
     context /= 2 * GRID * GRID
     loss = objective(feats, DistContext())
     assert loss.item() == pytest.approx(1.0 * content + 0.1 * context, rel=1e-4)
+    assert int(objective.state_dict()["draws"]) == 1  # checkpointed with the run: a resumed run draws the next cells
 
 
 def test_declip_grid_cells_tile_an_m_by_n_grid():
@@ -225,3 +226,17 @@ def test_an_explicit_wider_teacher_trains_the_projection(tmp_path):
     loss, _ = trainer.step(batch)
     assert math.isfinite(loss) and projection.shape == (128, 16) and not torch.equal(projection, before)
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, trainer.region_teacher.model.torch_module.parameters()))
+
+
+
+def test_declip_resumes_bit_for_bit(tmp_path):
+    """The grid cells drawn so far are checkpointed: a resumed run draws the cells the straight run drew."""
+
+    def config(name):
+        return TrainConfig(data="synthetic:32", objectives="clip,declip", steps=4, batch_size=8, out=str(tmp_path / name),
+                           evaluate="none", progress=False, device="cpu", workers=0, ckpt_every=0)  # fmt: skip
+
+    straight = train(config("straight"), model=micro_model(VIT8))
+    part = train(config("resumed"), model=micro_model(VIT8), stop_after=2)
+    rest = train(config("resumed"), model=micro_model(VIT8), resume=True)
+    assert part.losses + rest.losses == straight.losses

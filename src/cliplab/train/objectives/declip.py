@@ -83,7 +83,8 @@ class DeClipObjective(TeacherProjected):
         self.max_split, self.max_boxes = max_split, max_boxes
         self.vfm_spec, self.vfm_layer = vfm, vfm_layer
         self._vfm = None  # loaded at the first step, on the step's device; not a parameter or buffer
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.register_buffer("draws", torch.zeros((), dtype=torch.long))  # checkpointed: a resumed run draws the same cells
 
     @torch.no_grad()
     def patch_correlations(self, regions: Regions) -> Tensor:
@@ -102,7 +103,9 @@ class DeClipObjective(TeacherProjected):
 
     def forward(self, feats: StepFeatures, ctx: DistContext) -> Tensor:
         regions = self.regions(feats)
-        cells = grid_cells(len(regions.pixels), regions.side, self.max_split, self.max_boxes, self.gen)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.draws))
+        self.draws += 1
+        cells = grid_cells(len(regions.pixels), regions.side, self.max_split, self.max_boxes, gen)
         boxes = torch.cat([regions.boxes.float(), cells.to(regions.boxes.device)])
         student = self.to_teacher(pool_at(regions.student.dense, boxes, regions.side))
         content = cosine_distance(student, regions.teacher.crops(regions.pixels, boxes, regions.side))
