@@ -2,6 +2,7 @@
 micro ViT (4x4 patch grid), their gradients, and short trainer runs (issue #21 §2)."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -180,6 +181,14 @@ def test_gradient_reaches_the_student_tower_and_not_the_teacher(step, name):
     assert all(p.grad is None for p in teacher.torch_module.parameters())
     if name == "farslip":  # the phrases are contrasted with the crops
         assert float(feats.regions.text.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["farslip", "declip", "dclip"])
+def test_a_step_without_regions_still_trains_the_dense_terms(step, name):
+    feats = step[0]
+    empty = dataclasses.replace(feats.regions, boxes=torch.zeros(0, 5), text=torch.zeros(0, 16), phrase_ids=torch.zeros(0, dtype=torch.long))
+    loss = REGISTRY[name](**({"vfm": None} if name == "declip" else {}))(dataclasses.replace(feats, regions=empty), DistContext())
+    assert math.isfinite(loss.item()) and loss.requires_grad
 
 
 @pytest.mark.parametrize("name", ["farslip", "declip", "dclip"])

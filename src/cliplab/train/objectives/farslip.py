@@ -47,6 +47,8 @@ def patch_distance(student: Tensor, teacher_fine: Tensor) -> Tensor:
 
 def crop_embeddings(regions: Regions) -> Tensor:
     """(R, D) the student's image embeddings of its boxes cut out of the images at the input side."""
+    if not len(regions.boxes):
+        return regions.student.image.new_zeros(0, regions.student.image.shape[1])
     side = regions.side
     crops = roi_align(regions.pixels.float(), regions.boxes.float(), output_size=side, aligned=True, sampling_ratio=2)
     return regions.encode_image(crops.to(regions.pixels.dtype))
