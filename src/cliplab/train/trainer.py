@@ -301,6 +301,10 @@ class Trainer:
                 teacher.torch_module = self._frozen_copy()
             teacher.torch_module.eval().requires_grad_(False)
             self.region_teacher = RegionTeacher(teacher, pixel_normalisation(self.model))
+            for _, objective in self.objectives.values():  # a projection to the teacher's width (farslip, declip, dclip)
+                if hasattr(objective, "match_teacher"):
+                    objective.match_teacher(self.model.embed_dim, teacher.embed_dim)
+                    objective.to(self.runtime.device)
 
     def _frozen_copy(self) -> torch.nn.Module:
         frozen = copy.deepcopy(self.module).eval()
