@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cliplab.dense.box_pool import pool_boxes
 from cliplab.train import TrainConfig, train
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
@@ -90,6 +91,25 @@ def test_grain_is_grounding_plus_multi_positive_region_description_contrast():
         positives = [m for m in range(5) if ids[m] == ids[k]]
         align -= float(sum(logp[m] for m in positives)) / len(positives)
     assert weight == 1.0 and abs(float(got) - (ground + align / 5)) < 1e-5
+
+
+def test_shape_swapped_phrases_are_extra_negative_columns_of_their_region_only():
+    dense, boxes, text = _regions()
+    ids = torch.arange(5)
+    gen = torch.Generator().manual_seed(1)
+    negatives, valid = torch.randn(5, 3, 6, generator=gen), torch.tensor([[1, 1, 0]] * 5, dtype=torch.bool)
+    [(_, objective)] = build_objectives("grain").values()
+    feats = _features(dense, boxes, text, ids)
+    feats.regions.negatives, feats.regions.negatives_valid = negatives, valid
+    got = objective(feats, DistContext())
+    t, n = F.normalize(text, dim=-1), F.normalize(negatives, dim=-1)
+    q = F.normalize(torch.stack([pool_boxes(dense, boxes[k : k + 1], 8.0)[0] for k in range(5)]), dim=-1)
+    align = 0.0
+    for k in range(5):
+        row = torch.cat([7.0 * t @ q[k], 7.0 * n[k, :2] @ q[k]])  # the batch's phrases, then its two valid swaps
+        align -= float(torch.log_softmax(row, 0)[k])
+    ground = float(grounding_loss(dense, boxes, t, torch.tensor(7.0), 8.0).mean())
+    assert abs(float(got) - (ground + align / 5)) < 1e-5
 
 
 def test_grain_without_regions_is_a_zero_that_keeps_the_graph():

@@ -122,3 +122,16 @@ def test_encode_regions_pools_the_dense_features_over_each_box_in_order():
         model.encode_regions(images, [[[0, 0, 5, 5]], [[5, 5, 5, 9]]])
     with pytest.raises(InputError, match="2 images but 1 box lists"):
         model.encode_regions(images, [[[0, 0, 5, 5]]])
+
+
+def test_region_negatives_swap_the_shape_word_never_into_a_held_out_one():
+    from cliplab.train.hard_negatives import swapped_phrases
+
+    swaps = swapped_phrases("a small red star at the top left", ("heart", "crescent"))
+    assert swaps == [f"a small red {s} at the top left" for s in synthetic.SHAPES if s not in ("star", "heart", "crescent")]
+    assert swapped_phrases("a red thing")[:2] == ["a green thing", "a blue thing"] and swapped_phrases("a dog") == []
+    model = micro_model(MICRO_VIT_CFG)
+    batch = _batches(SyntheticPairs(8, seed=4), model, {"negatives": True, "exclude_words": ("heart",)})
+    r = len(batch["region_boxes"])
+    assert batch["region_negatives_valid"].shape == (r, 6) and batch["region_negatives_valid"].all()
+    assert batch["region_negative_tokens"].shape[0] == r * 6

@@ -25,7 +25,7 @@ from PIL import Image
 
 from cliplab.data.regions import Region, boxes_to_input, without_words
 from cliplab.errors import InputError
-from cliplab.train.hard_negatives import edited_scene, hard_negative
+from cliplab.train.hard_negatives import edited_scene, hard_negative, swapped_phrases
 from cliplab.train.pairs import Pair, SyntheticPairs
 from cliplab.train.rewrites import pick_caption
 
@@ -65,12 +65,14 @@ class RegionInput:
     size: int  # the model's input side
     resize_mode: str = "shortest"
     exclude_words: tuple[str, ...] = ()
+    negatives: bool = False  # also each phrase's attribute-swapped versions (hard_negatives.swapped_phrases)
 
 
 def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionInput, tokenize: Callable[[list[str]], torch.Tensor]) -> dict:
     """A batch's regions as tensors: ``region_boxes`` (R, 5) = row, x0, y0, x1, y1 in input pixels,
     ``region_tokens`` and ``region_phrase_ids`` (equal phrases, equal ids, on every rank). Regions the
-    crop cuts away, and those naming an excluded word, are left out."""
+    crop cuts away, and those naming an excluded word, are left out. With ``spec.negatives`` also
+    ``region_negative_tokens`` (R*K phrases, K per region, "" as padding) and ``region_negatives_valid`` (R, K)."""
     boxes, phrases = [], []
     for row, (image, regions) in enumerate(rows):
         regions = without_words(regions, spec.exclude_words)
@@ -81,11 +83,18 @@ def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionIn
             if keep:
                 boxes.append([row, *box])
                 phrases.append(region.phrase)
-    return {
+    out = {
         "region_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
         "region_tokens": tokenize(phrases) if phrases else None,
         "region_phrase_ids": torch.tensor([caption_id(p) for p in phrases], dtype=torch.int64),
     }
+    if spec.negatives:
+        swaps = [swapped_phrases(p, spec.exclude_words) for p in phrases]
+        k = max((len(s) for s in swaps), default=0)
+        out["region_negatives_valid"] = torch.tensor([[j < len(s) for j in range(k)] for s in swaps], dtype=torch.bool).reshape(-1, k)
+        flat = [s[j] if j < len(s) else "" for s in swaps for j in range(k)]
+        out["region_negative_tokens"] = tokenize(flat) if flat else None
+    return out
 
 
 class StepBatches(torch.utils.data.IterableDataset):

@@ -70,6 +70,18 @@ def replace_word(caption: str, rng: np.random.Generator, kind: str) -> str | Non
     return _replace(caption, spans)
 
 
+def swapped_phrases(phrase: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Every edit of a region phrase's shape word into another shape (none of ``exclude``); a phrase
+    without a shape word gets its colour word changed instead; [] when it names neither. A region's
+    contrast then has to tell its shape apart, which colour and position alone never demand."""
+    for vocab in (SHAPE_WORDS, COLOR_WORDS[: len(synthetic.COLOR_NAMES)]):
+        spans = _spans(phrase, vocab)
+        if spans:
+            start, end, word = spans[0]
+            return [_replace(phrase, [(start, end, w)]) for w in vocab if w != word and w not in exclude]
+    return []
+
+
 def hard_negative(caption: str, rng: np.random.Generator) -> str | None:
     """One attribute-edited version of ``caption`` (None when it names no attribute word)."""
     for edit in _edit_order(rng):

@@ -116,6 +116,8 @@ class Regions:
     parts: ViTParts  # the student's tower, taken apart (to run crops or the last block again)
     encode_image: Callable[[Tensor], Tensor]  # the student's image tower (with gradient)
     teacher: RegionTeacher | None = None
+    negatives: Tensor | None = None  # (R, K, D) each phrase's attribute-swapped versions (an objective needing "region_negatives")
+    negatives_valid: Tensor | None = None  # (R, K) bool: which of them exist
 
     @property
     def patch(self) -> int:

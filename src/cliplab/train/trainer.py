@@ -335,7 +335,7 @@ class Trainer:
         from cliplab.models.vision_parts import input_size
 
         mode = (getattr(self.model, "preprocess_cfg", None) or {}).get("resize_mode", "shortest")
-        return RegionInput(input_size(self.model), mode, self.config.region_exclude_words())
+        return RegionInput(input_size(self.model), mode, self.config.region_exclude_words(), negatives="region_negatives" in self.needs)
 
     def _loader(self) -> torch.utils.data.DataLoader:
         c, rt = self.config, self.runtime
@@ -360,7 +360,8 @@ class Trainer:
     def _features(self, batch: dict) -> dict[str, torch.Tensor]:
         """Features of a (micro-)batch: image, text and every extra text the objectives need."""
         dev = self.runtime.device
-        texts = [batch["tokens"]] + [batch[k] for k in ("negatives", "short_tokens", "region_tokens") if batch.get(k) is not None]
+        extra = ("negatives", "short_tokens", "region_tokens", "region_negative_tokens")
+        texts = [batch["tokens"]] + [batch[k] for k in extra if batch.get(k) is not None]
         tokens = torch.cat([t.to(dev) for t in texts])
         maps = getattr(self, "student_maps", None)
         if maps is not None:
@@ -384,7 +385,10 @@ class Trainer:
             offset += b
         if dense is not None:
             out["student_dense"] = dense
-            out["region_text"] = text[offset:] if batch.get("region_tokens") is not None else text.new_zeros(0, text.shape[1])
+            r = len(batch["region_boxes"])
+            out["region_text"] = text[offset : offset + r]
+            if "region_negatives_valid" in batch:
+                out["region_negatives"] = text[offset + r :].reshape(r, batch["region_negatives_valid"].shape[1], -1)
         if bias is not None:
             out["bias"] = bias.reshape(1).expand(b)
         if maps is not None:
@@ -447,6 +451,8 @@ class Trainer:
         dev = self.runtime.device
         return Regions(pixels=batch["pixels"].to(dev), boxes=batch["region_boxes"].to(dev), text=feats["region_text"],
                        phrase_ids=batch["region_phrase_ids"].to(dev), student=feats["student_dense"], parts=self.region_parts,
+                       negatives=feats.get("region_negatives"), negatives_valid=batch["region_negatives_valid"].to(dev)
+                       if "region_negatives_valid" in batch else None,
                        encode_image=self.module.encode_image, teacher=self.region_teacher)  # fmt: skip
 
     def _backward(self, loss: torch.Tensor) -> None:

@@ -60,7 +60,7 @@ class GrainObjective(Objective):
     """``grain``: GRAIN's grounding and region-description terms (see the module docstring)."""
 
     name = "grain"
-    needs = frozenset({"regions"})
+    needs = frozenset({"regions", "region_negatives"})
 
     def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:
         regions = feats.regions
@@ -78,5 +78,12 @@ class GrainObjective(Objective):
         queries = F.normalize(pool_boxes(dense, regions.boxes, regions.patch), dim=-1)
         all_queries, all_text = ctx.gather_rows(queries), ctx.gather_rows(text)
         ids = ctx.gather_rows(regions.phrase_ids)
-        align = F.cross_entropy(scale * all_queries @ all_text.T, soft_targets(ids, ids))
+        logits, targets = scale * all_queries @ all_text.T, soft_targets(ids, ids)
+        if regions.negatives is not None and regions.negatives.shape[1]:
+            # each region's own shape-swapped phrases as extra columns of its row (never targets)
+            swapped = F.normalize(regions.negatives.float(), dim=-1)
+            extra = (scale * torch.einsum("re,rke->rk", queries, swapped)).masked_fill(~regions.negatives_valid, -1e4)  # padding: no mass (and no 0 * inf)
+            extra = ctx.gather_rows(extra)
+            logits, targets = torch.cat([logits, extra], 1), torch.cat([targets, torch.zeros_like(extra)], 1)
+        align = F.cross_entropy(logits, targets)
         return ground + align
