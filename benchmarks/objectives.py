@@ -38,18 +38,18 @@ ATTRIBUTES = ("shape", "color", "size", "position")
 
 
 def runs(names: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(model key, objectives spec) of every run for ``names``, and a note per name this cliplab lacks."""
+    """(model key, objectives spec) of every run for ``names``, and the names this cliplab lacks."""
     from cliplab.train.objectives import REGISTRY
 
-    out, notes = [], []
+    out, missing = [], []
     for name in names:
         if name not in REGISTRY:
-            notes.append(f"{name}: not in this cliplab's objectives yet, skipped")
+            missing.append(name)
             continue
         specs = [name] if name == "clip" else [name, f"clip,{name}"]
         keys = ["vit"] if "regions" in REGISTRY[name].needs else list(MODELS)  # a region batch needs patch tokens
         out += [(key, spec) for key in keys for spec in specs]
-    return out, notes
+    return out, missing
 
 
 def score(model, n: int) -> dict[str, float | None]:
@@ -128,9 +128,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     machine = print_machine()
     names = [n.strip().lower() for n in args.only.split(",") if n.strip()] if args.only else list(EXISTING + REGION)
-    planned, notes = runs(names)
-    for note in notes:
-        print(f"note: {note}", flush=True)
+    planned, missing = runs(names)
+    for name in missing:
+        print(f"note: {name} is not among this cliplab's objectives yet: skipped", flush=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -155,7 +155,7 @@ def main() -> None:
     print(f"{len(planned)} runs of {args.steps} steps x {args.batch_size} in {wall / 60:.1f} min")
     if args.json:
         figures = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "eval_n": args.eval_n, "teacher": TEACHER,
-                   "wall_s": round(wall, 1), "skipped": "; ".join(notes) or "none", "runs": rows, "change_vs_start": deltas}  # fmt: skip
+                   "wall_s": round(wall, 1), "skipped": ", ".join(missing) or "none", "runs": rows, "change_vs_start": deltas}  # fmt: skip
         write_json(args.json, figures, machine)
 
 

@@ -201,8 +201,8 @@ def test_objectives_runs_each_objective_alone_and_with_clip_and_skips_missing_on
 
     monkeypatch.setitem(REGISTRY, "boxes", BoxObjective)
     objectives = bench("objectives")
-    planned, notes = objectives.runs(["clip", "siglip", "boxes", "notyet"])
+    planned, missing = objectives.runs(["clip", "siglip", "boxes", "notyet"])
     assert planned == [("vit", "clip"), ("tiny", "clip"), ("vit", "siglip"), ("vit", "clip,siglip"), ("tiny", "siglip"),
                        ("tiny", "clip,siglip"), ("vit", "boxes"), ("vit", "clip,boxes")]  # fmt: skip
-    assert notes == ["notyet: not in this cliplab's objectives yet, skipped"]
+    assert missing == ["notyet"]
     assert objectives.delta({"a": 0.75, "b": None, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": None}) == {"a": 0.25, "b": None, "c": None}
