@@ -17,7 +17,8 @@ from .conftest import MICRO_VIT_CFG, micro_model
 pytestmark = pytest.mark.slow  # two processes that each import torch and open_clip: over 20 s on a busy CPU
 
 # (objectives, local_loss, gather_with_grad)
-SETTINGS = [("clip", False, False), ("clip", True, True), ("siglip,hardneg:0.5,infoloob", False, False)]
+SETTINGS = [("clip", False, False), ("clip", True, True), ("siglip,hardneg:0.5,infoloob", False, False),
+            ("clip,grain", False, False)]  # a region objective: each rank holds a different number of regions
 LOGGED = 1  # the setting of the logged run: with local loss each process's own loss is only its share
 
 

@@ -67,6 +67,14 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)
 
 
+def lock_text_tower(model: Model) -> None:
+    """Freeze every parameter outside the image tower but the logit scale and bias (open_clip_train's ``--lock-text``)."""
+    image = {id(p) for p in model.tower_modules()["image"].parameters()}
+    for name, p in model.torch_module.named_parameters():
+        if id(p) not in image and name.split(".")[0] not in ("logit_scale", "logit_bias", "visual_projection"):
+            p.requires_grad_(False)
+
+
 def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices only (not on gains, biases, embeddings or the logit scale)."""
     decay, no_decay = [], []
@@ -182,6 +190,8 @@ class Trainer:
 
             stretch_model(model)
         self.model = model
+        if config.lock_text:
+            lock_text_tower(model)
         self.module = train_learning_parts(model.torch_module)
         self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim(),
                                            distill_loss=config.distill_loss)  # fmt: skip
@@ -291,6 +301,10 @@ class Trainer:
                 teacher.torch_module = self._frozen_copy()
             teacher.torch_module.eval().requires_grad_(False)
             self.region_teacher = RegionTeacher(teacher, pixel_normalisation(self.model))
+            for _, objective in self.objectives.values():  # a projection to the teacher's width (farslip, declip, dclip)
+                if hasattr(objective, "match_teacher"):
+                    objective.match_teacher(self.model.embed_dim, teacher.embed_dim)
+                    objective.to(self.runtime.device)
 
     def _frozen_copy(self) -> torch.nn.Module:
         frozen = copy.deepcopy(self.module).eval()

@@ -14,6 +14,10 @@
 | dino | DINO self-distillation of the image tower: EMA teacher, centring, sharpening, multi-crop (images only) |
 | selfdist | RS-M-CLIP's global/local crop self-distillation: dino with 256 prototypes, local crops 0.1-0.4, fixed EMA momentum |
 | fmdistill | DC-CLIP stage 1: distill plus SmoothL1 between the student's last feature map (1x1 adapter) and the teacher's |
+| grain | GRAIN's region terms on the dense features: each phrase grounds in its box's tokens, box-pooled tokens against the batch's phrases |
+| farslip | FarSLIP: patch-to-patch distillation from the region teacher at 2x resolution, class-token region-phrase multi-positive InfoNCE on box crops |
+| declip | DeCLIP: box-pooled dense features vs the teacher's crop embeddings (content), last-block query correlations vs a VFM's patch correlations (context) |
+| dclip | DCLIP: box-pooled teacher-to-student region distillation, image distillation towards a region-aggregated teacher, InfoNCE at tau 0.05 |
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from dataclasses import dataclass
 from cliplab.errors import InputError
 from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
+from cliplab.train.objectives.dclip import DClipObjective
+from cliplab.train.objectives.declip import DeClipObjective
 from cliplab.train.objectives.dino import DinoObjective
 from cliplab.train.objectives.distill import DistillObjective
+from cliplab.train.objectives.farslip import FarSlipObjective
 from cliplab.train.objectives.fmdistill import FeatureMapDistillObjective
+from cliplab.train.objectives.grain import GrainObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
 from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
 from cliplab.train.objectives.m2mix import M2MixObjective
@@ -39,7 +47,8 @@ REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
                 M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
-                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective)
+                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, GrainObjective, FarSlipObjective,
+                DeClipObjective, DClipObjective)
 }  # fmt: skip
 
 
