@@ -8,7 +8,8 @@ and of ``cliplab:shapes-tiny`` too when the objective needs no patch tokens (no 
 steps of ``--batch-size`` from ``synthetic:--pool`` (train split) with the trainer's defaults (AdamW, lr
 ``--lr``, warm-up a tenth of the steps then cosine, seed ``--seed``). Objectives that distill from a teacher
 (distill, fmdistill, textdistill) get ``--teacher cliplab:shapes-tiny``; region objectives that distill get the
-frozen starting model (the trainer's default). The region objectives (cloc, grain, farslip, declip, dclip)
+frozen starting model (the trainer's default), and no region phrase names "heart" or "crescent"
+(``--region-exclude``: those shapes reach training only through images and captions). The region objectives (cloc, grain, farslip, declip, dclip)
 run when this cliplab has them; a missing one is skipped with a printed note.
 
 Figures per run (test split, seed 2026, scenes training never sees), with the starting model's row (``start``,
@@ -75,6 +76,7 @@ def post_train(start, spec: str, args, out: str):
     """A fresh copy of ``start`` trained with the objectives ``spec``."""
     import copy
 
+    from cliplab.evaluate.regions import HELD_OUT_SHAPES
     from cliplab.train.config import TrainConfig
     from cliplab.train.objectives import REGISTRY, parse_objectives
     from cliplab.train.trainer import train
@@ -83,7 +85,8 @@ def post_train(start, spec: str, args, out: str):
     model = copy.deepcopy(start)
     config = TrainConfig(model=start.name, data=f"synthetic:{args.pool}", objectives=spec, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, out=out, ckpt_every=0, evaluate="none", log_every=max(1, args.steps // 4),
-                         workers=0, progress=False, device="cpu", teacher=TEACHER if needs & {"teacher", "teacher_text"} else None)  # fmt: skip
+                         workers=0, progress=False, device="cpu", teacher=TEACHER if needs & {"teacher", "teacher_text"} else None,
+                         region_exclude=",".join(HELD_OUT_SHAPES))  # fmt: skip
     train(config, model=model)
     return model
 
