@@ -52,7 +52,7 @@ def evaluating(model: Model) -> Iterator[None]:
             train_learning_parts(module)
 
 
-def scene_figures(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
+def scene_evaluation(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
     """Zero-shot accuracy (single-object scenes), retrieval R@k and colour binding on ``n`` scenes each."""
     from cliplab.evaluate.scenes import evaluate_scenes
 
@@ -60,21 +60,21 @@ def scene_figures(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
     return {"zeroshot_accuracy": figures["zeroshot_accuracy"], "retrieval": figures["retrieval"], "colour_binding": colour_binding(model, n, seed)}
 
 
-def region_figures(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
+def region_evaluation(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
     """Region accuracy on ``n`` (at most ``REGION_SCENES_MAX``) 1-2-object scenes."""
     from cliplab.evaluate.regions import region_accuracy
 
     return {"region_accuracy": region_accuracy(model, min(n, REGION_SCENES_MAX), seed)}
 
 
-def dense_figures(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
+def dense_evaluation(model: Model, n: int, seed: int = EVAL_SEED) -> dict:
     """Plain naclip mIoU, foreground IoU and held-out shapes' IoU on ``n`` (at most ``DENSE_SCENES_MAX``) scenes."""
-    from cliplab.evaluate.regions import dense_figures as figures
+    from cliplab.evaluate.regions import dense_figures
 
-    return {"dense": figures(model, min(n, DENSE_SCENES_MAX), seed)}
+    return {"dense": dense_figures(model, min(n, DENSE_SCENES_MAX), seed)}
 
 
-EVALUATIONS: dict[str, Callable[[Model, int, int], dict]] = {"scenes": scene_figures, "regions": region_figures, "dense": dense_figures}
+EVALUATIONS: dict[str, Callable[[Model, int, int], dict]] = {"scenes": scene_evaluation, "regions": region_evaluation, "dense": dense_evaluation}
 
 
 def evaluate(model: Model, n: int, seed: int = EVAL_SEED, names: Sequence[str] = ("scenes",)) -> dict:
