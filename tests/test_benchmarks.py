@@ -191,3 +191,18 @@ def test_finishing_a_run_without_ship_leaves_the_bundled_folder_alone(scripts, t
     train_tiny.ship_run(args.out, train_tiny.weights_path(args.out, args.ship, BUNDLED["shapes-tiny"]), vars(args), 1.0)
     assert {p: p.stat().st_mtime_ns for p in HERE.rglob("*") if "__pycache__" not in p.parts} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json", "metrics.jsonl", "model-fp16.safetensors", "model.safetensors"]
+
+
+def test_objectives_runs_each_objective_alone_and_with_clip_and_skips_missing_ones(bench, monkeypatch):
+    from cliplab.train.objectives import REGISTRY, Objective
+
+    class BoxObjective(Objective):  # stands in for a region objective: its batch needs patch tokens
+        name, needs = "boxes", frozenset({"regions"})
+
+    monkeypatch.setitem(REGISTRY, "boxes", BoxObjective)
+    objectives = bench("objectives")
+    planned, missing = objectives.runs(["clip", "siglip", "boxes", "notyet"])
+    assert planned == [("vit", "clip"), ("tiny", "clip"), ("vit", "siglip"), ("vit", "clip,siglip"), ("tiny", "siglip"),
+                       ("tiny", "clip,siglip"), ("vit", "boxes"), ("vit", "clip,boxes")]  # fmt: skip
+    assert missing == ["notyet"]
+    assert objectives.delta({"a": 0.75, "b": None, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": None}) == {"a": 0.25, "b": None, "c": None}

@@ -1,5 +1,6 @@
 """``cliplab train``: flags, --data as a second name of --images, a YAML config, resume, weights that load."""
 
+import json
 import subprocess
 import sys
 
@@ -31,10 +32,22 @@ def test_bad_objective_is_one_line(cli, model_args, tmp_path):
 
 def test_bad_evaluation_is_one_line(cli, model_args, tmp_path):
     res = cli("train", *model_args, "--data", "synthetic:8", "--evaluate", "accuracy", "--out", tmp_path / "r", "--device", "cpu")
-    assert res.exit_code == 2 and res.output.count("\n") == 1 and "unknown evaluate 'accuracy'; use auto, scenes, none" in res.output
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "unknown evaluate 'accuracy'; use auto, none or a comma list of scenes, regions, dense" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_names_the_evaluations_and_they_reach_the_summary(cli, model_args, tmp_path):
+    out = tmp_path / "r"
+    res = cli("train", *model_args, "--data", "synthetic:8", "--steps", "1", "--batch-size", "4", "--eval", "dense,regions", "--eval-n", "3",
+              "--workers", "0", "--out", out, "--no-progress", "--device", "cpu")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    said = [line for line in res.stderr.splitlines() if line.startswith("step ")]
+    assert len(said) == 2 and all("region accuracy" in line and "naclip mIoU" in line and "shape" not in line for line in said)
+    evals = json.loads((out / "summary.json").read_text())["evals"]
+    assert [sorted(e["eval"]) for e in evals] == [["dense", "region_accuracy"]] * 2
+    assert yaml.safe_load((out / "config.yaml").read_text())["evaluate"] == "dense,regions"
 
 
 def test_python_dash_m_cliplab_runs_the_cli():
     res = subprocess.run([sys.executable, "-m", "cliplab", "train", "--help"], capture_output=True, text=True, timeout=120, check=False)
-    assert res.returncode == 0 and "--data" in res.stdout and "--objectives" in res.stdout
+    assert res.returncode == 0 and "--data" in res.stdout and "--objectives" in res.stdout and "--eval " in res.stdout

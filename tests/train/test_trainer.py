@@ -171,7 +171,7 @@ def test_scene_evaluation_is_the_default_for_cliplab_models_only(tmp_path, spec,
 
 
 def test_an_unknown_evaluation_is_refused():
-    with pytest.raises(InputError, match="unknown evaluate 'accuracy'; use auto, scenes, none"):
+    with pytest.raises(InputError, match="unknown evaluate 'accuracy'; use auto, none or a comma list of scenes, regions, dense"):
         TrainConfig(evaluate="accuracy").check()
 
 

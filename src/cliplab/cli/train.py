@@ -51,8 +51,10 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (bit for bit)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of settings (the flag names with - or _); flags given here win."),
     ckpt_every: int | None = _opt("--ckpt-every", help="Checkpoint every N steps (0: only at the end).", min=0),
-    evaluate: str | None = _opt("--evaluate", help="Evaluation during the run: scenes (zero-shot, retrieval and colour binding on synthetic scenes), "
-                                "none, or auto: scenes for cliplab: models, none for openclip: and hf: models."),
+    evaluate: str | None = _opt("--evaluate", "--eval", help="Evaluation during the run, a comma list of: scenes (zero-shot, retrieval and colour binding on "
+                                "synthetic scenes), regions (shape accuracy of each object's box through encode_regions), dense (plain naclip mIoU, "
+                                "foreground IoU, heart/crescent IoU); or none; or auto: scenes for cliplab: models, none for openclip: and hf: models. "
+                                "--eval is the same option."),
     eval_every: int | None = _opt("--eval-every", help="Evaluate every N steps (0: before and after only).", min=0),
     eval_n: int | None = _opt("--eval-n", help="Scenes per synthetic-scene evaluation (0: no evaluation).", min=0),
     log_every: int | None = _opt("--log-every", help="Write a metrics line every N steps.", min=1),
@@ -103,7 +105,15 @@ def train_command(
 
 def _echo_eval(record: dict) -> None:
     if "eval" in record:
-        e = record["eval"]
-        acc, bind = e["zeroshot_accuracy"], e["colour_binding"]
-        typer.echo(f"step {record['step']}: shape {acc['shape']:.3f} colour {acc['color']:.3f} colour-binding full {bind['full']:.3f} "
-                   f"short {bind['short']:.3f} image R@1 {e['retrieval']['image_retrieval_recall@1']:.3f}", err=True)  # fmt: skip
+        e, said = record["eval"], []
+        if "zeroshot_accuracy" in e:
+            acc, bind = e["zeroshot_accuracy"], e["colour_binding"]
+            said.append(f"shape {acc['shape']:.3f} colour {acc['color']:.3f} colour-binding full {bind['full']:.3f} "
+                        f"short {bind['short']:.3f} image R@1 {e['retrieval']['image_retrieval_recall@1']:.3f}")  # fmt: skip
+        if "region_accuracy" in e:
+            said.append(f"region accuracy {e['region_accuracy']:.3f}")
+        if "dense" in e:
+            d = e["dense"]
+            held_out = "n/a" if d["held_out_iou"] is None else f"{d['held_out_iou']:.3f}"
+            said.append(f"naclip mIoU {d['miou']:.3f} foreground IoU {d['foreground_iou']:.3f} heart/crescent IoU {held_out}")
+        typer.echo(f"step {record['step']}: " + ", ".join(said), err=True)

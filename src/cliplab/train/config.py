@@ -14,7 +14,7 @@ from cliplab.files import atomic_write
 RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
 # Settings a resumed run may change: where it runs and how it shows progress, not what it computes.
 RESUME_FREE = ("out", "device", "workers", "progress")
-EVALUATORS = ("auto", "scenes", "none")  # names of TrainConfig.evaluate (cliplab.train.eval_hooks.evaluator)
+EVALUATORS = ("scenes", "regions", "dense")  # TrainConfig.evaluate: a comma list of these, "auto" or "none" (cliplab.train.eval_hooks)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class TrainConfig:
     out: str = "runs/train"
     ckpt_every: int = 100  # 0: only at the end
     keep_checkpoints: int = 1
-    evaluate: str = "auto"  # auto (synthetic scenes for cliplab: models, none for others) | scenes | none
+    evaluate: str = "auto"  # auto (scenes for cliplab: models, none for others) | none | a comma list of scenes, regions, dense
     eval_every: int = 0  # 0: only before and after training
     eval_n: int = 500  # scenes per synthetic evaluation; 0 disables it
     log_every: int = 10
@@ -81,8 +81,7 @@ class TrainConfig:
 
         if self.distill_loss not in TEXT_DISTILL_LOSSES:
             raise InputError(f"unknown distill-loss {self.distill_loss!r}; use one of {', '.join(TEXT_DISTILL_LOSSES)}")
-        if self.evaluate not in EVALUATORS:
-            raise InputError(f"unknown evaluate {self.evaluate!r}; use {', '.join(EVALUATORS)}")
+        evaluation_names(self.evaluate)
         return self
 
     def region_exclude_words(self) -> tuple[str, ...]:
@@ -104,6 +103,17 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def evaluation_names(spec: str) -> tuple[str, ...]:
+    """``TrainConfig.evaluate`` as names: ("auto",), ("none",) or some of ``EVALUATORS`` in the order given."""
+    names = tuple(dict.fromkeys(p.strip().lower() for p in str(spec).split(",") if p.strip()))
+    bad = [n for n in names if n not in (*EVALUATORS, "auto", "none")]
+    if bad or not names:
+        raise InputError(f"unknown evaluate {(bad or [spec])[0]!r}; use auto, none or a comma list of {', '.join(EVALUATORS)}")
+    if len(names) > 1 and {"auto", "none"} & set(names):
+        raise InputError(f"evaluate {spec!r}: auto and none stand alone; name the evaluations instead, e.g. scenes,regions")
+    return names
 
 
 def field_names() -> list[str]:
