@@ -47,11 +47,13 @@ def add_output_options(parser: argparse.ArgumentParser, run: str) -> None:
                         help="save the fp16 weights over the shipped ones in src/cliplab/models/bundled/, not in the run folder")
 
 
-def ship_run(run_dir: Path, weights_file: Path, args: dict, wall_s: float) -> None:
+def ship_run(run_dir: Path, weights_file: Path, args: dict, wall_s: float, prefixes: tuple[str, ...] = ("",)) -> None:
     """Save a finished run's weights as fp16 safetensors at ``weights_file`` and its log as ``run_dir/log.json``
     (loss terms and logit scale every 20 steps, the evaluations, the wall time summed over the calls
-    that trained or resumed the run); shared with ``train_vit.py``."""
-    weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run_dir / "model.safetensors")).items()}
+    that trained or resumed the run); shared with ``train_vit.py``. ``prefixes``: keep only the tensors
+    whose names start with one of them (a model shipping one tower over a bundled base)."""
+    state = load_file(str(run_dir / "model.safetensors"))
+    weights = {k: v.to(torch.float16).contiguous() for k, v in state.items() if k.startswith(prefixes)}
     with atomic_target(weights_file) as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt", "steps": str(args["steps"]), "seed": str(args["seed"])})
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -127,10 +127,11 @@ def _config(tmp_path, name, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_a_region_run_resumes_bit_for_bit(tmp_path):
-    straight = train(_config(tmp_path, "straight"), model=micro_model(MICRO_VIT_CFG))
-    part = train(_config(tmp_path, "resumed"), model=micro_model(MICRO_VIT_CFG), stop_after=2)
-    rest = train(_config(tmp_path, "resumed"), model=micro_model(MICRO_VIT_CFG), resume=True)
+@pytest.mark.parametrize("lock_text", [False, True])  # a locked text tower encodes each phrase once, alone
+def test_a_region_run_resumes_bit_for_bit(tmp_path, lock_text):
+    straight = train(_config(tmp_path, "straight", lock_text=lock_text), model=micro_model(MICRO_VIT_CFG))
+    part = train(_config(tmp_path, "resumed", lock_text=lock_text), model=micro_model(MICRO_VIT_CFG), stop_after=2)
+    rest = train(_config(tmp_path, "resumed", lock_text=lock_text), model=micro_model(MICRO_VIT_CFG), resume=True)
     assert part.losses + rest.losses == straight.losses
     assert all(math.isfinite(x) for x in straight.losses)
 

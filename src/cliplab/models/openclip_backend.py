@@ -301,20 +301,26 @@ class OpenClipModel(Model):
         precision: str = "fp32",
         seed: int | None = None,
         tokenizer=None,
+        base_weights: str | os.PathLike | None = None,
     ) -> "OpenClipModel":
         """A model from an open_clip config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...),
         open_clip ``PreprocessCfg`` fields and a weights file (``CLIP.state_dict()``; fp16 is cast to
         fp32). ``weights_path=None`` gives random weights (e.g. to start training), drawn from ``seed``,
         or from torch's global random state when ``seed`` is None (so a training script's seed decides).
         ``tokenizer`` (e.g. a :class:`cliplab.models.text_tokenizer.TextTokenizer`) replaces the one the
-        config implies (the CLIP BPE, or ``text_cfg.hf_tokenizer_name``)."""
-        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision, seed=seed, tokenizer=tokenizer)
+        config implies (the CLIP BPE, or ``text_cfg.hf_tokenizer_name``). ``base_weights``: a weights file
+        whose tensors fill in those ``weights_path`` lacks (a file holding one tower of a shared model)."""
+        return cls._assemble(name, deepcopy(model_cfg), preprocess_cfg or {}, weights_path, device, precision, seed=seed, tokenizer=tokenizer,
+                             base_weights=base_weights)  # fmt: skip
 
     @classmethod
-    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0, tokenizer=None):
+    def _assemble(cls, name, model_cfg, preprocess_overlay, weights, device, precision, pretrained=None, seed=0, tokenizer=None,
+                  base_weights=None):  # fmt: skip
         device = resolve_device(device)
         precision = check_precision(precision, device)
         state = read_state_dict(weights) if weights else None  # a bad file fails before the build
+        if state is not None and base_weights is not None:
+            state = {**read_state_dict(base_weights), **state}
         adopt_context_length(model_cfg, state)
         random_init = state is None  # else every weight comes from the file (load_state_dict is strict)
         if random_init and seed is None:

@@ -104,6 +104,28 @@ class RegionTeacher:
         return F.normalize(self.model.torch_module.encode_image(crops.to(self.model.input_dtype)).float(), dim=-1)
 
 
+class FrozenPhrases:
+    """Text features of region phrases (and their swapped versions) from a frozen text tower, each
+    computed once and alone: a phrase's feature then depends on nothing but the phrase, so a resumed
+    run reads the very numbers an uninterrupted one did. Scenes repeat phrases, so most steps encode none."""
+
+    LIMIT = 200_000  # phrases kept (128 floats each for the bundled models)
+
+    def __init__(self, encode_text: Callable[[Tensor], Tensor]) -> None:
+        self.encode_text = encode_text
+        self.cache: dict[bytes, Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, tokens: Tensor) -> Tensor:
+        keys = [row.cpu().numpy().tobytes() for row in tokens]
+        if len(self.cache) > self.LIMIT:
+            self.cache.clear()
+        for key, row in zip(keys, tokens):
+            if key not in self.cache:
+                self.cache[key] = self.encode_text(row[None])[0].float()
+        return torch.stack([self.cache[k] for k in keys]) if keys else tokens.new_zeros(0, 0).float()
+
+
 @dataclass
 class Regions:
     """A step's regions and the student's dense view of its images (``StepFeatures.regions``)."""

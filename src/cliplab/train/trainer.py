@@ -34,7 +34,7 @@ from cliplab.train.modes import train_learning_parts
 from cliplab.train.objectives import build_objectives
 from cliplab.train.objectives.base import DistContext, StepFeatures
 from cliplab.train.objectives.dino import multi_crop
-from cliplab.train.region_features import RegionTeacher, Regions, StudentDense, student_pass, vit_parts
+from cliplab.train.region_features import FrozenPhrases, RegionTeacher, Regions, StudentDense, student_pass, vit_parts
 from cliplab.train.schedule import cosine_with_warmup
 
 MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp of the learned temperature (Radford et al. 2021, Sec. 2.5)
@@ -67,12 +67,17 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)
 
 
-def lock_text_tower(model: Model) -> None:
-    """Freeze every parameter outside the image tower but the logit scale and bias (open_clip_train's ``--lock-text``)."""
+def text_parameters(model: Model) -> list[torch.nn.Parameter]:
+    """Every parameter outside the image tower but the logit scale and bias."""
     image = {id(p) for p in model.tower_modules()["image"].parameters()}
-    for name, p in model.torch_module.named_parameters():
-        if id(p) not in image and name.split(".")[0] not in ("logit_scale", "logit_bias", "visual_projection"):
-            p.requires_grad_(False)
+    return [p for name, p in model.torch_module.named_parameters()
+            if id(p) not in image and name.split(".")[0] not in ("logit_scale", "logit_bias", "visual_projection")]  # fmt: skip
+
+
+def lock_text_tower(model: Model) -> None:
+    """Freeze the text tower (open_clip_train's ``--lock-text``): :func:`text_parameters` learn no more."""
+    for p in text_parameters(model):
+        p.requires_grad_(False)
 
 
 def decay_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -205,7 +210,7 @@ class Trainer:
         self.frozen = self._frozen_copy() if "frozen" in self.needs else None
         self.teacher, self.teacher_images = self._teacher() if self.needs & {"teacher", "teacher_text"} else (None, None)
         self.ctx = DistContext(self.runtime.rank, self.runtime.world_size, config.local_loss, config.gather_with_grad)
-        self.region_parts = self.region_teacher = None
+        self.region_parts = self.region_teacher = self.phrases = None
         if "regions" in self.needs:
             self._set_up_regions()
         self.towers: torch.nn.Module = Towers(self.module, self.region_parts)
@@ -292,6 +297,8 @@ class Trainer:
             raise InputError("region objectives (" + ", ".join(k for k, (_, o) in self.objectives.items() if "regions" in o.needs) +
                              ") run without --accum: a step's regions differ in number per image; drop --accum")  # fmt: skip
         self.region_parts = vit_parts(self.model)
+        if not any(p.requires_grad for p in text_parameters(self.model)):
+            self.phrases = FrozenPhrases(self.module.encode_text)
         if "region_teacher" in self.needs:
             c = self.config
             if c.teacher:
@@ -360,7 +367,7 @@ class Trainer:
     def _features(self, batch: dict) -> dict[str, torch.Tensor]:
         """Features of a (micro-)batch: image, text and every extra text the objectives need."""
         dev = self.runtime.device
-        extra = ("negatives", "short_tokens", "region_tokens", "region_negative_tokens")
+        extra = ("negatives", "short_tokens") + (() if self.phrases is not None else ("region_tokens", "region_negative_tokens"))
         texts = [batch["tokens"]] + [batch[k] for k in extra if batch.get(k) is not None]
         tokens = torch.cat([t.to(dev) for t in texts])
         maps = getattr(self, "student_maps", None)
@@ -386,9 +393,14 @@ class Trainer:
         if dense is not None:
             out["student_dense"] = dense
             r = len(batch["region_boxes"])
-            out["region_text"] = text[offset : offset + r]
+            phrases = text[offset:]
+            if self.phrases is not None:  # a frozen text tower: each phrase encoded once in the run
+                with self._autocast():
+                    texts = [batch[k] for k in ("region_tokens", "region_negative_tokens") if batch.get(k) is not None]
+                    phrases = self.phrases(torch.cat(texts).to(dev)) if texts else text.new_zeros(0, text.shape[1])
+            out["region_text"] = phrases[:r] if r else text.new_zeros(0, text.shape[1])
             if "region_negatives_valid" in batch:
-                out["region_negatives"] = text[offset + r :].reshape(r, batch["region_negatives_valid"].shape[1], -1)
+                out["region_negatives"] = phrases[r:].reshape(r, batch["region_negatives_valid"].shape[1], -1)
         if bias is not None:
             out["bias"] = bias.reshape(1).expand(b)
         if maps is not None:

@@ -23,6 +23,7 @@ class BundledModel:
     weights: Path  # safetensors state dict of the open_clip module
     card: Path  # markdown model card
     rebuild: str  # command that recreates the weights file
+    base: str | None = None  # a bundled model whose weights fill in what this weights file lacks (a shared, frozen text tower)
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -44,8 +45,15 @@ BUNDLED: dict[str, BundledModel] = {
         card=HERE / "shapes-multi" / "MODEL_CARD.md",
         rebuild="python scripts/train_multi.py --ship",
     ),
+    "shapes-vit-dense": BundledModel(
+        config=HERE / "shapes-vit-dense" / "config.json",
+        weights=HERE / "shapes-vit-dense" / "model.safetensors",  # the image tower only
+        card=HERE / "shapes-vit-dense" / "MODEL_CARD.md",
+        rebuild="python scripts/train_vit_dense.py --ship",
+        base="shapes-vit",
+    ),
 }
-ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit", "multi": "shapes-multi"}
+ALIASES: dict[str, str] = {"tiny": "shapes-tiny", "vit": "shapes-vit", "multi": "shapes-multi", "vit-dense": "shapes-vit-dense"}
 
 
 def names() -> list[str]:
@@ -87,7 +95,8 @@ def load_bundled(name: str, weights: str | os.PathLike | None = None, device=Non
 
         context = int(config["model_cfg"].get("text_cfg", {}).get("context_length", 77))
         tokenizer = TextTokenizer.load(entry.config.parent / config["tokenizer"], context)
+    base = BUNDLED[entry.base].weights if entry.base else None
     return OpenClipModel.from_config(
         f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision,
-        tokenizer=tokenizer,
+        tokenizer=tokenizer, base_weights=base,
     )
