@@ -55,6 +55,7 @@ HOW = {
     "Segmentation #1": "exec",
     "Search a collection #1": "run",
     "Train and post-train #1": "run",
+    "Region-aware training #1": "run",
     "Multilingual #1": "exec",
     "Mixture of experts (CLIP-MoE) #1": "run",
     "Captioning #1": "exec",
@@ -144,6 +145,8 @@ def made_up_data(cwd: Path, cli) -> None:
     pairs = cwd / "pairs.jsonl"
     rows = [{"image": str(p.relative_to(cwd)), "caption": f"a photo of a {p.parent.name}"} for p in sorted((cwd / "photos").rglob("*.png"))]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    boxed = [{**r, "regions": [{"box": [16, 16, 48, 48], "phrase": r["caption"]}]} for r in rows]
+    (cwd / "regions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in boxed))
     (cwd / "entries.txt").write_text("".join(f"{s}\n" for s in sorted({r["caption"].split()[-1] for r in rows})))
 
 
