@@ -282,6 +282,9 @@ class Trainer:
             raise InputError("region objectives (" + ", ".join(k for k, (_, o) in self.objectives.items() if "regions" in o.needs) +
                              ") run without --accum: a step's regions differ in number per image; drop --accum")  # fmt: skip
         self.region_parts = vit_parts(self.model)
+        for _, objective in self.objectives.values():
+            objective.attach_regions(self.model, self.region_parts)
+        self.objective_modules.to(self.runtime.device)
         if "region_teacher" in self.needs:
             c = self.config
             if c.teacher:

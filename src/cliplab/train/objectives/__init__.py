@@ -14,6 +14,7 @@
 | dino | DINO self-distillation of the image tower: EMA teacher, centring, sharpening, multi-crop (images only) |
 | selfdist | RS-M-CLIP's global/local crop self-distillation: dino with 256 prototypes, local crops 0.1-0.4, fixed EMA momentum |
 | fmdistill | DC-CLIP stage 1: distill plus SmoothL1 between the student's last feature map (1x1 adapter) and the teacher's |
+| cloc | CLOC's region-text InfoNCE and phrase grounding through a box/phrase prompter (needs regions; the model keeps the prompter) |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from cliplab.errors import InputError
 from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
+from cliplab.train.objectives.cloc import ClocObjective
 from cliplab.train.objectives.dino import DinoObjective
 from cliplab.train.objectives.distill import DistillObjective
 from cliplab.train.objectives.fmdistill import FeatureMapDistillObjective
@@ -39,7 +41,7 @@ REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
                 M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
-                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective)
+                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, ClocObjective)
 }  # fmt: skip
 
 

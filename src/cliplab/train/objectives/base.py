@@ -104,5 +104,8 @@ class Objective(torch.nn.Module):
     name: str = ""
     needs: frozenset[str] = frozenset()
 
+    def attach_regions(self, model, parts) -> None:
+        """Called once the student's ViT ``parts`` exist (region objectives): build what depends on its shape."""
+
     def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
