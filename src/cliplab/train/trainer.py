@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from cliplab.dense.prompter import save_prompter
 from cliplab.errors import InputError
 from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
@@ -509,7 +510,11 @@ class Trainer:
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
-        write_manifest(self.out, weights=path.name, **manifest_for(self.config.model))
+        fields = {k: v for k, v in manifest_for(self.config.model).items() if k != "prompter"}  # a base's prompter fits its own tower only
+        prompter = next((o.region_prompter for _, o in self.objectives.values() if getattr(o, "region_prompter", None) is not None), None)
+        if prompter is not None:  # CLOC's prompter, for Model.encode_regions
+            fields["prompter"] = save_prompter(prompter, self.out / "prompter.safetensors").name
+        write_manifest(self.out, weights=path.name, **fields)
         return path
 
     def run(self, stop_after: int | None = None) -> TrainResult:
