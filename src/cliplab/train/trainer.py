@@ -204,7 +204,12 @@ class Trainer:
             ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
             self.towers = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
         params = decay_groups(self.module, config.weight_decay)
-        params[1]["params"] += [p for p in self.objective_modules.parameters() if p.requires_grad]
+        for _, objective in self.objectives.values():  # an objective's own modules: no decay, their own learning rate
+            own = [p for p in objective.parameters() if p.requires_grad]
+            if objective.lr_scale == 1.0:
+                params[1]["params"] += own
+            elif own:
+                params.append({"params": own, "weight_decay": 0.0, "lr": config.lr * objective.lr_scale})
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
         warm = config.resolved_warmup()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: cosine_with_warmup(s, config.steps, warm))
