@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from cliplab.data import synthetic
 from cliplab.data.regions import scene_regions
-from cliplab.dense.prompter import Prompter, fourier_features
+from cliplab.dense.prompter import FLOOR, Prompter, box_bias, fourier_features
 from cliplab.models import load_model
 from cliplab.models.vision_parts import vision_parts
 from cliplab.train import TrainConfig, train
@@ -82,11 +82,20 @@ def test_loss_equals_the_direct_computation():
 def test_the_prompt_row_is_row_zero_of_the_full_block():
     torch.manual_seed(0)
     p = Prompter(width=16, heads=2, embed_dim=8)
-    prompt, tokens = torch.randn(3, 16), torch.randn(3, 5, 16)
+    prompt, tokens, bias = torch.randn(3, 16), torch.randn(3, 5, 16), torch.randn(3, 6)
     seq = torch.cat([prompt[:, None], tokens], dim=1)  # a standard pre-norm block over every position
-    x = seq + p.attn(p.ln_1(seq), p.ln_1(seq), p.ln_1(seq), need_weights=False)[0]
+    n = p.ln_1(seq)
+    q, k, v = (F.linear(n, w, b) for w, b in zip(p.attn.in_proj_weight.chunk(3), p.attn.in_proj_bias.chunk(3)))
+    q, k, v = (t.reshape(3, 6, 2, 8).transpose(1, 2) for t in (q, k, v))  # 2 heads of 8
+    logits = q @ k.transpose(-1, -2) / math.sqrt(8) + bias[:, None, None, :]  # the prompt's bias on every row (row 0 is read)
+    x = seq + p.attn.out_proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(3, 6, 16))
     full = x + p.mlp(p.ln_2(x))
-    assert torch.allclose(p.attend(prompt, tokens), full[:, 0], atol=1e-5)
+    assert torch.allclose(p.attend(prompt, tokens, bias), full[:, 0], atol=1e-5)
+
+
+def test_box_bias_favours_the_cells_a_box_covers():
+    bias = box_bias(torch.tensor([[0.0, 0.0, 0.5, 0.25]]), cells=4)  # the top half of cell 0 on a 2x2 grid
+    assert torch.allclose(bias, torch.log(torch.tensor([[1.0, 1.0, 0.5 + FLOOR, FLOOR, FLOOR, FLOOR]])), atol=1e-6)
 
 
 def test_fourier_features_of_a_box():
