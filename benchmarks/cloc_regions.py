@@ -10,6 +10,7 @@ evaluates the starting model (the baseline) and the trained one on scenes never 
   ``--scenes`` scenes, classified zero-shot among the shapes ("a photo of a {shape}."). The start
   pools its naclip dense features over the box; the trained model uses CLOC's prompter (its box
   pooling is reported too);
+- phrase grounding (trained model): the prompter's box for each object's phrase, Acc@IoU>=0.5;
 - global zero-shot shape accuracy on 500 single-object scenes, with the attribute's own prompts.
 
 Targets (issue #21): region accuracy >= 0.90; zero-shot shape within 2 points of the start.
@@ -40,6 +41,29 @@ def region_accuracy(model, scenes) -> float:
     regions = model.encode_regions([r.image for r in scenes], boxes)
     text = model.encode_texts([f"a photo of a {s}." for s in synthetic.SHAPES])
     return float(np.mean((regions @ text.T).argmax(1) == np.array(labels)))
+
+
+def grounding_accuracy(model, scenes) -> tuple[float, float]:
+    """(share of phrases whose predicted box has IoU >= 0.5 with the object's box, mean IoU): CLOC's
+    grounding head prompted with each visible object's phrase ("a small red star at the top left")."""
+    import torch
+    from torchvision.ops import box_iou
+
+    from cliplab.data.regions import scene_regions
+    from cliplab.dense.prompter import cxcywh_to_xyxy
+    from cliplab.models.vision_parts import input_size, vision_parts
+
+    found = [(i, r) for i, record in enumerate(scenes) for r in scene_regions(record)]
+    parts = vision_parts(model)
+    with torch.no_grad():
+        pixels = model.preprocess_batch([r.image for r in scenes])
+        x, _ = parts.embed(pixels)
+        tokens = parts.last_block(parts.run_blocks(x))
+        text = torch.from_numpy(model.encode_texts([r.phrase for _, r in found]))
+        predicted = cxcywh_to_xyxy(model.region_prompter.ground(tokens, torch.tensor([i for i, _ in found]), text))
+    side = input_size(model)  # the scenes are rendered at the model's input size: boxes need no moving
+    iou = box_iou(predicted, torch.tensor([r.box for _, r in found]) / side).diagonal()
+    return float((iou >= 0.5).float().mean()), float(iou.mean())
 
 
 def main() -> None:
@@ -85,6 +109,9 @@ def main() -> None:
     trained = load_model(out, device="cpu")
     after = {"region_prompter": region_accuracy(trained, scenes) if getattr(trained, "region_prompter", None) is not None else None,
              "zeroshot_shape": shape_accuracy(trained)}  # fmt: skip
+    if after["region_prompter"] is not None:
+        after["grounding_acc_iou50"], after["grounding_mean_iou"] = grounding_accuracy(trained, scenes)
+        print(f"phrase grounding (prompter's box head): Acc@IoU>=0.5 {after['grounding_acc_iou50']:.3f}, mean IoU {after['grounding_mean_iou']:.3f}")
     trained.region_prompter = None
     after["region_pooled"] = region_accuracy(trained, scenes)
     region = after["region_prompter"] if after["region_prompter"] is not None else after["region_pooled"]
