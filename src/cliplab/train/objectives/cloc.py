@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
 from cliplab.dense.prompter import Prompter, cxcywh_to_xyxy, xyxy_to_cxcywh
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, normalise, soft_targets
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+    soft_targets,
+)
 
 
 def region_contrastive(regions: torch.Tensor, phrases: torch.Tensor, phrase_ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
