@@ -148,7 +148,7 @@ def test_trained_prompter_is_saved_loaded_and_used_by_encode_regions(tmp_path):
         result = trainer.run()
         prompter = trainer.objectives["cloc"][1].region_prompter.eval()
         group = trainer.optimizer.param_groups[-1]  # the prompter learns at lr_scale x the run's rate
-        assert group["initial_lr"] == pytest.approx(10 * trainer.config.lr) and {id(p) for p in prompter.parameters()} == {id(p) for p in group["params"]}
+        assert group["initial_lr"] == pytest.approx(30 * trainer.config.lr) and {id(p) for p in prompter.parameters()} == {id(p) for p in group["params"]}
     finally:
         trainer.close()
     assert result.steps_run == 3 and all(math.isfinite(x) for x in result.losses)

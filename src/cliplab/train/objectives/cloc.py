@@ -52,7 +52,7 @@ def grounding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 class ClocObjective(Objective):
     name = "cloc"
     needs = frozenset({"regions"})
-    lr_scale = 10.0  # the prompter starts from scratch on a trained tower (post-training lr 1e-4 would barely move it)
+    lr_scale = 30.0  # the prompter starts from scratch on a trained tower (post-training lr 1e-4 would barely move it)
 
     def __init__(self) -> None:
         super().__init__()
