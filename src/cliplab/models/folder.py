@@ -3,6 +3,7 @@
 A folder holds ``cliplab_model.json`` (``{"kind": ..., "base": <the spec it was made from>, "weights":
 "model.safetensors", ...}``) beside its weights. ``kind`` picks the loader in ``LOADERS``: ``"clip"`` is
 the base architecture with new weights; a module that writes another architecture registers its kind there.
+An optional ``"prompter"`` names CLOC's region prompter beside the weights (``model.region_prompter``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def load_folder(folder: str | os.PathLike, device=None, precision: str = "fp32")
     manifest = read_manifest(folder)
     module, _, function = LOADERS[manifest["kind"]].partition(":")
     model = getattr(importlib.import_module(module), function)(Path(folder), manifest, device, precision)
+    if "prompter" in manifest:  # CLOC's region prompter (cliplab.dense.prompter), read by Model.encode_regions
+        from cliplab.dense.prompter import load_prompter
+
+        model.region_prompter = load_prompter(Path(folder) / manifest["prompter"], model.device)
     _ = model.identity  # fixed first (base spec + weights digest), so a moved or copied folder keeps its cached embeddings
     model.name = str(Path(folder).resolve())
     return model

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from cliplab.dense.prompter import save_prompter
 from cliplab.errors import InputError
 from cliplab.files import atomic_write, write_json
 from cliplab.models.base import Model
@@ -218,7 +219,12 @@ class Trainer:
             ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
             self.towers = torch.nn.parallel.DistributedDataParallel(self.towers, device_ids=ids)
         params = decay_groups(self.module, config.weight_decay)
-        params[1]["params"] += [p for p in self.objective_modules.parameters() if p.requires_grad]
+        for _, objective in self.objectives.values():  # an objective's own modules: no decay, their own learning rate
+            own = [p for p in objective.parameters() if p.requires_grad]
+            if objective.lr_scale == 1.0:
+                params[1]["params"] += own
+            elif own:
+                params.append({"params": own, "weight_decay": 0.0, "lr": config.lr * objective.lr_scale})
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
         warm = config.resolved_warmup()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: cosine_with_warmup(s, config.steps, warm))
@@ -299,6 +305,9 @@ class Trainer:
         self.region_parts = vit_parts(self.model)
         if not any(p.requires_grad for p in text_parameters(self.model)):
             self.phrases = FrozenPhrases(self.module.encode_text)
+        for _, objective in self.objectives.values():
+            objective.attach_regions(self.model, self.region_parts)
+        self.objective_modules.to(self.runtime.device)
         if "region_teacher" in self.needs:
             c = self.config
             if c.teacher:
@@ -538,7 +547,11 @@ class Trainer:
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
-        write_manifest(self.out, weights=path.name, **manifest_for(self.config.model))
+        fields = {k: v for k, v in manifest_for(self.config.model).items() if k != "prompter"}  # a base's prompter fits its own tower only
+        prompter = next((o.region_prompter for _, o in self.objectives.values() if getattr(o, "region_prompter", None) is not None), None)
+        if prompter is not None:  # CLOC's prompter, for Model.encode_regions
+            fields["prompter"] = save_prompter(prompter, self.out / "prompter.safetensors").name
+        write_manifest(self.out, weights=path.name, **fields)
         return path
 
     def run(self, stop_after: int | None = None) -> TrainResult:

@@ -18,6 +18,7 @@
 | farslip | FarSLIP: patch-to-patch distillation from the region teacher at 2x resolution, class-token region-phrase multi-positive InfoNCE on box crops |
 | declip | DeCLIP: box-pooled dense features vs the teacher's crop embeddings (content), last-block query correlations vs a VFM's patch correlations (context) |
 | dclip | DCLIP: box-pooled teacher-to-student region distillation, image distillation towards a region-aggregated teacher, InfoNCE at tau 0.05 |
+| cloc | CLOC's region-text InfoNCE and phrase grounding through a box/phrase prompter (needs regions; the model keeps the prompter) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from cliplab.errors import InputError
 from cliplab.train.objectives.base import DistContext, Objective, StepFeatures
 from cliplab.train.objectives.clip import ClipObjective
+from cliplab.train.objectives.cloc import ClocObjective
 from cliplab.train.objectives.dclip import DClipObjective
 from cliplab.train.objectives.declip import DeClipObjective
 from cliplab.train.objectives.dino import DinoObjective
@@ -47,8 +49,8 @@ REGISTRY: dict[str, type[Objective]] = {
     cls.name: cls
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
                 M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
-                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, GrainObjective, FarSlipObjective,
-                DeClipObjective, DClipObjective)
+                TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, GrainObjective, ClocObjective,
+                FarSlipObjective, DeClipObjective, DClipObjective)
 }  # fmt: skip
 
 

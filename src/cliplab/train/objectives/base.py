@@ -103,6 +103,10 @@ class Objective(torch.nn.Module):
 
     name: str = ""
     needs: frozenset[str] = frozenset()
+    lr_scale: float = 1.0  # its own parameters' learning rate, times the run's (a new head may need to learn faster than the tower)
+
+    def attach_regions(self, model, parts) -> None:
+        """Called once the student's ViT ``parts`` exist (region objectives): build what depends on its shape."""
 
     def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,82 @@
+"""CLOC's region losses (Chen et al., "Contrastive Localized Language-Image Pre-training", ICML 2025,
+arXiv 2410.02746): the Prompter (:mod:`cliplab.dense.prompter`) turns each box into a region
+embedding and each phrase into a box, and
+
+    L_cloc   = L_region + L_ground                          (the paper's L = L_CLIP + lambda (L_region + L_ground), lambda = 1;
+                                                             L_CLIP is the ``clip`` objective: ``--objectives clip,cloc``)
+    L_region = 1/2 [CE(s R T^T, Y) + CE(s T R^T, Y)]        region-text InfoNCE over every region of the gathered batch:
+                                                             R (M, D) normalised region embeddings, T (M, D) their phrases',
+                                                             Y spread over regions with the same phrase (multi-positive,
+                                                             as FarSLIP's MPCL; equal phrases are not negatives)
+    L_ground = mean_m |b^_m - b_m|_1 + (1 - GIoU(b^_m, b_m))  the phrase prompt's box b^ (cx, cy, w, h in [0, 1]) against the
+                                                             region's box b (L1 on cx, cy, w, h; GIoU on corners, as DETR)
+
+with s the model's logit scale. The reference (cliplab wave3 §1) notes the paper's exact grounding
+loss and weights are unverified; without L_ground the prompter can ignore the box (§1, pitfalls).
+The prompter's parameters live here, so the trainer optimises and checkpoints them with the
+objective; ``Trainer.save_model`` writes them beside the model for ``Model.encode_regions``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
+
+from cliplab.dense.prompter import Prompter, cxcywh_to_xyxy, xyxy_to_cxcywh
+from cliplab.train.objectives.base import (
+    DistContext,
+    Objective,
+    StepFeatures,
+    normalise,
+    soft_targets,
+)
+
+
+def region_contrastive(regions: torch.Tensor, phrases: torch.Tensor, phrase_ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """L_region: symmetric InfoNCE between normalised ``regions`` and ``phrases`` (M, D), positives = equal ``phrase_ids``."""
+    logits = scale * regions @ phrases.T
+    targets = soft_targets(phrase_ids, phrase_ids)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def grounding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_ground: mean L1 over (cx, cy, w, h) plus mean (1 - GIoU); both (M, 4) cx, cy, w, h in [0, 1]."""
+    l1 = (predicted - target).abs().sum(-1).mean()
+    giou = generalized_box_iou_loss(cxcywh_to_xyxy(predicted), cxcywh_to_xyxy(target), reduction="mean")
+    return l1 + giou
+
+
+class ClocObjective(Objective):
+    name = "cloc"
+    needs = frozenset({"regions"})
+    lr_scale = 30.0  # the prompter starts from scratch on a trained tower (post-training lr 1e-4 would barely move it)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.region_prompter: Prompter | None = None
+
+    def attach_regions(self, model, parts) -> None:
+        """The prompter: the model's own when it has one (a CLOC-trained folder trains on), else a new one."""
+        own = getattr(model, "region_prompter", None)
+        if own is not None:
+            self.region_prompter = copy.deepcopy(own).train()
+        else:
+            width = int(parts.ln_1.normalized_shape[-1])
+            self.region_prompter = Prompter(width, parts.num_heads, model.embed_dim)
+
+    def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:
+        r = feats.regions
+        prompter = self.region_prompter
+        tokens = r.student.tokens
+        embedded = prompter.region(tokens, r.boxes, r.side, r.parts.head)
+        predicted = prompter.ground(tokens, r.boxes[:, 0], r.text)
+        target = xyxy_to_cxcywh((r.boxes[:, 1:].float() / r.side).clamp(0, 1))
+        regions, phrases = ctx.gather_rows(normalise(embedded)), ctx.gather_rows(normalise(r.text))
+        predicted, target = ctx.gather_rows(predicted.float()), ctx.gather_rows(target)
+        if len(regions) == 0:  # no region in the whole batch: a zero that still reaches the prompter
+            return regions.sum() * 0 + predicted.sum() * 0
+        ids = ctx.gather_rows(r.phrase_ids)
+        return region_contrastive(regions, phrases, ids, feats.logit_scale) + grounding_loss(predicted, target)
