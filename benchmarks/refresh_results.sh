@@ -27,6 +27,8 @@ runs=(
     "moe|benchmarks/moe.py"
     "data_side|benchmarks/data_side.py"
     "objectives|benchmarks/objectives.py"
+    "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip"
+    "vit_dense|benchmarks/vit_dense.py"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -165,7 +165,8 @@ def test_readme_block_replacement(bench):
         tables.with_tables("no markers", "x")
 
 
-@pytest.mark.parametrize(("module", "bundled"), [("train_tiny", "shapes-tiny"), ("train_vit", "shapes-vit")])
+@pytest.mark.parametrize(("module", "bundled"), [("train_tiny", "shapes-tiny"), ("train_vit", "shapes-vit"),
+                                                  ("train_vit_dense", "shapes-vit-dense")])
 def test_training_scripts_write_the_shipped_weights_only_with_ship(scripts, module, bundled, tmp_path):
     from cliplab.models.bundled import BUNDLED, HERE
 
@@ -191,6 +192,17 @@ def test_finishing_a_run_without_ship_leaves_the_bundled_folder_alone(scripts, t
     train_tiny.ship_run(args.out, train_tiny.weights_path(args.out, args.ship, BUNDLED["shapes-tiny"]), vars(args), 1.0)
     assert {p: p.stat().st_mtime_ns for p in HERE.rglob("*") if "__pycache__" not in p.parts} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json", "metrics.jsonl", "model-fp16.safetensors", "model.safetensors"]
+
+
+def test_a_run_shipping_one_tower_keeps_only_its_tensors(scripts, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    train_tiny = scripts("train_tiny")
+    save_file({"visual.w": torch.ones(2), "logit_scale": torch.ones(()), "transformer.w": torch.ones(2)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0, "logit_scale": 10.0}) + "\n")
+    train_tiny.ship_run(tmp_path, tmp_path / "out.safetensors", {"steps": 1, "seed": 0}, 1.0, prefixes=("visual.", "logit_scale"))
+    shipped = load_file(str(tmp_path / "out.safetensors"))
+    assert sorted(shipped) == ["logit_scale", "visual.w"] and shipped["visual.w"].dtype == torch.float16
 
 
 def test_objectives_runs_each_objective_alone_and_with_clip_and_skips_missing_ones(bench, monkeypatch):
