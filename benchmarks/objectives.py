@@ -9,7 +9,7 @@ steps of ``--batch-size`` from ``synthetic:--pool`` (train split) with the train
 ``--lr``, warm-up a tenth of the steps then cosine, seed ``--seed``). Objectives that distill from a teacher
 (distill, fmdistill, textdistill) get ``--teacher cliplab:shapes-tiny``; region objectives that distill get the
 frozen starting model (the trainer's default), and no region phrase names "heart" or "crescent"
-(``--region-exclude``: those shapes reach training only through images and captions). The region objectives (cloc, grain, farslip, declip, dclip)
+(``--region-exclude``: those shapes reach training only through images and captions). The region objectives (cloc, grain, farslip, declip, dclip, pacl)
 run when this cliplab has them; a missing one is skipped with a printed note.
 
 Figures per run (test split, seed 2026, scenes training never sees), with the starting model's row (``start``,
@@ -33,7 +33,7 @@ from _machine import add_json_option, print_machine, write_json
 
 MODELS = {"vit": "cliplab:shapes-vit", "tiny": "cliplab:shapes-tiny"}
 EXISTING = ("clip", "siglip", "infoloob", "cloob", "hardneg", "m2mix", "rafa", "hycd", "distill", "fmdistill", "textdistill", "pcm", "dino", "selfdist")
-REGION = ("cloc", "grain", "farslip", "declip", "dclip")  # issue #21's objectives, run once they are in the registry
+REGION = ("cloc", "grain", "farslip", "declip", "dclip", "pacl")  # the region objectives (issue #21), run once they are in the registry
 TEACHER = "cliplab:shapes-tiny"  # for the objectives that need --teacher
 ATTRIBUTES = ("shape", "color", "size", "position")
 

@@ -27,7 +27,7 @@ runs=(
     "moe|benchmarks/moe.py"
     "data_side|benchmarks/data_side.py"
     "objectives|benchmarks/objectives.py"
-    "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip"
+    "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip,pacl"
     "vit_dense|benchmarks/vit_dense.py"
 )
 wanted() {  # no names given, or one of them starts the run's name

@@ -23,15 +23,17 @@ from cliplab.train.trainer import Trainer
 from .conftest import MICRO_VIT_CFG, micro_model
 
 
-def direct_loss(regions, phrases, ids, scale, predicted, target) -> float:
-    """L_region + L_ground with loops over regions: hand-spread multi-positive targets, GIoU from areas."""
+def direct_loss(regions, phrases, ids, scale, predicted, target, true=None) -> float:
+    """L_region + L_ground with loops over regions: hand-spread multi-positive targets (phrase j is a
+    positive of region i when ``ids[j]`` is one of ``true[i]``, by default ``[ids[i]]``), GIoU from areas."""
+    true = [[x] for x in ids] if true is None else true
     r = [v / np.linalg.norm(v) for v in regions.double().numpy()]
     t = [v / np.linalg.norm(v) for v in phrases.double().numpy()]
     m = len(r)
     contrastive = 0.0
     for i in range(m):
-        positives = [j for j in range(m) if ids[j] == ids[i]]
-        for a, b in ((r, t), (t, r)):  # region -> phrases, then phrase -> regions
+        for a, b, positives in ((r, t, [j for j in range(m) if ids[j] in true[i]]),  # region -> phrases
+                                (t, r, [j for j in range(m) if ids[i] in true[j]])):  # phrase -> regions
             logits = [scale * float(a[i] @ b[j]) for j in range(m)]
             log_z = math.log(sum(math.exp(x) for x in logits))
             contrastive += -sum((logits[j] - log_z) / len(positives) for j in positives)
@@ -46,7 +48,7 @@ def direct_loss(regions, phrases, ids, scale, predicted, target) -> float:
     return contrastive / (2 * m) + ground / m
 
 
-def tiny_step(seed: int = 0, boxes=None):
+def tiny_step(seed: int = 0, boxes=None, true_ids=None):
     """A micro ViT (32 px, 16-px patches), two images, four regions (two share a phrase), the cloc objective."""
     model = micro_model(MICRO_VIT_CFG)
     parts = vision_parts(model)
@@ -57,7 +59,8 @@ def tiny_step(seed: int = 0, boxes=None):
     text = torch.randn(len(boxes), 16, generator=gen, requires_grad=True)
     phrase_ids = torch.tensor([7, 3, 7, 11])[: len(boxes)]
     student = student_pass(parts, pixels)
-    regions = Regions(pixels, boxes, text, phrase_ids, student, parts, model.torch_module.encode_image)
+    true_ids = phrase_ids[:, None] if true_ids is None else true_ids
+    regions = Regions(pixels, boxes, text, phrase_ids, true_ids, student, parts, model.torch_module.encode_image)
     feats = StepFeatures(image=student.image, text=torch.randn(2, 16, generator=gen), logit_scale=torch.tensor(10.0),
                          caption_ids=torch.arange(2), regions=regions)  # fmt: skip
     objective = build_objectives("cloc")["cloc"][1]
@@ -65,8 +68,10 @@ def tiny_step(seed: int = 0, boxes=None):
     return model, objective, feats
 
 
-def test_loss_equals_the_direct_computation():
-    _, objective, feats = tiny_step()
+@pytest.mark.parametrize("true_ids", [None, torch.tensor([[7, 7], [3, 11], [7, 7], [11, 11]])])
+def test_loss_equals_the_direct_computation(true_ids):
+    """Also when a region's descriptions include the phrase another region drew (region 1 is "11" too)."""
+    _, objective, feats = tiny_step(true_ids=true_ids)
     r = feats.regions
     prompter = objective.region_prompter
     loss = objective(feats, DistContext())
@@ -75,7 +80,7 @@ def test_loss_equals_the_direct_computation():
         predicted = prompter.ground(r.student.tokens, r.boxes[:, 0], r.text)
     target = torch.stack([(r.boxes[:, 1] + r.boxes[:, 3]) / 2, (r.boxes[:, 2] + r.boxes[:, 4]) / 2,
                           r.boxes[:, 3] - r.boxes[:, 1], r.boxes[:, 4] - r.boxes[:, 2]], dim=1) / 32  # fmt: skip
-    expected = direct_loss(embedded, r.text.detach(), r.phrase_ids.tolist(), 10.0, predicted, target)
+    expected = direct_loss(embedded, r.text.detach(), r.phrase_ids.tolist(), 10.0, predicted, target, r.true_ids.tolist())
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # two processes that each import torch and open_c
 
 # (objectives, local_loss, gather_with_grad)
 SETTINGS = [("clip", False, False), ("clip", True, True), ("siglip,hardneg:0.5,infoloob", False, False),
-            ("clip,grain", False, False)]  # a region objective: each rank holds a different number of regions
+            ("clip,grain,pacl", False, False)]  # region objectives: each rank holds a different number of regions
 LOGGED = 1  # the setting of the logged run: with local loss each process's own loss is only its share
 
 

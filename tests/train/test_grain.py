@@ -61,21 +61,23 @@ def test_grounding_loss_matches_a_direct_computation():
         assert abs(float(got[k]) - want) < 1e-5
 
 
-def _features(dense, boxes, text, phrase_ids, scale=7.0):
+def _features(dense, boxes, text, phrase_ids, scale=7.0, true_ids=None):
     b = dense.shape[0]
     student = StudentDense(image=torch.zeros(b, 6), last_input=None, tokens=None, dense=dense, grid=tuple(dense.shape[2:]))
     parts = type("Parts", (), {"patch_size": 8})()
-    regions = Regions(pixels=torch.zeros(b, 3, 32, 32), boxes=boxes, text=text, phrase_ids=phrase_ids, student=student, parts=parts,
-                      encode_image=None)  # fmt: skip
+    true_ids = phrase_ids[:, None] if true_ids is None else true_ids
+    regions = Regions(pixels=torch.zeros(b, 3, 32, 32), boxes=boxes, text=text, phrase_ids=phrase_ids, true_ids=true_ids, student=student,
+                      parts=parts, encode_image=None)  # fmt: skip
     return StepFeatures(image=torch.zeros(b, 6), text=torch.zeros(b, 6), logit_scale=torch.tensor(scale),
                         caption_ids=torch.arange(b), regions=regions)  # fmt: skip
 
 
 def test_grain_is_grounding_plus_multi_positive_region_description_contrast():
     dense, boxes, text = _regions()
-    ids = torch.tensor([0, 1, 0, 2, 3])  # regions 0 and 2 say the same phrase: positives of each other
+    ids = torch.tensor([0, 1, 0, 2, 3])  # regions 0 and 2 drew the same phrase: positives of each other
+    true = torch.tensor([[0, 0], [1, 3], [0, 0], [2, 2], [3, 3]])  # region 1 is also described by the phrase region 4 drew
     [(weight, objective)] = build_objectives("grain").values()
-    got = objective(_features(dense, boxes, text, ids), DistContext())
+    got = objective(_features(dense, boxes, text, ids, true_ids=true), DistContext())
     t = F.normalize(text, dim=-1)
     ground = float(grounding_loss(dense, boxes, t, torch.tensor(7.0), 8.0).mean())
     align = 0.0
@@ -88,7 +90,7 @@ def test_grain_is_grounding_plus_multi_positive_region_description_contrast():
                 cells[i * 4 + j] = dx * dy
         q = F.normalize((dense[int(box[0])].flatten(1) * (cells / cells.sum())).sum(1), dim=0)
         logp = torch.log_softmax(7.0 * t @ q, dim=0)
-        positives = [m for m in range(5) if ids[m] == ids[k]]
+        positives = [m for m in range(5) if ids[m] in true[k]]
         align -= float(sum(logp[m] for m in positives)) / len(positives)
     assert weight == 1.0 and abs(float(got) - (ground + align / 5)) < 1e-5
 

@@ -59,6 +59,14 @@ def test_bad_regions_are_skipped_counted_and_named_in_one_warning():
     assert [r.phrase for r in regions] == ["a red star"] and regions[0].box == (1, 2, 10, 12)
     assert len(caught) == 1 and "photos/7.png" in str(caught[0].message) and "skipped 4 of 5" in str(caught[0].message)
     assert parse_regions(None, "r", 10, 10) == [] and parse_regions([{"box": [0, 0, 5, 5], "phrase": " a dog "}], "r", 10, 10)[0].phrase == "a dog"
+    several = parse_regions([{"box": [0, 0, 5, 5], "phrase": ["a small brown dog", " a dog "]}, {"box": [0, 0, 5, 5], "phrase": ["a", ""]},
+                             {"box": [0, 0, 5, 5], "phrase": []}], "r", 10, 10)  # fmt: skip
+    assert [(r.phrase, r.variants) for r in several] == [("a small brown dog", ("a dog",))]  # a list: the fullest first; any bad one, skipped
+
+
+def test_held_out_words_drop_a_region_when_any_of_its_phrases_names_them():
+    regions = parse_regions([{"box": [0, 0, 5, 5], "phrase": ["a red shape", "a heart"]}, {"box": [0, 0, 5, 5], "phrase": "a dog"}], "r", 10, 10)
+    assert [r.phrase for r in without_words(regions, ("heart",))] == ["a dog"]
 
 
 def test_held_out_words_drop_whole_regions_only_on_whole_words():
@@ -79,11 +87,12 @@ def test_a_synthetic_batch_carries_its_regions_in_input_pixels():
     want = []
     for row, pair_id in enumerate(batch["ids"]):
         pair = pairs[int(pair_id.rsplit("-", 1)[1])]
-        want += [(row, [v * 32 / 64 for v in r.box], r.phrase) for r in pair.regions]
+        want += [(row, [v * 32 / 64 for v in r.box], r.phrases) for r in pair.regions]
     assert rows == [w[0] for w in want]
     assert torch.allclose(batch["region_boxes"][:, 1:], torch.tensor([w[1] for w in want]))
-    assert batch["region_phrase_ids"].tolist() == [caption_id(w[2]) for w in want]
-    assert torch.equal(batch["region_tokens"], model.tokenize([w[2] for w in want]))
+    assert batch["region_phrase_ids"].tolist() == [caption_id(w[2][0]) for w in want]  # a scene's object: one phrase
+    assert batch["region_true_ids"].tolist() == [[caption_id(w[2][0])] for w in want]
+    assert torch.equal(batch["region_tokens"], model.tokenize([w[2][0] for w in want]))
     held = _batches(pairs, model, {"exclude_words": tuple(synthetic.SHAPES)})
     assert held["region_boxes"].shape == (0, 5) and held["region_tokens"] is None
 
@@ -102,6 +111,23 @@ def test_a_manifest_regions_column_reaches_the_batch(tmp_path):
     assert batch["region_boxes"].shape == (4, 5)  # two rows of each pair of the manifest (4 rows, 2 images, 1 good region each)
     # 64x32 -> shortest side to 32 (scale 1), centre crop x 16..48: the box [32, 0, 48, 16] becomes [16, 0, 32, 16]
     assert batch["region_boxes"][0, 1:].tolist() == [16.0, 0.0, 32.0, 16.0]
+
+
+def test_each_step_draws_one_of_a_regions_descriptions_and_knows_them_all(tmp_path):
+    Image.new("RGB", (32, 32), "gray").save(tmp_path / "0.png")
+    phrases = ["a small brown dog", "a brown dog", "a dog"]
+    row = {"image": "0.png", "caption": "a dog", "regions": json.dumps([{"box": [0, 0, 16, 16], "phrase": phrases},
+                                                                       {"box": [16, 16, 32, 32], "phrase": "a ball"}])}  # fmt: skip
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    model = micro_model(MICRO_VIT_CFG)
+    pairs = open_pairs(tmp_path / "m.jsonl")
+    plan, drawn = BatchPlan(4, seed=0, regions=RegionInput(32)), set()
+    for batch in StepBatches(pairs, model.preprocess, model.tokenize, plan, 0, 6):
+        ids = batch["region_phrase_ids"].tolist()
+        assert batch["region_true_ids"].tolist() == [[caption_id(p) for p in phrases], [caption_id("a ball")] * 3] * 4
+        assert all(i in {caption_id(p) for p in phrases} for i in ids[0::2]) and ids[1::2] == [caption_id("a ball")] * 4
+        drawn |= set(ids[0::2])
+    assert len(drawn) == 3  # every description gets drawn over the steps
 
 
 def test_encode_regions_pools_the_dense_features_over_each_box_in_order():

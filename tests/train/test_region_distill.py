@@ -47,7 +47,7 @@ def step():
     pixels = torch.randn(2, 3, SIDE, SIDE, generator=gen)
     dense = student_pass(vit_parts(student), pixels)
     text = torch.randn(len(BOXES), 16, generator=gen).requires_grad_()
-    regions = Regions(pixels, BOXES, text, PHRASE_IDS, dense, vit_parts(student), student.torch_module.encode_image,
+    regions = Regions(pixels, BOXES, text, PHRASE_IDS, PHRASE_IDS[:, None], dense, vit_parts(student), student.torch_module.encode_image,
                       RegionTeacher(teacher, pixel_normalisation(student)))  # fmt: skip
     feats = StepFeatures(image=dense.image, text=torch.randn(2, 16, generator=gen).requires_grad_(),
                          logit_scale=torch.tensor(10.0), caption_ids=CAPTION_IDS, regions=regions)  # fmt: skip
@@ -186,7 +186,8 @@ def test_gradient_reaches_the_student_tower_and_not_the_teacher(step, name):
 @pytest.mark.parametrize("name", ["farslip", "declip", "dclip"])
 def test_a_step_without_regions_still_trains_the_dense_terms(step, name):
     feats = step[0]
-    empty = dataclasses.replace(feats.regions, boxes=torch.zeros(0, 5), text=torch.zeros(0, 16), phrase_ids=torch.zeros(0, dtype=torch.long))
+    empty = dataclasses.replace(feats.regions, boxes=torch.zeros(0, 5), text=torch.zeros(0, 16), phrase_ids=torch.zeros(0, dtype=torch.long),
+                                true_ids=torch.zeros(0, 1, dtype=torch.long))
     loss = REGISTRY[name](**({"vfm": None} if name == "declip" else {}))(dataclasses.replace(feats, regions=empty), DistContext())
     assert math.isfinite(loss.item()) and loss.requires_grad
 

@@ -2,7 +2,8 @@
 
 Region-aware training (CLOC, GRAIN, FarSLIP, DeCLIP, DCLIP) reads them: synthetic scenes give one
 per object exactly (:func:`scene_regions`); a manifest gives them in a ``regions`` column, a JSON list
-of ``{"box": [x0, y0, x1, y1], "phrase": "..."}`` in pixel coordinates (:func:`parse_regions`).
+of ``{"box": [x0, y0, x1, y1], "phrase": "..."}`` in pixel coordinates (:func:`parse_regions`); a
+``phrase`` may be a list of descriptions of the same region, the first the fullest.
 A box follows the image through the model's resize and centre crop (:func:`boxes_to_input`).
 """
 
@@ -24,7 +25,13 @@ REGION_KEYS = ("regions",)
 @dataclass(frozen=True)
 class Region:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the image as stored
-    phrase: str
+    phrase: str  # the fullest description
+    variants: tuple[str, ...] = ()  # other true descriptions of it ("a dog", "a brown dog"): training draws one per step
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """Every description of the region, the fullest first."""
+        return (self.phrase, *self.variants)
 
 
 def object_phrase(obj: synthetic.SceneObject) -> str:
@@ -51,24 +58,32 @@ def scene_regions(record: synthetic.SceneRecord) -> list[Region]:
 
 
 def without_words(regions: Sequence[Region], words: Sequence[str]) -> list[Region]:
-    """The regions whose phrase names none of ``words`` (whole words, any case): a held-out concept
-    then reaches training only through the images and captions, never through a region."""
+    """The regions none of whose phrases names any of ``words`` (whole words, any case): a held-out
+    concept then reaches training only through the images and captions, never through a region."""
     if not words:
         return list(regions)
     pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
-    return [r for r in regions if not pattern.search(r.phrase)]
+    return [r for r in regions if not any(pattern.search(p) for p in r.phrases)]
 
 
 def _bad(entry, width: int, height: int) -> bool:
     try:
         x0, y0, x1, y1 = (float(v) for v in entry["box"])
-        phrase = entry["phrase"]
+        phrases = _phrases(entry["phrase"])
     except (KeyError, TypeError, ValueError):
         return True
-    if not isinstance(phrase, str) or not phrase.strip():
+    if not phrases:
         return True
     inside = 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
     return not (inside and np.isfinite([x0, y0, x1, y1]).all())
+
+
+def _phrases(value) -> list[str]:
+    """A manifest region's descriptions: one string or a list of them ([] when any is not a non-empty string)."""
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        return []
+    return [v.strip() for v in values]
 
 
 def parse_regions(value, row: str, width: int, height: int) -> list[Region]:
@@ -88,7 +103,11 @@ def parse_regions(value, row: str, width: int, height: int) -> list[Region]:
     if len(good) < len(entries):
         warnings.warn(f"row {row}: skipped {len(entries) - len(good)} of {len(entries)} regions (no phrase, outside the "
                       f"{width}x{height} image, empty, or x1 <= x0)", stacklevel=2)  # fmt: skip
-    return [Region(tuple(float(v) for v in e["box"]), e["phrase"].strip()) for e in good]
+    out = []
+    for entry in good:
+        first, *more = _phrases(entry["phrase"])
+        out.append(Region(tuple(float(v) for v in entry["box"]), first, tuple(more)))
+    return out
 
 
 def boxes_to_input(boxes: np.ndarray, width: int, height: int, size: int, resize_mode: str = "shortest") -> tuple[np.ndarray, np.ndarray]:

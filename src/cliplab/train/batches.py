@@ -66,15 +66,30 @@ class RegionInput:
     resize_mode: str = "shortest"
     exclude_words: tuple[str, ...] = ()
     negatives: bool = False  # also each phrase's attribute-swapped versions (hard_negatives.swapped_phrases)
+    caption_swaps: bool = False  # also each caption's shape-swapped versions (the same edit, for objectives on captions)
 
 
-def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionInput, tokenize: Callable[[list[str]], torch.Tensor]) -> dict:
+def swapped_rows(texts: Sequence[str], exclude: tuple[str, ...], tokenize: Callable[[list[str]], torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Each text's attribute-swapped versions (:func:`swapped_phrases`, never into an ``exclude`` word):
+    (N*K tokens, K per text, "" as padding; None when there are none) and which exist, (N, K) bool."""
+    swaps = [swapped_phrases(t, exclude) for t in texts]
+    k = max((len(s) for s in swaps), default=0)
+    valid = torch.tensor([[j < len(s) for j in range(k)] for s in swaps], dtype=torch.bool).reshape(-1, k)
+    flat = [s[j] if j < len(s) else "" for s in swaps for j in range(k)]
+    return (tokenize(flat) if flat else None), valid
+
+
+def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionInput, tokenize: Callable[[list[str]], torch.Tensor],
+                rngs: Sequence[np.random.Generator]) -> dict:  # fmt: skip
     """A batch's regions as tensors: ``region_boxes`` (R, 5) = row, x0, y0, x1, y1 in input pixels,
-    ``region_tokens`` and ``region_phrase_ids`` (equal phrases, equal ids, on every rank). Regions the
-    crop cuts away, and those naming an excluded word, are left out. With ``spec.negatives`` also
-    ``region_negative_tokens`` (R*K phrases, K per region, "" as padding) and ``region_negatives_valid`` (R, K)."""
-    boxes, phrases = [], []
-    for row, (image, regions) in enumerate(rows):
+    ``region_tokens`` (one of each region's phrases, drawn from its row's generator in ``rngs``, as a
+    caption is), ``region_phrase_ids`` (equal phrases, equal ids, on every rank) and ``region_true_ids``
+    (R, A): the ids of every phrase of the region (padded with its drawn one), so that a phrase drawn for
+    another region that also describes this one counts as its positive. Regions the crop cuts away, and
+    those naming an excluded word, are left out. With ``spec.negatives`` also ``region_negative_tokens``
+    (R*K phrases, K per region, "" as padding) and ``region_negatives_valid`` (R, K)."""
+    boxes, phrases, true_ids = [], [], []
+    for row, ((image, regions), rng) in enumerate(zip(rows, rngs)):
         regions = without_words(regions, spec.exclude_words)
         if not regions:
             continue
@@ -82,18 +97,18 @@ def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionIn
         for region, box, keep in zip(regions, moved, kept):
             if keep:
                 boxes.append([row, *box])
-                phrases.append(region.phrase)
+                phrases.append(region.phrases[rng.integers(len(region.phrases))])
+                true_ids.append([caption_id(p) for p in region.phrases])
+    width = max((len(t) for t in true_ids), default=1)
+    padded = [t + [caption_id(p)] * (width - len(t)) for t, p in zip(true_ids, phrases)]
     out = {
         "region_boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 5),
         "region_tokens": tokenize(phrases) if phrases else None,
         "region_phrase_ids": torch.tensor([caption_id(p) for p in phrases], dtype=torch.int64),
+        "region_true_ids": torch.tensor(padded, dtype=torch.int64).reshape(-1, width),
     }
     if spec.negatives:
-        swaps = [swapped_phrases(p, spec.exclude_words) for p in phrases]
-        k = max((len(s) for s in swaps), default=0)
-        out["region_negatives_valid"] = torch.tensor([[j < len(s) for j in range(k)] for s in swaps], dtype=torch.bool).reshape(-1, k)
-        flat = [s[j] if j < len(s) else "" for s in swaps for j in range(k)]
-        out["region_negative_tokens"] = tokenize(flat) if flat else None
+        out["region_negative_tokens"], out["region_negatives_valid"] = swapped_rows(phrases, spec.exclude_words, tokenize)
     return out
 
 
@@ -185,7 +200,10 @@ class StepBatches(torch.utils.data.IterableDataset):
         if plan.short_captions:
             batch["short_tokens"] = self.tokenize([short_caption(c) for c in captions])
         if plan.regions is not None:
-            batch.update(region_rows(list(zip(images, regions)), plan.regions, self.tokenize))
+            rngs = [np.random.default_rng([plan.seed, step, row, 2]) for row in rows]
+            batch.update(region_rows(list(zip(images, regions)), plan.regions, self.tokenize, rngs))
+            if plan.regions.caption_swaps:
+                batch["caption_swap_tokens"], batch["caption_swaps_valid"] = swapped_rows(captions, plan.regions.exclude_words, self.tokenize)
         return batch
 
     def __iter__(self) -> Iterator[dict]:

@@ -133,13 +133,16 @@ class Regions:
     pixels: Tensor  # (B, 3, S, S) the preprocessed images
     boxes: Tensor  # (R, 5) image row, x0, y0, x1, y1 in input pixels
     text: Tensor  # (R, D) the phrases' text features, unnormalised (with gradient, like the captions')
-    phrase_ids: Tensor  # (R,) equal phrases, equal ids (on every rank): positives of each other
+    phrase_ids: Tensor  # (R,) ids of the phrases drawn this step (equal phrases, equal ids, on every rank)
+    true_ids: Tensor  # (R, A) ids of every phrase that describes each region: its positives (region_targets)
     student: StudentDense
     parts: ViTParts  # the student's tower, taken apart (to run crops or the last block again)
     encode_image: Callable[[Tensor], Tensor]  # the student's image tower (with gradient)
     teacher: RegionTeacher | None = None
     negatives: Tensor | None = None  # (R, K, D) each phrase's attribute-swapped versions (an objective needing "region_negatives")
     negatives_valid: Tensor | None = None  # (R, K) bool: which of them exist
+    caption_swaps: Tensor | None = None  # (B, K, D) each caption's shape-swapped versions (an objective needing "caption_swaps")
+    caption_swaps_valid: Tensor | None = None  # (B, K) bool: which of them exist
 
     @property
     def patch(self) -> int:

@@ -351,7 +351,8 @@ class Trainer:
         from cliplab.models.vision_parts import input_size
 
         mode = (getattr(self.model, "preprocess_cfg", None) or {}).get("resize_mode", "shortest")
-        return RegionInput(input_size(self.model), mode, self.config.region_exclude_words(), negatives="region_negatives" in self.needs)
+        return RegionInput(input_size(self.model), mode, self.config.region_exclude_words(), negatives="region_negatives" in self.needs,
+                           caption_swaps="caption_swaps" in self.needs)  # fmt: skip
 
     def _loader(self) -> torch.utils.data.DataLoader:
         c, rt = self.config, self.runtime
@@ -376,7 +377,7 @@ class Trainer:
     def _features(self, batch: dict) -> dict[str, torch.Tensor]:
         """Features of a (micro-)batch: image, text and every extra text the objectives need."""
         dev = self.runtime.device
-        extra = ("negatives", "short_tokens") + (() if self.phrases is not None else ("region_tokens", "region_negative_tokens"))
+        extra = ("negatives", "short_tokens", "caption_swap_tokens") + (() if self.phrases is not None else ("region_tokens", "region_negative_tokens"))
         texts = [batch["tokens"]] + [batch[k] for k in extra if batch.get(k) is not None]
         tokens = torch.cat([t.to(dev) for t in texts])
         maps = getattr(self, "student_maps", None)
@@ -399,6 +400,10 @@ class Trainer:
         if "short_tokens" in batch:
             out["short_text"] = text[offset : offset + b]
             offset += b
+        if batch.get("caption_swap_tokens") is not None:
+            k = batch["caption_swaps_valid"].shape[1]
+            out["caption_swaps"] = text[offset : offset + b * k].reshape(b, k, -1)
+            offset += b * k
         if dense is not None:
             out["student_dense"] = dense
             r = len(batch["region_boxes"])
@@ -471,9 +476,10 @@ class Trainer:
     def _regions(self, feats: dict, batch: dict) -> Regions:
         dev = self.runtime.device
         return Regions(pixels=batch["pixels"].to(dev), boxes=batch["region_boxes"].to(dev), text=feats["region_text"],
-                       phrase_ids=batch["region_phrase_ids"].to(dev), student=feats["student_dense"], parts=self.region_parts,
+                       phrase_ids=batch["region_phrase_ids"].to(dev), true_ids=batch["region_true_ids"].to(dev), student=feats["student_dense"], parts=self.region_parts,
                        negatives=feats.get("region_negatives"), negatives_valid=batch["region_negatives_valid"].to(dev)
-                       if "region_negatives_valid" in batch else None,
+                       if "region_negatives_valid" in batch else None, caption_swaps=feats.get("caption_swaps"),
+                       caption_swaps_valid=batch["caption_swaps_valid"].to(dev) if "caption_swaps" in feats else None,
                        encode_image=self.module.encode_image, teacher=self.region_teacher)  # fmt: skip
 
     def _backward(self, loss: torch.Tensor) -> None:

@@ -18,6 +18,7 @@
 | farslip | FarSLIP: patch-to-patch distillation from the region teacher at 2x resolution, class-token region-phrase multi-positive InfoNCE on box crops |
 | declip | DeCLIP: box-pooled dense features vs the teacher's crop embeddings (content), last-block query correlations vs a VFM's patch correlations (context) |
 | dclip | DCLIP: box-pooled teacher-to-student region distillation, image distillation towards a region-aggregated teacher, InfoNCE at tau 0.05 |
+| pacl | PACL's patch-aligned contrast: each caption pools its image's dense tokens by their match to it, then CLIP's InfoNCE (captions only, no boxes) |
 | cloc | CLOC's region-text InfoNCE and phrase grounding through a box/phrase prompter (needs regions; the model keeps the prompter) |
 """
 
@@ -39,6 +40,7 @@ from cliplab.train.objectives.grain import GrainObjective
 from cliplab.train.objectives.hardneg import HardNegativeObjective
 from cliplab.train.objectives.infoloob import CloobObjective, InfoLoobObjective
 from cliplab.train.objectives.m2mix import M2MixObjective
+from cliplab.train.objectives.pacl import PaclObjective
 from cliplab.train.objectives.pcm import PrimaryComponentObjective
 from cliplab.train.objectives.refine import HyCDObjective, RaFAObjective
 from cliplab.train.objectives.selfdist import SelfDistillObjective
@@ -50,7 +52,7 @@ REGISTRY: dict[str, type[Objective]] = {
     for cls in (ClipObjective, SigLipObjective, InfoLoobObjective, CloobObjective, HardNegativeObjective,
                 M2MixObjective, RaFAObjective, HyCDObjective, DistillObjective, PrimaryComponentObjective, DinoObjective,
                 TextDistillObjective, SelfDistillObjective, FeatureMapDistillObjective, GrainObjective, ClocObjective,
-                FarSlipObjective, DeClipObjective, DClipObjective)
+                FarSlipObjective, DeClipObjective, DClipObjective, PaclObjective)
 }  # fmt: skip
 
 

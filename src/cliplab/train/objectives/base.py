@@ -92,10 +92,31 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=-1)
 
 
+def spread(positives: torch.Tensor) -> torch.Tensor:
+    """Row-stochastic targets spread evenly over each row's positive columns (a 0/1 matrix)."""
+    positives = positives.float()
+    return positives / positives.sum(1, keepdim=True).clamp_min(1.0)
+
+
 def soft_targets(row_ids: torch.Tensor, col_ids: torch.Tensor) -> torch.Tensor:
     """Row-stochastic targets spread evenly over the columns whose caption equals the row's."""
-    same = (row_ids[:, None] == col_ids[None, :]).float()
-    return same / same.sum(1, keepdim=True).clamp_min(1.0)
+    return spread(row_ids[:, None] == col_ids[None, :])
+
+
+def region_positives(true_ids: torch.Tensor, phrase_ids: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """(M, M) 0/1 over the step's gathered regions: [r, k] = 1 where the phrase drawn for region k is one
+    of region r's descriptions (``true_ids`` (R, A) this rank's, ``phrase_ids`` (R,) the drawn ones).
+    Equal drawn phrases are positives of each other, and so is "a star" drawn for one star for every star."""
+    all_ids = ctx.gather_rows(phrase_ids)
+    return ctx.gather_rows((true_ids[:, :, None] == all_ids[None, None, :]).any(1).float())
+
+
+def multi_positive_infonce(regions: torch.Tensor, phrases: torch.Tensor, positives: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE between (M, D) ``regions`` and their ``phrases`` with several positives:
+    ``positives`` (M, M) [r, k] = 1 where phrase k describes region r, targets spread over them both ways
+    (FarSLIP's ``MultiPosConLossMM``; CLOC's region-text loss, eq. 2, with repeated phrases)."""
+    logits = scale * normalise(regions) @ normalise(phrases).T
+    return (F.cross_entropy(logits, spread(positives)) + F.cross_entropy(logits.T, spread(positives.T))) / 2
 
 
 class Objective(torch.nn.Module):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
 from cliplab.dense.prompter import Prompter, cxcywh_to_xyxy, xyxy_to_cxcywh
@@ -30,16 +29,10 @@ from cliplab.train.objectives.base import (
     DistContext,
     Objective,
     StepFeatures,
+    multi_positive_infonce,
     normalise,
-    soft_targets,
+    region_positives,
 )
-
-
-def region_contrastive(regions: torch.Tensor, phrases: torch.Tensor, phrase_ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """L_region: symmetric InfoNCE between normalised ``regions`` and ``phrases`` (M, D), positives = equal ``phrase_ids``."""
-    logits = scale * regions @ phrases.T
-    targets = soft_targets(phrase_ids, phrase_ids)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
 def grounding_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -78,5 +71,5 @@ class ClocObjective(Objective):
         predicted, target = ctx.gather_rows(predicted.float()), ctx.gather_rows(target)
         if len(regions) == 0:  # no region in the whole batch: a zero that still reaches the prompter
             return regions.sum() * 0 + predicted.sum() * 0
-        ids = ctx.gather_rows(r.phrase_ids)
-        return region_contrastive(regions, phrases, ids, feats.logit_scale) + grounding_loss(predicted, target)
+        positives = region_positives(r.true_ids, r.phrase_ids, ctx)
+        return multi_positive_infonce(regions, phrases, positives, feats.logit_scale) + grounding_loss(predicted, target)

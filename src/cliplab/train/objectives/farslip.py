@@ -29,8 +29,8 @@ from torchvision.ops import roi_align
 from cliplab.train.objectives.base import (
     DistContext,
     StepFeatures,
-    normalise,
-    soft_targets,
+    multi_positive_infonce,
+    region_positives,
 )
 from cliplab.train.objectives.regional import TeacherProjected, cosine_distance
 from cliplab.train.region_features import Regions
@@ -54,13 +54,6 @@ def crop_embeddings(regions: Regions) -> Tensor:
     return regions.encode_image(crops.to(regions.pixels.dtype))
 
 
-def multi_positive_infonce(image: Tensor, text: Tensor, ids: Tensor, scale: Tensor) -> Tensor:
-    """FarSLIP's ``MultiPosConLossMM``: soft-target cross-entropy both ways, targets spread over equal ids."""
-    logits = scale * normalise(image) @ normalise(text).T
-    targets = soft_targets(ids, ids)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
 class FarSlipObjective(TeacherProjected):
     name = "farslip"
 
@@ -73,6 +66,6 @@ class FarSlipObjective(TeacherProjected):
         fine = regions.teacher.dense(regions.pixels, scale=self.scale)
         patch = patch_distance(self.dense_to_teacher(regions.student.dense), fine)
         crops, text = ctx.gather_rows(crop_embeddings(regions)), ctx.gather_rows(regions.text)
-        ids = ctx.gather_rows(regions.phrase_ids)
-        region = multi_positive_infonce(crops, text, ids, feats.logit_scale) if len(ids) else patch.new_zeros(())
+        positives = region_positives(regions.true_ids, regions.phrase_ids, ctx)
+        region = multi_positive_infonce(crops, text, positives, feats.logit_scale) if len(positives) else patch.new_zeros(())
         return self.patch_weight * patch + self.region_weight * region

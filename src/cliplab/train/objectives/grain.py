@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplab.dense.box_pool import box_cell_weights, pool_boxes
-from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, soft_targets
+from cliplab.train.objectives.base import DistContext, Objective, StepFeatures, region_positives, spread
 
 INSIDE = 0.25  # a cell belongs to a box when the box covers at least this share of it
 
@@ -80,8 +80,8 @@ class GrainObjective(Objective):
         ground = grounding_loss(dense, regions.boxes, text, scale, regions.patch).sum() * ctx.world_size / total
         queries = F.normalize(pool_boxes(dense, regions.boxes, regions.patch), dim=-1)
         all_queries, all_text = ctx.gather_rows(queries), ctx.gather_rows(text)
-        ids = ctx.gather_rows(regions.phrase_ids)
-        logits, targets = scale * all_queries @ all_text.T, soft_targets(ids, ids)
+        logits = scale * all_queries @ all_text.T
+        targets = spread(region_positives(regions.true_ids, regions.phrase_ids, ctx))
         if regions.negatives is not None and regions.negatives.shape[1]:
             # each region's own shape-swapped phrases as extra columns of its row (never targets)
             swapped = F.normalize(regions.negatives.float(), dim=-1)
