@@ -37,6 +37,13 @@ class Proposals(str, Enum):
     dense = "dense"
 
 
+class SamKind(str, Enum):
+    auto = "auto"
+    vit_b = "vit_b"
+    vit_l = "vit_l"
+    vit_h = "vit_h"
+
+
 def parse_background(value: str) -> list[str] | None:
     """'none' -> no background words; otherwise comma-separated words."""
     if value.strip().lower() == "none":
@@ -77,18 +84,26 @@ def segment_command(
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train): its proposals, classified by its fine-tuned tower; "
                                           "with --trident its proposals refine Trident instead. Its base model is used (--model is ignored)."),
-    proposals: Proposals = typer.Option(Proposals.learned, "--proposals", help="With --segmenter: learned (its proposer) or dense (connected regions of the training-free map)."),
+    proposals: Proposals | None = typer.Option(None, "--proposals", help="With --segmenter: learned (its proposer; the default) or dense (connected regions of the training-free map)."),
+    sam_weights: Path | None = typer.Option(None, "--sam-weights", help="An official SAM checkpoint (sam_vit_[b|l|h] .pth; needs cliplab[sam]): its automatic masks are the "
+                                            "proposals of --segmenter, or Trident's refinement masks with --trident. Nothing downloads."),
+    sam_kind: SamKind = typer.Option(SamKind.auto, "--sam-kind", help="With --sam-weights: vit_b, vit_l or vit_h (auto: from the weights' shapes)."),
     precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
     from cliplab.data.images import open_image
     from cliplab.dense.overlay import overlay
     from cliplab.dense.segment import Segmenter
+    from cliplab.errors import InputError
     from cliplab.files import atomic_folder, atomic_target, write_json
 
     with user_errors(), warnings_as_lines():
         names = read_names(classes, "--classes")
         picture = open_image(image)
+        if sam_weights is not None and segmenter is None and not trident:
+            raise InputError("--sam-weights proposes masks for --segmenter or --trident; add one of them")
+        if sam_weights is not None and proposals is not None:
+            raise InputError("--sam-weights replaces --proposals; pass one of them")
         trained = None
         if segmenter is not None:
             from cliplab.dense.ovseg import OVSegmenter
@@ -100,10 +115,15 @@ def segment_command(
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
+        sam = None
+        if sam_weights is not None:
+            from cliplab.dense.sam import SamProposer
+
+            sam = SamProposer.from_checkpoint(sam_weights, None if sam_kind == SamKind.auto else sam_kind.value, device=str(clip.device))
         if trained is not None and not trident:
-            seg, used = trained.segment(picture, names, proposals.value), "trained"
+            seg, used = trained.segment(picture, names, sam if sam is not None else (proposals or Proposals.learned).value), "trained"
         else:
-            masks = (lambda im: trained.propose(im)[0]) if trained is not None else None
+            masks = sam if sam is not None else (lambda im: trained.propose(im)[0]) if trained is not None else None
             dense = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
                               threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
                               refiner=head, regions=regions, region_context=region_context, trident=trident,

@@ -353,31 +353,38 @@ class OVSegmenter:
         log_crop = torch.log_softmax(self.crop_logits(crops, text), -1)
         return torch.softmax((1 - self.crop_weight) * log_pool + self.crop_weight * log_crop, -1).cpu().numpy()
 
-    def segment(self, image: ImageInput, classes: Sequence[str], proposals: str | np.ndarray = "learned") -> Segmentation:
+    def proposal_masks(self, image: Image.Image, classes: Sequence[str], proposals) -> tuple[np.ndarray, np.ndarray]:
+        """Masks (K, H, W) bool and scores (K,) of ``proposals`` (see :meth:`segment`)."""
+        if isinstance(proposals, str):
+            if proposals == "learned":
+                return self.propose(image)
+            if proposals == "dense":
+                from cliplab.dense.segment import segment
+
+                masks = np.array(foreground_regions(segment(self.model, image, classes, method="naclip").labels))
+                return masks, np.ones(len(masks))
+            raise InputError(f"proposals is 'learned', 'dense', a proposer or an array of masks, got {proposals!r}")
+        if hasattr(proposals, "propose"):
+            masks, scores = proposals.propose(image)
+        else:
+            masks = np.asarray(proposals, dtype=bool)
+            scores = np.ones(len(masks))
+        if masks.ndim != 3 or masks.shape[1:] != (image.height, image.width):
+            raise InputError(f"proposal masks must be (K, {image.height}, {image.width}), got shape {masks.shape}")
+        return masks, scores
+
+    def segment(self, image: ImageInput, classes: Sequence[str], proposals="learned") -> Segmentation:
         """Segment ``image`` into ``classes`` (any names) plus ``background`` first.
 
         proposals: ``"learned"`` (the trained proposer), ``"dense"`` (connected foreground regions of
-        the training-free :func:`cliplab.segment`, naclip) or user masks (K, H, W) bool.
+        the training-free :func:`cliplab.segment`, naclip), a proposer with ``propose(image) -> (masks,
+        scores)`` (e.g. :class:`~cliplab.dense.sam.SamProposer`) or user masks (K, H, W) bool.
         """
         image = to_pil(image)
         names = check_classnames(list(classes))
         if BACKGROUND in names:
             raise InputError(f"class {BACKGROUND!r} is added by the segmenter; drop it from the classes")
-        if isinstance(proposals, str):
-            if proposals == "learned":
-                masks, scores = self.propose(image)
-            elif proposals == "dense":
-                from cliplab.dense.segment import segment
-
-                masks = np.array(foreground_regions(segment(self.model, image, names, method="naclip").labels))
-                scores = np.ones(len(masks))
-            else:
-                raise InputError(f"proposals is 'learned', 'dense' or an array of masks, got {proposals!r}")
-        else:
-            masks = np.asarray(proposals, dtype=bool)
-            if masks.ndim != 3 or masks.shape[1:] != (image.height, image.width):
-                raise InputError(f"proposal masks must be (K, {image.height}, {image.width}), got shape {masks.shape}")
-            scores = np.ones(len(masks))
+        masks, scores = self.proposal_masks(image, names, proposals)
         keep = masks.reshape(len(masks), -1).any(1) if len(masks) else np.zeros(0, bool)
         masks, scores = masks[keep], scores[keep]
         probs = np.zeros((1 + len(names), image.height, image.width), np.float32)
