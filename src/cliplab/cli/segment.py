@@ -79,6 +79,8 @@ def segment_command(
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
+    mask_prompt: Path | None = typer.Option(None, "--mask-prompt", help="With --regions: a mask prompt file (cliplab segmenter prompt); each region is classified from its masked crop "
+                                            "with the prompt's tokens on the blank patches (OVSeg mask prompt tuning). A --segmenter carries its own."),
     trident: bool = typer.Option(False, "--trident", help="For images larger than the model's input (with --size at the image's size): splice the --window crops' features into one map, pool it with a whole-image pass's affinities, refine in superpixels (Trident)."),
     trident_size: int | None = typer.Option(None, "--trident-size", min=8, help="With --trident: the short side of the whole-image pass (default: the model's input size)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
@@ -102,6 +104,8 @@ def segment_command(
         picture = open_image(image)
         if sam_weights is not None and segmenter is None and not trident:
             raise InputError("--sam-weights proposes masks for --segmenter or --trident; add one of them")
+        if mask_prompt is not None and segmenter is not None:
+            raise InputError("--mask-prompt is for --regions; a --segmenter carries its own (segmenter train --mask-prompt-steps)")
         if sam_weights is not None and proposals is not None:
             raise InputError("--sam-weights replaces --proposals; pass one of them")
         trained = None
@@ -115,6 +119,11 @@ def segment_command(
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
+        prompt = None
+        if mask_prompt is not None:
+            from cliplab.dense.regions import MaskPrompt
+
+            prompt = MaskPrompt.load(mask_prompt).to(clip.device)
         sam = None
         if sam_weights is not None:
             from cliplab.dense.sam import SamProposer
@@ -127,7 +136,7 @@ def segment_command(
             dense = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
                               threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
                               refiner=head, regions=regions, region_context=region_context, trident=trident,
-                              trident_size=trident_size, proposals=masks)  # fmt: skip
+                              trident_size=trident_size, proposals=masks, mask_prompt=prompt)  # fmt: skip
             seg, used = dense(picture), dense.method
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
@@ -181,6 +190,7 @@ def segmenter_train(
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps (the default takes 7-9 minutes on one thread; at most 20 on 2 cores)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Scenes (and object crops) per step."),
     minutes: float | None = typer.Option(None, "--minutes", min=0.1, help="Stop after this long (a checkpoint keeps the progress; run again to go on)."),
+    mask_prompt_steps: int = typer.Option(0, "--mask-prompt-steps", min=0, help="Then tune a mask prompt for the crop classifier for this many steps (OVSeg; 0: none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the heads' initialisation and the batches."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch CPU threads."),
     progress: ProgressOption = True,
@@ -207,8 +217,37 @@ def segmenter_train(
                 bar.update(task, completed=step, description=f"training (loss {loss:.3f})")
 
             ovseg.fit(images, names, steps=steps, batch_size=batch_size, seed=seed, out=out, on_step=on_step,
-                      max_seconds=None if minutes is None else minutes * 60)  # fmt: skip
+                      max_seconds=None if minutes is None else minutes * 60, mask_prompt_steps=mask_prompt_steps)  # fmt: skip
     if ovseg.steps_done_ < steps:
         typer.echo(f"stopped at step {ovseg.steps_done_} of {steps}; run the same command again to resume")
     else:
         typer.echo(f"wrote {out}; use it with: cliplab segment --segmenter {out}")
+
+
+@segmenter_app.command("prompt")
+def segmenter_prompt(
+    out: Path = typer.Option(..., "--out", "-o", help="The mask prompt file to write (safetensors), for `cliplab segment --regions --mask-prompt`."),
+    model: str = typer.Option("cliplab:shapes-vit", "--model", "-m", help="The ViT the prompt is for (a spec, as for --model elsewhere)."),
+    pretrained: PretrainedOption = None,
+    classes: str | None = typer.Option(None, "--classes", "-c", help="The training vocabulary ('a,b,c' or a file; default the six seen shapes); objects of other shapes are left out."),
+    depth: int = typer.Option(3, "--depth", min=1, help="Blocks whose blank-patch tokens are replaced (OVSeg: 3)."),
+    steps: int = typer.Option(100, "--steps", min=1, help="Adam steps."),
+    scenes: int = typer.Option(256, "--scenes", min=1, help="Synthetic train-split scenes whose objects' masked crops it learns from."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scenes, the batches and the prompt's initialisation."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch CPU threads."),
+) -> None:
+    """Tune an OVSeg mask prompt on synthetic scenes (the model frozen; minutes on a CPU): learned tokens
+    for the patches a region's mask leaves blank, so masked crops classify better."""
+    import torch
+
+    from cliplab.dense.ovseg import SEEN_SHAPES
+    from cliplab.dense.regions import train_mask_prompt
+    from cliplab.models import load_model
+
+    torch.set_num_threads(threads)
+    with user_errors(), warnings_as_lines():
+        names = read_names(classes, "--classes") if classes is not None else list(SEEN_SHAPES)
+        prompt = train_mask_prompt(load_model(model, pretrained=pretrained, device="cpu"), depth=depth, n_scenes=scenes, steps=steps,
+                                   seed=seed, classes=names)  # fmt: skip
+        prompt.save(out)
+    typer.echo(f"wrote {out}; use it with: cliplab segment --regions --mask-prompt {out}")

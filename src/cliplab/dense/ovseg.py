@@ -51,7 +51,7 @@ from cliplab.dense.maft import (
     representation_compensation,
 )
 from cliplab.dense.proposer import MaskProposer, proposer_loss, select_masks
-from cliplab.dense.regions import foreground_regions, masked_crops
+from cliplab.dense.regions import MaskPrompt, foreground_regions, masked_crops, tune_mask_prompt
 from cliplab.dense.segment import BACKGROUND, Segmentation
 from cliplab.errors import InputError
 from cliplab.files import atomic_target, write_json
@@ -69,6 +69,7 @@ Tensor = torch.Tensor
 SEEN_SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")  # the issue's training vocabulary
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "ovsegmenter.json"
+MASK_PROMPT = "mask_prompt.safetensors"
 
 
 def image_tower(module: torch.nn.Module) -> torch.nn.Module:
@@ -155,6 +156,7 @@ class OVSegmenter:
         self.proposer = MaskProposer(width, dim, queries).to(model.device)
         self.cdt = ContentDependentTransfer(model.embed_dim).to(model.device)
         self._copy_tower()
+        self.mask_prompt: MaskPrompt | None = None  # OVSeg's mask prompt over the fine-tuned tower (fit's mask_prompt_steps)
         self.classes_: list[str] = []
         self.steps_done_ = 0
 
@@ -181,9 +183,15 @@ class OVSegmenter:
     def text(self, classes: Sequence[str]) -> Tensor:
         return torch.from_numpy(ensemble_text_weights(self.model, list(classes), self.templates)).to(self.model.device)
 
-    def crop_logits(self, crops: Tensor, text: Tensor) -> Tensor:
-        emb = F.normalize(self.tuned.image_features(crops.to(self.model.device, self.model.input_dtype)).float(), dim=-1)
-        return self.model.logit_scale * emb @ text.T
+    def crop_logits(self, crops: Tensor, masks: Tensor, text: Tensor) -> Tensor:
+        """Scaled cosine logits of masked crops (K, 3, S, S) by the fine-tuned tower; with a mask
+        prompt, the patches their masks (K, S, S) leave blank carry its tokens."""
+        crops = crops.to(self.model.device, self.model.input_dtype)
+        if self.mask_prompt is None:
+            feats = self.tuned.image_features(crops)
+        else:
+            feats = self.mask_prompt.encode(self.tuned, self.tuned_parts, crops, masks)
+        return self.model.logit_scale * F.normalize(feats.float(), dim=-1) @ text.T
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"proposer": self.proposer, "cdt": self.cdt, "visual": image_tower(self.tuned.torch_module)}
@@ -192,8 +200,11 @@ class OVSegmenter:
     def fit(self, source: str, classes: Sequence[str] = SEEN_SHAPES, steps: int = 600, batch_size: int = 16, lr: float = 1e-3,
             tower_lr: float = 2e-5, rc_weight: float = 0.1, seed: int = 0, out: str | os.PathLike | None = None,
             checkpoint_every: int = 50, on_step: Callable[[int, int, float], None] | None = None,
-            max_seconds: float | None = None) -> OVSegmenter:  # fmt: skip
+            max_seconds: float | None = None, mask_prompt_steps: int = 0) -> OVSegmenter:  # fmt: skip
         """Train on ``source`` scenes (``synthetic:N[:seed]``) labelled with ``classes`` only.
+
+        With ``mask_prompt_steps``, the training ends with OVSeg's mask prompt tuning: the fine-tuned
+        tower frozen, a prompt of depth 3 learns on the region-noun crops; the crop classifier then uses it.
 
         With ``out``, a checkpoint is written there every ``checkpoint_every`` steps and a run that
         finds one resumes from it (same data and seed: the same result as an uninterrupted run); at
@@ -205,6 +216,7 @@ class OVSegmenter:
         data = training_scenes(self.model, source, classes)
         text = self.text(classes)
         self._copy_tower()  # every fit starts from the base model
+        self.mask_prompt = None
         with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched
             torch.manual_seed(seed)
             self.proposer = MaskProposer(**self.proposer.config).to(self.model.device)
@@ -233,6 +245,9 @@ class OVSegmenter:
                     on_step(step + 1, steps, loss.item())
                 if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
                     break
+        if self.steps_done_ == steps and mask_prompt_steps > 0:
+            self.mask_prompt = tune_mask_prompt(self.tuned, data.crops, data.crop_masks, data.crop_labels, text,
+                                                steps=mask_prompt_steps, seed=seed)  # fmt: skip
         if out is not None and self.steps_done_ == steps:
             self.save(out)
         return self
@@ -258,7 +273,8 @@ class OVSegmenter:
             pooled = mask_pool(dense[b : b + 1], proposals[b : b + 1])[0]
             ma_loss = ma_loss + mask_aware_loss(scale * pooled @ classifier[b].T, mask_logits[b].detach().flatten(1),
                                                 instances[b].flatten(1), labels[b])  # fmt: skip
-        crop_loss = F.cross_entropy(self.crop_logits(data.crops[crop_idx], text), data.crop_labels[crop_idx].to(device))
+        crop_logits = self.crop_logits(data.crops[crop_idx], data.crop_masks[crop_idx], text)
+        crop_loss = F.cross_entropy(crop_logits, data.crop_labels[crop_idx].to(device))
         return loss + (cls_loss + ma_loss) / len(idx) + crop_loss
 
     def _state(self) -> dict[str, dict[str, Tensor]]:
@@ -295,12 +311,16 @@ class OVSegmenter:
 
         config = {"model": self.model.name, "pretrained": self.pretrained, "method": self.method, "queries": self.proposer.config["queries"],
                   "dim": self.proposer.config["dim"], "crop_weight": self.crop_weight, "templates": self.templates,
-                  "min_score": self.min_score, "classes": self.classes_, "steps": self.steps_done_}  # fmt: skip
+                  "min_score": self.min_score, "classes": self.classes_, "steps": self.steps_done_,
+                  "mask_prompt": self.mask_prompt is not None}  # fmt: skip
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, state in self._state().items():  # each file atomic; the config last, so a folder with one is complete
             with atomic_target(folder / f"{name}.safetensors") as tmp:
                 save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        (folder / MASK_PROMPT).unlink(missing_ok=True)
+        if self.mask_prompt is not None:
+            self.mask_prompt.save(folder / MASK_PROMPT)
         write_json(config, folder / CONFIG)
         (folder / CHECKPOINT).unlink(missing_ok=True)
         return folder
@@ -322,6 +342,8 @@ class OVSegmenter:
                   config["min_score"], config["pretrained"])  # fmt: skip
         seg._load_state({name: load_file(str(folder / f"{name}.safetensors")) for name in seg.modules()})
         seg.classes_, seg.steps_done_ = config["classes"], config["steps"]
+        if config.get("mask_prompt"):
+            seg.mask_prompt = MaskPrompt.load(folder / MASK_PROMPT).to(seg.model.device)
         return seg
 
     # --- inference ------------------------------------------------------------------------------
@@ -349,8 +371,8 @@ class OVSegmenter:
         classifier = self.cdt(text[None], dense)[0]
         pooled = mask_pool(dense, torch.from_numpy(masks)[None].to(dense.device))[0]
         log_pool = torch.log_softmax(self.model.logit_scale * pooled @ classifier.T, -1)
-        crops, _ = masked_crops(self.tuned, image, masks)
-        log_crop = torch.log_softmax(self.crop_logits(crops, text), -1)
+        crops, crop_masks = masked_crops(self.tuned, image, masks)
+        log_crop = torch.log_softmax(self.crop_logits(crops, crop_masks, text), -1)
         return torch.softmax((1 - self.crop_weight) * log_pool + self.crop_weight * log_crop, -1).cpu().numpy()
 
     def proposal_masks(self, image: Image.Image, classes: Sequence[str], proposals) -> tuple[np.ndarray, np.ndarray]:
