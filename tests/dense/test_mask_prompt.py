@@ -112,6 +112,11 @@ def test_cli_mask_prompt(cli, tiny_model_files, tmp_path):
     result = cli(*base, "--regions", "--mask-prompt", prompt, "--out", tmp_path / "s")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s" / "areas.json").read_text())["classes"] == ["background", "circle", "star"]
+    report = tmp_path / "r.json"
+    result = cli("eval", "--task", "segmentation", "--images", "synthetic:2:1", *model, "--regions", "--mask-prompt", prompt,
+                 "--out", report, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["settings"]["regions"] is True
     result = cli(*base, "--mask-prompt", prompt, "--out", tmp_path / "x")
     assert result.exit_code == 2 and "--regions" in result.stderr and "Traceback" not in result.output
     result = cli("segmenter", "train", *model, "--images", "synthetic:6", "--classes", "circle,square,star", "--steps", "1",

@@ -141,6 +141,8 @@ def test_region_nouns_and_training_crops(tiny_model):
             torch.testing.assert_close(data.crops[data.crop_scene == i], crops)
     with pytest.raises(InputError, match="synthetic"):
         training_scenes(tiny_model, "photos/", SEEN)
+    with pytest.raises(InputError, match="no object of heart"):
+        training_scenes(tiny_model, "synthetic:2", ["heart"])
 
 
 def test_segment_with_user_and_dense_proposals(trained):

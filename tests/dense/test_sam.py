@@ -115,6 +115,21 @@ def test_cli_sam_weights(cli, tiny_model_files, tmp_path, monkeypatch):
     masks, _ = SamProposer(StandIn()).propose(Image.open(image))
     assert all(len(np.unique(labels[m])) == 1 for m in masks)
     assert json.loads((tmp_path / "t" / "areas.json").read_text())["classes"] == ["background", "circle", "star"]
+    seg = tmp_path / "seg"
+    result = cli("segmenter", "train", *model, "--images", "synthetic:6", "--classes", "circle,square,star", "--steps", "1", "--batch-size", "2",
+                 "--out", seg, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = cli("segment", "--image", image, "--classes", "heart,star", "--segmenter", seg, "--sam-weights", weights, "--out", tmp_path / "u")
+    assert result.exit_code == 0, result.output
+    labels = np.asarray(Image.open(tmp_path / "u" / "labels.png"))
+    np.testing.assert_array_equal(labels > 0, masks.any(0))  # the SAM masks are the segments
+    report = tmp_path / "r.json"
+    result = cli("eval", "--task", "segmentation", "--images", "synthetic:2:1", "--segmenter", seg, "--sam-weights", weights,
+                 "--out", report, "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "unseen_miou" in json.loads(report.read_text())["metrics"]
+    result = cli("eval", "--task", "segmentation", "--images", "synthetic:2:1", *model, "--sam-weights", weights, "--out", report)
+    assert result.exit_code == 2 and "--segmenter" in result.stderr
 
 
 @pytest.mark.slow

@@ -12,12 +12,18 @@ from cliplab.cli import app
 from cliplab.cli.common import (
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
+    MaskPromptOption,
     ModelOption,
     PrecisionOption,
     PretrainedOption,
     ProgressOption,
+    SamKind,
+    SamKindOption,
+    SamWeightsOption,
+    load_mask_prompt,
     load_model_for,
     read_names,
+    sam_proposer,
     user_errors,
     warnings_as_lines,
 )
@@ -35,13 +41,6 @@ class Method(str, Enum):
 class Proposals(str, Enum):
     learned = "learned"
     dense = "dense"
-
-
-class SamKind(str, Enum):
-    auto = "auto"
-    vit_b = "vit_b"
-    vit_l = "vit_l"
-    vit_h = "vit_h"
 
 
 def parse_background(value: str) -> list[str] | None:
@@ -79,17 +78,15 @@ def segment_command(
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
-    mask_prompt: Path | None = typer.Option(None, "--mask-prompt", help="With --regions: a mask prompt file (cliplab segmenter prompt); each region is classified from its masked crop "
-                                            "with the prompt's tokens on the blank patches (OVSeg mask prompt tuning). A --segmenter carries its own."),
+    mask_prompt: MaskPromptOption = None,
     trident: bool = typer.Option(False, "--trident", help="For images larger than the model's input (with --size at the image's size): splice the --window crops' features into one map, pool it with a whole-image pass's affinities, refine in superpixels (Trident)."),
     trident_size: int | None = typer.Option(None, "--trident-size", min=8, help="With --trident: the short side of the whole-image pass (default: the model's input size)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train): its proposals, classified by its fine-tuned tower; "
                                           "with --trident its proposals refine Trident instead. Its base model is used (--model is ignored)."),
     proposals: Proposals | None = typer.Option(None, "--proposals", help="With --segmenter: learned (its proposer; the default) or dense (connected regions of the training-free map)."),
-    sam_weights: Path | None = typer.Option(None, "--sam-weights", help="An official SAM checkpoint (sam_vit_[b|l|h] .pth; needs cliplab[sam]): its automatic masks are the "
-                                            "proposals of --segmenter, or Trident's refinement masks with --trident. Nothing downloads."),
-    sam_kind: SamKind = typer.Option(SamKind.auto, "--sam-kind", help="With --sam-weights: vit_b, vit_l or vit_h (auto: from the weights' shapes)."),
+    sam_weights: SamWeightsOption = None,
+    sam_kind: SamKindOption = SamKind.auto,
     precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
@@ -104,10 +101,9 @@ def segment_command(
         picture = open_image(image)
         if sam_weights is not None and segmenter is None and not trident:
             raise InputError("--sam-weights proposes masks for --segmenter or --trident; add one of them")
-        if mask_prompt is not None and segmenter is not None:
-            raise InputError("--mask-prompt is for --regions; a --segmenter carries its own (segmenter train --mask-prompt-steps)")
         if sam_weights is not None and proposals is not None:
             raise InputError("--sam-weights replaces --proposals; pass one of them")
+        prompt = load_mask_prompt(mask_prompt, segmenter)
         trained = None
         if segmenter is not None:
             from cliplab.dense.ovseg import OVSegmenter
@@ -119,16 +115,7 @@ def segment_command(
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
-        prompt = None
-        if mask_prompt is not None:
-            from cliplab.dense.regions import MaskPrompt
-
-            prompt = MaskPrompt.load(mask_prompt).to(clip.device)
-        sam = None
-        if sam_weights is not None:
-            from cliplab.dense.sam import SamProposer
-
-            sam = SamProposer.from_checkpoint(sam_weights, None if sam_kind == SamKind.auto else sam_kind.value, device=str(clip.device))
+        sam = sam_proposer(sam_weights, sam_kind, str(clip.device)) if sam_weights is not None else None
         if trained is not None and not trident:
             seg, used = trained.segment(picture, names, sam if sam is not None else (proposals or Proposals.learned).value), "trained"
         else:

@@ -134,6 +134,8 @@ def training_scenes(model, source: str, classes: Sequence[str]) -> Scenes:
             crop_masks.append(m)
             crop_labels += [index[nouns[k]] for k in paired]
             crop_scene += [i] * len(paired)
+    if not crops:
+        raise InputError(f"no object of {', '.join(classes)} in the {n} scenes of {source}; pass more scenes or other classes")
     return Scenes(torch.stack(pixels), instances, labels, torch.stack(ignore), torch.cat(crops), torch.cat(crop_masks),
                   torch.tensor(crop_labels), torch.tensor(crop_scene))  # fmt: skip
 
