@@ -13,7 +13,7 @@ runs=(
     "adapt_speed|benchmarks/adapt_speed.py --skip-linear"
     "search|benchmarks/search.py --types ivf_flat --clients 1,4,16"
     "service_load|benchmarks/service_load.py"
-    "segment_quality|benchmarks/segment_quality.py --pamr --regions --segmenter-steps 1000 --threads 1"
+    "segment_quality|benchmarks/segment_quality.py --pamr --regions --segmenter-steps 1000 --mask-prompt-steps 100 --threads 1"
     "segment_speed|benchmarks/segment_speed.py"
     "inspect_quality|benchmarks/inspect_quality.py"
     "support_sets|benchmarks/support_sets.py"

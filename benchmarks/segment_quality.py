@@ -13,7 +13,9 @@ in one process.
 ``--segmenter-steps N`` trains the open-vocabulary segmenter (cliplab.dense.OVSegmenter, seeded, on
 ``synthetic:2000`` train scenes labelled with six shapes; heart and crescent unseen) and adds its
 rows: mIoU over the nine classes, foreground IoU, seen and unseen mIoU, and the unseen classes' IoU
-next to the best training-free variant's (``--segmenter DIR`` scores a saved one instead).
+next to the best training-free variant's (``--segmenter DIR`` scores a saved one instead); the same
+segmenter without the frozen classifier in its ensemble (the fine-tuned classifiers alone), and with
+``--mask-prompt-steps N`` once more with a mask prompt tuned that long over its fine-tuned tower.
 
 ``--large-scenes N`` adds the large-image table: N test scenes rendered at ``--large-size`` pixels
 (256; objects at the same relative size, each larger than a window), ``--large-method`` (naclip),
@@ -51,6 +53,7 @@ def main() -> None:
     p.add_argument("--teacher-layer", type=int, default=2, help="shapes-tiny ResNet stage the refinement learns from")
     p.add_argument("--segmenter-steps", type=int, default=0, help="train the OVSegmenter this many steps and score it (0: skip)")
     p.add_argument("--segmenter", default=None, help="score this saved OVSegmenter folder instead of training one")
+    p.add_argument("--mask-prompt-steps", type=int, default=0, help="also score the segmenter with a mask prompt tuned this long (0: skip)")
     p.add_argument("--large-scenes", type=int, default=100, help="large-image table: scenes (0: skip)")
     p.add_argument("--large-size", type=int, default=256, help="large-image table: rendered scene side in pixels")
     p.add_argument("--large-method", default="naclip")
@@ -119,7 +122,6 @@ def main() -> None:
 
 def trained_rows(model, args, data, free: str, free_miou: float, free_iou: dict) -> dict[str, dict[str, float]]:
     """The trained segmenter's figures (trained here or loaded), next to the best training-free variant ``free``."""
-    from cliplab.dense.evaluate import run_segmentation
     from cliplab.dense.ovseg import SEEN_SHAPES, OVSegmenter
 
     t0 = time.perf_counter()
@@ -128,16 +130,39 @@ def trained_rows(model, args, data, free: str, free_miou: float, free_iou: dict)
     else:
         segmenter = OVSegmenter(model).fit("synthetic:2000", classes=SEEN_SHAPES, steps=args.segmenter_steps)
         train_seconds = time.perf_counter() - t0
+    print(f"trained segmenter ({segmenter.steps_done_} steps, {train_seconds:.0f} s):")
+    rows = {"trained (learned proposals)": trained_row(model, data, segmenter, train_seconds, free_iou)}
+    frozen_weights, segmenter.frozen_weights = segmenter.frozen_weights, (0.0, 0.0)
+    rows["trained, fine-tuned classifiers only"] = trained_row(model, data, segmenter, train_seconds, free_iou)
+    segmenter.frozen_weights = frozen_weights
+    if args.mask_prompt_steps:
+        from cliplab.dense.ovseg import training_scenes
+        from cliplab.dense.regions import tune_mask_prompt
+
+        scenes = training_scenes(model, "synthetic:2000", segmenter.classes_)  # what fit(mask_prompt_steps=N) tunes on
+        segmenter.mask_prompt = tune_mask_prompt(segmenter.tuned, scenes.crops, scenes.crop_masks, scenes.crop_labels,
+                                                 segmenter.text(segmenter.classes_), steps=args.mask_prompt_steps)  # fmt: skip
+        rows[f"trained + mask prompt ({args.mask_prompt_steps} steps)"] = trained_row(model, data, segmenter, train_seconds, free_iou)
+        segmenter.mask_prompt = None
+    unseen = [c for c in data.classes[1:] if c not in segmenter.classes_]
+    best = float(sum(free_iou[c] for c in unseen) / len(unseen))
+    print(f"  best training-free {free}: mIoU {free_miou:.3f}, unseen {best:.3f}")
+    return {**rows, f"{free} (best training-free)": {"miou": free_miou, "unseen_miou": best}}
+
+
+def trained_row(model, data, segmenter, train_seconds: float, free_iou: dict) -> dict[str, float]:
+    """One trained segmenter's figures as it stands, its unseen mIoU against the training-free ``free_iou``."""
+    from cliplab.dense.evaluate import run_segmentation
+
     t0 = time.perf_counter()
     result = run_segmentation(model, data, trained=segmenter, seen=segmenter.classes_)
     unseen = [c for c in data.classes[1:] if c not in segmenter.classes_]
     row = {**result.metrics, "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
     row.update({f"iou_{c}": result.per_class_iou[c] for c in unseen})
-    best = float(sum(free_iou[c] for c in unseen) / len(unseen))
-    row["x_free_unseen"] = row["unseen_miou"] / best
-    print(f"trained segmenter ({segmenter.steps_done_} steps, {train_seconds:.0f} s): mIoU {row['miou']:.3f}  fg IoU {row['foreground_iou']:.3f}  "
-          f"seen {row['seen_miou']:.3f}  unseen {row['unseen_miou']:.3f} ({', '.join(unseen)}; {free}: {best:.3f}, {row['x_free_unseen']:.2f}x)")
-    return {"trained (learned proposals)": row, f"{free} (best training-free)": {"miou": free_miou, "unseen_miou": best}}
+    row["x_free_unseen"] = row["unseen_miou"] / float(sum(free_iou[c] for c in unseen) / len(unseen))
+    print(f"  frozen weights {segmenter.frozen_weights}, mask prompt {segmenter.mask_prompt is not None}: mIoU {row['miou']:.3f}  "
+          f"fg IoU {row['foreground_iou']:.3f}  seen {row['seen_miou']:.3f}  unseen {row['unseen_miou']:.3f} ({row['x_free_unseen']:.2f}x)")
+    return row
 
 
 def large_image_table(model, args, options: dict) -> dict[str, dict[str, float]]:

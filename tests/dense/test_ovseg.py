@@ -141,6 +141,8 @@ def test_region_nouns_and_training_crops(tiny_model):
             torch.testing.assert_close(data.crops[data.crop_scene == i], crops)
     with pytest.raises(InputError, match="synthetic"):
         training_scenes(tiny_model, "photos/", SEEN)
+    with pytest.raises(InputError, match="no object of heart"):
+        training_scenes(tiny_model, "synthetic:2", ["heart"])
 
 
 def test_segment_with_user_and_dense_proposals(trained):
@@ -196,3 +198,29 @@ def test_seen_unseen_split():
     assert seen_unseen(ious, ["a", "b"]) == pytest.approx({"seen_miou": 0.6, "unseen_miou": 0.1})
     with pytest.raises(InputError, match="not among"):
         seen_unseen(ious, ["z"])
+
+
+def test_frozen_classifier_ensemble_weights_seen_and_unseen_classes_apart(trained):
+    """p ∝ p_in^(1-w_c) · p_out^(w_c): w = 1 is the frozen context-crop classifier alone, w = 0 the fine-tuned
+    pair alone, and (1, 0) gives training classes p_out's ratios and the others p_in's."""
+    from cliplab.dense.regions import region_probabilities
+
+    image = synthetic.scene(2, image_size=32, split="test").image
+    masks = np.zeros((2, 32, 32), dtype=bool)
+    masks[0, 2:14, 3:20] = masks[1, 16:30, 10:28] = True
+    names = ["circle", "heart", "square", "crescent"]  # circle, square seen; heart, crescent unseen
+    weights = trained.frozen_weights
+    try:
+        trained.frozen_weights = (1.0, 1.0)
+        p_out = region_probabilities(trained.model, image, list(masks), trained.text(names))
+        np.testing.assert_allclose(trained.classify(image, masks, names), p_out, atol=1e-5)
+        trained.frozen_weights = (0.0, 0.0)
+        p_in = trained.classify(image, masks, names)
+        trained.frozen_weights = (1.0, 0.0)
+        mixed = np.log(trained.classify(image, masks, names))
+    finally:
+        trained.frozen_weights = weights
+    np.testing.assert_allclose(mixed[:, 0] - mixed[:, 2], np.log(p_out[:, 0] / p_out[:, 2]), atol=1e-4)
+    np.testing.assert_allclose(mixed[:, 1] - mixed[:, 3], np.log(p_in[:, 1] / p_in[:, 3]), atol=1e-4)
+    with pytest.raises(InputError, match="frozen_weights"):
+        OVSegmenter(trained.model, frozen_weights=(0.2, 1.5))

@@ -73,6 +73,20 @@ LangColOption = Annotated[Optional[str], typer.Option("--lang-col", help="Manife
 LanguageOption = Annotated[Optional[str], typer.Option("--language", help="Language of the texts: en, de, fr, es, zh, ja or ar. Synthetic scenes: captions and "
                                                        "prompts in that language; a manifest: only its captions in that language (see --lang-col).")]
 
+# Options of the commands that segment (segment, eval --task segmentation).
+SamKind = Enum("SamKind", {name: name for name in ("auto", "vit_b", "vit_l", "vit_h")}, type=str)  # --sam-kind's choices
+SamWeightsOption = Annotated[Optional[Path], typer.Option(
+    "--sam-weights",
+    help="An official SAM checkpoint (sam_vit_[b|l|h] .pth; needs cliplab[sam]): its automatic masks are the "
+    "--segmenter's proposals (with segment --trident: Trident's refinement masks). Nothing downloads.",
+)]
+SamKindOption = Annotated[SamKind, typer.Option("--sam-kind", help="With --sam-weights: vit_b, vit_l or vit_h (auto: from the weights' shapes).")]
+MaskPromptOption = Annotated[Optional[Path], typer.Option(
+    "--mask-prompt",
+    help="With --regions: a mask prompt file (cliplab segmenter prompt); each region is classified from its masked crop "
+    "with the prompt's tokens on the blank patches (OVSeg mask prompt tuning). A --segmenter carries its own.",
+)]
+
 
 def check_language(language: str | None) -> str | None:
     """``--language`` as given, checked against ``synthetic.LANGUAGES``."""
@@ -263,6 +277,26 @@ def warnings_as_lines() -> Iterator[None]:
         finally:
             for w in caught:
                 typer.echo(f"warning: {w.message}", err=True)
+
+
+def sam_proposer(weights: Path, kind: "str | SamKind", device: str):
+    """The ``SamProposer`` of ``--sam-weights``/``--sam-kind``."""
+    from cliplab.dense.sam import SamProposer
+
+    kind = getattr(kind, "value", kind)
+    return SamProposer.from_checkpoint(weights, None if kind == "auto" else kind, device=device)
+
+
+def load_mask_prompt(path: Path | None, segmenter: Path | None):
+    """The ``MaskPrompt`` of ``--mask-prompt`` (None without one; it follows the model to its device);
+    a ``--segmenter`` carries its own."""
+    if path is not None and segmenter is not None:
+        raise InputError("--mask-prompt is for --regions; a --segmenter carries its own (segmenter train --mask-prompt-steps)")
+    if path is None:
+        return None
+    from cliplab.dense.regions import MaskPrompt
+
+    return MaskPrompt.load(path)
 
 
 def read_names(value: str, option: str) -> list[str]:

@@ -36,6 +36,7 @@ from cliplab.cli.common import (
     LabelColOption,
     LangColOption,
     LanguageOption,
+    MaskPromptOption,
     ModelOption,
     NoCacheOption,
     OnConflict,
@@ -46,12 +47,17 @@ from cliplab.cli.common import (
     ProgressOption,
     ReportOption,
     ResultsOption,
+    SamKind,
+    SamKindOption,
+    SamWeightsOption,
     WorkersOption,
     cache_folder,
     check_language,
+    load_mask_prompt,
     load_model_for,
     open_images,
     read_names,
+    sam_proposer,
     say_what_was_left_out,
     user_errors,
     warnings_as_lines,
@@ -516,6 +522,9 @@ def segmentation(
     segmenter: Optional[Path] = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train) to evaluate instead of a training-free method; its base model is used."),
     proposals: str = typer.Option("learned", "--proposals", help="With --segmenter: learned (its proposer) or dense (connected regions of the training-free map)."),
     seen: Optional[str] = typer.Option(None, "--seen-classes", help="The training classes ('a,b' or a file; default: a --segmenter's own): also report seen_miou and unseen_miou."),
+    mask_prompt: MaskPromptOption = None,
+    sam_weights: SamWeightsOption = None,
+    sam_kind: SamKindOption = SamKind.auto,
 ) -> Outcome:
     """Open-vocabulary segmentation: mIoU and friends on synthetic:<n>[:seed] or a folder with images/, masks/, classes.txt."""
     from cliplab.dense.datasets import open_mask_dataset
@@ -525,16 +534,21 @@ def segmentation(
     dataset = open_mask_dataset(run.images)  # the inputs are checked before the model loads
     head = CorrelationRefiner.load(refiner) if refiner is not None else None
     seen_names = read_names(seen, "--seen-classes") if seen is not None else None
+    prompt = load_mask_prompt(mask_prompt, segmenter)
+    if sam_weights is not None and segmenter is None:
+        raise InputError("--sam-weights proposes masks for a --segmenter; add one")
     if segmenter is not None:
         from cliplab.dense.ovseg import OVSegmenter
 
         trained = OVSegmenter.load(segmenter)
+        masks = sam_proposer(sam_weights, sam_kind, str(trained.model.device)) if sam_weights is not None else proposals
         result = run_segmentation(trained.model, dataset, pretrained=trained.pretrained, batch_size=run.batch_size, progress=run.progress,
-                                  trained=trained, seen=seen_names or trained.classes_, proposals=proposals)  # fmt: skip
+                                  trained=trained, seen=seen_names or trained.classes_, proposals=masks)  # fmt: skip
         return result, lambda: segmentation_report(result, dataset)
     result = run_segmentation(run.clip(), dataset, pretrained=run.pretrained, method=method, templates=templates or "default",
                               batch_size=run.batch_size, progress=run.progress, refine="pamr" if pamr else None,
-                              regions=regions, refiner=head, seen=seen_names)  # fmt: skip
+                              regions=regions, refiner=head, seen=seen_names,
+                              mask_prompt=prompt)  # fmt: skip
     return result, lambda: segmentation_report(result, dataset)
 
 

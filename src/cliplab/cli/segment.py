@@ -12,12 +12,18 @@ from cliplab.cli import app
 from cliplab.cli.common import (
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
+    MaskPromptOption,
     ModelOption,
     PrecisionOption,
     PretrainedOption,
     ProgressOption,
+    SamKind,
+    SamKindOption,
+    SamWeightsOption,
+    load_mask_prompt,
     load_model_for,
     read_names,
+    sam_proposer,
     user_errors,
     warnings_as_lines,
 )
@@ -72,23 +78,32 @@ def segment_command(
     refine: bool = typer.Option(False, "--pamr/--no-pamr", help="Refine label edges with pixel-adaptive mask refinement."),
     regions: bool = typer.Option(False, "--regions", help="Relabel each connected foreground region with the class of a crop around it (OVSeg-style mask classification; needs background words or --threshold)."),
     region_context: float = typer.Option(1.0, "--region-context", min=0.0, help="With --regions: how much larger than the region its crop is (1.0: twice its side)."),
+    mask_prompt: MaskPromptOption = None,
     trident: bool = typer.Option(False, "--trident", help="For images larger than the model's input (with --size at the image's size): splice the --window crops' features into one map, pool it with a whole-image pass's affinities, refine in superpixels (Trident)."),
     trident_size: int | None = typer.Option(None, "--trident-size", min=8, help="With --trident: the short side of the whole-image pass (default: the model's input size)."),
     refiner: Path | None = typer.Option(None, "--refiner", help="A learned refinement head file (cliplab.dense.refine): pools the features and makes non-salient pixels background."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="A trained segmenter folder (cliplab segmenter train): its proposals, classified by its fine-tuned tower; "
                                           "with --trident its proposals refine Trident instead. Its base model is used (--model is ignored)."),
-    proposals: Proposals = typer.Option(Proposals.learned, "--proposals", help="With --segmenter: learned (its proposer) or dense (connected regions of the training-free map)."),
+    proposals: Proposals | None = typer.Option(None, "--proposals", help="With --segmenter: learned (its proposer; the default) or dense (connected regions of the training-free map)."),
+    sam_weights: SamWeightsOption = None,
+    sam_kind: SamKindOption = SamKind.auto,
     precision: PrecisionOption = DEFAULT_PRECISION,
 ) -> None:
     """Segment an image into the given classes (plus background) and write the label map, an overlay and per-class areas."""
     from cliplab.data.images import open_image
     from cliplab.dense.overlay import overlay
     from cliplab.dense.segment import Segmenter
+    from cliplab.errors import InputError
     from cliplab.files import atomic_folder, atomic_target, write_json
 
     with user_errors(), warnings_as_lines():
         names = read_names(classes, "--classes")
         picture = open_image(image)
+        if sam_weights is not None and segmenter is None and not trident:
+            raise InputError("--sam-weights proposes masks for --segmenter or --trident; add one of them")
+        if sam_weights is not None and proposals is not None:
+            raise InputError("--sam-weights replaces --proposals; pass one of them")
+        prompt = load_mask_prompt(mask_prompt, segmenter)
         trained = None
         if segmenter is not None:
             from cliplab.dense.ovseg import OVSegmenter
@@ -100,14 +115,15 @@ def segment_command(
             from cliplab.dense.refine import CorrelationRefiner
 
             head = CorrelationRefiner.load(refiner)
+        sam = sam_proposer(sam_weights, sam_kind, str(clip.device)) if sam_weights is not None else None
         if trained is not None and not trident:
-            seg, used = trained.segment(picture, names, proposals.value), "trained"
+            seg, used = trained.segment(picture, names, sam if sam is not None else (proposals or Proposals.learned).value), "trained"
         else:
-            masks = (lambda im: trained.propose(im)[0]) if trained is not None else None
+            masks = sam if sam is not None else (lambda im: trained.propose(im)[0]) if trained is not None else None
             dense = Segmenter(clip, names, method=method.value, templates=templates, background=parse_background(background),
                               threshold=threshold, size=size, window=window, stride=stride, refine="pamr" if refine else None,
                               refiner=head, regions=regions, region_context=region_context, trident=trident,
-                              trident_size=trident_size, proposals=masks)  # fmt: skip
+                              trident_size=trident_size, proposals=masks, mask_prompt=prompt)  # fmt: skip
             seg, used = dense(picture), dense.method
         with atomic_folder(out) as tmp:
             save_label_map(seg.labels, tmp / "labels.png")
@@ -161,6 +177,7 @@ def segmenter_train(
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimiser steps (the default takes 7-9 minutes on one thread; at most 20 on 2 cores)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Scenes (and object crops) per step."),
     minutes: float | None = typer.Option(None, "--minutes", min=0.1, help="Stop after this long (a checkpoint keeps the progress; run again to go on)."),
+    mask_prompt_steps: int = typer.Option(0, "--mask-prompt-steps", min=0, help="Then tune a mask prompt for the crop classifier for this many steps (OVSeg; 0: none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the heads' initialisation and the batches."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch CPU threads."),
     progress: ProgressOption = True,
@@ -187,8 +204,37 @@ def segmenter_train(
                 bar.update(task, completed=step, description=f"training (loss {loss:.3f})")
 
             ovseg.fit(images, names, steps=steps, batch_size=batch_size, seed=seed, out=out, on_step=on_step,
-                      max_seconds=None if minutes is None else minutes * 60)  # fmt: skip
+                      max_seconds=None if minutes is None else minutes * 60, mask_prompt_steps=mask_prompt_steps)  # fmt: skip
     if ovseg.steps_done_ < steps:
         typer.echo(f"stopped at step {ovseg.steps_done_} of {steps}; run the same command again to resume")
     else:
         typer.echo(f"wrote {out}; use it with: cliplab segment --segmenter {out}")
+
+
+@segmenter_app.command("prompt")
+def segmenter_prompt(
+    out: Path = typer.Option(..., "--out", "-o", help="The mask prompt file to write (safetensors), for `cliplab segment --regions --mask-prompt`."),
+    model: str = typer.Option("cliplab:shapes-vit", "--model", "-m", help="The ViT the prompt is for (a spec, as for --model elsewhere)."),
+    pretrained: PretrainedOption = None,
+    classes: str | None = typer.Option(None, "--classes", "-c", help="The training vocabulary ('a,b,c' or a file; default the six seen shapes); objects of other shapes are left out."),
+    depth: int = typer.Option(3, "--depth", min=1, help="Blocks whose blank-patch tokens are replaced (OVSeg: 3)."),
+    steps: int = typer.Option(100, "--steps", min=1, help="Adam steps."),
+    scenes: int = typer.Option(256, "--scenes", min=1, help="Synthetic train-split scenes whose objects' masked crops it learns from."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scenes, the batches and the prompt's initialisation."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch CPU threads."),
+) -> None:
+    """Tune an OVSeg mask prompt on synthetic scenes (the model frozen; minutes on a CPU): learned tokens
+    for the patches a region's mask leaves blank, so masked crops classify better."""
+    import torch
+
+    from cliplab.dense.ovseg import SEEN_SHAPES
+    from cliplab.dense.regions import train_mask_prompt
+    from cliplab.models import load_model
+
+    torch.set_num_threads(threads)
+    with user_errors(), warnings_as_lines():
+        names = read_names(classes, "--classes") if classes is not None else list(SEEN_SHAPES)
+        prompt = train_mask_prompt(load_model(model, pretrained=pretrained, device="cpu"), depth=depth, n_scenes=scenes, steps=steps,
+                                   seed=seed, classes=names)  # fmt: skip
+        prompt.save(out)
+    typer.echo(f"wrote {out}; use it with: cliplab segment --regions --mask-prompt {out}")

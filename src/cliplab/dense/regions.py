@@ -84,7 +84,7 @@ class MaskPrompt(torch.nn.Module):
         x, grid = parts.embed(pixels.to(model.device))
         # a patch is inside when any of its pixels is (OVSeg: average-pool the mask, then ceil)
         inside = (F.adaptive_max_pool2d(masks[:, None].float(), grid).flatten(1) > 0).to(x.dtype)[..., None]
-        emb = self.embedding.to(x.dtype)
+        emb = self.embedding.to(x.device, x.dtype)
         for d, block in enumerate(parts.blocks):
             if d < len(emb):
                 x = torch.cat([x[:, :1], x[:, 1:] * inside + emb[d] * (1 - inside)], dim=1)
@@ -151,54 +151,75 @@ def context_box(mask: np.ndarray, context: float) -> np.ndarray:
 
 
 @torch.inference_mode()
-def region_probabilities(model, image: Image.Image, masks: Sequence[np.ndarray], text: Tensor, context: float = 1.0) -> np.ndarray:
+def region_probabilities(model, image: Image.Image, masks: Sequence[np.ndarray], text: Tensor, context: float = 1.0,
+                         prompt: MaskPrompt | None = None) -> np.ndarray:  # fmt: skip
     """(K, C) class probabilities of each region from an unmasked square crop around it with ``context``
     (see :func:`context_box`): the proposal-then-classify step of OVSeg, for regions from a dense
-    segmentation. ``text``: (C, E) normalised class weights."""
-    boxes = as_masks(np.stack([context_box(m, context) for m in masks]), image.height, image.width)
-    crops, crop_masks = masked_crops(model, image, boxes, expand=0.0)
-    logits = model.logit_scale * region_embeddings(model, crops, crop_masks) @ text.to(model.device).T
+    segmentation. ``text``: (C, E) normalised class weights. With a mask ``prompt`` each region is
+    classified from its masked crop instead, its blank patches carrying the prompt's tokens (OVSeg's
+    mask classification with mask prompt tuning, sec. 3.3)."""
+    if prompt is None:
+        regions, expand = np.stack([context_box(m, context) for m in masks]), 0.0
+    else:
+        regions, expand = np.stack(masks), 0.1  # classify_regions' crop margin
+    crops, crop_masks = masked_crops(model, image, as_masks(regions, image.height, image.width), expand)
+    logits = model.logit_scale * region_embeddings(model, crops, crop_masks, prompt) @ text.to(model.device).T
     return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
-def scene_regions(model, n: int, seed: int, split: str, image_size: int = 64) -> tuple[Tensor, Tensor, Tensor]:
-    """Masked crops, crop masks and shape labels of every object in ``n`` synthetic scenes of 1-2 objects."""
+def scene_regions(model, n: int, seed: int, split: str, image_size: int = 64,
+                  classes: Sequence[str] = synthetic.SHAPES) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Masked crops, crop masks and class indices (into ``classes``) of every object of those classes
+    in ``n`` synthetic scenes of 1-2 objects."""
     crops, masks, labels = [], [], []
     for i in range(n):
         record = synthetic.scene(i, seed=seed, image_size=image_size, split=split, max_objects=2)
-        keep = [k for k, m in enumerate(record.instance_masks) if m.any()]
+        keep = [k for k, m in enumerate(record.instance_masks) if m.any() and record.objects[k]["shape"] in classes]
+        if not keep:
+            continue
         c, m = masked_crops(model, record.image, record.instance_masks[keep])
         crops.append(c)
         masks.append(m)
-        labels += [synthetic.SHAPES.index(record.objects[k]["shape"]) for k in keep]
+        labels += [list(classes).index(record.objects[k]["shape"]) for k in keep]
+    if not labels:
+        raise InputError(f"no object of {', '.join(classes)} in {n} synthetic scenes; name shapes among {', '.join(synthetic.SHAPES)}")
     return torch.cat(crops), torch.cat(masks), torch.tensor(labels)
 
 
-def train_mask_prompt(model, depth: int = 3, n_scenes: int = 256, steps: int = 100, batch_size: int = 32, lr: float = 1e-2,
-                      seed: int = 0) -> MaskPrompt:  # fmt: skip
-    """Mask prompt tuning on synthetic train scenes: the model frozen, only the prompt tokens learn
-    (cross-entropy of the region crops against "a photo of a {shape}.")."""
+def tune_mask_prompt(model, crops: Tensor, masks: Tensor, labels: Tensor, text: Tensor, depth: int = 3, steps: int = 100,
+                     batch_size: int = 32, lr: float = 1e-2, seed: int = 0) -> MaskPrompt:  # fmt: skip
+    """Mask prompt tuning (OVSeg sec. 3.3): the model frozen, only the prompt tokens learn, by the
+    cross-entropy of masked crops (N, 3, S, S) with their crop masks against ``text`` (C, E) at ``labels``."""
     parts = vision_parts(model)
     if not isinstance(parts, ViTParts):
         raise InputError("mask prompt tuning needs a ViT image tower")
-    crops, masks, labels = scene_regions(model, n_scenes, seed, "train")
-    text = torch.from_numpy(ensemble_text_weights(model, list(synthetic.SHAPES), "default")).to(model.device)
     cells = (input_size(model) // parts.patch_size) ** 2
-    width = parts.embed(crops[:1].to(model.device))[0].shape[-1]
+    width = parts.embed(crops[:1].to(model.device, model.input_dtype))[0].shape[-1]
     with torch.random.fork_rng(devices=[]):  # the prompt's initialisation is seeded; the caller's RNG is untouched
         torch.manual_seed(seed)
         prompt = MaskPrompt(min(depth, len(parts.blocks)), cells, width).to(model.device)
     opt = torch.optim.Adam(prompt.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    text = text.to(model.device)
     with frozen(model.torch_module):  # the model's own requires_grad flags come back afterwards
         for _ in range(steps):
             idx = torch.randint(0, len(labels), (batch_size,), generator=gen)
-            emb = F.normalize(prompt.encode(model, parts, crops[idx], masks[idx]), dim=-1)
+            emb = F.normalize(prompt.encode(model, parts, crops[idx].to(model.input_dtype), masks[idx]).float(), dim=-1)
             loss = F.cross_entropy(model.logit_scale * emb @ text.T, labels[idx].to(model.device))
             opt.zero_grad()
             loss.backward()
             opt.step()
     return prompt.eval()
+
+
+def train_mask_prompt(model, depth: int = 3, n_scenes: int = 256, steps: int = 100, batch_size: int = 32, lr: float = 1e-2,
+                      seed: int = 0, classes: Sequence[str] = synthetic.SHAPES) -> MaskPrompt:  # fmt: skip
+    """Mask prompt tuning on synthetic train scenes (:func:`tune_mask_prompt`) against "a photo of a
+    {shape}." for ``classes``; objects of other shapes are left out (keep unseen classes unseen)."""
+    classes = list(classes)
+    crops, masks, labels = scene_regions(model, n_scenes, seed, "train", classes=classes)
+    text = torch.from_numpy(ensemble_text_weights(model, classes, "default"))
+    return tune_mask_prompt(model, crops, masks, labels, text, depth, steps, batch_size, lr, seed)
 
 
 @torch.inference_mode()

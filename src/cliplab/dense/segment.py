@@ -20,7 +20,7 @@ from PIL import Image
 from cliplab.dense.attention import last_block
 from cliplab.dense.features import dense_features, last_block_input, patch_size
 from cliplab.dense.pamr import pamr
-from cliplab.dense.regions import foreground_regions, region_probabilities
+from cliplab.dense.regions import MaskPrompt, foreground_regions, region_probabilities
 from cliplab.dense.trident import (
     aggregate,
     average_in_segments,
@@ -106,6 +106,9 @@ class Segmenter:
         segmentation as the proposal source). Needs background handling; the region's foreground
         probability is then split by the crop's class probabilities. ``region_weight`` λ < 1 mixes in
         the region's mean dense probabilities as OVSeg's ensemble does: p_crop^λ · p_dense^(1-λ).
+    mask_prompt: with ``regions``, classify each region from its masked crop with these learned tokens
+        on the blank patches instead of from the context crop (OVSeg mask prompt tuning,
+        :func:`~cliplab.dense.regions.train_mask_prompt`).
     """
 
     def __init__(self, model, classes: Sequence[str], method: str = "auto", templates="default",
@@ -116,7 +119,7 @@ class Segmenter:
                  refiner: FeatureRefiner | None = None, regions: bool = False, region_context: float = 1.0,
                  region_min_pixels: int = 10, region_weight: float = 1.0, trident: bool = False,
                  trident_size: int | None = None, superpixel_cell: int | None = None,
-                 proposals: Callable[[Image.Image], np.ndarray] | None = None) -> None:  # fmt: skip
+                 proposals: Callable[[Image.Image], np.ndarray] | None = None, mask_prompt: MaskPrompt | None = None) -> None:  # fmt: skip
         names = check_classnames(list(classes))
         words = list(background or ())
         self.background_on = bool(words) or threshold is not None
@@ -128,6 +131,8 @@ class Segmenter:
         if regions and not self.background_on:
             raise InputError(f"{spelled('regions=True', '--regions')} relabels foreground regions, so it needs background handling "
                              f"({spelled('background words or a threshold', '--background words or --threshold')})")  # fmt: skip
+        if mask_prompt is not None and not regions:
+            raise InputError(f"a mask prompt classifies the foreground regions; add {spelled('regions=True', '--regions')}")
         if not 0 <= region_weight <= 1 or region_context < 0:
             raise InputError(f"region_weight is in [0, 1] and region_context >= 0, got {region_weight} and {region_context}")
         if threshold is not None and not 0 <= threshold <= 1:
@@ -147,7 +152,7 @@ class Segmenter:
         self.naclip_std, self.refiner = naclip_std, refiner
         self.gated = refiner is not None and self.background_on  # the refiner's foreground map rides as a last channel
         self.regions, self.region_context, self.region_min_pixels = regions, region_context, region_min_pixels
-        self.region_weight = region_weight
+        self.region_weight, self.mask_prompt = region_weight, mask_prompt
         self.trident, self.trident_size = trident, trident_size or input_size(model)
         self.superpixel_cell, self.proposals = superpixel_cell, proposals
         mean, std = pixel_normalisation(model)
@@ -237,7 +242,7 @@ class Segmenter:
         masks = foreground_regions(labels.numpy(), self.region_min_pixels)
         if not masks:
             return
-        region_probs = region_probabilities(self.model, image, masks, self.text[self.n_words :], self.region_context)
+        region_probs = region_probabilities(self.model, image, masks, self.text[self.n_words :], self.region_context, self.mask_prompt)
         for mask, p in zip(masks, torch.from_numpy(region_probs)):
             inside = torch.from_numpy(mask)
             if self.region_weight < 1:  # OVSeg's ensemble: p_crop^λ · p_dense^(1-λ), p_dense the region's mean
