@@ -63,7 +63,8 @@ def test_each_images_swapped_captions_are_extra_negatives_of_its_row_only():
     assert float(got) > float(objective(_features(dense, text, ids), DistContext()))  # more negatives, a larger loss
 
 
-def test_a_batch_carries_each_captions_shape_swaps_never_into_a_held_out_word():
+def test_a_batch_carries_each_captions_shape_swaps_held_out_words_included():
+    """Region phrases never name a --region-exclude word; a caption's swaps may (captions name every shape)."""
     from cliplab.train.batches import BatchPlan, RegionInput, StepBatches
     from cliplab.train.hard_negatives import swapped_phrases
     from cliplab.train.pairs import SyntheticPairs
@@ -73,13 +74,12 @@ def test_a_batch_carries_each_captions_shape_swaps_never_into_a_held_out_word():
     model = micro_model(MICRO_VIT_CFG)
     plan = BatchPlan(4, seed=0, regions=RegionInput(32, exclude_words=("heart", "crescent"), caption_swaps=True))
     batch = next(iter(StepBatches(SyntheticPairs(8, seed=4), model.preprocess, model.tokenize, plan, 0, 1)))
-    swaps = [swapped_phrases(c, ("heart", "crescent")) for c in batch["captions"]]
+    swaps = [swapped_phrases(c) for c in batch["captions"]]
     k = max(len(s) for s in swaps)
-    assert batch["caption_swaps_valid"].tolist() == [[j < len(s) for j in range(k)] for s in swaps]
+    assert k == 7 and batch["caption_swaps_valid"].tolist() == [[j < len(s) for j in range(k)] for s in swaps]
     flat = [s[j] if j < len(s) else "" for s in swaps for j in range(k)]
     assert torch.equal(batch["caption_swap_tokens"], model.tokenize(flat))
-    assert all(not {"heart", "crescent"} & (set(t.split()) - set(c.split())) for c, ts in zip(batch["captions"], swaps) for t in ts)
-    assert sum(map(len, swaps)) > 0
+    assert any("heart" in t and "heart" not in c for c, ts in zip(batch["captions"], swaps) for t in ts)
 
 
 def test_a_caption_pools_the_tokens_that_show_it_and_the_loss_reaches_every_token():

@@ -66,7 +66,7 @@ class RegionInput:
     resize_mode: str = "shortest"
     exclude_words: tuple[str, ...] = ()
     negatives: bool = False  # also each phrase's attribute-swapped versions (hard_negatives.swapped_phrases)
-    caption_swaps: bool = False  # also each caption's shape-swapped versions (the same edit, for objectives on captions)
+    caption_swaps: bool = False  # also each caption's shape-swapped versions, into every shape: captions may name held-out words
 
 
 def swapped_rows(texts: Sequence[str], exclude: tuple[str, ...], tokenize: Callable[[list[str]], torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -203,7 +203,7 @@ class StepBatches(torch.utils.data.IterableDataset):
             rngs = [np.random.default_rng([plan.seed, step, row, 2]) for row in rows]
             batch.update(region_rows(list(zip(images, regions)), plan.regions, self.tokenize, rngs))
             if plan.regions.caption_swaps:
-                batch["caption_swap_tokens"], batch["caption_swaps_valid"] = swapped_rows(captions, plan.regions.exclude_words, self.tokenize)
+                batch["caption_swap_tokens"], batch["caption_swaps_valid"] = swapped_rows(captions, (), self.tokenize)
         return batch
 
     def __iter__(self) -> Iterator[dict]:

@@ -7,9 +7,11 @@ the image's caption-specific embedding is ``q_i(k) = normalise(sum_j a_ij(k) d_i
 caption score ``s <q_i(k), t_k>`` then enters CLIP's symmetric InfoNCE over the (gathered) batch, repeated
 captions as positives. A caption must so find its words in its own image's tokens: the dense features
 learn every concept the captions name, boxes or not (no region phrase needed, held-out words included).
-Each image's row also holds its caption with the shape word swapped for every other shape (never into a
-``--region-exclude`` word), scored the same way, as negatives only: cliplab's addition, as in ``grain``
-(a batch's captions differ in colour, position and background long before they differ in shape alone).
+Each image's row also holds its caption with the shape word swapped for every other shape, scored the
+same way, as negatives only: cliplab's addition, as in ``grain`` (a batch's captions differ in colour,
+position and background long before they differ in shape alone). Unlike region phrases, these may name
+``--region-exclude`` words: captions name every shape in the images, held-out ones included, and only
+a caption-level negative tells a cross's tokens they are not a "heart", which no region phrase may say.
 
 Deviation, said plainly: PACL adds a learned patch embedder (a residual MLP) to a frozen CLIP; here the
 tokens are the student's ``naclip`` dense features, trained directly (the ones ``cliplab segment`` and
