@@ -52,6 +52,10 @@ def test_clear_errors_for_a_missing_file_a_wrong_format_and_a_missing_package(tm
     text.write_text("not weights")
     with pytest.raises(InputError, match="not a SAM checkpoint"):
         load_sam(text)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")  # a download cut short
+    with pytest.raises(InputError, match="not a SAM checkpoint"):
+        load_sam(empty)
     other = tmp_path / "other.pth"
     torch.save({"visual.proj": torch.zeros(2)}, other)
     with pytest.raises(InputError, match="not a SAM checkpoint"):

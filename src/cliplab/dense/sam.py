@@ -14,6 +14,7 @@ downloads.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,7 +72,7 @@ def load_sam(path: str | os.PathLike, kind: str | None = None, device: str = "cp
         raise InputError(f"unknown SAM kind {kind!r}; use one of {', '.join(DEPTHS)} or leave it out to infer it")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a pickle of something else, or not a torch file at all
+    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError) as exc:  # a pickle of something else, not a torch file, cut short
         raise InputError(f"{path} is not a SAM checkpoint (a torch state dict): {type(exc).__name__}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path} is not a SAM checkpoint: expected a state dict of tensors")
