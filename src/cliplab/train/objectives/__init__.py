@@ -18,7 +18,7 @@
 | farslip | FarSLIP: patch-to-patch distillation from the region teacher at 2x resolution, class-token region-phrase multi-positive InfoNCE on box crops |
 | declip | DeCLIP: box-pooled dense features vs the teacher's crop embeddings (content), last-block query correlations vs a VFM's patch correlations (context) |
 | dclip | DCLIP: box-pooled teacher-to-student region distillation, image distillation towards a region-aggregated teacher, InfoNCE at tau 0.05 |
-| pacl | PACL's patch-aligned contrast: each caption pools its image's dense tokens by their match to it, then CLIP's InfoNCE (captions only, no boxes) |
+| pacl | PACL's patch-aligned contrast: each caption pools its image's dense tokens by their match to it, then CLIP's InfoNCE, the caption's shape swaps as extra negatives (captions only, no boxes) |
 | cloc | CLOC's region-text InfoNCE and phrase grounding through a box/phrase prompter (needs regions; the model keeps the prompter) |
 """
 
