@@ -93,8 +93,25 @@ def test_a_synthetic_batch_carries_its_regions_in_input_pixels():
     assert batch["region_phrase_ids"].tolist() == [caption_id(w[2][0]) for w in want]  # a scene's object: one phrase
     assert batch["region_true_ids"].tolist() == [[caption_id(w[2][0])] for w in want]
     assert torch.equal(batch["region_tokens"], model.tokenize([w[2][0] for w in want]))
+    assert batch["region_unnamed_boxes"].shape == (0, 5)  # no held-out word: every box has its phrase
     held = _batches(pairs, model, {"exclude_words": tuple(synthetic.SHAPES)})
     assert held["region_boxes"].shape == (0, 5) and held["region_tokens"] is None
+    assert torch.equal(held["region_unnamed_boxes"], batch["region_boxes"])  # every box kept, without its phrase
+
+
+def test_a_held_out_regions_box_stays_without_its_phrase():
+    model = micro_model(MICRO_VIT_CFG)
+    pairs = SyntheticPairs(16, seed=4)
+    every = _batches(pairs, model, steps=1)
+    held = _batches(pairs, model, {"exclude_words": ("star", "circle")})
+    named = [not any(w in p for w in ("star", "circle")) for p in _phrases(pairs, every)]
+    assert torch.equal(held["region_boxes"], every["region_boxes"][torch.tensor(named)])
+    assert torch.equal(held["region_unnamed_boxes"], every["region_boxes"][~torch.tensor(named)])
+
+
+def _phrases(pairs, batch):
+    """The phrases of ``batch``'s regions in its order (each synthetic object has one)."""
+    return [r.phrases[0] for pair_id in batch["ids"] for r in pairs[int(pair_id.rsplit("-", 1)[1])].regions]
 
 
 def test_a_manifest_regions_column_reaches_the_batch(tmp_path):

@@ -107,14 +107,43 @@ def test_farslip_matches_a_direct_computation(step):
     assert loss.item() == pytest.approx(0.1 * patch + 1.0 * region, rel=1e-4)
 
 
-def test_declip_matches_a_direct_computation(step):
+def in_place_by_hand(teacher, pixels, box):
+    """The teacher's embedding of image ``box[0]`` with every pixel the box does not touch set to the
+    image's per-channel median, pixel by pixel."""
+    image = teacher.pixels(pixels)[int(box[0])].float()
+    view = image.clone()
+    for c in range(3):
+        median = image[c].flatten().median()
+        for i in range(image.shape[1]):
+            for j in range(image.shape[2]):
+                if not (j + 1 > box[1] and j < box[3] and i + 1 > box[2] and i < box[4]):
+                    view[c, i, j] = median
+    return F.normalize(teacher.model.torch_module.encode_image(view[None]), dim=-1)[0]
+
+
+def test_in_place_views_keep_the_box_where_it_is_and_fill_the_rest_with_the_median(step):
+    teacher = step[0].regions.teacher
+    pixels = step[0].regions.pixels
+    got = teacher.in_place(pixels, BOXES, SIDE)
+    for r, box in enumerate(BOXES):
+        assert torch.allclose(got[r], in_place_by_hand(teacher, pixels, box), atol=1e-5)
+    whole = teacher.in_place(pixels, torch.tensor([[0, 0.0, 0.0, SIDE, SIDE], [1, 0.0, 0.0, SIDE, SIDE]]), SIDE)
+    assert torch.allclose(whole, teacher.image(pixels), atol=1e-5)  # a box over the whole image: the image itself
+
+
+@pytest.mark.parametrize("view", ["in_place", "crop"])
+def test_declip_matches_a_direct_computation(step, view):
     feats, student, _ = step
-    regions = feats.regions
-    objective = REGISTRY["declip"](vfm=None)
+    regions = dataclasses.replace(feats.regions, unnamed_boxes=torch.tensor([[1, 2.0, 3.0, 30.0, 12.0]]))
+    feats = dataclasses.replace(feats, regions=regions)
+    objective = REGISTRY["declip"](vfm=None, content_view=view)
     cells = grid_cells(2, SIDE, 3, 6, torch.Generator().manual_seed(0))  # the objective's first draw (seed 0, draw 0)
-    boxes = torch.cat([BOXES, cells])
-    crops = regions.teacher.crops(regions.pixels, boxes, SIDE)
-    content = sum(1 - cos(box_mean(regions.student.dense.detach(), int(bx[0]), bx[1:], SIDE), crops[r]) for r, bx in enumerate(boxes)) / len(boxes)
+    boxes = torch.cat([BOXES, regions.unnamed_boxes, cells])  # named, unnamed (held-out) and grid boxes alike
+    if view == "crop":
+        targets = regions.teacher.crops(regions.pixels, boxes, SIDE)
+    else:
+        targets = torch.stack([in_place_by_hand(regions.teacher, regions.pixels, bx) for bx in boxes])
+    content = sum(1 - cos(box_mean(regions.student.dense.detach(), int(bx[0]), bx[1:], SIDE), targets[r]) for r, bx in enumerate(boxes)) / len(boxes)
     block = student.torch_module.visual.transformer.resblocks[-1]
     width = block.attn.in_proj_weight.shape[1]
     q = F.linear(block.ln_1(regions.student.last_input), block.attn.in_proj_weight[:width], block.attn.in_proj_bias[:width])[:, 1:].detach()

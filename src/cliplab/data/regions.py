@@ -59,7 +59,8 @@ def scene_regions(record: synthetic.SceneRecord) -> list[Region]:
 
 def without_words(regions: Sequence[Region], words: Sequence[str]) -> list[Region]:
     """The regions none of whose phrases names any of ``words`` (whole words, any case): a held-out
-    concept then reaches training only through the images and captions, never through a region."""
+    concept then reaches training only through the images, the captions and its regions' boxes without
+    their phrases (the terms that read no phrase: DeCLIP's content view), never through a region's phrase."""
     if not words:
         return list(regions)
     pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)

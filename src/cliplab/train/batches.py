@@ -86,11 +86,17 @@ def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionIn
     caption is), ``region_phrase_ids`` (equal phrases, equal ids, on every rank) and ``region_true_ids``
     (R, A): the ids of every phrase of the region (padded with its drawn one), so that a phrase drawn for
     another region that also describes this one counts as its positive. Regions the crop cuts away, and
-    those naming an excluded word, are left out. With ``spec.negatives`` also ``region_negative_tokens``
+    those naming an excluded word, are left out; the boxes of the latter, without any phrase, are
+    ``region_unnamed_boxes`` (R', 5), for the terms that read no phrase. With ``spec.negatives`` also ``region_negative_tokens``
     (R*K phrases, K per region, "" as padding) and ``region_negatives_valid`` (R, K)."""
-    boxes, phrases, true_ids = [], [], []
+    boxes, phrases, true_ids, unnamed = [], [], [], []
     for row, ((image, regions), rng) in enumerate(zip(rows, rngs)):
-        regions = without_words(regions, spec.exclude_words)
+        named = without_words(regions, spec.exclude_words)
+        held_out = [r for r in regions if r not in named]
+        if held_out:
+            moved, kept = boxes_to_input(np.array([r.box for r in held_out]), *image.size, spec.size, spec.resize_mode)
+            unnamed += [[row, *box] for box, keep in zip(moved, kept) if keep]
+        regions = named
         if not regions:
             continue
         moved, kept = boxes_to_input(np.array([r.box for r in regions]), *image.size, spec.size, spec.resize_mode)
@@ -106,6 +112,7 @@ def region_rows(rows: Sequence[tuple[Image.Image, list[Region]]], spec: RegionIn
         "region_tokens": tokenize(phrases) if phrases else None,
         "region_phrase_ids": torch.tensor([caption_id(p) for p in phrases], dtype=torch.int64),
         "region_true_ids": torch.tensor(padded, dtype=torch.int64).reshape(-1, width),
+        "region_unnamed_boxes": torch.tensor(unnamed, dtype=torch.float32).reshape(-1, 5),
     }
     if spec.negatives:
         out["region_negative_tokens"], out["region_negatives_valid"] = swapped_rows(phrases, spec.exclude_words, tokenize)

@@ -103,6 +103,25 @@ class RegionTeacher:
         crops = roi_align(x.float(), scaled.to(x.device), output_size=self.size, aligned=True, sampling_ratio=2)
         return F.normalize(self.model.torch_module.encode_image(crops.to(self.model.input_dtype)).float(), dim=-1)
 
+    @torch.no_grad()
+    def in_place(self, pixels: Tensor, boxes: Tensor, student_side: int) -> Tensor:
+        """(R, E) L2-normalised image embeddings of each box kept where it is, at the image's scale, every
+        pixel outside it set to the image's per-channel median (its background, on scenes of few objects):
+        the whole-image view a teacher trained on such scenes knows, where a cut-out box resized to the
+        input is not (``crops``)."""
+        x = self.pixels(pixels).float()
+        side = x.shape[-1]
+        b = boxes.float().to(x.device)
+        b[:, 1:] *= side / student_side
+        centres = torch.arange(side, device=x.device, dtype=torch.float32)
+        inside_x = (centres[None] + 1 > b[:, 1:2]) & (centres[None] < b[:, 3:4])  # (R, S): pixels the box touches
+        inside_y = (centres[None] + 1 > b[:, 2:3]) & (centres[None] < b[:, 4:5])
+        keep = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]  # (R, 1, S, S)
+        rows = x[b[:, 0].long()]
+        median = rows.flatten(2).median(dim=2).values[:, :, None, None]
+        views = torch.where(keep, rows, median)
+        return F.normalize(self.model.torch_module.encode_image(views.to(self.model.input_dtype)).float(), dim=-1)
+
 
 class FrozenPhrases:
     """Text features of region phrases (and their swapped versions) from a frozen text tower, each
@@ -143,6 +162,7 @@ class Regions:
     negatives_valid: Tensor | None = None  # (R, K) bool: which of them exist
     caption_swaps: Tensor | None = None  # (B, K, D) each caption's shape-swapped versions (an objective needing "caption_swaps")
     caption_swaps_valid: Tensor | None = None  # (B, K) bool: which of them exist
+    unnamed_boxes: Tensor | None = None  # (R', 5) boxes of regions whose phrases name a held-out word (--region-exclude), no phrase
 
     @property
     def patch(self) -> int:

@@ -480,6 +480,7 @@ class Trainer:
                        negatives=feats.get("region_negatives"), negatives_valid=batch["region_negatives_valid"].to(dev)
                        if "region_negatives_valid" in batch else None, caption_swaps=feats.get("caption_swaps"),
                        caption_swaps_valid=batch["caption_swaps_valid"].to(dev) if "caption_swaps" in feats else None,
+                       unnamed_boxes=batch["region_unnamed_boxes"].to(dev) if "region_unnamed_boxes" in batch else None,
                        encode_image=self.module.encode_image, teacher=self.region_teacher)  # fmt: skip
 
     def _backward(self, loss: torch.Tensor) -> None:
