@@ -1,6 +1,6 @@
 """LightCap's ensemble distillation and ablations (wave3_methods.md §10a(5)), measured on synthetic scenes.
 
-    PYTHONPATH=src python benchmarks/caption_distill.py [--train 3000] [--steps 400] [--teachers 2] [--json FILE]
+    PYTHONPATH=src python benchmarks/caption_distill.py [--train 3000] [--steps 300] [--teachers 2] [--json FILE]
 
 On the frozen ``cliplab:shapes-tiny``, every captioner below is trained on the same ``--train`` train-split
 scenes (1-2 objects, seed 0; each with its full caption), for the same ``--steps`` steps of the same batch
@@ -35,19 +35,19 @@ MODEL = "cliplab:shapes-tiny"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=int, default=3000, help="training scenes (train split, seed 0)")
-    p.add_argument("--test", type=int, default=500, help="test scenes (test split, seed --seed)")
+    p.add_argument("--test", type=int, default=300, help="test scenes (test split, seed --seed)")
     p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--steps", type=int, default=400, help="training steps of every captioner")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=300, help="training steps of every captioner")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--teachers", type=int, default=2, help="teachers (seeds 0, 1, ...)")
     p.add_argument("--teacher-layers", type=int, default=6)
-    p.add_argument("--teacher-width", type=int, default=256)
+    p.add_argument("--teacher-width", type=int, default=192)
     p.add_argument("--student-layers", type=int, default=2)
     p.add_argument("--student-width", type=int, default=128)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--distill-weight", type=float, default=0.5, help="alpha: the weight of the distillation term")
-    p.add_argument("--speed-n", type=int, default=200, help="captions timed per captioner")
+    p.add_argument("--speed-n", type=int, default=100, help="captions timed per captioner")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     add_json_option(p)
     args = p.parse_args()
