@@ -117,6 +117,7 @@ def test_a_distilled_student_trains_saves_and_loads(tiny_model, data, teachers, 
     assert student.net_.head.out_features == heads * len(student.vocab_)
     loaded = Captioner.load(student.save(tmp_path / "student"), model=tiny_model)
     assert loaded.ensemble_heads == heads and loaded.caption_features(X[:3]) == student.caption_features(X[:3])
+    assert len(loaded.caption_features(X[:2], precision="int8")) == 2  # the heads quantise like any Linear layer
 
 
 def test_distillation_rejects_mismatched_teachers_and_heads(tiny_model, data, teachers):
