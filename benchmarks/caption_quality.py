@@ -24,6 +24,28 @@ import time
 from _machine import add_json_option, print_machine, write_json
 
 
+def references(records, seed: int) -> list[list[str]]:
+    """Each scene's two references: its full caption and a paraphrase drawn from ``(seed, 1, i)``."""
+    import numpy as np
+
+    from cliplab.data import synthetic
+
+    return [[r.caption, synthetic.paraphrase(r.spec, np.random.default_rng([seed, 1, i]))] for i, r in enumerate(records)]
+
+
+def right_shape_rate(captions: list[str], records) -> tuple[float, int]:
+    """(the share of single-object scenes whose caption names their shape and no other, how many such scenes)."""
+    import numpy as np
+
+    from cliplab.caption.metrics import tokenize
+    from cliplab.data.synthetic import SHAPES
+
+    singles = [(c, r) for c, r in zip(captions, records) if len(r.objects) == 1]
+    if not singles:
+        return float("nan"), 0
+    return float(np.mean([set(tokenize(c).split()) & set(SHAPES) == {r.objects[0]["shape"]} for c, r in singles])), len(singles)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--captioner", default=None, help="captioner folder (default: the bundled one of cliplab:shapes-tiny)")
@@ -38,9 +60,9 @@ def main() -> None:
     import torch
 
     from cliplab.caption import Captioner
-    from cliplab.caption.metrics import caption_scores, tokenize
+    from cliplab.caption.metrics import caption_scores
     from cliplab.data import synthetic
-    from cliplab.data.synthetic import POSITIONS, SHAPES, SIZES, full_caption
+    from cliplab.data.synthetic import POSITIONS, SIZES, full_caption
 
     torch.set_num_threads(args.threads)
     machine = print_machine()
@@ -50,7 +72,7 @@ def main() -> None:
     t0 = time.perf_counter()
     captions = cap.caption_features(feats.X, beam=args.beam)
     wall = time.perf_counter() - t0
-    references = [[r.caption, synthetic.paraphrase(r.spec, np.random.default_rng([args.seed, 1, i]))] for i, r in enumerate(records)]
+    refs = references(records, args.seed)
 
     def wrong_size_and_position(spec):
         def shifted(values, v):
@@ -61,19 +83,17 @@ def main() -> None:
         return full_caption(spec.__class__(objects, spec.background, spec.bg_level, spec.bg_variant, spec.texture_seed))
 
     rows = {
-        "captioner": caption_scores(captions, references),
-        "true full caption (ceiling)": caption_scores([r.caption for r in records], references),
-        "size and position wrong": caption_scores([wrong_size_and_position(r.spec) for r in records], references),
+        "captioner": caption_scores(captions, refs),
+        "true full caption (ceiling)": caption_scores([r.caption for r in records], refs),
+        "size and position wrong": caption_scores([wrong_size_and_position(r.spec) for r in records], refs),
     }
-    singles = [(c, r) for c, r in zip(captions, records) if len(r.objects) == 1]
-    words = lambda c: set(tokenize(c).split())
-    right_shape = float(np.mean([words(c) & set(SHAPES) == {r.objects[0]["shape"]} for c, r in singles])) if singles else float("nan")
+    right_shape, n_single = right_shape_rate(captions, records)
 
     def any_order(spec) -> set[str]:
         return {full_caption(spec.__class__(objs, spec.background, 0, 0, 0)) for objs in itertools.permutations(spec.objects)}
 
     exact = float(np.mean([c in any_order(r.spec) for c, r in zip(captions, records)]))
-    print(f"{args.n} test scenes (seed {args.seed}), {len(singles)} with one object; captioned in {wall:.1f} s (beam {args.beam})")
+    print(f"{args.n} test scenes (seed {args.seed}), {n_single} with one object; captioned in {wall:.1f} s (beam {args.beam})")
     print(f"{'captions':<30} {'BLEU-4':>7} {'CIDEr-D':>8}")
     for name, s in rows.items():
         print(f"{name:<30} {s['bleu_4']:>7.3f} {s['cider_d']:>8.3f}")
@@ -101,7 +121,7 @@ def main() -> None:
             "bleu_4": ours["bleu_4"], "cider_d": ours["cider_d"], "right_shape_single": right_shape, "exact_full_caption": exact,
             "bleu_4_ratio_vs_true_caption": ours["bleu_4"] / ceiling["bleu_4"], "cider_d_ratio_vs_true_caption": ours["cider_d"] / ceiling["cider_d"],
             "target_bleu_met": ours["bleu_4"] >= 0.75, "target_cider_met": ours["cider_d"] >= 4.5, "target_shape_met": right_shape >= 0.95,
-            "n": args.n, "n_single": len(singles), "beam": args.beam, "scores": rows, "decoder_speed": speed,
+            "n": args.n, "n_single": n_single, "beam": args.beam, "scores": rows, "decoder_speed": speed,
         }  # fmt: skip
         write_json(args.json, figures, machine)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark whose figures the README shows, each writing benchmarks/results/NAME.json, then
-# rewrite the README's tables from those files. About 125 minutes on 2 cores.
+# rewrite the README's tables from those files. About 155 minutes on 2 cores.
 #     bash benchmarks/refresh_results.sh [NAME ...]    # only the runs whose file name starts with NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,8 @@ runs=(
     "objectives|benchmarks/objectives.py"
     "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip,pacl"
     "vit_dense|benchmarks/vit_dense.py"
+    "caption_distill|benchmarks/caption_distill.py"
+    "caption_distill_w64|benchmarks/caption_distill.py --student-width 64"
 )
 wanted() {  # no names given, or one of them starts the run's name
     [ $# -eq 1 ] && return 0

@@ -23,6 +23,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Mixture of experts (CLIP-MoE) #1 | ``synthetic:120``, 1 step per stage and of the router, batch 8; then ``classify`` on the folder it wrote |
 | Captioning #1 | exec'd as written (the bundled captioner, 3 synthetic scenes) |
 | Captioning #2 | ``synthetic:16``; ``caption train`` with 2 steps |
+| Captioning #3 | ``synthetic:16``; two 6-layer teachers and a student distilled from them, 2 steps each |
 | Train and post-train #1 | ``synthetic:16``, 2 steps, batch 8, ``--eval-n 0``; ``torchrun --nproc-per-node 2`` as its single-process equivalent (``cliplab train``) on the tiny test architecture; ``curate`` on a made-up ``pairs.jsonl`` and ``entries.txt`` |
 | Layout #1 | not run: a file tree, not code |
 """
@@ -60,6 +61,7 @@ HOW = {
     "Mixture of experts (CLIP-MoE) #1": "run",
     "Captioning #1": "exec",
     "Captioning #2": "run",
+    "Captioning #3": "run",
     "Layout #1": "not run: a file tree",
 }
 

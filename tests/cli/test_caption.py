@@ -65,3 +65,17 @@ def test_misuse_fails_in_one_line(cli, model_args, tmp_path):
         result = cli(*args, *FAST)
         assert result.exit_code == 2, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_caption_train_distils_from_teachers(cli, tiny_model_files, captioner_dir, tmp_path):
+    model = ["--model", tiny_model_files["spec"], "--pretrained", str(tiny_model_files["weights"])]
+    args = ["caption", "train", *model, "--images", "synthetic:12", "--steps", "2", "--width", "16", *FAST]
+    teachers = f"{captioner_dir},{captioner_dir}"
+    result = cli(*args, "--out", tmp_path / "student", "--teachers", teachers, "--ensemble-heads", "2", "--temperature", "3")
+    assert result.exit_code == 0, result.output
+    assert "distillation loss" in result.stdout and "(2 teachers)" in result.stdout
+    config = json.loads((tmp_path / "student" / "captioner.json").read_text())
+    assert config["params"]["ensemble_heads"] == 2 and config["params"]["temperature"] == 3.0
+    assert config["vocab"] == json.loads((captioner_dir / "captioner.json").read_text())["vocab"]
+    bad = cli(*args, "--out", tmp_path / "bad", "--teachers", teachers, "--ensemble-heads", "3")
+    assert bad.exit_code == 2 and "3 ensemble heads for 2 teachers" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.output

@@ -3,10 +3,12 @@
     cap = Captioner("cliplab:shapes-tiny", steps=3000).fit("synthetic:20000")   # captions from the source
     cap.caption(["scene.png"])                                                   # ["a small red star at ..."]
     cap.save("my-captioner"); Captioner.load("my-captioner")
+    small = Captioner(width=128, ensemble_heads=2).fit("synthetic:20000", teachers=[t1, t2])  # LightCap's ensemble distillation
 
 The CLIP model stays frozen; its embedding and grid tokens (``CaptionFeatureModel``) go through the
 feature store, so they are cached like any embedding. What is trained: the concept scorer (BCE against
-the concepts the captions name), the modulator and the decoder (cross-entropy on the caption tokens).
+the concepts the captions name), the modulator and the decoder (cross-entropy on the caption tokens;
+with teachers, also their token distributions, ``cliplab.caption.distill``).
 """
 
 from __future__ import annotations
@@ -43,16 +45,24 @@ class Captioner:
     concepts: the concept vocabulary (words, or word -> text to embed); default the synthetic scenes'
         33 attribute values. k: concepts kept per image. grid: grid tokens per side of the feature map.
     width, layers, heads: the decoder. max_length: the most tokens a caption has (end of text included).
+    ensemble_heads: parallel output heads whose distributions are averaged (LightCap's ensemble heads).
+    use_concepts, use_modulator: False drops the concept extractor (and with it the modulator, which reads
+        its concepts) or only the modulator (LightCap's ablations).
     steps, batch_size, lr, concept_weight (of the concept BCE), seed: training.
+    temperature, distill_weight: with teachers (``fit(..., teachers=)``), the softmax temperature T and the
+        weight alpha of the distillation term, ``(1 - alpha) CE + alpha T^2 KL`` (``cliplab.caption.distill``).
     Fitted: ``vocab_``, ``net_``, ``history_`` (loss every 50 steps).
     """
 
     def __init__(self, model: Any = None, *, concepts: Sequence[str] | dict[str, str] | None = None, k: int = 8, grid: int = 2,
                  width: int = 256, layers: int = 2, heads: int = 4, max_length: int = 40, steps: int = 3000, batch_size: int = 64,
-                 lr: float = 1e-3, concept_weight: float = 0.5, seed: int = 0) -> None:  # fmt: skip
+                 lr: float = 1e-3, concept_weight: float = 0.5, seed: int = 0, ensemble_heads: int = 1, use_concepts: bool = True,
+                 use_modulator: bool = True, temperature: float = 2.0, distill_weight: float = 0.5) -> None:  # fmt: skip
         self.model, self.concepts, self.k, self.grid = model, concepts, k, grid
         self.width, self.layers, self.heads, self.max_length = width, layers, heads, max_length
         self.steps, self.batch_size, self.lr, self.concept_weight, self.seed = steps, batch_size, lr, concept_weight, seed
+        self.ensemble_heads, self.use_concepts, self.use_modulator = ensemble_heads, use_concepts, use_modulator
+        self.temperature, self.distill_weight = temperature, distill_weight
         self._features: CaptionFeatureModel | None = None
         self._prepared: dict[str, torch.nn.Module] = {}
 
@@ -84,10 +94,11 @@ class Captioner:
         return split_rows(X, fm.base.embed_dim, fm.width)
 
     # --- training --------------------------------------------------------------------------------
-    def fit(self, images: Any, captions: Sequence[str] | Sequence[Sequence[str]] | None = None, *, progress: bool = False,
-            on_log: Callable[[dict], Any] | None = None, **embed_options: Any) -> Captioner:  # fmt: skip
+    def fit(self, images: Any, captions: Sequence[str] | Sequence[Sequence[str]] | None = None, *, teachers: Sequence[Captioner] | None = None,
+            progress: bool = False, on_log: Callable[[dict], Any] | None = None, **embed_options: Any) -> Captioner:  # fmt: skip
         """Train on ``images`` (a source spec, an ``ImageSource``, paths, or ``Features`` of :meth:`feature_model`)
-        and their ``captions`` (one or several per image; default the source's own captions)."""
+        and their ``captions`` (one or several per image; default the source's own captions); with ``teachers``
+        (fitted captioners on the same model, trained on the same captions), distilled from them."""
         feats = self.features(images, **embed_options)
         if captions is None:
             captions = feats.captions
@@ -95,12 +106,19 @@ class Captioner:
                 raise InputError("the images have no captions; pass captions= or a source with captions (synthetic:<n>, a manifest with a caption column)")
         elif len(captions) != len(feats):
             raise InputError(f"{len(captions)} captions for {len(feats)} images; give one caption (or a list) per image")
-        return self.fit_features(feats.X, captions, progress=progress, on_log=on_log)
+        return self.fit_features(feats.X, captions, teachers=teachers, progress=progress, on_log=on_log)
 
-    def fit_features(self, X: Any, captions: Sequence[str] | Sequence[Sequence[str]], *, progress: bool = False,
-                     on_log: Callable[[dict], Any] | None = None) -> Captioner:  # fmt: skip
-        """Train on caption-feature rows ``X`` (of :meth:`feature_model`) and their captions."""
+    def fit_features(self, X: Any, captions: Sequence[str] | Sequence[Sequence[str]], *, teachers: Sequence[Captioner] | None = None,
+                     progress: bool = False, on_log: Callable[[dict], Any] | None = None) -> Captioner:  # fmt: skip
+        """Train on caption-feature rows ``X`` (of :meth:`feature_model`) and their captions (and ``teachers``, as :meth:`fit`)."""
+        from cliplab.caption.distill import Teachers
+
         self._check()
+        ensemble = Teachers(teachers, self.feature_model().name) if teachers else None
+        if ensemble is None and self.ensemble_heads > 1:
+            raise InputError(f"{self.ensemble_heads} ensemble heads need teachers to distil from (one per head); pass teachers= or use 1 head")
+        if ensemble is not None and self.ensemble_heads not in (1, len(ensemble)):
+            raise InputError(f"{self.ensemble_heads} ensemble heads for {len(ensemble)} teachers; use 1 head (the averaged teachers) or one head per teacher")
         image, grid = self.split_features(X)
         rows, texts = [], []
         for i, caps in enumerate(captions):
@@ -112,7 +130,7 @@ class Captioner:
             raise InputError("no image has a caption to train on")
         base = self.feature_model().base
         self.concepts_ = as_concepts(self.concepts)
-        self.vocab_ = CaptionVocab.build(base, texts)
+        self.vocab_ = CaptionVocab.build(base, texts) if ensemble is None else ensemble.vocab  # a student writes its teachers' words
         tokens = self.vocab_.encode(base, texts, self.max_length)
         labels = torch.from_numpy(concept_labels(texts, list(self.concepts_)))
         concept_embeddings = torch.from_numpy(base.encode_texts(list(self.concepts_.values())))
@@ -120,24 +138,32 @@ class Captioner:
         with torch.random.fork_rng(devices=[]):  # initialisation and dropout from the seed; the caller's RNG untouched
             torch.manual_seed(self.seed)
             self.net_ = self._new_net(concept_embeddings, grid.shape[1], grid.shape[2])
-            self.history_ = self._train(image, grid, pair_rows, tokens, labels, progress, on_log)
+            self.history_ = self._train(image, grid, pair_rows, tokens, labels, ensemble, progress, on_log)
         self.net_.eval()
         self._prepared = {}
         return self
 
     def _check(self) -> None:
-        for name in ("k", "grid", "width", "layers", "heads", "max_length", "steps", "batch_size"):
+        for name in ("k", "grid", "width", "layers", "heads", "max_length", "steps", "batch_size", "ensemble_heads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.width % self.heads:
             raise InputError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
+        if self.temperature <= 0 or not 0 <= self.distill_weight <= 1:
+            raise InputError(f"temperature must be positive and distill_weight in [0, 1], got {self.temperature} and {self.distill_weight}")
 
     def _new_net(self, concept_embeddings: torch.Tensor, grid_tokens: int, channels: int) -> CaptionNet:
         return CaptionNet(concept_embeddings, concept_embeddings.shape[1], channels, grid_tokens, len(self.vocab_), k=self.k,
-                          width=self.width, layers=self.layers, heads=self.heads, max_length=self.max_length)  # fmt: skip
+                          width=self.width, layers=self.layers, heads=self.heads, max_length=self.max_length, ensemble_heads=self.ensemble_heads,
+                          use_concepts=self.use_concepts, use_modulator=self.use_modulator)  # fmt: skip
 
-    def _train(self, image, grid, pair_rows, tokens, labels, progress, on_log) -> list[dict]:
-        """AdamW, linear warm-up over the first tenth (at most 200 steps), cosine decay to 0; gradients clipped at 1."""
+    def _train(self, image, grid, pair_rows, tokens, labels, teachers, progress, on_log) -> list[dict]:
+        """AdamW, linear warm-up over the first tenth (at most 200 steps), cosine decay to 0; gradients clipped at 1.
+        Loss: caption cross-entropy (of the heads' averaged distribution) + concept_weight x concept BCE; with
+        ``teachers`` the cross-entropy becomes ``(1 - alpha) CE + alpha T^2 KL`` (``cliplab.caption.distill``)."""
+        from cliplab.caption.distill import distillation_loss, ensemble_targets
+        from cliplab.caption.network import combine_heads
+
         net = self.net_.train()
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
         warmup = max(1, min(200, self.steps // 10))
@@ -150,22 +176,27 @@ class Captioner:
             rows, seq = pair_rows[pick], tokens[pick]
             seq = seq[:, : int((seq != PAD).sum(1).max())]
             memory, concept_logits = net.memory(image[rows], grid[rows])
-            logits = net(memory, seq[:, :-1])
-            ce = F.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten(), ignore_index=PAD)
-            bce = F.binary_cross_entropy_with_logits(concept_logits, labels[pick])
-            loss = ce + self.concept_weight * bce
+            head_logits = net.head_logits(memory, seq[:, :-1])
+            ce = F.cross_entropy(combine_heads(head_logits).flatten(0, 1), seq[:, 1:].flatten(), ignore_index=PAD)
+            bce = F.binary_cross_entropy_with_logits(concept_logits, labels[pick]) if concept_logits is not None else torch.zeros(())
+            if teachers is None:
+                loss, kd = ce + self.concept_weight * bce, None
+            else:
+                targets = ensemble_targets(teachers.logits(image[rows], grid[rows], seq[:, :-1]), self.ensemble_heads, self.temperature)
+                kd = distillation_loss(head_logits, targets, seq[:, 1:] != PAD, self.temperature)
+                loss = (1 - self.distill_weight) * ce + self.distill_weight * kd + self.concept_weight * bce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
-            running.append((float(ce.detach()), float(bce.detach())))
+            running.append((float(ce.detach()), float(bce.detach())) + (() if kd is None else (float(kd.detach()),)))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if step % 50 == 0 or step == self.steps:
-                ce_mean, bce_mean = (float(np.mean(v)) for v in zip(*running))
-                entry = {"step": step, "caption_loss": round(ce_mean, 5), "concept_loss": round(bce_mean, 5)}
+                means = [round(float(np.mean(v)), 5) for v in zip(*running)]
+                entry = {"step": step, **dict(zip(("caption_loss", "concept_loss", "distill_loss"), means))}
                 history.append(entry)
                 running = []
                 if on_log is not None:
@@ -229,7 +260,8 @@ class Captioner:
             "embed_dim": fm.base.embed_dim, "channels": fm.width, "grid_tokens": fm.tokens,
             "concepts": self.concepts_, "vocab": self.vocab_.model_ids,
             "params": {name: getattr(self, name) for name in ("k", "grid", "width", "layers", "heads", "max_length", "steps",
-                                                             "batch_size", "lr", "concept_weight", "seed")},
+                                                             "batch_size", "lr", "concept_weight", "seed", "ensemble_heads", "use_concepts",
+                                                             "use_modulator", "temperature", "distill_weight")},
             "history": self.history_,
         }  # fmt: skip
 

@@ -1,4 +1,5 @@
-"""``cliplab caption``: caption a collection with a trained captioner; ``cliplab caption train``: train one."""
+"""``cliplab caption``: caption a collection with a trained captioner; ``cliplab caption train``: train one
+(``--teachers``: distil it from trained captioners, LightCap's ensemble distillation)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,12 @@ def train_command(
     layers: int = typer.Option(2, "--layers", min=1, help="Decoder layers."),
     k: int = typer.Option(8, "--k", min=1, help="Concepts kept per image."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, the batches and dropout."),
+    teachers: Optional[str] = typer.Option(None, "--teachers", help="Comma-separated captioner folders (trained on the same captions and model) "
+                                           "to distil from: the student learns their averaged token distributions besides the captions."),
+    ensemble_heads: int = typer.Option(1, "--ensemble-heads", min=1, help="Parallel output heads, averaged; with --teachers, 1 (the averaged "
+                                       "teachers) or one per teacher (head m distilled from teacher m)."),
+    temperature: float = typer.Option(2.0, "--temperature", min=0.01, help="Softmax temperature of the distillation (with --teachers)."),
+    distill_weight: float = typer.Option(0.5, "--distill-weight", min=0.0, max=1.0, help="Weight alpha of the distillation term: (1 - alpha) CE + alpha T^2 KL."),
     model: ModelOption = DEFAULT_MODEL,
     pretrained: PretrainedOption = None,
     precision: PrecisionOption = DEFAULT_PRECISION,
@@ -117,7 +124,8 @@ def train_command(
     """Train a captioner on image-caption pairs (synthetic:<n> scenes carry their full captions; a manifest its caption column).
 
     The model stays frozen: its embedding and grid features are embedded once (and cached); a concept
-    scorer, a modulator and a 2-layer transformer decoder are trained on them.
+    scorer, a modulator and a 2-layer transformer decoder are trained on them. With --teachers (say, two
+    6-layer captioners trained with different --seed), a smaller captioner is distilled from them.
     """
     from cliplab.caption import Captioner
 
@@ -127,11 +135,14 @@ def train_command(
         source = open_images(images, image_col, caption_col)
         options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
         clip, embed_kwargs = options.prepare()
-        cap = Captioner(clip, steps=steps, batch_size=train_batch_size, lr=lr, width=width, layers=layers, k=k, seed=seed)
+        teacher_caps = [Captioner.load(Path(part.strip()), model=clip) for part in (teachers or "").split(",") if part.strip()]
+        cap = Captioner(clip, steps=steps, batch_size=train_batch_size, lr=lr, width=width, layers=layers, k=k, seed=seed,
+                        ensemble_heads=ensemble_heads, temperature=temperature, distill_weight=distill_weight)  # fmt: skip
         feats = cap.features(source, **embed_kwargs)
-        cap.fit(feats, progress=progress)
+        cap.fit(feats, teachers=teacher_caps or None, progress=progress)
         cap.save(out)
         say_what_was_left_out(feats, out)
     last = cap.history_[-1]
-    typer.echo(f"trained on {len(feats)} images, {steps} steps: caption loss {last['caption_loss']:.4f}, concept loss {last['concept_loss']:.4f}")
+    distilled = f", distillation loss {last['distill_loss']:.4f} ({len(teacher_caps)} teachers)" if "distill_loss" in last else ""
+    typer.echo(f"trained on {len(feats)} images, {steps} steps: caption loss {last['caption_loss']:.4f}, concept loss {last['concept_loss']:.4f}{distilled}")
     typer.echo(f"wrote {out}; caption with: cliplab caption --captioner {out} --model {model} --images SRC --out captions.jsonl")
