@@ -94,6 +94,8 @@ def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
         upcycle_model(str(out), "synthetic:80", tmp_path / "again", TOY)
     with pytest.raises(InputError, match="top-k"):
         UpcycleConfig(experts=2, top_k=3).check()
+    with pytest.raises(InputError, match="clusters"):
+        UpcycleConfig(clusters=1).check()
 
 
 def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):

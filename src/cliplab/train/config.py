@@ -201,4 +201,6 @@ class UpcycleConfig:
             raise InputError(f"towers must be a non-empty subset of image, text; got {', '.join(self.towers) or 'none'}")
         if self.batch_size < 2 or self.min_batch < 2:
             raise InputError("batch sizes must be at least 2 (a contrastive batch needs negatives)")
+        if self.clusters < 2:
+            raise InputError(f"--clusters must be at least 2 (one cluster leaves the batches as they are), got {self.clusters}")
         return self
