@@ -109,10 +109,9 @@ def main() -> None:
             write_json(args.json, summarise(args, config, result, run, rows, complete=False), machine)
     check = {name: scene_figures(model, module, args.eval_n, args.check_seed)["zeroshot_accuracy"]
              for name, module in ((BASELINE, model.torch_module), ("clip-moe", result.module))}
-    run["check_seed"] = {"seed": args.check_seed, "clip-moe points vs dense": {a: round(100 * (check["clip-moe"][a] - check[BASELINE][a]), 2)
-                                                                              for a in ATTRIBUTES}}  # fmt: skip
-    print(f"second test scenes (seed {args.check_seed}), clip-moe vs dense: "
-          + ", ".join(f"{a} {v:+.1f}" for a, v in run["check_seed"]["clip-moe points vs dense"].items()), flush=True)
+    second = {a: round(100 * (check["clip-moe"][a] - check[BASELINE][a]), 2) for a in ATTRIBUTES}
+    run.update({"check_seed": args.check_seed, "points_vs_dense_check_seed": {"clip-moe": second}})
+    print(f"second test scenes (seed {args.check_seed}), clip-moe vs dense: " + ", ".join(f"{a} {v:+.1f}" for a, v in second.items()), flush=True)
     figures = summarise(args, config, result, run, rows, complete=True)
     moe, weakest, worst = figures["points_vs_dense"]["clip-moe"], figures["weakest_attribute"], figures["worst_attribute"]
     print(f"clip-moe vs dense: worst attribute {worst} {moe[worst]:+.1f} points (target >= -1), "
