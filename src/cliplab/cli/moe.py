@@ -42,13 +42,13 @@ def upcycle_command(
 ) -> None:
     """Upcycle a dense CLIP into a mixture of experts by diversified multiplet upcycling.
 
-    Stage 0 clusters the base model's image and text features (3 KMeans clusters each); each later
+    Stage 0 clusters the base model's image and text features (--clusters KMeans clusters each); each later
     stage fine-tunes only the feed-forward layers of the base model on batches drawn from one cluster
     at a time (so what already tells the clusters apart cannot tell a batch apart), then clusters its
     own features to split the clusters further. The stages' FFNs become the experts of each block, a
     router per block picks the top-k, and only the routers train last (with a load-balancing loss).
     The folder is a model spec: --model OUT on any command, cliplab.load_model("OUT") in Python.
-    Runs on the CPU: the defaults on cliplab:shapes-vit and synthetic:4000 took 652 s of CPU time (16 min on 2 busy cores).
+    Runs on the CPU: the defaults on cliplab:shapes-vit and synthetic:4000 took 211 s of CPU time on one thread (11 min on 2 busy cores).
     """
     from cliplab.train.upcycle import upcycle_model
 

@@ -171,7 +171,7 @@ def write_yaml(config: TrainConfig, path: str | os.PathLike, **extra: Any) -> No
 
 @dataclass
 class UpcycleConfig:
-    """Settings of :func:`cliplab.train.upcycle.upcycle` (the defaults: 652 s of CPU time for shapes-vit on 4,000 pairs, see the README)."""
+    """Settings of :func:`cliplab.train.upcycle.upcycle` (the defaults: 211 s of CPU time on one thread for shapes-vit on 4,000 pairs, see the README)."""
 
     experts: int = 4
     top_k: int = 2
