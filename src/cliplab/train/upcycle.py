@@ -133,7 +133,7 @@ def endless(make_epoch: Callable[[], list[np.ndarray]]) -> Iterator[np.ndarray]:
     while True:
         epoch = make_epoch()
         if not epoch:
-            raise InputError("no training batch can be made: the data or its clusters are smaller than the minimum batch; use more pairs")
+            raise InputError("no training batch can be made: the data or its clusters are smaller than the minimum batch; use more pairs or fewer --clusters")
         yield from epoch
 
 
