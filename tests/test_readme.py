@@ -75,7 +75,7 @@ SHRINK = [
     (r"^(cliplab train)\b(?!.*--steps)", r"\1 --steps 2 --batch-size 8"),
     (r"^(cliplab train)\b", r"\1 --eval-n 0"),  # no evaluation on synthetic scenes after 2 steps
     (r"^(cliplab adapt)\b(?!.*--methods)", r"\1 --methods zeroshot,gda,tip"),  # the fast heads only
-    (r"^(cliplab moe upcycle .*)synthetic:16", r"\1synthetic:120 --stage-steps 1 --router-steps 1 --batch-size 8"),
+    (r"^(cliplab moe upcycle .*)synthetic:16", r"\1synthetic:120 --stage-steps 1 --router-steps 1 --batch-size 8 --clusters 2"),
     (r"--batch-size \d+", "--batch-size 8"),
     (r"--shots [\d,]+", "--shots 1,2"),
     (r"--seeds [\d,]+", "--seeds 1"),

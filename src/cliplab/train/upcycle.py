@@ -4,7 +4,7 @@
 ``train_mcl.py``/``initMoE_MCL``/``train_moe.py`` do, at cliplab's scale:
 
 1. stage 0: image and text features of every training pair from the base model; MiniBatchKMeans
-   with 3 clusters per modality, joint label ``3 * text + image``;
+   with k clusters per modality (the official notebook: 3; cliplab's default 5), joint label ``k * text + image``;
 2. stages 1..E-1: the *base* model (never the previous stage's) fine-tuned with only the feed-forward
    layers (``mlp``) trainable, every batch drawn from one accumulated pseudo-label cluster (so what
    already separates the clusters cannot separate a batch), InfoNCE with label smoothing 0.1; the
@@ -43,8 +43,6 @@ from cliplab.models.moe import (
     tower_blocks,
 )
 from cliplab.train.config import UpcycleConfig
-
-JOINT = 9  # 3 text clusters x 3 image clusters
 
 Progress = Callable[[str, int, int, float], None]  # (phase, step done, steps in the phase, loss)
 
@@ -135,7 +133,7 @@ def endless(make_epoch: Callable[[], list[np.ndarray]]) -> Iterator[np.ndarray]:
     while True:
         epoch = make_epoch()
         if not epoch:
-            raise InputError("no training batch can be made: the data or its clusters are smaller than the minimum batch; use more pairs")
+            raise InputError("no training batch can be made: the data or its clusters are smaller than the minimum batch; use more pairs or fewer --clusters")
         yield from epoch
 
 
