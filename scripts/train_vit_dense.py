@@ -5,14 +5,15 @@
     python scripts/train_vit_dense.py --ship          # the recipe, then replace the shipped weights
 
 A thin call of the trainer (``cliplab.train``), the same as
-``cliplab train --model cliplab:shapes-vit --data synthetic:20000 --objectives clip,grain,declip --lock-text
---region-exclude heart,crescent --steps 500 --batch-size 64 --lr 2e-4 --warmup 30 --weight-decay 0``: the
+``cliplab train --model cliplab:shapes-vit --data synthetic:20000 --objectives clip,grain,declip:4 --lock-text
+--region-exclude heart,crescent --steps 300 --batch-size 64 --lr 2e-4 --warmup 30 --weight-decay 0``: the
 image tower learns, against the frozen text tower, CLIP's loss on the scenes' captions, GRAIN's region
 terms on each object's box and phrase (boxes and phrases only, never masks) and DeCLIP's content and
-context terms against the frozen start (which keep the background tokens where they were: with
+context terms against the frozen start, weighted 4 (the content term pulls box-pooled tokens towards the
+start's embedding of the box kept in place; they also keep the background tokens where they were: with
 ``clip,grain`` alone they drift towards the shapes' text as training goes on). "heart" and "crescent" are
-kept out of every region phrase (they stay in the images and captions), to measure what the dense
-features learn for shapes no region named.
+kept out of every region phrase (they stay in the images and captions, and their boxes, without a phrase,
+in DeCLIP's content term), to measure what the dense features learn for shapes no region named.
 Seeded and resumable (a rerun continues from the last checkpoint in ``--out``). Only the image tower
 and the logit scale are shipped (fp16): the text tower is ``cliplab:shapes-vit``'s, which the bundled
 entry names as its base.
@@ -39,15 +40,15 @@ DENSE = BUNDLED["shapes-vit-dense"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--objectives", default="clip,grain,declip")
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--objectives", default="clip,grain,declip:4")
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--region-exclude", default="heart,crescent")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=150)
     p.add_argument("--eval-n", type=int, default=200)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
