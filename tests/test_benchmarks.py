@@ -218,3 +218,20 @@ def test_objectives_runs_each_objective_alone_and_with_clip_and_skips_missing_on
                        ("tiny", "clip,siglip"), ("vit", "boxes"), ("vit", "clip,boxes")]  # fmt: skip
     assert missing == ["notyet"]
     assert objectives.delta({"a": 0.75, "b": None, "c": 0.5}, {"a": 0.5, "b": 0.25, "c": None}) == {"a": 0.25, "b": None, "c": None}
+
+
+def test_data_side_starts_each_group_from_scratch_or_the_model_as_asked(bench):
+    from cliplab.errors import InputError
+
+    data_side = bench("data_side")
+    Recipe = data_side.Recipe
+    plan = data_side.recipes(data_side.parse_args([]))
+    assert plan == {"noisy": Recipe("scratch", data_side.STEPS, 1e-3), "long": Recipe("model", 40, 5e-4), "tail": Recipe("scratch", data_side.STEPS, 1e-3)}
+    plan = data_side.recipes(data_side.parse_args(["--init", "model", "--long-init", "scratch", "--steps", "7", "--post-lr", "1e-4"]))
+    assert plan == {"noisy": Recipe("model", 40, 1e-4), "long": Recipe("scratch", 7, 1e-3), "tail": Recipe("model", 40, 1e-4)}
+    trained = data_side.start_model("cliplab:shapes-tiny", "model", 0)
+    a, b = (data_side.start_model("tiny", "scratch", 0) for _ in range(2))
+    assert a.identity == b.identity != trained.identity  # every variant starts from the same random init
+    assert a.name == trained.name == "cliplab:shapes-tiny"
+    with pytest.raises(InputError, match="cliplab:NAME"):
+        data_side.start_model("openclip:RN50", "scratch", 0)

@@ -83,6 +83,22 @@ def test_from_config_without_weights_is_random_init(tiny_config):
     assert c.identity == d.identity  # a seed fixes them
 
 
+def test_bundled_random_init_keeps_the_architecture_and_draws_weights_from_the_seed(monkeypatch, tmp_path):
+    entry = bundled.BUNDLED["shapes-tiny"]  # no weights file is read: an absent one does not matter
+    monkeypatch.setitem(bundled.BUNDLED, "shapes-tiny", bundled.BundledModel(
+        config=entry.config, weights=tmp_path / "absent.safetensors", card=entry.card, rebuild=entry.rebuild))
+    a, b, c = (bundled.load_bundled("tiny", device="cpu", seed=s) for s in (3, 3, 4))
+    assert a.name == "cliplab:shapes-tiny" and a.identity == b.identity != c.identity
+    cfg = bundled.read_config("shapes-tiny")["model_cfg"]
+    ref = open_clip.CLIP(**cfg).state_dict()
+    state = a.torch_module.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in ref.items()}
+    assert all(torch.equal(v, b.torch_module.state_dict()[k]) for k, v in state.items())
+    assert a.context_length == cfg["text_cfg"]["context_length"]
+    with pytest.raises(ModelLoadError, match="not both"):
+        bundled.load_bundled("tiny", weights=tmp_path / "w.safetensors", device="cpu", seed=0)
+
+
 def test_default_device_and_repr(tiny_model):
     assert tiny_model.device == torch.device("cpu")
     assert "shapes-tiny" in repr(tiny_model)

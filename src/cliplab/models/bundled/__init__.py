@@ -79,15 +79,23 @@ def read_config(name: str) -> dict:
     return config
 
 
-def load_bundled(name: str, weights: str | os.PathLike | None = None, device=None, precision: str = "fp32"):
-    """Load a bundled model; ``weights`` replaces the shipped weights file (e.g. a retrained one)."""
+def load_bundled(name: str, weights: str | os.PathLike | None = None, device=None, precision: str = "fp32", seed: int | None = None):
+    """Load a bundled model; ``weights`` replaces the shipped weights file (e.g. a retrained one).
+
+    ``seed``: the bundled architecture (config, tokenizer, preprocessing) with random weights drawn from
+    ``seed`` instead of any weights file, to train from scratch; the same seed gives the same weights."""
     name = canonical_name(name)
     entry = BUNDLED[name]
-    path = Path(weights) if weights is not None else entry.weights
-    if not path.is_file():
-        if weights is not None:
-            raise ModelLoadError(f"weights file not found: {path}")
-        raise ModelLoadError(f"bundled model {name!r} has no weights file at {path}; rebuild it with `{entry.rebuild}`")
+    if seed is not None and weights is not None:
+        raise ModelLoadError(f"bundled model {name!r}: give weights or a random-init seed, not both")
+    path = base = None
+    if seed is None:
+        path = Path(weights) if weights is not None else entry.weights
+        if not path.is_file():
+            if weights is not None:
+                raise ModelLoadError(f"weights file not found: {path}")
+            raise ModelLoadError(f"bundled model {name!r} has no weights file at {path}; rebuild it with `{entry.rebuild}`")
+        base = BUNDLED[entry.base].weights if entry.base else None
     config = read_config(name)
     tokenizer = None
     if "tokenizer" in config:  # a tokenizer of its own (cliplab.models.text_tokenizer), beside the config
@@ -95,8 +103,7 @@ def load_bundled(name: str, weights: str | os.PathLike | None = None, device=Non
 
         context = int(config["model_cfg"].get("text_cfg", {}).get("context_length", 77))
         tokenizer = TextTokenizer.load(entry.config.parent / config["tokenizer"], context)
-    base = BUNDLED[entry.base].weights if entry.base else None
     return OpenClipModel.from_config(
         f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision,
-        tokenizer=tokenizer, base_weights=base,
+        seed=seed, tokenizer=tokenizer, base_weights=base,
     )
