@@ -72,18 +72,22 @@ class EmbeddingDecoder(nn.Module):
         return {"embed_dim": self.embed_dim, "width": self.width}
 
 
-def new_decoder(embed_dim: int, width: int = 32, seed: int = 0) -> EmbeddingDecoder:
-    """A decoder initialised from ``seed`` (the process's random state is left as it was)."""
+def new_decoder(embed_dim: int, width: int = 32, seed: int = 0, kind: str = "regression", size: int = 32) -> nn.Module:
+    """A decoder initialised from ``seed`` (the process's random state is left as it was): ``kind``
+    "regression" (:class:`EmbeddingDecoder`, 64 px) or "diffusion" (a DDPM at ``size`` px,
+    :class:`cliplab.train.diffusion.DiffusionDecoder`)."""
+    from cliplab.train.diffusion import DiffusionDecoder
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return EmbeddingDecoder(embed_dim, width)
+        return DiffusionDecoder(embed_dim, width, size) if kind == "diffusion" else EmbeddingDecoder(embed_dim, width)
 
 
-def decoder_target(pixels: torch.Tensor) -> torch.Tensor:
-    """What the decoder should draw for a preprocessed batch: the pixels, area-resized to 64x64."""
-    if pixels.shape[-1] == DECODER_SIZE and pixels.shape[-2] == DECODER_SIZE:
+def decoder_target(pixels: torch.Tensor, size: int = DECODER_SIZE) -> torch.Tensor:
+    """What a decoder should draw for a preprocessed batch: the pixels, area-resized to ``size`` x ``size``."""
+    if pixels.shape[-1] == size and pixels.shape[-2] == size:
         return pixels.float()
-    return F.interpolate(pixels.float(), size=(DECODER_SIZE, DECODER_SIZE), mode="area")
+    return F.interpolate(pixels.float(), size=(size, size), mode="area")
 
 
 def augment(emb: torch.Tensor, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
