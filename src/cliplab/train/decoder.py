@@ -1,8 +1,8 @@
-"""A small conditional image decoder on CLIP image embeddings: un²CLIP's stand-in for unCLIP's generator.
+"""A small conditional image decoder on CLIP image embeddings: the simpler of un²CLIP's two generators.
 
 un²CLIP (Li et al., arXiv 2505.24517) fine-tunes CLIP's image encoder through a frozen unCLIP generator,
-an image model conditioned on the CLIP image embedding. cliplab runs offline on 64-px scenes and on CPUs,
-so the generator here is not a diffusion model but a **deterministic regression decoder**: embedding ->
+an image model conditioned on the CLIP image embedding. ``cliplab.train.diffusion`` is that generator as
+a small conditional DDPM; this module is the cheaper alternative, a **deterministic regression decoder**: embedding ->
 64x64 RGB, trained by mean squared error, i.e. the negative log-likelihood of a Gaussian with fixed
 variance around the decoded image. It answers the same question as unCLIP's denoising loss (how much of
 the image can be recovered from the embedding alone?) in one forward pass, so it trains in minutes on a
