@@ -42,22 +42,22 @@ def un2clip_command(
                              "(scenes of the train split)."),
     decoder: Decoder = typer.Option(Decoder.diffusion, "--decoder", help="The frozen generator: diffusion (a small conditional DDPM, "
                                     "un²CLIP's denoising loss) or regression (embedding -> image, MSE)."),
-    decoder_size: int = typer.Option(32, "--decoder-size", help="Pixels per side the diffusion decoder draws (a multiple of 4)."),
-    decoder_steps: int = typer.Option(1500, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
+    decoder_size: int = typer.Option(16, "--decoder-size", help="Pixels per side the diffusion decoder draws (a multiple of 4)."),
+    decoder_steps: int = typer.Option(2000, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
     steps: int = typer.Option(300, "--steps", min=0, help="Stage 2: image-tower steps through the frozen decoder."),
-    lr: float = typer.Option(3e-4, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
-    decoder_lr: float = typer.Option(2e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
+    lr: float = typer.Option(1e-3, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
+    decoder_lr: float = typer.Option(1e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Stage 2: images per step."),
     decoder_batch_size: int = typer.Option(64, "--decoder-batch-size", min=1, help="Stage 1: images per step."),
-    anchor: float = typer.Option(1.0, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
+    anchor: float = typer.Option(0.1, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
                                  "embedding to the starting model's (0: none)."),
-    noise: float = typer.Option(0.4, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    noise: float = typer.Option(0.1, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
     loss_size: int = typer.Option(16, "--loss-size", help="Regression: compare decoded and real images area-averaged to this many pixels "
                                   "a side (a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
     t_min: float = typer.Option(0.0, "--t-min", help="Diffusion, stage 2: draw timesteps from [t-min, t-max) of the schedule (fractions; "
                                 "low t is little noise, where detail matters)."),
     t_max: float = typer.Option(1.0, "--t-max", help="Diffusion, stage 2: upper end of the timesteps drawn (fraction of the schedule)."),
-    draws: int = typer.Option(1, "--draws", min=1, help="Diffusion, stage 2: (timestep, noise) draws per image and step."),
+    draws: int = typer.Option(2, "--draws", min=1, help="Diffusion, stage 2: (timestep, noise) draws per image and step."),
     seed: int = typer.Option(0, "--seed", help="Seed of the decoder's initialisation, the batches and the noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     progress: ProgressOption = True,
@@ -65,7 +65,7 @@ def un2clip_command(
     """Make a model's image embedding keep more visual detail (un²CLIP, Li et al. 2025).
 
     Stage 1 trains a small decoder conditioned on the frozen model's embeddings of --data (by default a
-    conditional DDPM at 32 px; --decoder regression: embedding -> 64-px image by MSE); stage 2 tunes the
+    conditional DDPM at 16 px; --decoder regression: embedding -> 64-px image by MSE); stage 2 tunes the
     image tower so the frozen decoder denoises (reconstructs) the images better, with an anchor to the
     starting embeddings (--anchor; 0 drops it).
     The text tower is not changed. Measure the result with 'cliplab eval mmvp --model OUT'.

@@ -64,20 +64,20 @@ class Un2ClipConfig:
     349 CPU seconds (one thread; 483 s wall on a shared 2-core machine): see the README's un²CLIP figures."""
 
     decoder: str = "diffusion"  # "diffusion" (a conditional DDPM) or "regression" (see the module's docstring)
-    decoder_size: int = 32  # pixels per side the diffusion decoder draws (the regression decoder draws 64)
-    decoder_steps: int = 1500  # stage 1: decoder steps on frozen embeddings
-    decoder_lr: float = 2e-3
+    decoder_size: int = 16  # pixels per side the diffusion decoder draws (the regression decoder draws 64)
+    decoder_steps: int = 2000  # stage 1: decoder steps on frozen embeddings
+    decoder_lr: float = 1e-3
     decoder_width: int = 16  # channels of the decoder's finest block
     decoder_batch_size: int = 64
     steps: int = 300  # stage 2: image-tower steps through the frozen decoder
-    lr: float = 3e-4  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
+    lr: float = 1e-3  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
     batch_size: int = 32  # stage 2
-    anchor: float = 1.0  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
-    noise: float = 0.4  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
+    anchor: float = 0.1  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
+    noise: float = 0.1  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
     loss_size: int = 16  # regression: the loss compares images area-averaged to this many pixels a side
     t_min: float = 0.0  # diffusion, stage 2: t drawn uniformly from [t_min, t_max) x T (stage 1 uses all of [0, T))
     t_max: float = 1.0
-    draws: int = 1  # diffusion, stage 2: (t, eps) draws per image and step (the tower runs once)
+    draws: int = 2  # diffusion, stage 2: (t, eps) draws per image and step (the tower runs once)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
