@@ -8,13 +8,19 @@ import math
 import numpy as np
 import torch
 
-from cliplab.train.diffusion import STEPS, DiffusionDecoder, cosine_alpha_bars, q_sample, timestep_embedding
+from cliplab.train.diffusion import (
+    STEPS,
+    DiffusionDecoder,
+    cosine_alpha_bars,
+    q_sample,
+    timestep_embedding,
+)
 
 
 def test_cosine_schedule_is_nichol_dhariwal_eq_17():
     ab = cosine_alpha_bars()
-    assert ab.shape == (STEPS,) and torch.all(ab[1:] < ab[:-1]) and 0 < ab[-1] < 1e-4 < 0.999 < ab[0] <= 1
-    f = lambda t: math.cos((t / STEPS + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert ab.shape == (STEPS,) and torch.all(ab[1:] < ab[:-1]) and 0 < ab[-1] < 1e-4 and 0.999 < ab[0] <= 1
+    f = lambda t: math.cos((t / STEPS + 0.008) / 1.008 * math.pi / 2) ** 2
     for t in (0, 100, 500, 900):  # abar_t = f(t+1)/f(0) (index t is after t+1 steps) where no beta was clipped
         assert math.isclose(float(ab[t]), f(t + 1) / f(0), rel_tol=1e-9)
     betas = 1 - ab[1:] / ab[:-1]
