@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cliplab.errors import InputError
+
 STEPS = 1000  # T, the number of diffusion steps
 
 
@@ -82,7 +84,7 @@ class DiffusionDecoder(nn.Module):
     def __init__(self, embed_dim: int, width: int = 16, size: int = 32) -> None:
         super().__init__()
         if size % 4:
-            raise ValueError(f"diffusion decoder: size must be a multiple of 4, got {size}")
+            raise InputError(f"diffusion decoder: size must be a multiple of 4, got {size}")
         self.embed_dim, self.width, self.size = embed_dim, width, size
         e = 4 * width
         self.time = nn.Sequential(nn.Linear(width, e), nn.SiLU(), nn.Linear(e, e))
