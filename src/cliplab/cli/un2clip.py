@@ -56,8 +56,8 @@ def un2clip_command(
                                   "a side (a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
     t_min: float = typer.Option(0.0, "--t-min", help="Diffusion, stage 2: draw timesteps from [t-min, t-max) of the schedule (fractions; "
                                 "low t is little noise, where detail matters)."),
-    t_max: float = typer.Option(1.0, "--t-max", help="Diffusion, stage 2: upper end of the timesteps drawn (fraction of the schedule)."),
-    draws: int = typer.Option(2, "--draws", min=1, help="Diffusion, stage 2: (timestep, noise) draws per image and step."),
+    t_max: float = typer.Option(0.3, "--t-max", help="Diffusion, stage 2: upper end of the timesteps drawn (fraction of the schedule)."),
+    draws: int = typer.Option(4, "--draws", min=1, help="Diffusion, stage 2: (timestep, noise) draws per image and step."),
     seed: int = typer.Option(0, "--seed", help="Seed of the decoder's initialisation, the batches and the noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     progress: ProgressOption = True,
