@@ -31,6 +31,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="cliplab:shapes-vit")
     p.add_argument("--data", default="synthetic:4000")
+    p.add_argument("--decoder", choices=("diffusion", "regression"), default=None)
+    p.add_argument("--decoder-size", type=int, default=None)
+    p.add_argument("--decoder-width", type=int, default=None)
+    p.add_argument("--decoder-batch-size", type=int, default=None)
+    p.add_argument("--decoder-lr", type=float, default=None)
+    p.add_argument("--t-min", type=float, default=None)
+    p.add_argument("--t-max", type=float, default=None)
+    p.add_argument("--draws", type=int, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -38,7 +46,7 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--loss-size", type=int, default=None)
-    p.add_argument("--pairs", type=int, default=500, help="twin pairs per kind")
+    p.add_argument("--pairs", type=int, default=1000, help="twin pairs per kind (the same pairs for the start and the tuned model)")
     p.add_argument("--pairs-seed", type=int, default=2028)
     p.add_argument("--eval-n", type=int, default=500, help="single-object scenes for zero-shot accuracy")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared machine the CPU seconds are the time one quiet core needs)")
@@ -61,7 +69,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     machine = print_machine()
-    given = {k: getattr(args, k) for k in ("decoder_steps", "steps", "lr", "anchor", "noise", "batch_size", "loss_size") if getattr(args, k) is not None}
+    settings = ("decoder", "decoder_size", "decoder_width", "decoder_batch_size", "decoder_lr", "t_min", "t_max", "draws",
+                "decoder_steps", "steps", "lr", "anchor", "noise", "batch_size", "loss_size")
+    given = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
     config = Un2ClipConfig(**given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

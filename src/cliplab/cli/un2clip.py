@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,12 @@ from cliplab.cli.common import (
 from cliplab.errors import InputError
 
 DEFAULT_DATA = "synthetic:4000"
+
+
+class Decoder(str, Enum):
+    diffusion = "diffusion"
+    regression = "regression"
+
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (new or empty): model.safetensors, cliplab_model.json, "
                                          "decoder.safetensors, un2clip.json; --model OUT loads it on every command.")]
 
@@ -33,26 +40,34 @@ def un2clip_command(
     precision: PrecisionOption = DEFAULT_PRECISION,
     data: str = typer.Option(DEFAULT_DATA, "--data", "--images", "-i", help="Training images (captions are not used): a folder, a manifest, .tar shards, or synthetic:<n>[:seed] "
                              "(scenes of the train split)."),
-    decoder_steps: int = typer.Option(1500, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
+    decoder: Decoder = typer.Option(Decoder.diffusion, "--decoder", help="The frozen generator: diffusion (a small conditional DDPM, "
+                                    "un²CLIP's denoising loss) or regression (embedding -> image, MSE)."),
+    decoder_size: int = typer.Option(16, "--decoder-size", help="Pixels per side the diffusion decoder draws (a multiple of 4)."),
+    decoder_steps: int = typer.Option(2000, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
     steps: int = typer.Option(300, "--steps", min=0, help="Stage 2: image-tower steps through the frozen decoder."),
-    lr: float = typer.Option(3e-4, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
-    decoder_lr: float = typer.Option(2e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
+    lr: float = typer.Option(1e-3, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
+    decoder_lr: float = typer.Option(1e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Stage 2: images per step."),
     decoder_batch_size: int = typer.Option(64, "--decoder-batch-size", min=1, help="Stage 1: images per step."),
-    anchor: float = typer.Option(1.0, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
+    anchor: float = typer.Option(0.1, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
                                  "embedding to the starting model's (0: none)."),
-    noise: float = typer.Option(0.4, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
-    loss_size: int = typer.Option(16, "--loss-size", help="Compare decoded and real images area-averaged to this many pixels a side "
-                                  "(a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
+    noise: float = typer.Option(0.1, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    loss_size: int = typer.Option(16, "--loss-size", help="Regression: compare decoded and real images area-averaged to this many pixels "
+                                  "a side (a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
+    t_min: float = typer.Option(0.0, "--t-min", help="Diffusion, stage 2: draw timesteps from [t-min, t-max) of the schedule (fractions; "
+                                "low t is little noise, where detail matters)."),
+    t_max: float = typer.Option(0.3, "--t-max", help="Diffusion, stage 2: upper end of the timesteps drawn (fraction of the schedule)."),
+    draws: int = typer.Option(4, "--draws", min=1, help="Diffusion, stage 2: (timestep, noise) draws per image and step."),
     seed: int = typer.Option(0, "--seed", help="Seed of the decoder's initialisation, the batches and the noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     progress: ProgressOption = True,
 ) -> None:
     """Make a model's image embedding keep more visual detail (un²CLIP, Li et al. 2025).
 
-    Stage 1 trains a small decoder (embedding -> 64-px image, a regression decoder: Gaussian likelihood)
-    on the frozen model's embeddings of --data; stage 2 tunes the image tower so the frozen decoder
-    reconstructs the images better, while an anchor to the starting embeddings keeps text alignment.
+    Stage 1 trains a small decoder conditioned on the frozen model's embeddings of --data (by default a
+    conditional DDPM at 16 px; --decoder regression: embedding -> 64-px image by MSE); stage 2 tunes the
+    image tower so the frozen decoder denoises (reconstructs) the images better, with an anchor to the
+    starting embeddings (--anchor; 0 drops it).
     The text tower is not changed. Measure the result with 'cliplab eval mmvp --model OUT'.
     """
     from cliplab.models import load_model
@@ -66,7 +81,7 @@ def un2clip_command(
     with user_errors(), warnings_as_lines():
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
-        config = Un2ClipConfig(decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size, decoder_batch_size=decoder_batch_size,
+        config = Un2ClipConfig(decoder=decoder.value, decoder_size=decoder_size, t_min=t_min, t_max=t_max, draws=draws, decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size, decoder_batch_size=decoder_batch_size,
                                anchor=anchor, noise=noise, loss_size=loss_size, seed=seed).check()  # fmt: skip
         images = training_images(data)
         if len(images) < 2:

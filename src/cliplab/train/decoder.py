@@ -1,8 +1,8 @@
-"""A small conditional image decoder on CLIP image embeddings: un²CLIP's stand-in for unCLIP's generator.
+"""A small conditional image decoder on CLIP image embeddings: the simpler of un²CLIP's two generators.
 
 un²CLIP (Li et al., arXiv 2505.24517) fine-tunes CLIP's image encoder through a frozen unCLIP generator,
-an image model conditioned on the CLIP image embedding. cliplab runs offline on 64-px scenes and on CPUs,
-so the generator here is not a diffusion model but a **deterministic regression decoder**: embedding ->
+an image model conditioned on the CLIP image embedding. ``cliplab.train.diffusion`` is that generator as
+a small conditional DDPM; this module is the cheaper alternative, a **deterministic regression decoder**: embedding ->
 64x64 RGB, trained by mean squared error, i.e. the negative log-likelihood of a Gaussian with fixed
 variance around the decoded image. It answers the same question as unCLIP's denoising loss (how much of
 the image can be recovered from the embedding alone?) in one forward pass, so it trains in minutes on a
@@ -72,18 +72,22 @@ class EmbeddingDecoder(nn.Module):
         return {"embed_dim": self.embed_dim, "width": self.width}
 
 
-def new_decoder(embed_dim: int, width: int = 32, seed: int = 0) -> EmbeddingDecoder:
-    """A decoder initialised from ``seed`` (the process's random state is left as it was)."""
+def new_decoder(embed_dim: int, width: int = 32, seed: int = 0, kind: str = "regression", size: int = 32) -> nn.Module:
+    """A decoder initialised from ``seed`` (the process's random state is left as it was): ``kind``
+    "regression" (:class:`EmbeddingDecoder`, 64 px) or "diffusion" (a DDPM at ``size`` px,
+    :class:`cliplab.train.diffusion.DiffusionDecoder`)."""
+    from cliplab.train.diffusion import DiffusionDecoder
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return EmbeddingDecoder(embed_dim, width)
+        return DiffusionDecoder(embed_dim, width, size) if kind == "diffusion" else EmbeddingDecoder(embed_dim, width)
 
 
-def decoder_target(pixels: torch.Tensor) -> torch.Tensor:
-    """What the decoder should draw for a preprocessed batch: the pixels, area-resized to 64x64."""
-    if pixels.shape[-1] == DECODER_SIZE and pixels.shape[-2] == DECODER_SIZE:
+def decoder_target(pixels: torch.Tensor, size: int = DECODER_SIZE) -> torch.Tensor:
+    """What a decoder should draw for a preprocessed batch: the pixels, area-resized to ``size`` x ``size``."""
+    if pixels.shape[-1] == size and pixels.shape[-2] == size:
         return pixels.float()
-    return F.interpolate(pixels.float(), size=(DECODER_SIZE, DECODER_SIZE), mode="area")
+    return F.interpolate(pixels.float(), size=(size, size), mode="area")
 
 
 def augment(emb: torch.Tensor, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -7,17 +7,22 @@ the generator reconstruct the image better, which makes the embedding keep visua
 is not touched, and the generator's conditioning space is the original image-text space, so the tuned
 embeddings stay where the texts expect them.
 
-Here (offline, CPU, 64-px scenes; ``cliplab.train.decoder`` says why the generator is a regression decoder):
+Here (offline, CPU, 64-px scenes), the generator ``D`` is one of two decoders (``config.decoder``):
 
-1. **Decoder** ``D``: trained on the frozen model's embeddings ``f_0(x)`` of the training images, with
-   unCLIP-style noise augmentation of the condition: ``min_D E ||D(aug(f_0(x))) - x||^2``.
+- ``"diffusion"``: a small conditional DDPM (``cliplab.train.diffusion``) at ``decoder_size`` px, its loss
+  ``L_D(c, x) = E_{t,eps} ||eps - eps_D(x_t, t, c)||^2`` (un²CLIP's own objective, reference wave3 §14 (2));
+- ``"regression"``: a deterministic decoder (``cliplab.train.decoder``), ``L_D(c, x) = ||D(c) - x||^2``
+  on area-averaged images (a Gaussian likelihood; one forward pass, so it is the cheaper stand-in).
+
+1. **Decoder**: trained on the frozen model's embeddings ``f_0(x)`` of the training images, with
+   unCLIP-style noise augmentation of the condition: ``min_D E L_D(aug(f_0(x)), x)``.
 2. **Fine-tune** the image tower ``f_phi`` (initialised from ``f_0``) with ``D`` frozen; the gradient
-   reaches the encoder through the conditioning only (the un²CLIP objective with the decoder's loss in
-   place of the denoising loss, paper Sec. 3 as described in cliplab's reference, which could not be
-   checked against the code):
-   ``min_phi E ||D(aug(f_phi(x))) - x||^2 + anchor * ||f_phi(x) - f_0(x)||^2``.
-   The second term is the regulariser that keeps text alignment: an L2 anchor of each normalised
-   embedding to the frozen model's (the reference's "distill-style anchor"; ``anchor=0`` drops it).
+   reaches the encoder through the conditioning only (paper Sec. 3 as described in cliplab's reference,
+   which could not be checked against the code):
+   ``min_phi E L_D(aug(f_phi(x)), x) + anchor * ||f_phi(x) - f_0(x)||^2``.
+   The second term is an L2 anchor of each normalised embedding to the frozen model's (the reference's
+   "distill-style anchor", an ablation there, not part of the method; ``anchor=0`` drops it). For the
+   diffusion decoder the fine-tune may draw ``t`` from a part of the schedule only (``t_min``, ``t_max``).
 
 Only images are used; the text tower and the logit scale stay bit for bit as they were.
 """
@@ -45,6 +50,9 @@ from cliplab.train.decoder import (
     new_decoder,
     reconstruction_loss,
 )
+from cliplab.train.diffusion import DiffusionDecoder
+
+DECODERS = ("diffusion", "regression")
 
 DECODER_FILE = "decoder.safetensors"
 SUMMARY_FILE = "un2clip.json"
@@ -52,27 +60,40 @@ SUMMARY_FILE = "un2clip.json"
 
 @dataclass
 class Un2ClipConfig:
-    """Settings of both stages. With ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took
-    349 CPU seconds (one thread; 483 s wall on a shared 2-core machine): see the README's un²CLIP figures."""
+    """Settings of both stages, chosen for the diffusion decoder on validation pairs (README, un²CLIP). With
+    ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took 405 CPU seconds (one thread; decoder
+    247 s, image tower 144 s). The regression decoder's figures were measured with ``decoder_steps=1500,
+    decoder_lr=2e-3, noise=0.4, anchor=1.0, lr=3e-4``."""
 
-    decoder_steps: int = 1500  # stage 1: decoder steps on frozen embeddings
-    decoder_lr: float = 2e-3
-    decoder_width: int = 16  # channels of the decoder's finest (32-px) block
+    decoder: str = "diffusion"  # "diffusion" (a conditional DDPM) or "regression" (see the module's docstring)
+    decoder_size: int = 16  # pixels per side the diffusion decoder draws (the regression decoder draws 64)
+    decoder_steps: int = 2000  # stage 1: decoder steps on frozen embeddings
+    decoder_lr: float = 1e-3
+    decoder_width: int = 16  # channels of the decoder's finest block
     decoder_batch_size: int = 64
     steps: int = 300  # stage 2: image-tower steps through the frozen decoder
-    lr: float = 3e-4  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
+    lr: float = 1e-3  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
     batch_size: int = 32  # stage 2
-    anchor: float = 1.0  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
-    noise: float = 0.4  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
-    loss_size: int = 16  # the reconstruction loss compares images area-averaged to this many pixels a side
+    anchor: float = 0.1  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser)
+    noise: float = 0.1  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
+    loss_size: int = 16  # regression: the loss compares images area-averaged to this many pixels a side
+    t_min: float = 0.0  # diffusion, stage 2: t drawn uniformly from [t_min, t_max) x T (stage 1 uses all of [0, T))
+    t_max: float = 0.3  # low-noise steps (validation: +1.3 points against +0.3 for [0, 1))
+    draws: int = 4  # diffusion, stage 2: (t, eps) draws per image and step (the tower runs once)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
 
     def check(self) -> Un2ClipConfig:
+        if self.decoder not in DECODERS:
+            raise InputError(f"un2clip: decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.decoder_size < 4 or self.decoder_size % 4:
+            raise InputError(f"un2clip: decoder_size must be a positive multiple of 4, got {self.decoder_size}")
+        if not 0 <= self.t_min < self.t_max <= 1:
+            raise InputError(f"un2clip: need 0 <= t_min < t_max <= 1, got t_min {self.t_min} and t_max {self.t_max}")
         if not 1 <= self.loss_size <= 64 or 64 % self.loss_size:
             raise InputError(f"un2clip: loss_size must divide 64 (64, 32, 16, 8 ...), got {self.loss_size}")
-        for name in ("decoder_steps", "steps", "batch_size", "decoder_batch_size", "decoder_width"):
+        for name in ("decoder_steps", "steps", "batch_size", "decoder_batch_size", "decoder_width", "draws"):
             if getattr(self, name) < (0 if name.endswith("steps") else 1):
                 raise InputError(f"un2clip: {name} must be {'>= 0' if name.endswith('steps') else '>= 1'}, got {getattr(self, name)}")
         for name in ("decoder_lr", "lr"):
@@ -90,7 +111,7 @@ class Un2ClipResult:
     frozen ``decoder``, each stage's loss per step and its wall and CPU seconds."""
 
     model: Model
-    decoder: EmbeddingDecoder
+    decoder: EmbeddingDecoder | DiffusionDecoder
     config: Un2ClipConfig
     n_images: int
     decoder_losses: list[float] = field(default_factory=list)
@@ -108,7 +129,7 @@ class Un2ClipResult:
             "method": "un2clip",
             "config": asdict(self.config),
             "n_images": self.n_images,
-            "decoder": {"kind": "regression (Gaussian likelihood, MSE)", **self.decoder.config(), "loss": ends(self.decoder_losses)},
+            "decoder": {"kind": self.config.decoder, **self.decoder.config(), "loss": ends(self.decoder_losses)},
             "finetune": {key: ends([r[key] for r in self.losses]) for key in ("total", "reconstruction", "anchor")} if self.losses else {},
             "times": self.times,
         }
@@ -189,21 +210,37 @@ def _bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
 
 
+# --- the decoder's loss -------------------------------------------------------------------------
+def decoder_targets(pixels: torch.Tensor, config: Un2ClipConfig) -> torch.Tensor:
+    """What ``config``'s decoder draws for preprocessed ``pixels``: area-resized to its size."""
+    return decoder_target(pixels, config.decoder_size if config.decoder == "diffusion" else 64)
+
+
+def decoder_loss(decoder: EmbeddingDecoder | DiffusionDecoder, cond: torch.Tensor, targets: torch.Tensor, config: Un2ClipConfig,
+                 generator: torch.Generator, finetune: bool) -> torch.Tensor:  # fmt: skip
+    """``L_D(cond, targets)``: the denoising loss (all of the schedule in stage 1, ``[t_min, t_max)`` with
+    ``draws`` per image in stage 2) or the regression decoder's reconstruction loss."""
+    if isinstance(decoder, DiffusionDecoder):
+        t_range, draws = ((config.t_min, config.t_max), config.draws) if finetune else ((0.0, 1.0), 1)
+        return decoder.loss(cond, targets, generator, t_range, draws)
+    return reconstruction_loss(decoder, cond, targets, config.loss_size)
+
+
 # --- stage 1: the decoder ------------------------------------------------------------------------
-def train_decoder(embeddings: torch.Tensor, targets: torch.Tensor, config: Un2ClipConfig,
-                  progress: bool = False, on_log: Callable[[dict], Any] | None = None) -> tuple[EmbeddingDecoder, list[float]]:  # fmt: skip
-    """Fit a decoder from frozen embeddings (N, D) to target images (N, 3, 64, 64); (decoder, loss per step)."""
+def train_decoder(embeddings: torch.Tensor, targets: torch.Tensor, config: Un2ClipConfig, progress: bool = False,
+                  on_log: Callable[[dict], Any] | None = None) -> tuple[EmbeddingDecoder | DiffusionDecoder, list[float]]:  # fmt: skip
+    """Fit ``config``'s decoder from frozen embeddings (N, D) to target images (``decoder_targets``); (decoder, loss per step)."""
     config.check()
     if len(embeddings) != len(targets) or len(embeddings) == 0:
         raise InputError(f"un2clip: need as many target images as embeddings (at least one), got {len(targets)} and {len(embeddings)}")
-    decoder = new_decoder(embeddings.shape[1], config.decoder_width, seed=config.seed).train()
+    decoder = new_decoder(embeddings.shape[1], config.decoder_width, config.seed, config.decoder, config.decoder_size).train()
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.decoder_lr, weight_decay=0.0)
     scheduler = _schedule(optimizer, config.decoder_steps)
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     bar = _bar(config.decoder_steps, "un2clip decoder", progress)
     for step, idx in enumerate(_batches(len(embeddings), config.decoder_batch_size, config.decoder_steps, gen), start=1):
-        loss = reconstruction_loss(decoder, augment(embeddings[idx], config.noise, gen), targets[idx], config.loss_size)
+        loss = decoder_loss(decoder, augment(embeddings[idx], config.noise, gen), targets[idx], config, gen, finetune=False)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -228,7 +265,7 @@ def image_tower(model: Model) -> torch.nn.Module:
         raise InputError(f"un2clip needs a model whose image tower it can reach; {model.name} does not expose it") from exc
 
 
-def finetune_image_tower(model: Model, decoder: EmbeddingDecoder, pixels: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor,
+def finetune_image_tower(model: Model, decoder: EmbeddingDecoder | DiffusionDecoder, pixels: torch.Tensor, targets: torch.Tensor, anchors: torch.Tensor,
                          config: Un2ClipConfig, progress: bool = False,
                          on_log: Callable[[dict], Any] | None = None) -> list[dict[str, float]]:  # fmt: skip
     """Tune ``model``'s image tower in place: reconstruction through the frozen ``decoder`` plus
@@ -254,7 +291,7 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder, pixels: torch.
         for step, idx in enumerate(_batches(len(pixels), config.batch_size, config.steps, gen), start=1):
             dev = model.device
             emb = F.normalize(model.image_features(pixels[idx].to(dev)).float(), dim=-1)
-            recon = reconstruction_loss(decoder, augment(emb, config.noise, gen), targets[idx].to(dev), config.loss_size)
+            recon = decoder_loss(decoder, augment(emb, config.noise, gen), targets[idx].to(dev), config, gen, finetune=True)
             anchor = (emb - anchors[idx].to(dev)).pow(2).sum(-1).mean()
             loss = recon + config.anchor * anchor
             optimizer.zero_grad(set_to_none=True)
@@ -301,7 +338,7 @@ def run_un2clip(model: Model, images: Sequence[ImageInput] | torch.Tensor, confi
     times: dict[str, dict[str, float]] = {}
     clock = _Clock()
     anchors = embed_pixels(model, pixels)
-    targets = decoder_target(pixels)
+    targets = decoder_targets(pixels, config)
     times["embed"] = clock.read()
     clock = _Clock()
     decoder, decoder_losses = train_decoder(anchors, targets, config, progress, on_log)
@@ -326,14 +363,14 @@ def save_un2clip(result: Un2ClipResult, out: str | os.PathLike, base: str) -> Pa
     meta = {"format": "pt", "model": base, "method": "un2clip", "context_length": str(model.context_length)}
     with atomic_folder(out) as tmp:
         atomic_write(tmp / "model.safetensors", safetensors_bytes(state_tensors(model.torch_module), metadata=meta))
-        decoder_meta = {"format": "pt", "config": json.dumps(result.decoder.config())}
+        decoder_meta = {"format": "pt", "kind": result.config.decoder, "config": json.dumps(result.decoder.config())}
         atomic_write(tmp / DECODER_FILE, safetensors_bytes(state_tensors(result.decoder), metadata=decoder_meta))
         write_json({**result.summary(), "base": base}, tmp / SUMMARY_FILE)
         write_manifest(tmp, weights="model.safetensors", **manifest_for(base))
     return Path(out)
 
 
-def load_decoder(path: str | os.PathLike) -> EmbeddingDecoder:
+def load_decoder(path: str | os.PathLike) -> EmbeddingDecoder | DiffusionDecoder:
     """The frozen decoder an un2clip folder holds (``DIR/decoder.safetensors``, or the file itself)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -344,8 +381,9 @@ def load_decoder(path: str | os.PathLike) -> EmbeddingDecoder:
     if not path.is_file():
         raise InputError(f"no un2clip decoder at {path}; pass a folder that cliplab un2clip wrote")
     with safe_open(str(path), "pt") as f:
-        cfg = json.loads((f.metadata() or {}).get("config", "{}"))
-    decoder = EmbeddingDecoder(**cfg)
+        meta = f.metadata() or {}
+    cfg = json.loads(meta.get("config", "{}"))
+    decoder = DiffusionDecoder(**cfg) if meta.get("kind") == "diffusion" else EmbeddingDecoder(**cfg)
     decoder.load_state_dict(load_file(str(path)))
     return decoder.eval().requires_grad_(False)
 
