@@ -31,6 +31,7 @@ runs=(
     "data_side_laclip|benchmarks/data_side.py --threads 1 --variants laclip"
     "data_side_long_captions|benchmarks/data_side.py --threads 1 --variants long-truncated,long-clip"
     "data_side_long_tail|benchmarks/data_side.py --threads 1 --variants raw-pool,metaclip-curated"
+    "data_side_long_tail_450|benchmarks/data_side.py --threads 1 --steps 450 --variants raw-pool,metaclip-curated"
     "objectives|benchmarks/objectives.py"
     "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip,pacl"
     "vit_dense|benchmarks/vit_dense.py"
