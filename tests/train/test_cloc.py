@@ -174,6 +174,23 @@ def test_trained_prompter_is_saved_loaded_and_used_by_encode_regions(tmp_path):
     assert not np.allclose(model.encode_regions([r.image for r in records], boxes), got, atol=1e-2)
 
 
+def test_an_evaluation_during_the_run_embeds_regions_with_the_prompter_being_trained(tmp_path):
+    seen = []
+
+    def evaluate(model):
+        seen.append((model.region_prompter, None if model.region_prompter is None else model.region_prompter.training))
+        return {}
+
+    trainer = Trainer(shapes_config(tmp_path / "run", steps=2, eval_every=1), evaluate=evaluate)
+    try:
+        trainer.run()
+        prompter = trainer.objectives["cloc"][1].region_prompter
+        assert seen == [(prompter, False)] * 3 and prompter.training  # in eval mode while evaluated, back to training after
+        assert getattr(trainer.model, "region_prompter", None) is None  # the model is given back as it was
+    finally:
+        trainer.close()
+
+
 def test_resume_with_cloc_equals_an_uninterrupted_run(tmp_path):
     settings = {"data": "synthetic:64:5", "objectives": "clip,cloc", "steps": 4, "batch_size": 8, "lr": 1e-3, "warmup": 1,
                 "eval_n": 0, "log_every": 1, "workers": 0, "progress": False, "device": "cpu", "ckpt_every": 0}  # fmt: skip

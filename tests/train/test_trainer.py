@@ -191,6 +191,32 @@ def test_a_frozen_tower_stays_in_eval_mode_and_keeps_its_batch_norm_statistics(t
     assert any("running_mean" in k for k in before)
 
 
+@pytest.mark.parametrize("tower", ["image", "text"])
+def test_a_locked_tower_learns_nothing_and_the_other_learns(tmp_path, tower):
+    from cliplab.train.trainer import image_parameters, text_parameters
+
+    model = micro_model()  # a ResNet image tower: its batch-norm statistics must stay put when it is locked
+    parts = {"image": image_parameters(model), "text": text_parameters(model)}
+    before = {name: [p.detach().clone() for p in params] for name, params in parts.items()}
+    stats = {k: v.clone() for k, v in model.torch_module.visual.state_dict().items() if "running" in k}
+    train(config(tmp_path, steps=2, objectives="clip", ckpt_every=0, **{f"lock_{tower}": True}), model=model)
+    other = "text" if tower == "image" else "image"
+    assert all(torch.equal(b, p) for b, p in zip(before[tower], parts[tower]))
+    assert not any(torch.equal(b, p) for b, p in zip(before[other], parts[other]) if p.requires_grad and p.ndim >= 2)
+    moved = [not torch.equal(v, model.torch_module.visual.state_dict()[k]) for k, v in stats.items()]
+    assert stats and (not any(moved) if tower == "image" else any(moved))
+
+
+def test_the_image_and_text_parameters_split_the_model_but_the_logit_scale():
+    from cliplab.train.trainer import image_parameters, text_parameters
+
+    model = micro_model()
+    image, text = {id(p) for p in image_parameters(model)}, {id(p) for p in text_parameters(model)}
+    rest = [name for name, p in model.torch_module.named_parameters() if id(p) not in image | text]
+    assert not image & text and rest == ["logit_scale"]
+    assert {id(p) for p in model.torch_module.visual.parameters()} == image
+
+
 def test_training_leaves_the_global_random_state_and_the_warnings_filters_alone(tmp_path):
     import warnings
 

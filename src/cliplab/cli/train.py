@@ -69,6 +69,7 @@ def train_command(
     languages: str | None = _opt("--languages", help="Synthetic scenes: caption languages, e.g. en,de,zh; each caption of each step is said in one drawn "
                                  "from them (RS-M-CLIP's translation augmentation), and textdistill's teacher reads its English parallel.", default_shown="en"),
     distill_loss: str | None = _opt("--distill-loss", help="textdistill's loss: cosine, mse or smoothl1 (on L2-normalised features)."),
+    lock_image: bool | None = typer.Option(None, "--lock-image/--tune-image", help="Freeze the image tower (LiT: locked-image tuning; batch-norm statistics stay put too): the text tower learns to read fixed image features.", show_default="tune"),
     lock_text: bool | None = typer.Option(None, "--lock-text/--tune-text", help="Freeze the text tower (the logit scale still learns): the image tower learns against fixed text features.", show_default="tune"),
     region_exclude: str | None = _opt("--region-exclude", help="Region objectives: comma list of words no training region's phrase may name (held-out concepts stay in the images).", default_shown="none"),
     local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),

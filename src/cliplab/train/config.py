@@ -54,6 +54,7 @@ class TrainConfig:
     teacher_features: str | None = None  # a feature-store folder of teacher image embeddings (by item id)
     languages: str | None = None  # comma list of caption languages, one drawn per caption per step (RS-M-CLIP's translation augmentation)
     distill_loss: str = "cosine"  # textdistill's loss: cosine | mse | smoothl1
+    lock_image: bool = False  # freeze the image tower (LiT; open_clip_train's --lock-image): the text tower learns to read fixed image features
     lock_text: bool = False  # freeze the text tower (open_clip_train's --lock-text): the image tower learns against fixed text features
     region_exclude: str | None = None  # comma list of words no training region's phrase may name (held-out concepts)
     local_loss: bool = False

@@ -68,16 +68,23 @@ class TrainResult:
     evals: list[dict] = field(default_factory=list)
 
 
+def image_parameters(model: Model) -> list[torch.nn.Parameter]:
+    """The image tower's parameters and its projection (a top-level ``visual_projection`` in transformers' CLIP)."""
+    tower = list(model.tower_modules()["image"].parameters())
+    own = {id(p) for p in tower}
+    return tower + [p for name, p in model.torch_module.named_parameters() if name.split(".")[0] == "visual_projection" and id(p) not in own]
+
+
 def text_parameters(model: Model) -> list[torch.nn.Parameter]:
     """Every parameter outside the image tower but the logit scale and bias."""
-    image = {id(p) for p in model.tower_modules()["image"].parameters()}
-    return [p for name, p in model.torch_module.named_parameters()
-            if id(p) not in image and name.split(".")[0] not in ("logit_scale", "logit_bias", "visual_projection")]  # fmt: skip
+    image = {id(p) for p in image_parameters(model)}
+    return [p for name, p in model.torch_module.named_parameters() if id(p) not in image and name.split(".")[0] not in ("logit_scale", "logit_bias")]
 
 
-def lock_text_tower(model: Model) -> None:
-    """Freeze the text tower (open_clip_train's ``--lock-text``): :func:`text_parameters` learn no more."""
-    for p in text_parameters(model):
+def lock_tower(model: Model, tower: str) -> None:
+    """Freeze the ``"image"`` tower (LiT, Zhai et al. 2022: open_clip_train's ``--lock-image``) or the ``"text"`` tower
+    (``--lock-text``); a frozen tower's batch-norm statistics stay put too (:func:`train_learning_parts`)."""
+    for p in image_parameters(model) if tower == "image" else text_parameters(model):
         p.requires_grad_(False)
 
 
@@ -196,8 +203,9 @@ class Trainer:
 
             stretch_model(model)
         self.model = model
-        if config.lock_text:
-            lock_text_tower(model)
+        for tower in ("image", "text"):
+            if getattr(config, f"lock_{tower}"):
+                lock_tower(model, tower)
         self.module = train_learning_parts(model.torch_module)
         self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim(),
                                            distill_loss=config.distill_loss)  # fmt: skip
@@ -528,7 +536,7 @@ class Trainer:
     def _evaluate(self, step: int) -> dict | None:
         if self.evaluate is None or not self.runtime.is_main:
             return None
-        with evaluating(self.model):
+        with evaluating(self.model), self._with_prompter():
             record = {"step": step, "eval": self.evaluate(self.model)}
         self.log.add(record)
         self.log.flush()
@@ -555,11 +563,31 @@ class Trainer:
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
         fields = {k: v for k, v in manifest_for(self.config.model).items() if k != "prompter"}  # a base's prompter fits its own tower only
-        prompter = next((o.region_prompter for _, o in self.objectives.values() if getattr(o, "region_prompter", None) is not None), None)
+        prompter = self._prompter()
         if prompter is not None:  # CLOC's prompter, for Model.encode_regions
             fields["prompter"] = save_prompter(prompter, self.out / "prompter.safetensors").name
         write_manifest(self.out, weights=path.name, **fields)
         return path
+
+    def _prompter(self) -> torch.nn.Module | None:
+        """CLOC's region prompter, when an objective trains one."""
+        return next((o.region_prompter for _, o in self.objectives.values() if getattr(o, "region_prompter", None) is not None), None)
+
+    @contextlib.contextmanager
+    def _with_prompter(self):
+        """The model embeds regions with the prompter being trained (in eval mode) while it is evaluated, as
+        the saved model will: ``--eval regions`` measures what ``Model.encode_regions`` gives."""
+        prompter = self._prompter()
+        if prompter is None:
+            yield
+            return
+        before, was = getattr(self.model, "region_prompter", None), prompter.training
+        self.model.region_prompter = prompter.eval()
+        try:
+            yield
+        finally:
+            self.model.region_prompter = before
+            prompter.train(was)
 
     def run(self, stop_after: int | None = None) -> TrainResult:
         """Train to ``config.steps``; or, with ``stop_after``, only up to that step of the run: a checkpoint
