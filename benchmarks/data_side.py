@@ -4,15 +4,19 @@
 
 Variants of a group are trained the same way (same start, steps, batch, learning rate, seed) on a pool
 of pre-rendered synthetic train scenes (``cliplab.data.scene_text``); only the texts or the pool differ.
-How a group starts (``Recipe``): the alt-text and long-tail groups train FROM SCRATCH (``--init scratch``):
+How a group starts (``Recipe``): the alt-text group trains FROM SCRATCH (``--init scratch``):
 ``--model``'s architecture (the bundled ``cliplab:shapes-tiny`` config) with random weights drawn from
 ``--seed``, the same init for every variant, ``--steps`` steps at ``--lr`` 1e-3 (shapes-tiny's own
-recipe) with the trainer's AdamW and warm-up then cosine; as VeCLIP and MetaCLIP measure pre-training,
-and because the trained shapes-tiny is already at the ceiling of these test sets (clean R@1 0.997,
-tail-shape accuracy 1.000), where data cannot matter. The long-caption group POST-TRAINS the trained
-``--model`` (``--long-init model``) for ``--post-steps`` 40 at ``--post-lr`` 5e-4: Long-CLIP is a
-fine-tuning method (its stretch keeps a trained model's first 20 positions). ``--init model`` brings
-back post-training for all groups.
+recipe) with the trainer's AdamW and warm-up then cosine; as VeCLIP measures pre-training, and because
+the trained shapes-tiny is already at the ceiling of these test sets (clean R@1 0.997, tail-shape
+accuracy 1.000), where data cannot matter. The long-tail group trains as LiT does (``--tail-init lit``,
+Zhai et al. 2022): ``--model``'s trained image tower, locked, and a text tower from the same seeded
+random init, ``--steps`` at ``--lr``: the text tower must learn every shape's name from the pool, the
+tail shapes' from 50x fewer captions, while shape stays visible to it (from complete scratch, 150 or
+450 steps do not learn shape at all: all-shape accuracy 0.14-0.22, so the tail figure only says which
+shape an untrained model favours; ``--tail-init scratch`` runs that). The long-caption group POST-TRAINS
+the trained ``--model`` (``--long-init model``) for ``--post-steps`` 40 at ``--post-lr`` 5e-4: Long-CLIP
+is a fine-tuning method (its stretch keeps a trained model's first 20 positions).
 
 - quality captions (VeCLIP, Lai et al. 2024) on ``--pool`` scenes with noisy alt-text (the default rates
   of ``cliplab data synth --alt-text``): ``alt-text``; ``recaptioned`` by the bundled captioner
@@ -26,7 +30,7 @@ back post-training for all groups.
   clean full captions: ``raw-pool`` versus ``metaclip-curated`` (substring matching against the shape
   names, balanced with threshold ``--t``, ``cliplab curate``'s path).
 
-Figures per variant (test split, scenes training never sees), with ``start:scratch`` / ``start:model`` (no
+Figures per variant (test split, scenes training never sees), with ``start:scratch`` / ``start:lit`` / ``start:model`` (no
 training) as references:
 zero-shot accuracy per attribute on ``--eval-n`` single-object scenes; text->image R@1 with clean full
 captions of ``--eval-n`` 1-2-object scenes (the "short" captions of the Long-CLIP target); long-caption
@@ -127,7 +131,7 @@ def run_variant(start, pairs, recipe, args, out, objectives="clip", rewrites=Fal
     model = copy.deepcopy(start)
     config = TrainConfig(model=start.name, data="custom", objectives=objectives, steps=recipe.steps, batch_size=args.batch_size, lr=recipe.lr,
                          seed=args.seed, out=str(out), ckpt_every=0, evaluate="none", log_every=max(1, recipe.steps // 5), workers=0,
-                         rewrites=rewrites, long_text=long_text, progress=False, device="cpu")  # fmt: skip
+                         rewrites=rewrites, long_text=long_text, lock_image=recipe.init == "lit", progress=False, device="cpu")  # fmt: skip
     plan = BatchPlan(args.batch_size, args.seed, short_captions="pcm" in objectives, rule_rewrites=rewrites)
     t0 = time.perf_counter()
     train(config, model=model, batches=lambda s: StepBatches(pairs, model.preprocess, model.tokenize, plan, s, recipe.steps))
@@ -137,7 +141,9 @@ def run_variant(start, pairs, recipe, args, out, objectives="clip", rewrites=Fal
 @dataclass(frozen=True)
 class Recipe:
     """How a group's variants start and train: ``init`` "scratch" (``--model``'s architecture, random weights
-    from ``--seed``, the same for every variant) or "model" (``--model``'s trained weights: post-training)."""
+    from ``--seed``, the same for every variant), "model" (``--model``'s trained weights: post-training) or
+    "lit" (locked-image tuning, Zhai et al. 2022: ``--model``'s trained image tower, locked, and a text tower
+    from scratch)."""
 
     init: str
     steps: int
@@ -145,17 +151,18 @@ class Recipe:
 
 
 def recipes(args) -> dict[str, Recipe]:
-    """Each variant group's recipe: the alt-text and long-tail groups start as ``--init`` says, the long-caption
-    group as ``--long-init`` says; from scratch they train ``--steps`` at ``--lr``, post-training
-    ``--post-steps`` at ``--post-lr``."""
-    pick = {"scratch": (args.steps, args.lr), "model": (args.post_steps, args.post_lr)}
-    inits = {"noisy": args.init, "long": args.long_init, "tail": args.init}
+    """Each variant group's recipe: the alt-text group starts as ``--init`` says, the long-caption group as
+    ``--long-init`` and the long-tail group as ``--tail-init``; from scratch (a text tower from scratch, for
+    "lit") they train ``--steps`` at ``--lr``, post-training ``--post-steps`` at ``--post-lr``."""
+    pick = {"scratch": (args.steps, args.lr), "lit": (args.steps, args.lr), "model": (args.post_steps, args.post_lr)}
+    inits = {"noisy": args.init, "long": args.long_init, "tail": args.tail_init}
     return {group: Recipe(init, *pick[init]) for group, init in inits.items()}
 
 
 def start_model(spec: str, init: str, seed: int):
     """The model a variant starts from: ``spec`` loaded, or (``init`` "scratch") a bundled model's
-    architecture with random weights drawn from ``seed``."""
+    architecture with random weights drawn from ``seed``, or (``init`` "lit") those random weights with
+    ``spec``'s trained image tower."""
     import warnings
 
     from cliplab.errors import InputError
@@ -163,18 +170,25 @@ def start_model(spec: str, init: str, seed: int):
     from cliplab.models.bundled import load_bundled
 
     parsed = parse_spec(spec)
-    if init == "scratch" and parsed.kind != "cliplab":
+    if init in ("scratch", "lit") and parsed.kind != "cliplab":
         raise InputError(f"training from scratch needs a bundled model's architecture (cliplab:NAME), got {spec!r}; or pass --init model")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_bundled(parsed.target, device="cpu", seed=seed) if init == "scratch" else load_model(spec, device="cpu")
+        if init == "model":
+            return load_model(spec, device="cpu")
+        model = load_bundled(parsed.target, device="cpu", seed=seed)
+        if init == "lit":
+            trained = load_model(spec, device="cpu").tower_modules()["image"]
+            model.tower_modules()["image"].load_state_dict(trained.state_dict())
+        return model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="cliplab:shapes-tiny", help="the trained model (post-training) and, bundled, the architecture (from scratch)")
-    p.add_argument("--init", choices=("scratch", "model"), default="scratch", help="how the alt-text and long-tail groups start")
+    p.add_argument("--init", choices=("scratch", "model"), default="scratch", help="how the alt-text group starts")
     p.add_argument("--long-init", choices=("scratch", "model"), default="model", help="how the long-caption group starts")
+    p.add_argument("--tail-init", choices=("scratch", "lit", "model"), default="lit", help="how the long-tail group starts")
     p.add_argument("--steps", type=int, default=STEPS, help="steps from scratch")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate from scratch (shapes-tiny's recipe)")
     p.add_argument("--post-steps", type=int, default=40, help="steps of post-training")

@@ -226,12 +226,17 @@ def test_data_side_starts_each_group_from_scratch_or_the_model_as_asked(bench):
     data_side = bench("data_side")
     Recipe = data_side.Recipe
     plan = data_side.recipes(data_side.parse_args([]))
-    assert plan == {"noisy": Recipe("scratch", data_side.STEPS, 1e-3), "long": Recipe("model", 40, 5e-4), "tail": Recipe("scratch", data_side.STEPS, 1e-3)}
-    plan = data_side.recipes(data_side.parse_args(["--init", "model", "--long-init", "scratch", "--steps", "7", "--post-lr", "1e-4"]))
+    assert plan == {"noisy": Recipe("scratch", data_side.STEPS, 1e-3), "long": Recipe("model", 40, 5e-4), "tail": Recipe("lit", data_side.STEPS, 1e-3)}
+    argv = ["--init", "model", "--long-init", "scratch", "--tail-init", "model", "--steps", "7", "--post-lr", "1e-4"]
+    plan = data_side.recipes(data_side.parse_args(argv))
     assert plan == {"noisy": Recipe("model", 40, 1e-4), "long": Recipe("scratch", 7, 1e-3), "tail": Recipe("model", 40, 1e-4)}
     trained = data_side.start_model("cliplab:shapes-tiny", "model", 0)
     a, b = (data_side.start_model("tiny", "scratch", 0) for _ in range(2))
     assert a.identity == b.identity != trained.identity  # every variant starts from the same random init
     assert a.name == trained.name == "cliplab:shapes-tiny"
+    lit = data_side.start_model("tiny", "lit", 0)  # LiT: the trained image tower, the seeded random text tower
+    towers = {name: (lit.tower_modules()[name].state_dict(), m.tower_modules()[name].state_dict()) for name, m in (("image", trained), ("text", a))}
+    for name, (got, want) in towers.items():
+        assert all(torch.equal(got[k], want[k]) for k in want), name
     with pytest.raises(InputError, match="cliplab:NAME"):
         data_side.start_model("openclip:RN50", "scratch", 0)
