@@ -78,11 +78,7 @@ def measure(model, ssl_model, attribute: str, pool: list, test: list, epochs: in
     names = np.array(classes)
     rows, pseudo = nola.confident_rows_, nola.confident_labels_
     self_training = LogisticRegression(max_iter=1000, C=1.0).fit(X_pool[rows], names[pseudo])
-    with_torch_labeller = nola.labeller_
-    import torch
-
-    with torch.no_grad():
-        labeller_test = with_torch_labeller(torch.from_numpy(S_test)).argmax(1).numpy()
+    labeller_test = nola.labeller_proba(S_test).argmax(1)
     return {
         "zero_shot": float((names[(X_test @ nola.name_weights_.T).argmax(1)] == y_test).mean()),
         "descriptor_ensemble": float((names[(X_test @ nola.text_weights_.T).argmax(1)] == y_test).mean()),
@@ -101,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--ssl-model", default="cliplab:shapes-vit")
-    parser.add_argument("--ssl-tokens", default="cls+grid3", help="the SSL encoder's features: its last block's tokens (cls, mean, gridK joined by +; Model.multilevel), or 'embedding'")
+    parser.add_argument("--ssl-tokens", default="grid8", help="the SSL encoder's features: its last block's tokens (cls, mean, gridK joined by +; Model.multilevel), or 'embedding'")
+    parser.add_argument("--ssl-layers", default="-2", help="the SSL encoder's blocks whose tokens are read (negative from the last)")
+    parser.add_argument("--labeller", default="linear", choices=("linear", "mlp"), help="the labelling network (NoLA: mlp)")
     parser.add_argument("--targets", default="labeller", choices=("labeller", "combined"))
     parser.add_argument("--attributes", default="size,position")
     parser.add_argument("--pool", type=int, default=600, help="unlabelled scenes adapted on")
@@ -116,12 +114,12 @@ def main() -> None:
     machine = print_machine()
     model, ssl_model = load_model(args.model, device="cpu"), load_model(args.ssl_model, device="cpu")
     if args.ssl_tokens != "embedding":
-        ssl_model = ssl_model.multilevel([-1], tokens=args.ssl_tokens)
+        ssl_model = ssl_model.multilevel(args.ssl_layers, tokens=args.ssl_tokens)
     pool, test = scenes(args.pool, 101), scenes(args.test, 202)
-    print(f"CLIP {args.model}, SSL encoder {args.ssl_model} (image tower, frozen; {args.ssl_tokens}); targets {args.targets}; pool {args.pool} unlabelled scenes, test {args.test}")
+    print(f"CLIP {args.model}, SSL encoder {args.ssl_model} (image tower, frozen; {args.ssl_tokens} of blocks {args.ssl_layers}); labeller {args.labeller}; targets {args.targets}; pool {args.pool} unlabelled scenes, test {args.test}")
     rows = {}
     for attribute in args.attributes.split(","):
-        r = measure(model, ssl_model, attribute, pool, test, args.epochs, args.seed, targets=args.targets, k_fraction=args.k_fraction)
+        r = measure(model, ssl_model, attribute, pool, test, args.epochs, args.seed, targets=args.targets, k_fraction=args.k_fraction, labeller=args.labeller)
         best_text = max(r["zero_shot"], r["descriptor_ensemble"])
         r["gain_over_zero_shot_points"] = 100 * (r["nola"] - best_text)
         r["gain_over_self_training_points"] = 100 * (r["nola"] - r["self_training"])
