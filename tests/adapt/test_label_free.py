@@ -58,6 +58,20 @@ def test_strong_view_is_seeded_and_keeps_the_shape():
     assert strong_view(pixels, torch.Generator().manual_seed(0), "crop").shape == pixels.shape
 
 
+def test_the_default_strong_view_keeps_the_object_where_it_is_and_as_big():
+    # size and position labels must survive the strong view: a bright square keeps its box (+-1 px)
+    gen = torch.Generator().manual_seed(3)
+    for top, left, side in [(2, 3, 6), (12, 20, 9), (22, 5, 4)]:
+        pixels = torch.zeros(4, 3, 32, 32)
+        pixels[:, :, top : top + side, left : left + side] = 3.0
+        view = strong_view(pixels, gen).mean(1)
+        for v in view:
+            inside, outside = v[top : top + side, left : left + side].mean(), v[0 if top > 5 else 31, 0 if left > 5 else 31]
+            rows, cols = torch.nonzero(v > (inside + outside) / 2, as_tuple=True)
+            box = (rows.min().item(), cols.min().item(), rows.max().item() + 1, cols.max().item() + 1)
+            assert all(abs(a - b) <= 1 for a, b in zip(box, (top, left, top + side, left + side))), box
+
+
 def test_the_linear_labeller_fills_classes_missing_from_the_confident_set_with_zero(tiny_model):
     head = LabelFree(tiny_model, ["a", "b", "c"])
     head.classes_ = np.array(["a", "b", "c"])
