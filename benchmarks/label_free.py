@@ -81,7 +81,7 @@ def measure(model, ssl_model, attribute: str, pool: list, test: list, epochs: in
                      epochs=epochs, random_state=seed, **kw).fit(pool_images, y_eval=y_pool)  # fmt: skip
     fit_s = time.perf_counter() - t0
     X_pool, X_test = model.encode_images(pool_images), model.encode_images(test_images)
-    S_pool, S_test = ssl_model.encode_images(pool_images), ssl_model.encode_images(test_images)
+    S_test = ssl_model.encode_images(test_images)
     names = np.array(classes)
     rows, pseudo = nola.confident_rows_, nola.confident_labels_
     self_training = LogisticRegression(max_iter=1000, C=1.0).fit(X_pool[rows], names[pseudo])
