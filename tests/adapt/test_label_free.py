@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cliplab.adapt import LabelFree, confident_per_class
-from cliplab.adapt.label_free import default_k, norm_parameters, strong_view
+from cliplab.adapt.label_free import default_k, position_parameters, strong_view, tuned_parameters
 from cliplab.errors import InputError
 
 
@@ -58,6 +58,40 @@ def test_strong_view_is_seeded_and_keeps_the_shape():
     assert strong_view(pixels, torch.Generator().manual_seed(0), "crop").shape == pixels.shape
 
 
+def test_the_default_strong_view_keeps_the_object_where_it_is_and_as_big():
+    # size and position labels must survive the strong view: a bright square keeps its box (+-1 px)
+    gen = torch.Generator().manual_seed(3)
+    for top, left, side in [(2, 3, 6), (12, 20, 9), (22, 5, 4)]:
+        pixels = torch.zeros(4, 3, 32, 32)
+        pixels[:, :, top : top + side, left : left + side] = 3.0
+        view = strong_view(pixels, gen).mean(1)
+        for v in view:
+            inside, outside = v[top : top + side, left : left + side].mean(), v[0 if top > 5 else 31, 0 if left > 5 else 31]
+            rows, cols = torch.nonzero(v > (inside + outside) / 2, as_tuple=True)
+            box = (rows.min().item(), cols.min().item(), rows.max().item() + 1, cols.max().item() + 1)
+            assert all(abs(a - b) <= 1 for a, b in zip(box, (top, left, top + side, left + side))), box
+
+
+def test_the_linear_labeller_fills_classes_missing_from_the_confident_set_with_zero(tiny_model):
+    head = LabelFree(tiny_model, ["a", "b", "c"])
+    head.classes_ = np.array(["a", "b", "c"])
+    feats = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], np.float32)
+    head.labeller_ = head._train_labeller(feats, np.arange(4), np.array([0, 0, 2, 2]), 3)
+    proba = head.labeller_proba(feats)
+    assert proba.shape == (4, 3) and np.all(proba[:, 1] == 0) and np.allclose(proba.sum(1), 1)
+    assert proba.argmax(1).tolist() == [0, 0, 2, 2]
+
+
+def test_the_student_tunes_norms_and_the_positional_embeddings(tiny_model, hf_model):
+    # the open_clip ViT's input positional embedding; the transformers tower's embedding table
+    assert [name for name, _ in position_parameters(tiny_model)] == ["positional_embedding"]
+    assert [name for name, _ in position_parameters(hf_model)] == ["embeddings.position_embedding.weight"]
+    norms_only = tuned_parameters(tiny_model, "norms")
+    both = [name for name, _ in tuned_parameters(tiny_model)]
+    assert both == [name for name, _ in norms_only] + ["positional_embedding"]
+    assert all(p.ndim == 1 for _, p in norms_only) and any(name.endswith("ln_post.weight") for name, _ in norms_only)
+
+
 @pytest.fixture(scope="module")
 def scenes():
     from cliplab.data import synthetic
@@ -75,7 +109,7 @@ def test_fit_uses_no_labels_predicts_names_and_leaves_the_model_as_it_was(tiny_m
     assert head.stage_accuracy_ is None
     after = tiny_model.torch_module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the tuned norms live in the head
-    assert not all(torch.equal(v, p.detach()) for v, (_, p) in zip(head.norm_values_, norm_parameters(tiny_model)))
+    assert not all(torch.equal(v, p.detach()) for v, (_, p) in zip(head.tuned_values_, tuned_parameters(tiny_model)))
     pred = head.predict(images)
     assert set(pred.tolist()) <= {"small", "medium", "large"} and len(pred) == len(images)
     proba = head.predict_proba(images[:5])
@@ -91,8 +125,10 @@ def test_fit_uses_no_labels_predicts_names_and_leaves_the_model_as_it_was(tiny_m
 
 def test_an_ssl_encoder_feeds_the_labeller_and_bad_input_is_refused(tiny_model, hf_model, scenes):
     images, _ = scenes
-    head = LabelFree(tiny_model, ["small", "medium", "large"], ssl_model=hf_model, labeller_epochs=2, epochs=1, k=4).fit(images)
+    head = LabelFree(tiny_model, ["small", "medium", "large"], ssl_model=hf_model, labeller="mlp", labeller_epochs=2, epochs=1, k=4).fit(images)
     assert head.labeller_[0].in_features == hf_model.embed_dim
+    proba = head.labeller_proba(hf_model.encode_images(images[:3]))
+    assert proba.shape == (3, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
     with pytest.raises(InputError, match="not embeddings"):
         LabelFree(tiny_model, ["a", "b"]).fit(np.zeros((4, 32), np.float32))
     with pytest.raises(InputError, match="y_eval"):
