@@ -25,6 +25,29 @@ def test_cluster_batches_hold_one_cluster_each_and_skip_small_clusters():
     assert 1 not in set(labels[covered])
 
 
+def test_cluster_hardness_is_the_infonce_among_each_clusters_own_pairs():
+    rng = np.random.default_rng(0)
+    image, text = rng.normal(size=(7, 3)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32)
+    labels = np.array([4, 4, 4, 9, 9, 2, 7])
+    hard = up.hard_clusters(labels, image, text, 5.0)
+    assert set(hard) == {4, 9}  # clusters of one pair have no negatives
+    for c, value in hard.items():
+        rows = np.flatnonzero(labels == c)
+        logits = 5.0 * image[rows] @ text[rows].T
+        expected = np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(logits)])
+        assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_emphasised_batches_follow_the_hardness_of_their_clusters():
+    labels = np.array([0] * 32 + [1] * 32 + [2] * 32)
+    batches = up.cluster_batches(labels, 8, 4, np.random.default_rng(0))  # 4 batches per cluster
+    rng = np.random.default_rng(1)
+    drawn = [labels[b[0]] for _ in range(500) for b in up.emphasised_batches(batches, labels, {0: 1.0, 1: 3.0, 2: 0.0}, rng)]
+    shares = np.bincount(drawn, minlength=3) / len(drawn)
+    np.testing.assert_allclose(shares, [0.25, 0.75, 0.0], atol=0.02)
+    assert all(len(np.unique(labels[b])) == 1 for b in up.emphasised_batches(batches, labels, {0: 1.0, 1: 1.0}, rng))
+
+
 def test_the_smoothed_loss_is_cross_entropy_against_smoothed_targets():
     g = torch.Generator().manual_seed(0)
     image, text = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
@@ -96,16 +119,19 @@ def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
         UpcycleConfig(experts=2, top_k=3).check()
     with pytest.raises(InputError, match="clusters"):
         UpcycleConfig(clusters=1).check()
+    with pytest.raises(InputError, match="emphasis"):
+        UpcycleConfig(emphasis="soft").check()
 
 
 def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):
     out = tmp_path / "moe"
     result = cli("moe", "upcycle", "--data", "synthetic:160", "--out", out, "--experts", "2", "--top-k", "1", "--stage-steps", "1",
-                 "--router-steps", "1", "--batch-size", "16", "--clusters", "2", "--no-progress")  # fmt: skip
+                 "--router-steps", "1", "--batch-size", "16", "--clusters", "2", "--emphasis", "hard", "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "active" in result.stdout and (out / "cliplab_model.json").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["clusters"] == 2 and summary["stages"][0]["clusters"] <= 4  # 2 x 2 joint clusters
+    assert summary["settings"]["emphasis"] == "hard"
     result = cli("embed", "--model", out, "--images", "synthetic:3", "--out", tmp_path / "feats", "--no-cache")
     assert result.exit_code == 0, result.output
     again = cli("moe", "upcycle", "--data", "synthetic:48", "--out", out, "--no-progress")

@@ -184,6 +184,9 @@ class UpcycleConfig:
     # learn what else tells the pairs apart (size, position), as MCL intends (benchmarks/moe.py)
     clusters: int = 5
     stage_steps: int = 100  # per stage 1..E-1
+    # "none": the official sampler's within-cluster batches, every cluster alike; "hard": clusters drawn
+    # in proportion to how badly the previous stage's model separates their pairs (cliplab.train.upcycle)
+    emphasis: str = "none"
     batch_size: int = 64
     min_batch: int = 16  # a cluster smaller than this gives no batch (the official sampler skips small clusters)
     lr: float = 2e-4
@@ -207,6 +210,8 @@ class UpcycleConfig:
             raise InputError(f"towers must be a non-empty subset of image, text; got {', '.join(self.towers) or 'none'}")
         if self.batch_size < 2 or self.min_batch < 2:
             raise InputError("batch sizes must be at least 2 (a contrastive batch needs negatives)")
+        if self.emphasis not in ("none", "hard"):
+            raise InputError(f"--emphasis must be none or hard, got {self.emphasis!r}")
         if self.clusters < 2:
             raise InputError(f"--clusters must be at least 2 (one cluster leaves the batches as they are), got {self.clusters}")
         return self

@@ -8,7 +8,10 @@
 2. stages 1..E-1: the *base* model (never the previous stage's) fine-tuned with only the feed-forward
    layers (``mlp``) trainable, every batch drawn from one accumulated pseudo-label cluster (so what
    already separates the clusters cannot separate a batch), InfoNCE with label smoothing 0.1; the
-   stage's features are clustered again and the labels chain: ``label = label * 9 + joint``;
+   stage's features are clustered again and the labels chain: ``label = label * 9 + joint``.
+   With ``emphasis="hard"`` (cliplab's addition, not in the official sampler, which cycles through the
+   clusters evenly) each batch's cluster is drawn in proportion to the previous model's InfoNCE among
+   that cluster's own pairs, so a stage dwells on the clusters the previous stage could not separate;
 3. the MoE: non-FFN weights from the base, expert i of each block = stage i's FFN (expert 0 the
    base's), a router per block on ``ln_2(x)``, top-k of E;
 4. router-only training: InfoNCE (label smoothing 0.1) + 0.01 * the load-balancing loss.
@@ -123,6 +126,27 @@ def cluster_batches(labels: np.ndarray, batch_size: int, min_batch: int, rng: np
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def hard_clusters(labels: np.ndarray, image: np.ndarray, text: np.ndarray, scale: float) -> dict[int, float]:
+    """How badly the model whose normalised features are ``image``/``text`` tells each cluster's pairs
+    apart: the mean image->text InfoNCE among the cluster's own pairs (clusters of one pair: none)."""
+    out = {}
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) > 1:
+            logits = scale * torch.from_numpy(image[rows]) @ torch.from_numpy(text[rows]).T
+            out[int(c)] = float(F.cross_entropy(logits, torch.arange(len(rows))))
+    return out
+
+
+def emphasised_batches(batches: list[np.ndarray], labels: np.ndarray, hardness: dict[int, float], rng: np.random.Generator) -> list[np.ndarray]:
+    """As many batches as ``batches``, drawn with replacement, each with probability proportional to its
+    cluster's ``hardness``: the stage spends its steps on the clusters the previous model separates worst."""
+    if not batches:
+        return batches
+    weights = np.array([hardness.get(int(labels[b[0]]), 0.0) for b in batches])
+    return [batches[i] for i in rng.choice(len(batches), size=len(batches), p=weights / weights.sum())]
+
+
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch of ordinary batches: a permutation of ``0..n-1`` cut into ``batch_size`` chunks (last dropped)."""
     order = rng.permutation(n)
@@ -227,6 +251,7 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
     towers = {t: list(range(len(tower_blocks(base, t)))) for t in config.towers}
     texts = None if "text" in config.towers else caption_features(base, data)  # a text tower that stays as it is
     image, text = pair_features(base, data, texts)
+    scale = float(base.logit_scale.detach().exp())
     labels = joint_clusters(image, text, config.clusters, config.seed)
     stages: list[dict[str, Any]] = [{"stage": 0, "clusters": len(np.unique(labels)), "wall_s": round(time.perf_counter() - t0, 1)}]
     experts = {t: {i: [copy.deepcopy(tower_blocks(base, t)[i].mlp)] for i in idx} for t, idx in towers.items()}
@@ -236,7 +261,13 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
         params = trainable_only(student, ffn_names(config.towers))
         rng = np.random.default_rng([config.seed, stage])
         smallest = min(config.min_batch, config.batch_size)
-        batches = endless(lambda labels=labels, rng=rng, smallest=smallest: cluster_batches(labels, config.batch_size, smallest, rng))
+        hardness = hard_clusters(labels, image, text, scale) if config.emphasis == "hard" else None
+
+        def epoch(labels=labels, rng=rng, smallest=smallest, hardness=hardness) -> list[np.ndarray]:
+            batches = cluster_batches(labels, config.batch_size, smallest, rng)
+            return batches if hardness is None else emphasised_batches(batches, labels, hardness, rng)
+
+        batches = endless(epoch)
         sizes = np.bincount(np.unique(labels, return_inverse=True)[1])
         losses = fit(student, data, batches, params, config.stage_steps, config.lr, config.weight_decay, config.warmup,
                      config.label_smoothing, config.seed + stage, phase=f"stage {stage}/{config.experts - 1}", progress=progress,
