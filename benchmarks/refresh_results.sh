@@ -27,6 +27,8 @@ runs=(
     "label_free_norms|benchmarks/label_free.py --ssl-layers -2 --tune norms"
     "multilingual|benchmarks/multilingual.py"
     "moe|benchmarks/moe.py"
+    "moe_lr3e-4|benchmarks/moe.py --skip-baselines --threads 1 --lr 3e-4"
+    "moe_hard|benchmarks/moe.py --skip-baselines --threads 1 --stage-steps 200 --emphasis hard"
     "data_side_alt_text|benchmarks/data_side.py --threads 1 --variants alt-text"
     "data_side_recaptioned|benchmarks/data_side.py --threads 1 --variants recaptioned"
     "data_side_veclip_mix|benchmarks/data_side.py --threads 1 --variants veclip-mix"
@@ -41,6 +43,7 @@ runs=(
     "objectives|benchmarks/objectives.py"
     "objectives_region|benchmarks/objectives.py --only cloc,grain,farslip,declip,dclip,pacl"
     "vit_dense|benchmarks/vit_dense.py"
+    "caption_quality|benchmarks/caption_quality.py"
     "caption_distill|benchmarks/caption_distill.py"
     "caption_distill_w64|benchmarks/caption_distill.py --student-width 64"
 )
