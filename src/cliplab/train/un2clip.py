@@ -61,8 +61,8 @@ SUMMARY_FILE = "un2clip.json"
 @dataclass
 class Un2ClipConfig:
     """Settings of both stages, chosen for the diffusion decoder on validation pairs (README, un²CLIP). With
-    ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took 405 CPU seconds (one thread; decoder
-    247 s, image tower 144 s). The regression decoder's figures were measured with ``decoder_steps=1500,
+    ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took 363 CPU seconds (one thread; decoder
+    214 s, image tower 136 s). The regression decoder's figures were measured with ``decoder_steps=1500,
     decoder_lr=2e-3, noise=0.4, anchor=1.0, lr=3e-4``."""
 
     decoder: str = "diffusion"  # "diffusion" (a conditional DDPM) or "regression" (see the module's docstring)
