@@ -49,7 +49,7 @@ def un2clip_command(
     decoder_lr: float = typer.Option(1e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Stage 2: images per step."),
     decoder_batch_size: int = typer.Option(64, "--decoder-batch-size", min=1, help="Stage 1: images per step."),
-    anchor: float = typer.Option(0.03, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
+    anchor: float = typer.Option(0.1, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
                                  "embedding to the starting model's (0: none)."),
     noise: float = typer.Option(0.1, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
     loss_size: int = typer.Option(16, "--loss-size", help="Regression: compare decoded and real images area-averaged to this many pixels "
