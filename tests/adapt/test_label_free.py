@@ -155,5 +155,23 @@ def test_cli_adapt_nola_on_an_unlabelled_folder(cli, tiny_model_files, tmp_path,
     assert results["method"] == "nola" and results["n_images"] == len(images) and results["stage_accuracy"] is None
     result = cli("adapt", "--methods", "nola", "--train", folder, "--out", tmp_path / "x", *model)
     assert result.exit_code == 2 and "--classnames" in result.stderr
+    result = cli("adapt", "--methods", "nola", "--train", folder, "--classnames", "a,b", "--ssl-tokens", "grid2", "--out", tmp_path / "x", *model)
+    assert result.exit_code == 2 and "--ssl-tokens applies with --ssl-layers" in result.stderr
     result = cli("adapt", "--methods", "nola,gda", "--train", folder, "--classnames", "a,b", "--out", tmp_path / "y", *model)
     assert result.exit_code == 2 and "alone" in result.stderr
+
+
+def test_cli_nola_reads_the_ssl_encoders_patch_grid_with_ssl_layers(cli, tiny_model_files, tmp_path, scenes):
+    images, _ = scenes
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i, im in enumerate(images):
+        im.save(folder / f"img{i:02d}.png")
+    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    result = cli("adapt", "--methods", "nola", "--train", folder, "--classnames", "small,medium,large", "--epochs", "1", "--ssl-model",
+                 "cliplab:shapes-vit", "--ssl-layers", "-1", "--ssl-tokens", "grid2", "--out", tmp_path / "run", "--no-progress", *model)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    from cliplab.models import load_model
+
+    assert results["ssl_model"] == load_model("cliplab:shapes-vit", device="cpu").multilevel("-1", tokens="grid2").name != "cliplab:shapes-vit"

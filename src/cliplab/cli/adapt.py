@@ -129,6 +129,8 @@ def adapt_command(
     classnames: ClassnamesOption = None,
     descriptors: Optional[Path] = typer.Option(None, "--descriptors", help="With --methods nola: a JSON file {class: [description, ...]} encoded beside the templates (NoLA's description-based classifier)."),
     ssl_model: Optional[str] = typer.Option(None, "--ssl-model", help="With --methods nola: the self-supervised encoder whose image features the labelling network reads (any model spec; default: --model's own image tower)."),
+    ssl_layers: Optional[str] = typer.Option(None, "--ssl-layers", help="With --methods nola: the labelling network reads these blocks' tokens of the SSL encoder (a ViT) instead of its embedding, e.g. -1 (negative: from the last; COMM's multi-level features)."),
+    ssl_tokens: Optional[str] = typer.Option(None, "--ssl-tokens", help="With --ssl-layers: which tokens of each block: cls, mean and/or gridK (patch tokens averaged over a KxK grid), joined by '+'.", show_default="grid8: every patch token of shapes-vit's 8x8 grid"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of the trained heads (default: each method's reference setting)."),
     templates: str = typer.Option("default", "--templates", help="Zero-shot prompt templates: default | openai_imagenet | tip_adapter, or a .txt/.json file."),
     export: Optional[Path] = typer.Option(None, "--export", help="Save the best head (by accuracy at the most shots on selection images that no search sees) with conformal sets to this file, for cliplab classify --head. svd tunes the model's towers rather than a head over its embeddings, so it is compared but never exported."),
@@ -160,13 +162,13 @@ def adapt_command(
 
     console = Console()
     if "nola" in [m.strip() for m in methods.split(",")]:
-        from cliplab.cli.label_free import run_label_free
+        from cliplab.cli.label_free import SslFeatures, run_label_free
 
         with user_errors(), warnings_as_lines(), one_torch_thread():
             if methods.strip() != "nola":
                 raise InputError("--methods nola runs alone (it uses no labels, the other methods need them); pass --methods nola")
             options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
-            run_label_free(train, out, classnames, templates, descriptors, ssl_model, epochs, options)
+            run_label_free(train, out, classnames, templates, descriptors, SslFeatures(ssl_model, ssl_layers, ssl_tokens), epochs, options)
         return
     with user_errors(), warnings_as_lines():
         shot_list, seed_list, method_list = parse_ints(shots, "--shots"), parse_ints(seeds, "--seeds"), parse_methods(methods)

@@ -7,6 +7,7 @@ classes. Writes ``results.json`` (settings, stage accuracies) and ``predictions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -15,14 +16,36 @@ from cliplab.cli.common import EmbeddingOptions, read_names
 from cliplab.errors import InputError
 
 
-def run_label_free(train: str, out: Path, classnames: str | None, templates: str, descriptors: Path | None, ssl_model: str | None,
+@dataclass(frozen=True)
+class SslFeatures:
+    """What the labelling network reads: ``model``'s image embedding (None: the CLIP model's), or with
+    ``layers`` its blocks' ``tokens`` (:meth:`cliplab.models.base.Model.multilevel`)."""
+
+    model: str | None = None
+    layers: str | None = None
+    tokens: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.layers is None:
+            raise InputError("--ssl-tokens applies with --ssl-layers (the blocks whose tokens are read); add e.g. --ssl-layers -1")
+
+    def load(self, clip):
+        """The encoder for :class:`cliplab.adapt.LabelFree`'s ``ssl_model`` (None: ``clip`` itself)."""
+        from cliplab.models import load_model
+
+        encoder = load_model(self.model, device=clip.device) if self.model else None
+        if self.layers is None:
+            return encoder
+        return (encoder or clip).multilevel(self.layers, tokens=self.tokens or "grid8")
+
+
+def run_label_free(train: str, out: Path, classnames: str | None, templates: str, descriptors: Path | None, ssl: SslFeatures,
                    epochs: int | None, options: EmbeddingOptions) -> None:  # fmt: skip
     """Fit :class:`cliplab.adapt.LabelFree` on the images of ``train`` and write the results to ``out``."""
     from cliplab.adapt import LabelFree
     from cliplab.data.images import decode_image
     from cliplab.data.sources import open_source
     from cliplab.files import atomic_folder, atomic_write, write_json
-    from cliplab.models import load_model
 
     if classnames is None:
         raise InputError("--methods nola needs --classnames (the classes to adapt to: 'a,b,c' or a file with one per line)")
@@ -39,7 +62,7 @@ def run_label_free(train: str, out: Path, classnames: str | None, templates: str
     known = all(label is not None and label.replace("_", " ") in names for label in labels)
     y_eval = [label.replace("_", " ") for label in labels] if known else None  # folder names such as top_left
     clip, _ = options.prepare()
-    ssl = load_model(ssl_model, device=clip.device) if ssl_model else None
+    ssl = ssl.load(clip)
     kw = {"epochs": epochs} if epochs is not None else {}
     head = LabelFree(clip, names, templates=templates, descriptors=descriptors, ssl_model=ssl, **kw).fit(images, y_eval=y_eval)
     proba = head.predict_proba(images)
