@@ -163,10 +163,14 @@ class IPPromptLearner(torch.nn.Module):
 
     Style: per layer ``Linear(W, H) -> Linear(H, width)`` (no activation) on (mu + sigma) / 2.
     Content: per layer ``Linear(W, width)`` on mu, then ``Linear(L, 1)`` over the layers, repeated 4x.
+    The tokens enter the prompt times ``token_scale``, the spread of the text tower's word embeddings
+    (a cliplab choice: unscaled, the standardised inputs give context vectors ~50x larger than the
+    words', which drown the class name; the style distance is taken before that scale).
     """
 
-    def __init__(self, layers: int, vision_width: int, text_width: int, hidden: int, generator: torch.Generator):
+    def __init__(self, layers: int, vision_width: int, text_width: int, hidden: int, generator: torch.Generator, token_scale: float = 1.0):
         super().__init__()
+        self.register_buffer("token_scale", torch.tensor(float(token_scale)))
 
         def weight(*shape: int) -> torch.nn.Parameter:
             return torch.nn.Parameter(torch.randn(*shape, generator=generator) * shape[-2] ** -0.5)
@@ -197,7 +201,7 @@ class IPPromptLearner(torch.nn.Module):
         per_layer = torch.einsum("blw,lwt->blt", content, self.content_proj) + self.content_bias
         content_token = torch.einsum("blt,l->bt", per_layer, self.layer_mix) + self.layer_mix_bias
         ctx = torch.cat([style_tokens, style_tokens, content_token[:, None].expand(-1, CONTENT_COPIES, -1)], dim=1)
-        return ctx, style_tokens
+        return self.token_scale * ctx, style_tokens
 
 
 class StyleEnhancement(torch.nn.Module):
@@ -414,9 +418,9 @@ class NonTransferablePrompt(SavableHead, ValidatedParams, ClassifierMixin, BaseE
     # -- pieces
 
     def _learner(self, layers: int, width: int) -> IPPromptLearner:
-        text_width = self.model.token_embedding_module().weight.shape[1]
+        words = self.model.token_embedding_module().weight
         gen = torch.Generator().manual_seed(int(self.random_state))
-        return IPPromptLearner(layers, width, text_width, max(8, width // 3), gen)
+        return IPPromptLearner(layers, width, words.shape[1], max(8, width // 3), gen, float(words.detach().float().std()))
 
     def _prompts(self) -> ClassPrompts:
         return ClassPrompts(self.model, self.prompt_names_, 2 * self.n_layers_ + CONTENT_COPIES, "end")
