@@ -1,6 +1,6 @@
 """Non-transferable prompts (IP-CLIP, issue #23 §3): CoOp vs NonTransferablePrompt on background domains.
 
-    PYTHONPATH=src nice -n 10 python benchmarks/ip_clip.py [--authorised plain] [--train 160] [--test 100] [--epochs 30] [--views 4] [--json FILE]
+    PYTHONPATH=src nice -n 10 python benchmarks/ip_clip.py [--authorised plain] [--train 160] [--test 100] [--epochs 30] [--views 0] [--json FILE]
 
 Task: single-object synthetic scenes classified by shape (8 classes) with the bundled ViT
 (``shapes-vit``). A domain is a scene background: every scene is drawn with the background forced to
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="NonTransferablePrompt epochs")
     parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp epochs")
     parser.add_argument("--lr", type=float, default=0.01, help="NonTransferablePrompt learning rate (Adam)")
-    parser.add_argument("--views", type=int, default=4, help="augmented views per training scene (0: none)")
+    parser.add_argument("--views", type=int, default=0, help="augmented views per training scene (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     add_json_option(parser)
     args = parser.parse_args()

@@ -222,9 +222,10 @@ def test_refusals(vit, domains, bundled):
 def test_save_load_gives_the_same_predictions(vit, domains, tmp_path):
     from cliplab.adapt import load
 
-    _, Xa, ya = domains["plain"]
+    images, Xa, ya = domains["plain"]
     _, Xu, yu = domains["striped"]
-    head = NonTransferablePrompt(vit, epochs=2, batch_size=4, random_state=0).fit(Xa, ya, Xu, yu)
+    with_views = domain_features(vit, images, n_views=1)  # trained on drawn views too
+    head = NonTransferablePrompt(vit, epochs=2, batch_size=4, random_state=0).fit(with_views, ya, Xu, yu)
     head.save(tmp_path / "prompt.cliplab")
     again = NonTransferablePrompt.load(tmp_path / "prompt.cliplab", model=vit)
     for X in (Xa, Xu):
