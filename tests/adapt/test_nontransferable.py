@@ -19,10 +19,10 @@ from cliplab.adapt.nontransferable import (
     clamped,
     domain_features,
     ip_clip_loss,
-    one_view,
     ip_clip_terms,
     layer_statistics,
     nontransfer_metrics,
+    one_view,
     prediction_entropy,
     style_distance,
     text_feature_kl,
@@ -270,9 +270,10 @@ def test_cli_adapt_ipclip_writes_results_and_a_prompt_that_loads(cli, vit, tmp_p
     assert set(results["metrics"]["acc_unauth"]) == {"unauthorised_1", "unauthorised_2"} and results["metrics"]["chance"] == 0.5
     assert "authorised" in result.stdout and "zero-shot" in result.stdout
     # the saved prompt scores the held-out authorised images as the run did
+    from PIL import Image
+
     from cliplab.adapt.nontransferable import domain_features
     from cliplab.data.few_shot import stratified_split
-    from PIL import Image
 
     files = sorted((tmp_path / "plain").glob("*/*.png"))
     y = np.array([f.parent.name for f in files])

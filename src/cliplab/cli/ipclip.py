@@ -35,7 +35,11 @@ def run_ip_clip(train: str, unauthorised: list[str], test: str | None, test_frac
                 seed: int, export: Path | None, options: EmbeddingOptions) -> None:  # fmt: skip
     """Fit :class:`cliplab.adapt.NonTransferablePrompt` on ``train`` (authorised) against the
     ``unauthorised`` sources, score it and zero-shot on every domain's test images, write ``out``."""
-    from cliplab.adapt import NonTransferablePrompt, domain_features, nontransfer_metrics
+    from cliplab.adapt import (
+        NonTransferablePrompt,
+        domain_features,
+        nontransfer_metrics,
+    )
     from cliplab.adapt.nontransferable import DomainFeatures
     from cliplab.data.few_shot import stratified_split
     from cliplab.files import atomic_folder, write_json
