@@ -92,7 +92,7 @@ def main() -> None:
     metrics = nontransfer_metrics(ntp_acc[args.authorised], {b: ntp_acc[b] for b in others}, len(classes),
                                   coop_acc[args.authorised], {b: coop_acc[b] for b in others})  # fmt: skip
     chance = metrics["chance"]
-    auth_gap = 100 * (coop_acc[args.authorised] - ntp_acc[args.authorised])
+    auth_gap = round(100 * (coop_acc[args.authorised] - ntp_acc[args.authorised]), 6)  # 0.96 - 0.94 is 2.0000000000000018 points
     worst = max(ntp_acc[b] for b in others)
     auth_ok, unauth_ok = auth_gap <= 2.0, worst <= chance + 0.10
     print(f"chance {chance:.3f}; authorised drop vs CoOp {auth_gap:+.1f} points; unauthorised mean "
