@@ -15,6 +15,7 @@ Block -> how it runs (``HOW``; a block missing from it fails ``test_every_block_
 | Support sets without labels #1 | run on ``photos/`` (the pool) and ``new_parts/`` (the test folder): synthetic shape folders |
 | Label-free adaptation #1 | run on ``photos/`` (its shape subfolders only score the stages), ``[--descriptors ...]`` dropped |
 | Non-transferable prompts (IP-CLIP) #1 | exec'd as written (the bundled shapes-vit, 16 drawn images, 2 epochs) |
+| Non-transferable prompts (IP-CLIP) #2 | run on ``plain_parts/``, ``striped_parts/``, ``dotted_parts/``: 8 shape folders' scenes each with the background forced, 1 epoch |
 | Multi-level features #1 | exec'd as written (the bundled shapes-vit, 60 synthetic scenes) |
 | un²CLIP #1 | ``synthetic:16``, 2 decoder steps and 2 tower steps; ``eval mmvp`` on 4 pairs per kind |
 | Segmentation #1 | exec'd with ``model`` the bundled shapes-tiny and ``street.jpg`` a synthetic scene |
@@ -51,6 +52,7 @@ HOW = {
     "Support sets without labels #1": "run",
     "Label-free adaptation #1": "run",
     "Non-transferable prompts (IP-CLIP) #1": "exec",
+    "Non-transferable prompts (IP-CLIP) #2": "run",
     "Multi-level features #1": "exec",
     "un²CLIP #1": "run",
     "Segmentation #1": "exec",
@@ -77,6 +79,7 @@ SHRINK = [
     (r"^(cliplab adapt)\b(?!.*--methods)", r"\1 --methods zeroshot,gda,tip"),  # the fast heads only
     (r"^(cliplab moe upcycle .*)synthetic:16", r"\1synthetic:120 --stage-steps 1 --router-steps 1 --batch-size 8 --clusters 2"),
     (r"--batch-size \d+", "--batch-size 8"),
+    (r"^(cliplab adapt --methods ipclip .*)--epochs \d+", r"\1--epochs 1"),
     (r"--shots [\d,]+", "--shots 1,2"),
     (r"--seeds [\d,]+", "--seeds 1"),
     (r"^(cliplab un2clip)\b", r"\1 --decoder-steps 2 --steps 2 --batch-size 8"),
@@ -125,11 +128,26 @@ def images_by_shape(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
+def redraw_on(path: Path, background: str, seed: int) -> None:
+    """Replace the scene at ``path`` by one of the same shape on ``background``."""
+    import dataclasses
+
+    from cliplab.data import synthetic
+
+    spec = synthetic.sample_spec(np.random.default_rng(seed), max_objects=1)
+    obj = dataclasses.replace(spec.objects[0], shape=path.parent.name)
+    synthetic.render(dataclasses.replace(spec, background=background, objects=(obj,))).image.save(path)
+
+
 def made_up_data(cwd: Path, cli) -> None:
     """Every input the README's bash blocks name, at the name they use."""
     from cliplab.cli.data import write_scenes
 
     images_by_shape(cwd / "parts", 160, 1)
+    for i, background in enumerate(("plain", "striped", "dotted")):
+        images_by_shape(cwd / f"{background}_parts", 16, 10)  # the same classes in each; every scene redrawn on one background
+        for j, path in enumerate(sorted((cwd / f"{background}_parts").rglob("*.png"))):
+            redraw_on(path, background, 100 * i + j)
     images_by_shape(cwd / "new_parts", 8, 2)
     images_by_shape(cwd / "photos", 24, 3)
     more = images_by_shape(cwd / "more_photos", 8, 4)
@@ -229,8 +247,11 @@ def test_readme_nontransferable_example_runs(tmp_path, monkeypatch):
     code = next(c for b, _, c in blocks() if b == "Non-transferable prompts (IP-CLIP) #1")
     monkeypatch.chdir(tmp_path)
     printed = []
-    exec(compile(code, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
+    namespace = {"print": lambda *a: printed.append(a)}
+    exec(compile(code, "README.md", "exec"), namespace)
     assert len(printed) == 1 and all(0.0 <= a <= 1.0 for a in printed[0][:2]) and printed[0][2] > 0
+    head, again, plain = namespace["head"], namespace["again"], namespace["plain"]
+    np.testing.assert_array_equal(again.class_scores(plain), head.class_scores(plain))
 
 
 def test_readme_segmentation_example_runs(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 import typer
@@ -124,7 +124,8 @@ def adapt_command(
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of each class held out as test when --test is omitted."),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Shots per class to compare, e.g. 1,2,4,8,16."),
     seeds: str = typer.Option("1,2,3", "--seeds", help="Seeds of the few-shot draws; results are mean ± std over them."),
-    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, support (SuS-X / CapS-Adapter's TIP-X over the shots as the support set), linear, coop, cocoop, svd. One-class detectors are not classifiers: see cliplab inspect. 'nola' alone: label-free adaptation of --train's unlabelled images to --classnames (writes results.json and predictions.csv)."),
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods to compare: zeroshot, gda, tip, tip-f, support (SuS-X / CapS-Adapter's TIP-X over the shots as the support set), linear, coop, cocoop, svd. One-class detectors are not classifiers: see cliplab inspect. 'nola' alone: label-free adaptation of --train's unlabelled images to --classnames (writes results.json and predictions.csv). 'ipclip' alone: IP-CLIP's non-transferable prompt, accurate on --train's domain and wrong on each --unauthorised one (needs a ViT model; --export saves the prompt)."),
+    unauthorised: Optional[List[str]] = typer.Option(None, "--unauthorised", help="With --methods ipclip: labelled images of a domain the prompt must fail on (same classes as --train); repeat for several domains. A --test-fraction of each is held out to score it."),
     views: int = typer.Option(10, "--views", min=0, help="Augmented views (random crop + flip) per shot image for GDA, Tip-Adapter(-F) and support; 0 switches them off."),
     classnames: ClassnamesOption = None,
     descriptors: Optional[Path] = typer.Option(None, "--descriptors", help="With --methods nola: a JSON file {class: [description, ...]} encoded beside the templates (NoLA's description-based classifier)."),
@@ -161,6 +162,19 @@ def adapt_command(
     from cliplab.zeroshot import ZeroShotClassifier
 
     console = Console()
+    if "ipclip" in [m.strip() for m in methods.split(",")]:
+        from cliplab.cli.ipclip import run_ip_clip
+
+        with user_errors(), warnings_as_lines(), one_torch_thread():
+            if methods.strip() != "ipclip":
+                raise InputError("--methods ipclip runs alone (it trains on whole domains, not on shot draws); pass --methods ipclip")
+            check_fractions(test_fraction, selection_fraction)
+            options = EmbeddingOptions(model, pretrained, precision, decode, cache_dir, no_cache, batch_size, workers, progress)
+            run_ip_clip(train, unauthorised or [], test, test_fraction, out, epochs, parse_ints(seeds, "--seeds")[0], export, options)
+        return
+    if unauthorised:
+        with user_errors():
+            raise InputError("--unauthorised applies with --methods ipclip only")
     if "nola" in [m.strip() for m in methods.split(",")]:
         from cliplab.cli.label_free import SslFeatures, run_label_free
 
