@@ -137,13 +137,19 @@ def test_an_ssl_encoder_feeds_the_labeller_and_bad_input_is_refused(tiny_model, 
         LabelFree(tiny_model, ["small", "large"], descriptors={"red": ["x"]}).fit(images)
 
 
-def test_cli_adapt_nola_on_an_unlabelled_folder(cli, tiny_model_files, tmp_path, scenes):
-    images, _ = scenes
+@pytest.fixture
+def unlabelled(tmp_path, scenes, tiny_model_files):
+    """A folder of the scenes without labels, and the tiny model's options."""
     folder = tmp_path / "unlabelled"
     folder.mkdir()
-    for i, im in enumerate(images):
+    for i, im in enumerate(scenes[0]):
         im.save(folder / f"img{i:02d}.png")
-    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+    return folder, ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+
+
+def test_cli_adapt_nola_on_an_unlabelled_folder(cli, unlabelled, tmp_path, scenes):
+    images, _ = scenes
+    folder, model = unlabelled
     out = tmp_path / "run"
     result = cli("adapt", "--methods", "nola", "--train", folder, "--classnames", "small,medium,large", "--epochs", "1",
                  "--out", out, "--no-progress", *model)  # fmt: skip
@@ -161,13 +167,8 @@ def test_cli_adapt_nola_on_an_unlabelled_folder(cli, tiny_model_files, tmp_path,
     assert result.exit_code == 2 and "alone" in result.stderr
 
 
-def test_cli_nola_reads_the_ssl_encoders_patch_grid_with_ssl_layers(cli, tiny_model_files, tmp_path, scenes):
-    images, _ = scenes
-    folder = tmp_path / "unlabelled"
-    folder.mkdir()
-    for i, im in enumerate(images):
-        im.save(folder / f"img{i:02d}.png")
-    model = ["--model", tiny_model_files["spec"], "--pretrained", tiny_model_files["weights"]]
+def test_cli_nola_reads_the_ssl_encoders_patch_grid_with_ssl_layers(cli, unlabelled, tmp_path):
+    folder, model = unlabelled
     result = cli("adapt", "--methods", "nola", "--train", folder, "--classnames", "small,medium,large", "--epochs", "1", "--ssl-model",
                  "cliplab:shapes-vit", "--ssl-layers", "-1", "--ssl-tokens", "grid2", "--out", tmp_path / "run", "--no-progress", *model)  # fmt: skip
     assert result.exit_code == 0, result.output
