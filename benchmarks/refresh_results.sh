@@ -21,6 +21,7 @@ runs=(
     "ip_clip|benchmarks/ip_clip.py --epochs 20"
     "ip_clip_seed1|benchmarks/ip_clip.py --epochs 20 --seed 1"
     "ip_clip_640|benchmarks/ip_clip.py --train 640 --epochs 20"
+    "ip_clip_640_seed1|benchmarks/ip_clip.py --train 640 --epochs 20 --seed 1"
     "label_free|benchmarks/label_free.py"
     "label_free_block2|benchmarks/label_free.py --ssl-layers -2"
     "label_free_mlp|benchmarks/label_free.py --ssl-layers -2 --labeller mlp"

@@ -7,7 +7,10 @@ On synthetic test scenes of 1-2 objects (seed 2026, never trained on), for both 
 
 - plain ``naclip`` mIoU over background + the eight shapes (no PAMR, no region relabelling), foreground IoU,
   and the mean IoU of "heart" and "crescent", the shapes no training region named (``--region-exclude``);
-- region accuracy: each object's box through ``model.encode_regions``, classified by shape;
+- region accuracy: each object's box through ``model.encode_regions`` as the model ships (its region prompter,
+  or box pooling of dense features without one), classified by shape; and, for both models, with each readout:
+  box pooling (``region_accuracy_pooled``) and the tower's masked class token (``region_accuracy_masked_class``,
+  :mod:`cliplab.dense.masked_class`), so the readout's part and the training's part show apart;
 - global zero-shot shape accuracy ("a photo of a {shape}" ensemble) on single-object scenes.
 
 Targets: mIoU >= 0.35 and >= 1.5x the base's; heart/crescent IoU >= 1.2x the base's; region accuracy >= 0.90;
@@ -27,13 +30,22 @@ def figures(spec: str, scenes: int) -> dict[str, float]:
     from cliplab.evaluate.regions import dense_figures, region_accuracy
     from cliplab.evaluate.scenes import evaluate_scenes
 
+    from cliplab.dense.masked_class import MaskedClassPrompter
+
     model = cliplab.load_model(spec, device="cpu")
     dense = dense_figures(model, scenes)
+    shipped = getattr(model, "region_prompter", None)
+    readouts = {}
+    for name, prompter in (("pooled", None), ("masked_class", MaskedClassPrompter())):
+        model.region_prompter = prompter
+        readouts[f"region_accuracy_{name}"] = region_accuracy(model, scenes)
+    model.region_prompter = shipped
     return {
         "miou": dense["miou"],
         "foreground_iou": dense["foreground_iou"],
         "held_out_iou": dense["held_out_iou"],
         "region_accuracy": region_accuracy(model, scenes),
+        **readouts,
         "zeroshot_shape": evaluate_scenes(model, n_classify=scenes, n_retrieval=0, seed=2026, attributes=("shape",)).attributes["shape"].accuracy,
     }
 
@@ -52,11 +64,11 @@ def main() -> None:
     machine = print_machine()
     t0 = time.perf_counter()
     base, model = figures(args.base, args.scenes), figures(args.model, args.scenes)
-    print(f"{'figure':<18}{args.base:>24}{args.model:>28}{'ratio / change':>16}")
+    print(f"{'figure':<30}{args.base:>24}{args.model:>28}{'ratio / change':>16}")
     for key in base:
         change = model[key] - base[key] if key == "zeroshot_shape" else model[key] / max(base[key], 1e-9)
-        print(f"{key:<18}{base[key]:>24.4f}{model[key]:>28.4f}{change:>+16.3f}" if key == "zeroshot_shape" else
-              f"{key:<18}{base[key]:>24.4f}{model[key]:>28.4f}{change:>15.2f}x")  # fmt: skip
+        print(f"{key:<30}{base[key]:>24.4f}{model[key]:>28.4f}{change:>+16.3f}" if key == "zeroshot_shape" else
+              f"{key:<30}{base[key]:>24.4f}{model[key]:>28.4f}{change:>15.2f}x")  # fmt: skip
     targets = {
         "miou >= 0.35 and >= 1.5x": model["miou"] >= 0.35 and model["miou"] >= 1.5 * base["miou"],
         "heart/crescent IoU >= 1.2x": model["held_out_iou"] >= 1.2 * base["held_out_iou"],

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from cliplab.data import synthetic
 from cliplab.data.regions import scene_regions
+from cliplab.dense.masked_class import MaskedClassPrompter, box_class_tokens
 from cliplab.dense.prompter import FLOOR, Prompter, box_bias, fourier_features
 from cliplab.models import load_model
 from cliplab.models.vision_parts import vision_parts
@@ -23,9 +24,10 @@ from cliplab.train.trainer import Trainer
 from .conftest import MICRO_VIT_CFG, micro_model
 
 
-def direct_loss(regions, phrases, ids, scale, predicted, target, true=None) -> float:
+def direct_loss(regions, phrases, ids, scale, predicted=None, target=None, true=None) -> float:
     """L_region + L_ground with loops over regions: hand-spread multi-positive targets (phrase j is a
-    positive of region i when ``ids[j]`` is one of ``true[i]``, by default ``[ids[i]]``), GIoU from areas."""
+    positive of region i when ``ids[j]`` is one of ``true[i]``, by default ``[ids[i]]``), GIoU from areas;
+    L_region alone without ``predicted``."""
     true = [[x] for x in ids] if true is None else true
     r = [v / np.linalg.norm(v) for v in regions.double().numpy()]
     t = [v / np.linalg.norm(v) for v in phrases.double().numpy()]
@@ -38,7 +40,7 @@ def direct_loss(regions, phrases, ids, scale, predicted, target, true=None) -> f
             log_z = math.log(sum(math.exp(x) for x in logits))
             contrastive += -sum((logits[j] - log_z) / len(positives) for j in positives)
     ground = 0.0
-    for p, g in zip(predicted.double().tolist(), target.double().tolist()):
+    for p, g in zip([] if predicted is None else predicted.double().tolist(), [] if target is None else target.double().tolist()):
         ground += sum(abs(x - y) for x, y in zip(p, g))
         (px0, py0, px1, py1), (gx0, gy0, gx1, gy1) = ([c[0] - c[2] / 2, c[1] - c[3] / 2, c[0] + c[2] / 2, c[1] + c[3] / 2] for c in (p, g))
         inter = max(0.0, min(px1, gx1) - max(px0, gx0)) * max(0.0, min(py1, gy1) - max(py0, gy0))
@@ -48,7 +50,7 @@ def direct_loss(regions, phrases, ids, scale, predicted, target, true=None) -> f
     return contrastive / (2 * m) + ground / m
 
 
-def tiny_step(seed: int = 0, boxes=None, true_ids=None):
+def tiny_step(seed: int = 0, boxes=None, true_ids=None, prompter="block"):
     """A micro ViT (32 px, 16-px patches), two images, four regions (two share a phrase), the cloc objective."""
     model = micro_model(MICRO_VIT_CFG)
     parts = vision_parts(model)
@@ -63,7 +65,7 @@ def tiny_step(seed: int = 0, boxes=None, true_ids=None):
     regions = Regions(pixels, boxes, text, phrase_ids, true_ids, student, parts, model.torch_module.encode_image)
     feats = StepFeatures(image=student.image, text=torch.randn(2, 16, generator=gen), logit_scale=torch.tensor(10.0),
                          caption_ids=torch.arange(2), regions=regions)  # fmt: skip
-    objective = build_objectives("cloc")["cloc"][1]
+    objective = build_objectives("cloc", prompter=prompter)["cloc"][1]
     objective.attach_regions(model, parts)
     return model, objective, feats
 
@@ -82,6 +84,20 @@ def test_loss_equals_the_direct_computation(true_ids):
                           r.boxes[:, 3] - r.boxes[:, 1], r.boxes[:, 4] - r.boxes[:, 2]], dim=1) / 32  # fmt: skip
     expected = direct_loss(embedded, r.text.detach(), r.phrase_ids.tolist(), 10.0, predicted, target, r.true_ids.tolist())
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_with_the_masked_class_prompter_the_loss_is_the_region_infonce_of_box_class_tokens():
+    model, objective, feats = tiny_step(prompter="masked-class", true_ids=torch.tensor([[7, 7], [3, 11], [7, 7], [11, 11]]))
+    r = feats.regions
+    loss = objective(feats, DistContext())
+    with torch.no_grad():
+        embedded = box_class_tokens(r.parts, r.pixels, r.boxes)
+    assert float(loss) == pytest.approx(direct_loss(embedded, r.text.detach(), r.phrase_ids.tolist(), 10.0, true=r.true_ids.tolist()), rel=1e-5)
+    loss.backward()
+    visual = model.torch_module.visual
+    for param in (visual.conv1.weight, visual.transformer.resblocks[0].attn.in_proj_weight, visual.proj):
+        assert param.grad is not None and float(param.grad.abs().sum()) > 0
+    assert list(objective.parameters()) == []  # the tower learns; the prompter has nothing to learn
 
 
 def test_the_prompt_row_is_row_zero_of_the_full_block():
@@ -172,6 +188,23 @@ def test_trained_prompter_is_saved_loaded_and_used_by_encode_regions(tmp_path):
     assert np.allclose(got, want, atol=1e-5)
     model.region_prompter = None  # without it, boxes pool dense features: another embedding
     assert not np.allclose(model.encode_regions([r.image for r in records], boxes), got, atol=1e-2)
+
+
+def test_a_masked_class_run_names_its_prompter_and_the_folder_loads_with_it(tmp_path):
+    result = train(shapes_config(tmp_path / "run", prompter="masked-class", steps=2))
+    assert result.steps_run == 2 and all(math.isfinite(x) for x in result.losses)
+    manifest = json.loads((tmp_path / "run" / "cliplab_model.json").read_text())
+    assert manifest["prompter"] == "masked-class" and not (tmp_path / "run" / "prompter.safetensors").exists()
+    assert isinstance(load_model(str(tmp_path / "run"), device="cpu").region_prompter, MaskedClassPrompter)
+    again = train(shapes_config(tmp_path / "again", model=str(tmp_path / "run"), objectives="clip", steps=1))  # no cloc: the readout stays
+    assert again.steps_run == 1 and json.loads((tmp_path / "again" / "cliplab_model.json").read_text())["prompter"] == "masked-class"
+
+
+def test_an_unknown_prompter_is_refused_in_one_line():
+    from cliplab.errors import InputError
+
+    with pytest.raises(InputError, match="unknown prompter 'box'; use block or masked-class"):
+        TrainConfig(prompter="box").check()
 
 
 def test_an_evaluation_during_the_run_embeds_regions_with_the_prompter_being_trained(tmp_path):

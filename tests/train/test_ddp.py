@@ -16,16 +16,17 @@ from .conftest import MICRO_VIT_CFG, micro_model
 
 pytestmark = pytest.mark.slow  # two processes that each import torch and open_clip: over 20 s on a busy CPU
 
-# (objectives, local_loss, gather_with_grad)
-SETTINGS = [("clip", False, False), ("clip", True, True), ("siglip,hardneg:0.5,infoloob", False, False),
-            ("clip,grain,pacl", False, False)]  # region objectives: each rank holds a different number of regions
+# (objectives, local_loss, gather_with_grad, prompter)
+SETTINGS = [("clip", False, False, "block"), ("clip", True, True, "block"), ("siglip,hardneg:0.5,infoloob", False, False, "block"),
+            ("clip,grain,pacl", False, False, "block"),  # region objectives: each rank holds a different number of regions
+            ("clip,cloc", False, False, "masked-class")]  # the region loss through every block of the tower
 LOGGED = 1  # the setting of the logged run: with local loss each process's own loss is only its share
 
 
-def _config(out, objectives, local_loss, gather_with_grad):
+def _config(out, objectives, local_loss, gather_with_grad, prompter):
     return TrainConfig(data="synthetic:32:2", objectives=objectives, steps=1, batch_size=8, out=str(out), eval_n=0,
                        workers=0, progress=False, device="cpu", grad_clip=None, local_loss=local_loss,
-                       gather_with_grad=gather_with_grad)  # fmt: skip
+                       gather_with_grad=gather_with_grad, prompter=prompter)  # fmt: skip
 
 
 def _gradients(out_dir, setting_index):

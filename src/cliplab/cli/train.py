@@ -71,6 +71,9 @@ def train_command(
     distill_loss: str | None = _opt("--distill-loss", help="textdistill's loss: cosine, mse or smoothl1 (on L2-normalised features)."),
     lock_image: bool | None = typer.Option(None, "--lock-image/--tune-image", help="Freeze the image tower (LiT: locked-image tuning; batch-norm statistics stay put too): the text tower learns to read fixed image features.", show_default="tune"),
     lock_text: bool | None = typer.Option(None, "--lock-text/--tune-text", help="Freeze the text tower (the logit scale still learns): the image tower learns against fixed text features.", show_default="tune"),
+    prompter: str | None = _opt("--prompter", help="The cloc objective's region prompter: block (CLOC's: a learned transformer block reads the box) or "
+                                "masked-class (no parameters: a copy of the class token per box attends only to the box's cells in every block, "
+                                "so the region loss trains the tower itself)."),
     region_exclude: str | None = _opt("--region-exclude", help="Region objectives: comma list of words no training region's phrase may name (held-out concepts stay in the images).", default_shown="none"),
     local_loss: bool | None = typer.Option(None, "--local-loss/--global-loss", help="Contrast local rows against gathered features (open_clip's local loss).", show_default="global"),
     gather_with_grad: bool | None = typer.Option(None, "--gather-with-grad/--gather-without-grad", help="Back-propagate through gathered features of other processes.", show_default="without"),

@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from cliplab.dense.box_pool import box_cell_cover
 from cliplab.errors import ModelLoadError
 from cliplab.files import atomic_write
 
@@ -58,14 +59,8 @@ def box_bias(unit_boxes: Tensor, cells: int) -> Tensor:
     """(R, 2 + cells) attention logits added for a box prompt over [prompt ; class token ; patches]: 0 for
     the first two, log(covered share of the cell + FLOOR) for each patch (square grid). ``unit_boxes`` (R, 4) in [0, 1]."""
     n = math.isqrt(cells)
-    b = unit_boxes.float() * n  # in cells
-    edges = torch.arange(n + 1, device=b.device, dtype=torch.float32)
-
-    def overlap(lo: Tensor, hi: Tensor) -> Tensor:  # (R, n) length of [lo, hi] inside each cell
-        return (torch.minimum(hi[:, None], edges[None, 1:]) - torch.maximum(lo[:, None], edges[None, :-1])).clamp_min(0)
-
-    cover = (overlap(b[:, 1], b[:, 3])[:, :, None] * overlap(b[:, 0], b[:, 2])[:, None, :]).flatten(1)
-    return torch.cat([b.new_zeros(len(b), 2), torch.log(cover + FLOOR)], dim=1)
+    cover = box_cell_cover(unit_boxes.float() * n, (n, n), 1.0)  # in cells
+    return torch.cat([cover.new_zeros(len(cover), 2), torch.log(cover + FLOOR)], dim=1)
 
 
 class Prompter(torch.nn.Module):
@@ -133,3 +128,11 @@ def load_prompter(path: str | os.PathLike, device=None) -> Prompter:
     except (OSError, SafetensorError, KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load the region prompter {path}: {exc}") from exc
     return prompter.to(device).eval()
+
+
+def named_prompter(folder: str | os.PathLike, name: str, device=None) -> torch.nn.Module:
+    """The prompter a model folder's manifest (or a bundled model's config) names: ``"masked-class"``
+    (:mod:`cliplab.dense.masked_class`, no weights) or the file of CLOC's prompter in ``folder``."""
+    from cliplab.dense.masked_class import MASKED_CLASS, MaskedClassPrompter
+
+    return MaskedClassPrompter() if name == MASKED_CLASS else load_prompter(Path(folder) / name, device)

@@ -1,7 +1,9 @@
 """Region embeddings: one L2-normalised row per box of an image, in the joint image-text space.
 
-A model trained with CLOC's prompter (``cliplab train --objectives clip,cloc``) embeds a box with it;
-any other model pools its dense features (:mod:`cliplab.dense.features`, the ``auto`` method) over
+A model with a region prompter (``model.region_prompter``) embeds a box with it: CLOC's learned prompter
+(``cliplab train --objectives clip,cloc``, :mod:`cliplab.dense.prompter`) or the tower's masked class token
+(``--prompter masked-class``, :mod:`cliplab.dense.masked_class`; ``cliplab:shapes-vit-dense`` ships with
+it). Any other model pools its dense features (:mod:`cliplab.dense.features`, the ``auto`` method) over
 the box, each cell weighted by the share of it the box covers.
 """
 

@@ -2,7 +2,7 @@
 what is where, beside the global figures of :mod:`cliplab.evaluate.scenes`.
 
 - region accuracy: each object's box (from its instance mask, :func:`cliplab.data.regions.scene_regions`)
-  embedded by ``model.encode_regions`` (CLOC's prompter, or the dense features pooled over the box)
+  embedded by ``model.encode_regions`` (the model's region prompter, or the dense features pooled over the box)
   and classified against the shape names (prompt-ensemble text weights, "default" templates);
 - dense: plain ``naclip`` segmentation (no PAMR, no region relabelling) of the nine classes (background +
   the eight shapes): mIoU, foreground IoU, and the mean IoU of the shapes region training holds out

@@ -151,8 +151,9 @@ class Model(abc.ABC):
 
     def encode_regions(self, images: Sequence[ImageInput], boxes: Sequence[Sequence[Sequence[float]]], batch_size: int = 64) -> np.ndarray:
         """Embed boxes of images: ``boxes[i]`` is a list of ``[x0, y0, x1, y1]`` pixel boxes of ``images[i]``;
-        one float32 L2-normalised row per box, in order (:mod:`cliplab.dense.region_embed`: CLOC's
-        prompter when the model has one, else its dense features pooled over the box)."""
+        one float32 L2-normalised row per box, in order (:mod:`cliplab.dense.region_embed`: the model's
+        region prompter when it has one, CLOC's or the masked class token, else its dense features pooled
+        over the box)."""
         from cliplab.dense.region_embed import encode_regions
 
         return encode_regions(self, images, boxes, batch_size)

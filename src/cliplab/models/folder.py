@@ -3,7 +3,8 @@
 A folder holds ``cliplab_model.json`` (``{"kind": ..., "base": <the spec it was made from>, "weights":
 "model.safetensors", ...}``) beside its weights. ``kind`` picks the loader in ``LOADERS``: ``"clip"`` is
 the base architecture with new weights; a module that writes another architecture registers its kind there.
-An optional ``"prompter"`` names CLOC's region prompter beside the weights (``model.region_prompter``).
+An optional ``"prompter"`` names the region prompter (``model.region_prompter``): CLOC's, a file beside
+the weights, or ``"masked-class"`` (the tower's own class token, :mod:`cliplab.dense.masked_class`).
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def load_folder(folder: str | os.PathLike, device=None, precision: str = "fp32")
     manifest = read_manifest(folder)
     module, _, function = LOADERS[manifest["kind"]].partition(":")
     model = getattr(importlib.import_module(module), function)(Path(folder), manifest, device, precision)
-    if "prompter" in manifest:  # CLOC's region prompter (cliplab.dense.prompter), read by Model.encode_regions
-        from cliplab.dense.prompter import load_prompter
+    if "prompter" in manifest:  # the region prompter Model.encode_regions reads boxes with (cliplab.dense.prompter)
+        from cliplab.dense.prompter import named_prompter
 
-        model.region_prompter = load_prompter(Path(folder) / manifest["prompter"], model.device)
+        model.region_prompter = named_prompter(folder, manifest["prompter"], model.device)
     _ = model.identity  # fixed first (base spec + weights digest), so a moved or copied folder keeps its cached embeddings
     model.name = str(Path(folder).resolve())
     return model

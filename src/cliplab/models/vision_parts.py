@@ -63,6 +63,7 @@ class ViTParts:
     ls_2: Callable[[Tensor], Tensor]
     head: Callable[[Tensor], Tensor]  # final norm + projection: (B, L, D) -> (B, L, E)
     block_qkv: Callable[[int, Tensor], tuple[Tensor, Tensor, Tensor]]  # (block index, tokens before its norm) -> q, k, v
+    finish_block: Callable[[int, Tensor, Tensor], Tensor]  # (block index, tokens before it, merged heads of its attention) -> tokens after it
 
     def run_blocks(self, x: Tensor, stop: int = -1) -> Tensor:
         """Tokens after the blocks before index ``stop`` (default: every block but the last)."""
@@ -86,8 +87,7 @@ class ViTParts:
         """The unmodified last block (to check the pieces against the library's own forward)."""
         q, k, v = self.qkv(self.ln_1(x))
         attn = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
-        x = x + self.ls_1(self.out_proj(attn.transpose(1, 2).flatten(2)))
-        return x + self.ls_2(self.mlp(self.ln_2(x)))
+        return self.finish_block(-1, x, attn.transpose(1, 2).flatten(2))
 
 
 @dataclass
@@ -139,12 +139,17 @@ def _openclip_vit(visual) -> ViTParts:
     def block_qkv(index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return projections(blocks[index].attn)(blocks[index].ln_1(x))
 
+    def finish_block(index: int, x: Tensor, attended: Tensor) -> Tensor:
+        block = blocks[index]
+        x = x + block.ls_1(block.attn.out_proj(attended))
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
     def head(x: Tensor) -> Tensor:
         x = visual.ln_post(x)
         return x @ visual.proj if visual.proj is not None else x
 
     return ViTParts(patch, attn.num_heads, embed, [batch_first_block(b) for b in blocks], last.ln_1, projections(attn), attn.out_proj, last.ls_1,
-                    last.ln_2, last.mlp, last.ls_2, head, block_qkv)  # fmt: skip
+                    last.ln_2, last.mlp, last.ls_2, head, block_qkv, finish_block)  # fmt: skip
 
 
 def _openclip_resnet(visual) -> PoolParts:
@@ -193,11 +198,16 @@ def _hf_vit(module) -> ViTParts:
     def block_qkv(index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return projections(layers[index].self_attn)(layers[index].layer_norm1(x))
 
+    def finish_block(index: int, x: Tensor, attended: Tensor) -> Tensor:
+        layer = layers[index]
+        x = x + layer.self_attn.out_proj(attended)
+        return x + layer.mlp(layer.layer_norm2(x))
+
     def head(x: Tensor) -> Tensor:
         return module.visual_projection(vm.post_layernorm(x))
 
     return ViTParts(emb.patch_size, heads, embed, [as_block(layer) for layer in layers], last.layer_norm1, projections(attn), attn.out_proj,
-                    identity, last.layer_norm2, last.mlp, identity, head, block_qkv)  # fmt: skip
+                    identity, last.layer_norm2, last.mlp, identity, head, block_qkv, finish_block)  # fmt: skip
 
 
 def vision_parts(model) -> ViTParts | PoolParts:

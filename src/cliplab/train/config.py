@@ -14,6 +14,7 @@ from cliplab.files import atomic_write
 RECORDED_FACTS = ("cliplab_version", "torch_version", "world_size")  # written beside a run's config, not settings
 # Settings a resumed run may change: where it runs and how it shows progress, not what it computes.
 RESUME_FREE = ("out", "device", "workers", "progress")
+PROMPTERS = ("block", "masked-class")  # TrainConfig.prompter: what cloc's region loss reads a box with
 EVALUATORS = ("scenes", "regions", "dense")  # TrainConfig.evaluate: a comma list of these, "auto" or "none" (cliplab.train.eval_hooks)
 
 
@@ -57,6 +58,7 @@ class TrainConfig:
     lock_image: bool = False  # freeze the image tower (LiT; open_clip_train's --lock-image): the text tower learns to read fixed image features
     lock_text: bool = False  # freeze the text tower (open_clip_train's --lock-text): the image tower learns against fixed text features
     region_exclude: str | None = None  # comma list of words no training region's phrase may name (held-out concepts)
+    prompter: str = "block"  # cloc's region prompter: block (CLOC's, learned) | masked-class (the tower's class token, cliplab.dense.masked_class)
     local_loss: bool = False
     gather_with_grad: bool = False
     tensorboard: bool = False
@@ -78,6 +80,8 @@ class TrainConfig:
             raise InputError(f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
         if self.languages is not None:
             self.language_list()
+        if self.prompter not in PROMPTERS:
+            raise InputError(f"unknown prompter {self.prompter!r}; use {' or '.join(PROMPTERS)}")
         from cliplab.train.objectives.text_distill import TEXT_DISTILL_LOSSES
 
         if self.distill_loss not in TEXT_DISTILL_LOSSES:

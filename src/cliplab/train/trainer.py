@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from cliplab.dense.masked_class import MASKED_CLASS, MaskedClassPrompter
 from cliplab.dense.prompter import save_prompter
 from cliplab.errors import InputError
 from cliplab.files import atomic_write, write_json
@@ -208,7 +209,7 @@ class Trainer:
                 lock_tower(model, tower)
         self.module = train_learning_parts(model.torch_module)
         self.objectives = build_objectives(config.objectives, student_dim=model.embed_dim, teacher_dim=self._teacher_dim(),
-                                           distill_loss=config.distill_loss)  # fmt: skip
+                                           distill_loss=config.distill_loss, prompter=config.prompter)  # fmt: skip
         self.views = next((o for _, o in self.objectives.values() if "views" in o.needs), None)  # dino's crops and teacher
         if self.views is not None:
             if self.runtime.world_size > 1 or config.accum > 1:
@@ -562,9 +563,12 @@ class Trainer:
         path = self.out / "model.safetensors"
         meta = {"format": "pt", "model": self.config.model, "steps": str(self.config.steps), "context_length": str(self.model.context_length)}
         atomic_write(path, safetensors_bytes(checkpoint.state_tensors(self.module), metadata=meta))  # a full disk is an OSError
-        fields = {k: v for k, v in manifest_for(self.config.model).items() if k != "prompter"}  # a base's prompter fits its own tower only
+        # a base's learned prompter fits its own tower only; the masked class token has nothing to fit
+        fields = {k: v for k, v in manifest_for(self.config.model).items() if k != "prompter" or v == MASKED_CLASS}
         prompter = self._prompter()
-        if prompter is not None:  # CLOC's prompter, for Model.encode_regions
+        if isinstance(prompter, MaskedClassPrompter):
+            fields["prompter"] = MASKED_CLASS
+        elif prompter is not None:  # CLOC's prompter, for Model.encode_regions
             fields["prompter"] = save_prompter(prompter, self.out / "prompter.safetensors").name
         write_manifest(self.out, weights=path.name, **fields)
         return path

@@ -19,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 @dataclass(frozen=True)
 class BundledModel:
     config: Path  # json with "model_cfg" (open_clip CLIP kwargs), "preprocess_cfg" (PreprocessCfg fields) and, optionally,
-    # "tokenizer" (a tokenizer.json of cliplab.models.text_tokenizer beside it, replacing the CLIP BPE)
+    # "tokenizer" (a tokenizer.json of cliplab.models.text_tokenizer beside it, replacing the CLIP BPE) and "prompter"
+    # (the region prompter: "masked-class" or a prompter file beside it, as in a model folder's manifest)
     weights: Path  # safetensors state dict of the open_clip module
     card: Path  # markdown model card
     rebuild: str  # command that recreates the weights file
@@ -103,7 +104,12 @@ def load_bundled(name: str, weights: str | os.PathLike | None = None, device=Non
 
         context = int(config["model_cfg"].get("text_cfg", {}).get("context_length", 77))
         tokenizer = TextTokenizer.load(entry.config.parent / config["tokenizer"], context)
-    return OpenClipModel.from_config(
+    model = OpenClipModel.from_config(
         f"cliplab:{name}", config["model_cfg"], config.get("preprocess_cfg", {}), path, device=device, precision=precision,
         seed=seed, tokenizer=tokenizer, base_weights=base,
     )
+    if "prompter" in config:  # the region prompter Model.encode_regions reads boxes with (cliplab.dense.prompter)
+        from cliplab.dense.prompter import named_prompter
+
+        model.region_prompter = named_prompter(entry.config.parent, config["prompter"], model.device)
+    return model

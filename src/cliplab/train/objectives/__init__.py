@@ -85,8 +85,9 @@ def parse_objectives(spec: str) -> list[WeightedName]:
 
 
 def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int | None = None,
-                     distill_loss: str = "cosine") -> dict[str, tuple[float, Objective]]:  # fmt: skip
-    """Objective modules for ``spec``, keyed by name, with their weights (``distill_loss``: textdistill's loss)."""
+                     distill_loss: str = "cosine", prompter: str = "block") -> dict[str, tuple[float, Objective]]:  # fmt: skip
+    """Objective modules for ``spec``, keyed by name, with their weights (``distill_loss``: textdistill's
+    loss; ``prompter``: cloc's region prompter, ``block`` or ``masked-class``)."""
     built = {}
     for item in parse_objectives(spec):
         cls = REGISTRY[item.name]
@@ -96,6 +97,8 @@ def build_objectives(spec: str, student_dim: int | None = None, teacher_dim: int
             objective = cls(student_dim, teacher_dim)
         elif issubclass(cls, DinoObjective):
             objective = cls(student_dim)
+        elif cls is ClocObjective:
+            objective = cls(prompter)
         else:
             objective = cls()
         built[item.name] = (item.weight, objective)

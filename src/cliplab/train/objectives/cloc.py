@@ -13,6 +13,11 @@ embedding and each phrase into a box, and
 
 with s the model's logit scale. The reference (cliplab wave3 §1) notes the paper's exact grounding
 loss and weights are unverified; without L_ground the prompter can ignore the box (§1, pitfalls).
+
+With ``prompter="masked-class"`` (``--prompter masked-class``) the region embeddings are the tower's own
+box class tokens (:mod:`cliplab.dense.masked_class`: no parameters, the box is an attention mask) and
+L_cloc = L_region: that prompter cannot ignore the box and has no phrase-to-box head, so L_ground has
+nothing to train; the region loss trains the image tower itself.
 The prompter's parameters live here, so the trainer optimises and checkpoints them with the
 objective; ``Trainer.save_model`` writes them beside the model for ``Model.encode_regions``.
 """
@@ -24,6 +29,7 @@ import copy
 import torch
 from torchvision.ops import generalized_box_iou_loss
 
+from cliplab.dense.masked_class import MASKED_CLASS, MaskedClassPrompter, box_class_tokens
 from cliplab.dense.prompter import Prompter, cxcywh_to_xyxy, xyxy_to_cxcywh
 from cliplab.train.objectives.base import (
     DistContext,
@@ -47,14 +53,17 @@ class ClocObjective(Objective):
     needs = frozenset({"regions"})
     lr_scale = 30.0  # the prompter starts from scratch on a trained tower (post-training lr 1e-4 would barely move it)
 
-    def __init__(self) -> None:
+    def __init__(self, prompter: str = "block") -> None:
         super().__init__()
-        self.region_prompter: Prompter | None = None
+        self.kind = prompter  # "block" (CLOC's Prompter) or MASKED_CLASS
+        self.region_prompter: Prompter | MaskedClassPrompter | None = None
 
     def attach_regions(self, model, parts) -> None:
-        """The prompter: the model's own when it has one (a CLOC-trained folder trains on), else a new one."""
+        """The prompter: the model's own when it is of this kind (a CLOC-trained folder trains on), else a new one."""
         own = getattr(model, "region_prompter", None)
-        if own is not None:
+        if self.kind == MASKED_CLASS:
+            self.region_prompter = MaskedClassPrompter()
+        elif isinstance(own, Prompter):
             self.region_prompter = copy.deepcopy(own).train()
         else:
             width = int(parts.ln_1.normalized_shape[-1])
@@ -62,14 +71,17 @@ class ClocObjective(Objective):
 
     def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:
         r = feats.regions
-        prompter = self.region_prompter
-        tokens = r.student.tokens
-        embedded = prompter.region(tokens, r.boxes, r.side, r.parts.head)
-        predicted = prompter.ground(tokens, r.boxes[:, 0], r.text)
-        target = xyxy_to_cxcywh((r.boxes[:, 1:].float() / r.side).clamp(0, 1))
+        if self.kind == MASKED_CLASS:
+            embedded = box_class_tokens(r.parts, r.pixels, r.boxes)
+            ground = None
+        else:
+            tokens = r.student.tokens
+            embedded = self.region_prompter.region(tokens, r.boxes, r.side, r.parts.head)
+            target = xyxy_to_cxcywh((r.boxes[:, 1:].float() / r.side).clamp(0, 1))
+            ground = ctx.gather_rows(self.region_prompter.ground(tokens, r.boxes[:, 0], r.text).float()), ctx.gather_rows(target)
         regions, phrases = ctx.gather_rows(normalise(embedded)), ctx.gather_rows(normalise(r.text))
-        predicted, target = ctx.gather_rows(predicted.float()), ctx.gather_rows(target)
-        if len(regions) == 0:  # no region in the whole batch: a zero that still reaches the prompter
-            return regions.sum() * 0 + predicted.sum() * 0
+        if len(regions) == 0:  # no region in the whole batch: a zero that still reaches every parameter
+            return regions.sum() * 0 + (0 if ground is None else ground[0].sum() * 0)
         positives = region_positives(r.true_ids, r.phrase_ids, ctx)
-        return multi_positive_infonce(regions, phrases, positives, feats.logit_scale) + grounding_loss(predicted, target)
+        loss = multi_positive_infonce(regions, phrases, positives, feats.logit_scale)
+        return loss if ground is None else loss + grounding_loss(*ground)
