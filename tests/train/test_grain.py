@@ -63,7 +63,7 @@ def test_grounding_loss_matches_a_direct_computation():
 
 def _features(dense, boxes, text, phrase_ids, scale=7.0, true_ids=None):
     b = dense.shape[0]
-    student = StudentDense(image=torch.zeros(b, 6), last_input=None, tokens=None, dense=dense, grid=tuple(dense.shape[2:]))
+    student = StudentDense(image=torch.zeros(b, 6), block_inputs=[], tokens=None, dense=dense, grid=tuple(dense.shape[2:]))
     parts = type("Parts", (), {"patch_size": 8})()
     true_ids = phrase_ids[:, None] if true_ids is None else true_ids
     regions = Regions(pixels=torch.zeros(b, 3, 32, 32), boxes=boxes, text=text, phrase_ids=phrase_ids, true_ids=true_ids, student=student,

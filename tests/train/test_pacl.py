@@ -12,7 +12,7 @@ from cliplab.train.region_features import Regions, StudentDense
 
 def _features(dense, text, caption_ids, scale=5.0, swaps=None, swaps_valid=None):
     b = dense.shape[0]
-    student = StudentDense(image=torch.zeros(b, 6), last_input=None, tokens=None, dense=dense, grid=tuple(dense.shape[2:]))
+    student = StudentDense(image=torch.zeros(b, 6), block_inputs=[], tokens=None, dense=dense, grid=tuple(dense.shape[2:]))
     regions = Regions(pixels=torch.zeros(b, 3, 16, 16), boxes=torch.zeros(0, 5), text=torch.zeros(0, 6),
                       phrase_ids=torch.zeros(0, dtype=torch.long), true_ids=torch.zeros(0, 1, dtype=torch.long), student=student,
                       parts=None, encode_image=None, caption_swaps=swaps, caption_swaps_valid=swaps_valid)  # fmt: skip

@@ -28,12 +28,17 @@ MASKED_CLASS = "masked-class"  # the name a model folder's manifest (or a bundle
 def box_class_tokens(parts: ViTParts, pixels: Tensor, boxes: Tensor) -> Tensor:
     """(R, E) unnormalised region embeddings of ``boxes`` (R, 5: image row, x0, y0, x1, y1 in input pixels)
     in ``pixels`` (B, 3, S, S)."""
-    x, grid = parts.embed(pixels)
+    return box_class_tokens_from(parts, *parts.block_inputs(pixels), boxes)
+
+
+def box_class_tokens_from(parts: ViTParts, block_inputs: list[Tensor], grid: tuple[int, int], boxes: Tensor) -> Tensor:
+    """:func:`box_class_tokens` from the tokens entering each block (``ViTParts.block_inputs``; a training
+    step's student pass has them already) and the patch grid."""
     rows = boxes[:, 0].long()
-    cover = box_cell_cover(boxes[:, 1:].to(x.device), grid, parts.patch_size)  # (R, N)
-    bias = torch.cat([cover.new_zeros(len(cover), 1), cover.log()], dim=1).to(x.dtype)  # over [itself ; patches]; log 0 = -inf
-    region = x[rows, :1]  # (R, 1, W): each box's copy of the class token
-    for index, block in enumerate(parts.blocks):
+    cover = box_cell_cover(boxes[:, 1:].to(block_inputs[0].device), grid, parts.patch_size)  # (R, N)
+    bias = torch.cat([cover.new_zeros(len(cover), 1), cover.log()], dim=1).to(block_inputs[0].dtype)  # over [itself ; patches]; log 0 = -inf
+    region = block_inputs[0][rows, :1]  # (R, 1, W): each box's copy of the class token
+    for index, x in enumerate(block_inputs):
         _, k, v = parts.block_qkv(index, x)  # (B, h, L, d)
         q_r, k_r, v_r = parts.block_qkv(index, region)  # (R, h, 1, d)
         keys = torch.cat([k_r, k[rows, :, 1:]], dim=2)
@@ -41,7 +46,6 @@ def box_class_tokens(parts: ViTParts, pixels: Tensor, boxes: Tensor) -> Tensor:
         logits = q_r @ keys.transpose(-2, -1) * q_r.shape[-1] ** -0.5 + bias[:, None, None, :]
         attended = (torch.softmax(logits, dim=-1) @ values).transpose(1, 2).flatten(2)  # (R, 1, W)
         region = parts.finish_block(index, region, attended)
-        x = block(x)
     return parts.head(region)[:, 0]
 
 

@@ -71,6 +71,14 @@ class ViTParts:
             x = block(x)
         return x
 
+    def block_inputs(self, pixels: Tensor) -> tuple[list[Tensor], tuple[int, int]]:
+        """The tokens (B, L, D) entering each block (the last block does not run) and the patch grid."""
+        x, grid = self.embed(pixels)
+        inputs = [x]
+        for block in self.blocks[:-1]:
+            inputs.append(block(inputs[-1]))
+        return inputs, grid
+
     def block_outputs(self, pixels: Tensor, indices: list[int]) -> tuple[list[Tensor], tuple[int, int]]:
         """The tokens (B, L, D) after each block in ``indices`` (0-based, any order; only the blocks up
         to the deepest one asked for run) and the patch grid: the hidden states multi-level features read."""

@@ -30,21 +30,26 @@ class StudentDense:
     """One pass of the student's image tower: the embedding and what region objectives read."""
 
     image: Tensor  # (B, D) unnormalised, as encode_image
-    last_input: Tensor  # (B, 1+N, W) tokens entering the last block (class token first)
+    block_inputs: list[Tensor]  # (B, 1+N, W) tokens entering each block (class token first)
     tokens: Tensor  # (B, 1+N, W) the unmodified last block's output, before the final norm
     dense: Tensor  # (B, D, h, w) L2-normalised dense features of the rewritten last block
     grid: tuple[int, int]
 
+    @property
+    def last_input(self) -> Tensor:
+        """(B, 1+N, W) the tokens entering the last block."""
+        return self.block_inputs[-1]
+
 
 def student_pass(parts: ViTParts, pixels: Tensor, method: str = DENSE_METHOD) -> StudentDense:
     """The image embedding and the dense view of ``pixels`` from one run of the blocks."""
-    x, grid = parts.embed(pixels)
-    x = parts.run_blocks(x)
+    inputs, grid = parts.block_inputs(pixels)
+    x = inputs[-1]
     tokens = parts.last_block(x)
     image = parts.head(tokens[:, 0])
     dense, _ = vit_tokens(parts, pixels, last_block(method), last_input=(x, grid))
     dense = F.normalize(dense.float(), dim=-1).transpose(1, 2).reshape(len(pixels), -1, *grid)
-    return StudentDense(image, x, tokens, dense, grid)
+    return StudentDense(image, inputs, tokens, dense, grid)
 
 
 def vit_parts(model) -> ViTParts:

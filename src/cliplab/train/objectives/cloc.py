@@ -29,7 +29,7 @@ import copy
 import torch
 from torchvision.ops import generalized_box_iou_loss
 
-from cliplab.dense.masked_class import MASKED_CLASS, MaskedClassPrompter, box_class_tokens
+from cliplab.dense.masked_class import MASKED_CLASS, MaskedClassPrompter, box_class_tokens_from
 from cliplab.dense.prompter import Prompter, cxcywh_to_xyxy, xyxy_to_cxcywh
 from cliplab.train.objectives.base import (
     DistContext,
@@ -72,7 +72,7 @@ class ClocObjective(Objective):
     def forward(self, feats: StepFeatures, ctx: DistContext) -> torch.Tensor:
         r = feats.regions
         if self.kind == MASKED_CLASS:
-            embedded = box_class_tokens(r.parts, r.pixels, r.boxes)
+            embedded = box_class_tokens_from(r.parts, r.student.block_inputs, r.student.grid, r.boxes)  # the step's own pass
             ground = None
         else:
             tokens = r.student.tokens
