@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark whose figures the README shows, each writing benchmarks/results/NAME.json, then
-# rewrite the README's tables from those files. About 155 minutes on 2 cores.
+# rewrite the README's tables from those files. About four hours on 2 cores.
 #     bash benchmarks/refresh_results.sh [NAME ...]    # only the runs whose file name starts with NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +18,10 @@ runs=(
     "inspect_quality|benchmarks/inspect_quality.py"
     "support_sets|benchmarks/support_sets.py"
     "multilevel_probe|benchmarks/multilevel_probe.py"
-    "ip_clip|benchmarks/ip_clip.py --epochs 20"
-    "ip_clip_seed1|benchmarks/ip_clip.py --epochs 20 --seed 1"
+    "ip_clip|benchmarks/ip_clip.py --train 1280 --epochs 20 --seed 0"
+    "ip_clip_seed1|benchmarks/ip_clip.py --train 1280 --epochs 20 --seed 1"
+    "ip_clip_160|benchmarks/ip_clip.py --train 160 --epochs 20"
+    "ip_clip_160_seed1|benchmarks/ip_clip.py --train 160 --epochs 20 --seed 1"
     "ip_clip_640|benchmarks/ip_clip.py --train 640 --epochs 20"
     "ip_clip_640_seed1|benchmarks/ip_clip.py --train 640 --epochs 20 --seed 1"
     "label_free|benchmarks/label_free.py"
