@@ -39,6 +39,7 @@ runs=(
     "un2clip|benchmarks/un2clip.py --out runs/un2clip"
     "un2clip_binding|benchmarks/un2clip_binding.py --decoder runs/un2clip"
     "un2clip_anchor003|benchmarks/un2clip.py --anchor 0.03 --out runs/un2clip_a003"
+    "un2clip_decoder32|benchmarks/un2clip.py --decoder-size 32 --out runs/un2clip_decoder32"
     "un2clip_fullt|benchmarks/un2clip.py --t-max 1 --draws 2 --out /tmp/u2final/model"
     "un2clip_regression|benchmarks/un2clip.py --decoder regression --decoder-steps 1500 --decoder-lr 2e-3 --noise 0.4 --anchor 1 --lr 3e-4 --pairs 500"
     "un2clip_regression_long|benchmarks/un2clip.py --decoder regression --decoder-lr 2e-3 --noise 0.4 --anchor 1 --lr 3e-4 --pairs 500 --decoder-steps 4000 --steps 1000"
