@@ -36,6 +36,7 @@ runs=(
     "moe_hard_lr3e-4|benchmarks/moe.py --skip-baselines --threads 1 --emphasis hard --stage-steps 200 --lr 3e-4"
     "moe_hard_400|benchmarks/moe.py --skip-baselines --threads 1 --emphasis hard --stage-steps 400"
     "moe_hard_300_router200|benchmarks/moe.py --skip-baselines --threads 1 --emphasis hard --stage-steps 300 --router-steps 200"
+    "moe_hard_300_last2|benchmarks/moe.py --skip-baselines --threads 1 --emphasis hard --stage-steps 300 --moe-blocks 2"
     "un2clip|benchmarks/un2clip.py --out runs/un2clip"
     "un2clip_binding|benchmarks/un2clip_binding.py --decoder runs/un2clip"
     "un2clip_anchor003|benchmarks/un2clip.py --anchor 0.03 --out runs/un2clip_a003"

@@ -1,5 +1,6 @@
 """CLIP-MoE upcycling at toy size: within-cluster batches, every stage from the base, the folder it writes."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -136,3 +137,24 @@ def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):
     assert result.exit_code == 0, result.output
     again = cli("moe", "upcycle", "--data", "synthetic:48", "--out", out, "--no-progress")
     assert again.exit_code == 2 and "not empty" in again.stderr
+
+
+def test_moe_blocks_makes_only_the_last_blocks_sparse_and_trains_only_their_ffns(tmp_path):
+    out = upcycle_model("cliplab:shapes-vit", "synthetic:80", tmp_path / "last2", dataclasses.replace(TOY, moe_blocks=2))
+    base = load_model("cliplab:shapes-vit", device="cpu").torch_module
+    moe = load_model(str(out), device="cpu").torch_module
+    blocks, dense = tower_blocks(moe, "image"), tower_blocks(base, "image")
+    for i in (0, 1):  # the first blocks are the base's, bit for bit
+        assert not isinstance(blocks[i].mlp, MoEMLP)
+        for (name, got), want in zip(blocks[i].state_dict().items(), dense[i].state_dict().values()):
+            assert torch.equal(got, want), name
+    for i in (2, 3):
+        assert isinstance(blocks[i].mlp, MoEMLP)
+        assert not torch.equal(blocks[i].mlp.experts[1].c_fc.weight, dense[i].mlp.c_fc.weight)
+    manifest = json.loads((out / "cliplab_model.json").read_text())
+    assert manifest["moe"]["blocks"] == {"image": [2, 3]}
+    assert up.ffn_names({"image": [2]})("visual.transformer.resblocks.2.mlp.experts.1.c_fc.weight")
+    assert not up.ffn_names({"image": [2]})("visual.transformer.resblocks.2.mlp.router.weight")
+    assert not up.ffn_names({"image": [2]})("transformer.resblocks.2.mlp.c_fc.weight")  # the text tower's block 2
+    with pytest.raises(InputError, match="--moe-blocks 5 is more than the 4 blocks"):
+        upcycle_model("cliplab:shapes-vit", "synthetic:80", tmp_path / "five", dataclasses.replace(TOY, moe_blocks=5))

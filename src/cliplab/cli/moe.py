@@ -31,6 +31,7 @@ def upcycle_command(
     experts: int = typer.Option(_D.experts, "--experts", min=2, help="Experts per block: the base FFN and one per contrastive stage."),
     top_k: int = typer.Option(_D.top_k, "--top-k", min=1, help="Experts each token uses."),
     towers: str = typer.Option(_TOWERS, "--towers", help="Towers made sparse (and whose FFNs train): image, text or image,text."),
+    moe_blocks: int = typer.Option(_D.moe_blocks, "--moe-blocks", min=0, help="How many of each tower's last blocks become MoE (0: every block); only their FFNs train."),
     clusters: int = typer.Option(_D.clusters, "--clusters", min=2, help="KMeans clusters per modality and stage (their product: the joint clusters a batch is drawn from)."),
     emphasis: str = typer.Option(_D.emphasis, "--emphasis", help="none: every cluster's batches alike (the official sampler); hard: clusters drawn in proportion to how badly the previous stage separates their pairs."),
     stage_steps: int = typer.Option(_D.stage_steps, "--stage-steps", min=1, help="Steps of each contrastive stage (FFNs only, within-cluster batches)."),
@@ -54,7 +55,7 @@ def upcycle_command(
     from cliplab.train.upcycle import upcycle_model
 
     config = UpcycleConfig(experts=experts, top_k=top_k, towers=tuple(t.strip() for t in towers.split(",") if t.strip()),
-                           clusters=clusters, emphasis=emphasis, stage_steps=stage_steps, router_steps=router_steps, batch_size=batch_size, lr=lr, router_lr=router_lr,
+                           moe_blocks=moe_blocks, clusters=clusters, emphasis=emphasis, stage_steps=stage_steps, router_steps=router_steps, batch_size=batch_size, lr=lr, router_lr=router_lr,
                            seed=seed)  # fmt: skip
     bar = _Bar(progress)
     try:

@@ -183,6 +183,9 @@ class UpcycleConfig:
     # towers whose blocks become MoE (and whose FFNs train); the bundled ViT was trained against a locked
     # text tower, so by default the text tower stays as it is (and its features are computed once)
     towers: tuple[str, ...] = ("image",)
+    # how many of each tower's last blocks become MoE (the official --moe-layers); 0: every block. Only those
+    # blocks' FFNs train in the stages, the other blocks keep the base's
+    moe_blocks: int = 0
     # per modality and stage (the official cluster.ipynb has 3 on millions of pairs); 5 (25 joint) on
     # cliplab's 4,000 scenes: within-cluster batches then agree more on colour and shape, so the stages
     # learn what else tells the pairs apart (size, position), as MCL intends (benchmarks/moe.py)
@@ -216,6 +219,8 @@ class UpcycleConfig:
             raise InputError("batch sizes must be at least 2 (a contrastive batch needs negatives)")
         if self.emphasis not in ("none", "hard"):
             raise InputError(f"--emphasis must be none or hard, got {self.emphasis!r}")
+        if self.moe_blocks < 0:
+            raise InputError(f"--moe-blocks must be 0 (every block) or a positive count of last blocks, got {self.moe_blocks}")
         if self.clusters < 2:
             raise InputError(f"--clusters must be at least 2 (one cluster leaves the batches as they are), got {self.clusters}")
         return self

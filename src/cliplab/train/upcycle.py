@@ -182,11 +182,22 @@ def trainable_only(module: torch.nn.Module, predicate: Callable[[str], bool]) ->
     return params
 
 
-def ffn_names(towers: tuple[str, ...]) -> Callable[[str], bool]:
-    """True for parameters of the feed-forward layers (experts included) of ``towers``' blocks."""
-    prefixes = tuple(f"{'visual.' if t == 'image' else ''}transformer.resblocks." for t in towers)
+def moe_blocks(module: torch.nn.Module, config: UpcycleConfig) -> dict[str, list[int]]:
+    """Per tower of ``config``, the indices of the blocks that become MoE: the last ``moe_blocks`` (0: all)."""
+    out = {}
+    for tower in config.towers:
+        n = len(tower_blocks(module, tower))
+        if config.moe_blocks > n:
+            raise InputError(f"--moe-blocks {config.moe_blocks} is more than the {n} blocks of the {tower} tower; use at most {n} (0: all)")
+        out[tower] = list(range(n - (config.moe_blocks or n), n))
+    return out
 
-    return lambda name: name.startswith(prefixes) and ".mlp." in name and ".router." not in name
+
+def ffn_names(blocks: dict[str, list[int]]) -> Callable[[str], bool]:
+    """True for parameters of the feed-forward layers (experts included) of ``blocks`` (tower -> block indices)."""
+    prefixes = tuple(f"{'visual.' if t == 'image' else ''}transformer.resblocks.{i}.mlp." for t, idx in blocks.items() for i in idx)
+
+    return lambda name: name.startswith(prefixes) and ".router." not in name
 
 
 @torch.no_grad()
@@ -248,7 +259,7 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
     config.check()
     t0, c0 = time.perf_counter(), time.process_time()
     base = copy.deepcopy(model.torch_module).float().cpu().eval()
-    towers = {t: list(range(len(tower_blocks(base, t)))) for t in config.towers}
+    towers = moe_blocks(base, config)
     texts = None if "text" in config.towers else caption_features(base, data)  # a text tower that stays as it is
     image, text = pair_features(base, data, texts)
     scale = float(base.logit_scale.detach().exp())
@@ -258,7 +269,7 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
     for stage in range(1, config.experts):
         ts = time.perf_counter()
         student = copy.deepcopy(base)
-        params = trainable_only(student, ffn_names(config.towers))
+        params = trainable_only(student, ffn_names(towers))
         rng = np.random.default_rng([config.seed, stage])
         smallest = min(config.min_batch, config.batch_size)
         hardness = hard_clusters(labels, image, text, scale) if config.emphasis == "hard" else None
@@ -344,7 +355,7 @@ def extra_steps(config: UpcycleConfig) -> int:
 def dense_baseline(model: Model, data: PairData, config: UpcycleConfig, progress: Progress | None = None) -> torch.nn.Module:
     """The dense base trained :func:`extra_steps` more steps, FFNs only, ordinary batches, same loss."""
     dense = copy.deepcopy(model.torch_module).float().cpu()
-    params = trainable_only(dense, ffn_names(config.towers))
+    params = trainable_only(dense, ffn_names(moe_blocks(dense, config)))
     rng = np.random.default_rng([config.seed, 51])
     texts = None if "text" in config.towers else caption_features(dense, data)
     fit(dense, data, endless(lambda: random_batches(len(data), config.batch_size, rng)), params, extra_steps(config), config.lr,
@@ -358,9 +369,9 @@ def sparse_upcycling_baseline(model: Model, data: PairData, config: UpcycleConfi
     (ordinary batches, smoothed InfoNCE + load balance): sparse upcycling at the same top-k compute."""
     moe = copy.deepcopy(model.torch_module).float().cpu()
     texts = None if "text" in config.towers else caption_features(moe, data)
-    towers = {t: list(range(len(tower_blocks(moe, t)))) for t in config.towers}
+    towers = moe_blocks(moe, config)
     sparsify(moe, copies(moe, towers, config.experts), config.top_k, torch.Generator().manual_seed(config.seed))
-    params = trainable_only(moe, lambda name: ffn_names(config.towers)(name) or ".mlp.router." in name)
+    params = trainable_only(moe, lambda name: ffn_names(towers)(name) or ".mlp.router." in name)
     rng = np.random.default_rng([config.seed, 52])
     fit(moe, data, endless(lambda: random_batches(len(data), config.batch_size, rng)), params, extra_steps(config), config.lr,
         config.weight_decay, config.warmup, config.label_smoothing, config.seed + 52, balance=config.balance_weight,
