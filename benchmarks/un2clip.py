@@ -1,6 +1,6 @@
 """un²CLIP from a starting model: MMVP-style pair accuracy and zero-shot accuracy, start vs tuned.
 
-    PYTHONPATH=src python benchmarks/un2clip.py [--model cliplab:shapes-vit] [--data synthetic:4000] [--json FILE]
+    PYTHONPATH=src python benchmarks/un2clip.py [--model cliplab:shapes-vit] [--data synthetic:16000] [--json FILE]
 
 Runs ``cliplab un2clip``'s library path with its defaults (a decoder trained on the frozen model's
 embeddings of ``--data``, then the image tower tuned through it; ``cliplab.train.un2clip``), timed in
@@ -30,7 +30,7 @@ ATTRIBUTES = ("shape", "color", "size", "position", "background")
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="cliplab:shapes-vit")
-    p.add_argument("--data", default="synthetic:4000")
+    p.add_argument("--data", default="synthetic:16000")
     p.add_argument("--decoder", choices=("diffusion", "regression"), default=None)
     p.add_argument("--decoder-size", type=int, default=None)
     p.add_argument("--decoder-width", type=int, default=None)
@@ -44,11 +44,16 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--anchor", type=float, default=None)
     p.add_argument("--noise", type=float, default=None)
+    p.add_argument("--finetune-noise", type=float, default=None)
+    p.add_argument("--merge", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--loss-size", type=int, default=None)
     p.add_argument("--pairs", type=int, default=1000, help="twin pairs per kind (the same pairs for the start and the tuned model)")
     p.add_argument("--pairs-seed", type=int, default=2028)
     p.add_argument("--eval-n", type=int, default=500, help="single-object scenes for zero-shot accuracy")
+    p.add_argument("--check-seed", type=int, default=2029, help="second test set: --check-pairs colour-exchanged pairs and --check-n single-object scenes from this seed")
+    p.add_argument("--check-pairs", type=int, default=2000)
+    p.add_argument("--check-n", type=int, default=1500)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared machine the CPU seconds are the time one quiet core needs)")
     p.add_argument("--out", default=None, help="also write the tuned model folder here")
     add_json_option(p)
@@ -70,7 +75,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     machine = print_machine()
     settings = ("decoder", "decoder_size", "decoder_width", "decoder_batch_size", "decoder_lr", "t_min", "t_max", "draws",
-                "decoder_steps", "steps", "lr", "anchor", "noise", "batch_size", "loss_size")
+                "decoder_steps", "steps", "lr", "anchor", "noise", "finetune_noise", "merge", "batch_size", "loss_size")
     given = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
     config = Un2ClipConfig(**given)
     with warnings.catch_warnings():
@@ -83,8 +88,16 @@ def main() -> None:
         zeroshot = {a: zero_shot_attribute(model, emb, singles, a).accuracy for a in ATTRIBUTES}
         return zeroshot, {(r.kind, r.captions): r for r in run_mmvp(model, n=args.pairs, seed=args.pairs_seed).rows}
 
+    def check(model) -> tuple[float, float]:
+        """Colour-exchanged pair accuracy and zero-shot shape on the second test set."""
+        rows = run_mmvp(model, n=args.check_pairs, seed=args.check_seed, kinds=("color_swap",)).rows
+        scenes = single_object_scenes(args.check_n, seed=args.check_seed)
+        shape = zero_shot_attribute(model, model.encode_images([r.image for r in scenes]), scenes, "shape").accuracy
+        return next(r.pair_accuracy for r in rows if r.captions == "full"), shape
+
     t0 = time.perf_counter()
     zs_start, mmvp_start = evaluate(start)
+    check_start = check(start)
     print(f"start ({args.model}) evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
     images = training_images(args.data)
     tuned = copy.deepcopy(start)
@@ -95,6 +108,8 @@ def main() -> None:
     if args.out:
         save_un2clip(result, args.out, args.model)
     zs_tuned, mmvp_tuned = evaluate(tuned)
+    check_tuned = check(tuned)
+    check_gain, check_shape = (100 * (b - a) for a, b in zip(check_start, check_tuned))
 
     pairs = {}
     for key, row in mmvp_start.items():
@@ -114,10 +129,13 @@ def main() -> None:
     print(f"colour-exchanged pair accuracy {pairs['color_swap']['un2clip']:.3f} vs start {pairs['color_swap']['start']:.3f}: "
           f"{gain:+.1f} points (target >= +5: {'met' if gain >= 5 else 'NOT met'}); zero-shot shape {shape:+.1f} points "
           f"(target within 2: {'met' if abs(shape) <= 2 else 'NOT met'})")  # fmt: skip
+    print(f"second test set (seed {args.check_seed}: {args.check_pairs} pairs, {args.check_n} scenes): colour-exchanged pair accuracy "
+          f"{check_tuned[0]:.3f} vs start {check_start[0]:.3f}: {check_gain:+.1f} points; zero-shot shape {check_shape:+.1f} points")  # fmt: skip
     if args.json:
         s = result.summary()
         figures = {
             "color_swap_gain_points": gain, "shape_change_points": shape,
+            "check_color_swap_gain_points": round(check_gain, 2), "check_shape_change_points": round(check_shape, 2),
             "target_color_swap_met": gain >= 5, "target_shape_met": abs(shape) <= 2,
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "n_images": len(images), "pairs": args.pairs,
             "decoder_loss_first": s["decoder"]["loss"]["first"], "decoder_loss_last": s["decoder"]["loss"]["last"],

@@ -21,12 +21,12 @@ from cliplab.cli.common import (
 )
 from cliplab.errors import InputError
 
-DEFAULT_DATA = "synthetic:4000"
+DEFAULT_DATA = "synthetic:16000"
 
 
 class Decoder(str, Enum):
-    diffusion = "diffusion"
     regression = "regression"
+    diffusion = "diffusion"
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (new or empty): model.safetensors, cliplab_model.json, "
                                          "decoder.safetensors, un2clip.json; --model OUT loads it on every command.")]
@@ -40,18 +40,21 @@ def un2clip_command(
     precision: PrecisionOption = DEFAULT_PRECISION,
     data: str = typer.Option(DEFAULT_DATA, "--data", "--images", "-i", help="Training images (captions are not used): a folder, a manifest, .tar shards, or synthetic:<n>[:seed] "
                              "(scenes of the train split)."),
-    decoder: Decoder = typer.Option(Decoder.diffusion, "--decoder", help="The frozen generator: diffusion (a small conditional DDPM, "
-                                    "un²CLIP's denoising loss) or regression (embedding -> image, MSE)."),
+    decoder: Decoder = typer.Option(Decoder.regression, "--decoder", help="The frozen generator: regression (embedding -> image, MSE) or "
+                                    "diffusion (a small conditional DDPM, un²CLIP's denoising loss)."),
     decoder_size: int = typer.Option(16, "--decoder-size", help="Pixels per side the diffusion decoder draws (a multiple of 4)."),
-    decoder_steps: int = typer.Option(2000, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
+    decoder_steps: int = typer.Option(1500, "--decoder-steps", min=0, help="Stage 1: decoder steps on the frozen model's embeddings."),
     steps: int = typer.Option(300, "--steps", min=0, help="Stage 2: image-tower steps through the frozen decoder."),
     lr: float = typer.Option(1e-3, "--lr", help="Stage 2 peak learning rate (AdamW, warm-up a tenth, cosine decay)."),
-    decoder_lr: float = typer.Option(1e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
+    decoder_lr: float = typer.Option(2e-3, "--decoder-lr", help="Stage 1 peak learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Stage 2: images per step."),
     decoder_batch_size: int = typer.Option(64, "--decoder-batch-size", min=1, help="Stage 1: images per step."),
     anchor: float = typer.Option(0.1, "--anchor", min=0.0, help="Weight of the text-alignment regulariser: squared distance of each "
                                  "embedding to the starting model's (0: none)."),
-    noise: float = typer.Option(0.1, "--noise", min=0.0, help="unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    noise: float = typer.Option(0.1, "--noise", min=0.0, help="Stage 1: unCLIP noise augmentation of the decoder's condition (norm of the noise)."),
+    finetune_noise: float = typer.Option(0.0, "--finetune-noise", min=0.0, help="Stage 2: the same noise on the condition while the tower tunes."),
+    merge: float = typer.Option(0.55, "--merge", help="The tuned tower's share at the end: start + merge x (tuned - start), WiSE-FT's "
+                                "weight-space ensemble (1: the tuned tower as it is)."),
     loss_size: int = typer.Option(16, "--loss-size", help="Regression: compare decoded and real images area-averaged to this many pixels "
                                   "a side (a divisor of 64; below 64 background texture averages out and objects carry the loss)."),
     t_min: float = typer.Option(0.0, "--t-min", help="Diffusion, stage 2: draw timesteps from [t-min, t-max) of the schedule (fractions; "
@@ -64,10 +67,11 @@ def un2clip_command(
 ) -> None:
     """Make a model's image embedding keep more visual detail (un²CLIP, Li et al. 2025).
 
-    Stage 1 trains a small decoder conditioned on the frozen model's embeddings of --data (by default a
-    conditional DDPM at 16 px; --decoder regression: embedding -> 64-px image by MSE); stage 2 tunes the
-    image tower so the frozen decoder denoises (reconstructs) the images better, with an anchor to the
-    starting embeddings (--anchor; 0 drops it).
+    Stage 1 trains a small decoder conditioned on the frozen model's embeddings of --data (by default
+    embedding -> 64-px image by MSE; --decoder diffusion: a conditional DDPM at 16 px); stage 2 tunes the
+    image tower so the frozen decoder reconstructs (denoises) the images better, with an anchor to the
+    starting embeddings (--anchor; 0 drops it); last, the tuned weights are merged with the starting
+    ones (--merge). The defaults on cliplab:shapes-vit take about 8 minutes of one core.
     The text tower is not changed. Measure the result with 'cliplab eval mmvp --model OUT'.
     """
     from cliplab.models import load_model
@@ -82,7 +86,7 @@ def un2clip_command(
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise InputError(f"{out} already exists and is not empty; choose a new output folder")
         config = Un2ClipConfig(decoder=decoder.value, decoder_size=decoder_size, t_min=t_min, t_max=t_max, draws=draws, decoder_steps=decoder_steps, steps=steps, lr=lr, decoder_lr=decoder_lr, batch_size=batch_size, decoder_batch_size=decoder_batch_size,
-                               anchor=anchor, noise=noise, loss_size=loss_size, seed=seed).check()  # fmt: skip
+                               anchor=anchor, noise=noise, finetune_noise=finetune_noise, merge=merge, loss_size=loss_size, seed=seed).check()  # fmt: skip
         images = training_images(data)
         if len(images) < 2:
             raise InputError(f"--data {data}: un2clip needs at least 2 images, found {len(images)}")

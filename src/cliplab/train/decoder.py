@@ -1,12 +1,14 @@
-"""A small conditional image decoder on CLIP image embeddings: the simpler of un²CLIP's two generators.
+"""A small conditional image decoder on CLIP image embeddings: the default of un²CLIP's two generators.
 
 un²CLIP (Li et al., arXiv 2505.24517) fine-tunes CLIP's image encoder through a frozen unCLIP generator,
 an image model conditioned on the CLIP image embedding. ``cliplab.train.diffusion`` is that generator as
-a small conditional DDPM; this module is the cheaper alternative, a **deterministic regression decoder**: embedding ->
+a small conditional DDPM; this module is the simpler one, a **deterministic regression decoder**: embedding ->
 64x64 RGB, trained by mean squared error, i.e. the negative log-likelihood of a Gaussian with fixed
 variance around the decoded image. It answers the same question as unCLIP's denoising loss (how much of
 the image can be recovered from the embedding alone?) in one forward pass, so it trains in minutes on a
-CPU; it predicts the conditional mean rather than sampling, which un²CLIP's gradient does not need.
+CPU; it predicts the conditional mean rather than sampling, which un²CLIP's gradient does not need. With no
+noisy image to read from, it must take every object's colour and place from the embedding, which is what
+makes tuning through it teach the tower detail (README, un²CLIP).
 
 Architecture: the embedding is projected to a 4x4 feature map, then three up-sampling residual blocks
 (4 -> 8 -> 16 -> 32 px), each modulated by the embedding through FiLM (Perez et al., AAAI 2018:

@@ -9,20 +9,27 @@ embeddings stay where the texts expect them.
 
 Here (offline, CPU, 64-px scenes), the generator ``D`` is one of two decoders (``config.decoder``):
 
+- ``"regression"`` (the default): a deterministic decoder (``cliplab.train.decoder``),
+  ``L_D(c, x) = ||D(c) - x||^2`` on area-averaged images (a Gaussian likelihood; one forward pass). It
+  must draw the whole image from the embedding, so which object has which colour counts fully in its loss;
 - ``"diffusion"``: a small conditional DDPM (``cliplab.train.diffusion``) at ``decoder_size`` px, its loss
-  ``L_D(c, x) = E_{t,eps} ||eps - eps_D(x_t, t, c)||^2`` (un²CLIP's own objective, reference wave3 §14 (2));
-- ``"regression"``: a deterministic decoder (``cliplab.train.decoder``), ``L_D(c, x) = ||D(c) - x||^2``
-  on area-averaged images (a Gaussian likelihood; one forward pass, so it is the cheaper stand-in).
+  ``L_D(c, x) = E_{t,eps} ||eps - eps_D(x_t, t, c)||^2`` (un²CLIP's own objective, reference wave3 §14 (2)).
+  At this scale it reads the colours from the noisy image itself and barely from the embedding
+  (``benchmarks/un2clip_binding.py``), so tuning through it teaches the tower little (README, un²CLIP).
 
 1. **Decoder**: trained on the frozen model's embeddings ``f_0(x)`` of the training images, with
    unCLIP-style noise augmentation of the condition: ``min_D E L_D(aug(f_0(x)), x)``.
 2. **Fine-tune** the image tower ``f_phi`` (initialised from ``f_0``) with ``D`` frozen; the gradient
    reaches the encoder through the conditioning only (paper Sec. 3 as described in cliplab's reference,
    which could not be checked against the code):
-   ``min_phi E L_D(aug(f_phi(x)), x) + anchor * ||f_phi(x) - f_0(x)||^2``.
-   The second term is an L2 anchor of each normalised embedding to the frozen model's (the reference's
-   "distill-style anchor", an ablation there, not part of the method; ``anchor=0`` drops it). For the
+   ``min_phi E L_D(aug'(f_phi(x)), x) + anchor * ||f_phi(x) - f_0(x)||^2`` (``aug'``: ``finetune_noise``,
+   none by default). The second term is an L2 anchor of each normalised embedding to the frozen model's (the
+   reference's "distill-style anchor", an ablation there, not part of the method; ``anchor=0`` drops it). For the
    diffusion decoder the fine-tune may draw ``t`` from a part of the schedule only (``t_min``, ``t_max``).
+3. **Merge** the tuned tower with the starting one in weight space, ``phi_0 + merge * (phi - phi_0)``
+   (WiSE-FT, Wortsman et al., CVPR 2022; cliplab's addition, not un²CLIP's): on the 4-block bundled ViT the
+   tuned tower trades zero-shot shape for detail and the merge keeps most of the detail for less of the loss
+   (README, un²CLIP).
 
 Only images are used; the text tower and the logit scale stay bit for bit as they were.
 """
@@ -60,26 +67,27 @@ SUMMARY_FILE = "un2clip.json"
 
 @dataclass
 class Un2ClipConfig:
-    """Settings of both stages, chosen for the diffusion decoder on validation pairs (README, un²CLIP). With
-    ``cliplab:shapes-vit`` and 4,000 training scenes the defaults took 405 CPU seconds (one thread; decoder
-    247 s, image tower 144 s). The regression decoder's figures were measured with ``decoder_steps=1500,
-    decoder_lr=2e-3, noise=0.4, anchor=1.0, lr=3e-4``."""
+    """Settings of both stages (README, un²CLIP: how they were chosen and what they take)."""
 
-    decoder: str = "diffusion"  # "diffusion" (a conditional DDPM) or "regression" (see the module's docstring)
+    decoder: str = "regression"  # "regression" (embedding -> image by MSE) or "diffusion" (a conditional DDPM); see the module's docstring
     decoder_size: int = 16  # pixels per side the diffusion decoder draws (the regression decoder draws 64)
-    decoder_steps: int = 2000  # stage 1: decoder steps on frozen embeddings
-    decoder_lr: float = 1e-3
+    decoder_steps: int = 1500  # stage 1: decoder steps on frozen embeddings
+    decoder_lr: float = 2e-3
     decoder_width: int = 16  # channels of the decoder's finest block
     decoder_batch_size: int = 64
     steps: int = 300  # stage 2: image-tower steps through the frozen decoder
     lr: float = 1e-3  # AdamW on the image tower (warm-up a tenth of the steps, then cosine decay)
     batch_size: int = 32  # stage 2
     anchor: float = 0.1  # weight of ||f_phi(x) - f_0(x)||^2 (the text-alignment regulariser; 0.03: no gain confirmed, more drift)
-    noise: float = 0.1  # unCLIP noise augmentation of the condition (norm of the added noise), both stages
+    noise: float = 0.1  # stage 1: unCLIP noise augmentation of the decoder's condition (norm of the added noise)
+    finetune_noise: float = 0.0  # stage 2: the same augmentation while the tower tunes (0: the decoder reads the embedding as it is)
     loss_size: int = 16  # regression: the loss compares images area-averaged to this many pixels a side
     t_min: float = 0.0  # diffusion, stage 2: t drawn uniformly from [t_min, t_max) x T (stage 1 uses all of [0, T))
     t_max: float = 0.3  # low-noise steps (validation: +1.3 points against +0.3 for [0, 1))
     draws: int = 4  # diffusion, stage 2: (t, eps) draws per image and step (the tower runs once)
+    # the tuned tower's share at the end: weights = start + merge * (tuned - start), the weight-space ensemble of
+    # WiSE-FT (Wortsman et al., CVPR 2022, eq. 1); 1 keeps the tuned tower as it is
+    merge: float = 0.55
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
@@ -99,7 +107,9 @@ class Un2ClipConfig:
         for name in ("decoder_lr", "lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"un2clip: {name} must be positive, got {getattr(self, name)}")
-        for name in ("anchor", "noise", "weight_decay", "grad_clip"):
+        if not 0 < self.merge <= 1:
+            raise InputError(f"un2clip: merge must be in (0, 1] (the tuned tower's share), got {self.merge}")
+        for name in ("anchor", "noise", "finetune_noise", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise InputError(f"un2clip: {name} must be >= 0, got {getattr(self, name)}")
         return self
@@ -270,7 +280,8 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder | DiffusionDeco
                          on_log: Callable[[dict], Any] | None = None) -> list[dict[str, float]]:  # fmt: skip
     """Tune ``model``'s image tower in place: reconstruction through the frozen ``decoder`` plus
     ``anchor`` times the squared distance to ``anchors`` (the frozen model's normalised embeddings,
-    row-aligned with ``pixels``). Every other parameter is left untouched. Loss terms per step."""
+    row-aligned with ``pixels``), then the tower's weights merged with its starting ones (``merge``). Every
+    other parameter is left untouched. Loss terms per step."""
     config.check()
     tower = image_tower(model)
     module = model.torch_module
@@ -281,6 +292,7 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder | DiffusionDeco
         p.requires_grad_(False)
     for p in trainable:
         p.requires_grad_(True)
+    start = [p.detach().clone() for p in trainable]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _schedule(optimizer, config.steps)
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -291,7 +303,7 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder | DiffusionDeco
         for step, idx in enumerate(_batches(len(pixels), config.batch_size, config.steps, gen), start=1):
             dev = model.device
             emb = F.normalize(model.image_features(pixels[idx].to(dev)).float(), dim=-1)
-            recon = decoder_loss(decoder, augment(emb, config.noise, gen), targets[idx].to(dev), config, gen, finetune=True)
+            recon = decoder_loss(decoder, augment(emb, config.finetune_noise, gen), targets[idx].to(dev), config, gen, finetune=True)
             anchor = (emb - anchors[idx].to(dev)).pow(2).sum(-1).mean()
             loss = recon + config.anchor * anchor
             optimizer.zero_grad(set_to_none=True)
@@ -313,6 +325,9 @@ def finetune_image_tower(model: Model, decoder: EmbeddingDecoder | DiffusionDeco
             p.requires_grad_(before[id(p)])
         if bar is not None:
             bar.close()
+    with torch.no_grad():  # WiSE-FT's weight-space ensemble of the start and the tuned tower
+        for p, p0 in zip(trainable, start):
+            p.copy_(torch.lerp(p0, p, config.merge))
     _weights_changed(model)
     return records
 
