@@ -413,6 +413,7 @@ def upcycle_model(model: str, data: str, out: str | Path, config: UpcycleConfig 
     base = load_model(spec, device="cpu", precision="fp32")
     if any(moe_layers(base.torch_module).values()):
         raise InputError(f"{model} is already a mixture of experts; upcycle its dense base ({base_of(spec)}) instead")
+    moe_blocks(base.torch_module, config)  # a bad --moe-blocks fails before the pairs are read
     pairs = load_pairs(base, data, progress)
     result = upcycle(base, pairs, config, progress)
     result.summary = {"model": spec, "data": str(data), **result.summary}
