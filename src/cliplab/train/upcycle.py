@@ -7,14 +7,15 @@
    with k clusters per modality (the official notebook: 3; cliplab's default 5), joint label ``k * text + image``;
 2. stages 1..E-1: the *base* model (never the previous stage's) fine-tuned with only the feed-forward
    layers (``mlp``) trainable, every batch drawn from one accumulated pseudo-label cluster (so what
-   already separates the clusters cannot separate a batch), InfoNCE with label smoothing 0.1; the
-   stage's features are clustered again and the labels chain: ``label = label * 9 + joint``.
-   With ``emphasis="hard"`` (cliplab's addition, not in the official sampler, which cycles through the
+   already separates the clusters cannot separate a batch), InfoNCE with label smoothing (the official
+   0.1 at a fixed logit scale of 100; cliplab keeps the model's scale and smooths by 0.07); the
+   stage's features are clustered again and the labels chain: ``label = label * k**2 + joint`` (the official: 9).
+   With ``emphasis="hard"`` (the default; cliplab's addition, not in the official sampler, which cycles through the
    clusters evenly) each batch's cluster is drawn in proportion to the previous model's InfoNCE among
    that cluster's own pairs, so a stage dwells on the clusters the previous stage could not separate;
 3. the MoE: non-FFN weights from the base, expert i of each block = stage i's FFN (expert 0 the
    base's), a router per block on ``ln_2(x)``, top-k of E;
-4. router-only training: InfoNCE (label smoothing 0.1) + 0.01 * the load-balancing loss.
+4. router-only training: InfoNCE (the same smoothing) + 0.01 * the load-balancing loss.
 
 Two baselines the reference names share the machinery: :func:`dense_baseline` (the base trained the
 same extra steps, FFNs only, on ordinary batches) and :func:`sparse_upcycling_baseline` (E identical
