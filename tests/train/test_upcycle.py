@@ -129,13 +129,13 @@ def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
 def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):
     out = tmp_path / "moe"
     result = cli("moe", "upcycle", "--data", "synthetic:160", "--out", out, "--experts", "2", "--top-k", "1", "--stage-steps", "1",
-                 "--router-steps", "1", "--batch-size", "16", "--clusters", "2", "--emphasis", "hard", "--label-smoothing", "0.02",
+                 "--router-steps", "1", "--batch-size", "16", "--clusters", "2", "--emphasis", "none", "--label-smoothing", "0.02",
                  "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "active" in result.stdout and (out / "cliplab_model.json").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["clusters"] == 2 and summary["stages"][0]["clusters"] <= 4  # 2 x 2 joint clusters
-    assert summary["settings"]["emphasis"] == "hard" and summary["settings"]["label_smoothing"] == 0.02
+    assert summary["settings"]["emphasis"] == "none" and summary["settings"]["label_smoothing"] == 0.02  # the flags reach the run
     result = cli("embed", "--model", out, "--images", "synthetic:3", "--out", tmp_path / "feats", "--no-cache")
     assert result.exit_code == 0, result.output
     again = cli("moe", "upcycle", "--data", "synthetic:48", "--out", out, "--no-progress")
