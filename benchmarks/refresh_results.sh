@@ -32,6 +32,7 @@ runs=(
     "moe|benchmarks/moe.py --skip-baselines --threads 1"
     "moe_seed1|benchmarks/moe.py --skip-baselines --threads 1 --seed 1"
     "moe_seed2|benchmarks/moe.py --skip-baselines --threads 1 --seed 2"
+    "moe_with_baselines|benchmarks/moe.py --threads 1"
     "moe_official_sampler|benchmarks/moe.py --skip-baselines --threads 1 --emphasis none --stage-steps 100 --lr 2e-4 --label-smoothing 0.1 --save /tmp/moebench/model"
     "moe_baselines|benchmarks/moe.py --emphasis none --stage-steps 100 --lr 1e-4 --label-smoothing 0.1 --clusters 3 --router-lr 1e-3 --save /tmp/moebench/model"
     "moe_lr3e-4|benchmarks/moe.py --skip-baselines --threads 1 --lr 3e-4 --emphasis none --stage-steps 100 --label-smoothing 0.1"
