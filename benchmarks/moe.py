@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None, help="default: UpcycleConfig's")
     p.add_argument("--router-lr", type=float, default=None, help="default: UpcycleConfig's")
     p.add_argument("--label-smoothing", type=float, default=None, help="default: UpcycleConfig's")
+    p.add_argument("--router-label-smoothing", type=float, default=None, help="default: UpcycleConfig's")
     p.add_argument("--clusters", type=int, default=None, help="default: UpcycleConfig's")
     p.add_argument("--moe-blocks", type=int, default=None, help="default: UpcycleConfig's")
     p.add_argument("--emphasis", choices=("none", "hard"), default=None, help="default: UpcycleConfig's")
@@ -69,7 +70,8 @@ def main() -> None:
     machine = print_machine()
     given = {"stage_steps": args.stage_steps, "router_steps": args.router_steps, "batch_size": args.batch_size, "lr": args.lr,
              "router_lr": args.router_lr, "clusters": args.clusters, "emphasis": args.emphasis,
-             "moe_blocks": args.moe_blocks, "label_smoothing": args.label_smoothing}
+             "moe_blocks": args.moe_blocks, "label_smoothing": args.label_smoothing,
+             "router_label_smoothing": args.router_label_smoothing}
     config = UpcycleConfig(experts=args.experts, top_k=args.top_k, seed=args.seed, **{k: v for k, v in given.items() if v is not None}).check()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -62,13 +62,14 @@ def test_the_smoothed_loss_is_cross_entropy_against_smoothed_targets():
 
 @pytest.fixture(scope="module")
 def upcycled(tmp_path_factory):
-    """A toy run, with the FFN weights each stage started from recorded."""
-    starts = []
+    """A toy run, with the FFN weights each stage started from and each phase's label smoothing recorded."""
+    starts, smoothing = [], {}
     fit = up.fit
 
     def recording(module, *args, **kwargs):
         if kwargs.get("phase", "").startswith("stage"):
             starts.append([b.mlp.c_fc.weight.detach().clone() for b in tower_blocks(module, "image")])
+        smoothing[kwargs["phase"].split()[0]] = args[7]
         return fit(module, *args, **kwargs)
 
     up.fit = recording
@@ -77,11 +78,11 @@ def upcycled(tmp_path_factory):
         upcycle_model("cliplab:shapes-vit", "synthetic:80", out, TOY)
     finally:
         up.fit = fit
-    return out, starts
+    return out, starts, smoothing
 
 
 def test_every_stage_starts_from_the_base_and_the_experts_are_the_stages_ffns(upcycled):
-    out, starts = upcycled
+    out, starts, _ = upcycled
     base = load_model("cliplab:shapes-vit", device="cpu").torch_module
     base_fc = [b.mlp.c_fc.weight for b in tower_blocks(base, "image")]
     assert len(starts) == TOY.experts - 1
@@ -99,8 +100,14 @@ def test_every_stage_starts_from_the_base_and_the_experts_are_the_stages_ffns(up
     torch.testing.assert_close(moe.token_embedding.weight, base.token_embedding.weight)
 
 
+def test_the_stages_and_the_router_take_their_own_smoothing(upcycled):
+    _, _, smoothing = upcycled
+    assert smoothing == {"stage": TOY.label_smoothing, "router": TOY.router_label_smoothing}
+    assert TOY.label_smoothing != TOY.router_label_smoothing  # the test tells them apart
+
+
 def test_the_folder_says_what_was_run(upcycled):
-    out, _ = upcycled
+    out, _, _ = upcycled
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "cliplab:shapes-vit" and summary["pairs"] == 80
     assert [s["stage"] for s in summary["stages"]] == [0, 1, 2]
@@ -111,7 +118,7 @@ def test_the_folder_says_what_was_run(upcycled):
 
 
 def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
-    out, _ = upcycled
+    out, _, _ = upcycled
     with pytest.raises(InputError, match="not empty"):
         upcycle_model("cliplab:shapes-vit", "synthetic:80", out, TOY)
     with pytest.raises(InputError, match="already a mixture of experts"):
@@ -124,18 +131,21 @@ def test_a_full_folder_or_a_moe_base_is_refused(upcycled, tmp_path):
         UpcycleConfig(emphasis="soft").check()
     with pytest.raises(InputError, match="--label-smoothing must be in"):
         UpcycleConfig(label_smoothing=1.0).check()
+    with pytest.raises(InputError, match="--router-label-smoothing must be in"):
+        UpcycleConfig(router_label_smoothing=-0.1).check()
 
 
 def test_the_command_writes_a_folder_that_embed_reads(cli, tmp_path):
     out = tmp_path / "moe"
     result = cli("moe", "upcycle", "--data", "synthetic:160", "--out", out, "--experts", "2", "--top-k", "1", "--stage-steps", "1",
                  "--router-steps", "1", "--batch-size", "16", "--clusters", "2", "--emphasis", "none", "--label-smoothing", "0.02",
-                 "--no-progress")  # fmt: skip
+                 "--router-label-smoothing", "0.03", "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "active" in result.stdout and (out / "cliplab_model.json").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["clusters"] == 2 and summary["stages"][0]["clusters"] <= 4  # 2 x 2 joint clusters
-    assert summary["settings"]["emphasis"] == "none" and summary["settings"]["label_smoothing"] == 0.02  # the flags reach the run
+    assert summary["settings"]["emphasis"] == "none" and summary["settings"]["label_smoothing"] == 0.02
+    assert summary["settings"]["router_label_smoothing"] == 0.03  # the flags reach the run
     result = cli("embed", "--model", out, "--images", "synthetic:3", "--out", tmp_path / "feats", "--no-cache")
     assert result.exit_code == 0, result.output
     again = cli("moe", "upcycle", "--data", "synthetic:48", "--out", out, "--no-progress")

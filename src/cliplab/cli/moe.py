@@ -39,7 +39,8 @@ def upcycle_command(
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", "-b", min=2, help="Pairs per batch (a batch comes from one cluster)."),
     lr: float = typer.Option(_D.lr, "--lr", help="Peak learning rate of the stages (AdamW, warm-up then cosine)."),
     router_lr: float = typer.Option(_D.router_lr, "--router-lr", help="Peak learning rate of the router training."),
-    label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing", min=0.0, help="Label smoothing of the stages' and the router's InfoNCE (the official: 0.1 at a logit scale of 100)."),
+    label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing", min=0.0, help="Label smoothing of the stages' InfoNCE (the official: 0.1 at a logit scale of 100)."),
+    router_label_smoothing: float = typer.Option(_D.router_label_smoothing, "--router-label-smoothing", min=0.0, help="Label smoothing of the router's InfoNCE on ordinary batches (the official: 0.1)."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of the clusters, batches and router initialisation."),
     progress: ProgressOption = True,
 ) -> None:
@@ -51,13 +52,13 @@ def upcycle_command(
     own features to split the clusters further. The stages' FFNs become the experts of each block, a
     router per block picks the top-k, and only the routers train last (with a load-balancing loss).
     The folder is a model spec: --model OUT on any command, cliplab.load_model("OUT") in Python.
-    Runs on the CPU: the defaults on cliplab:shapes-vit and synthetic:4000 took 356 s of CPU time on one thread (6 min).
+    Runs on the CPU: the defaults on cliplab:shapes-vit and synthetic:4000 took 349 s of CPU time on one thread (6 min).
     """
     from cliplab.train.upcycle import upcycle_model
 
     config = UpcycleConfig(experts=experts, top_k=top_k, towers=tuple(t.strip() for t in towers.split(",") if t.strip()),
                            moe_blocks=moe_blocks, clusters=clusters, emphasis=emphasis, stage_steps=stage_steps, router_steps=router_steps, batch_size=batch_size, lr=lr, router_lr=router_lr,
-                           label_smoothing=label_smoothing, seed=seed)  # fmt: skip
+                           label_smoothing=label_smoothing, router_label_smoothing=router_label_smoothing, seed=seed)  # fmt: skip
     bar = _Bar(progress)
     try:
         with user_errors(), warnings_as_lines():

@@ -15,7 +15,8 @@
    that cluster's own pairs, so a stage dwells on the clusters the previous stage could not separate;
 3. the MoE: non-FFN weights from the base, expert i of each block = stage i's FFN (expert 0 the
    base's), a router per block on ``ln_2(x)``, top-k of E;
-4. router-only training: InfoNCE (the same smoothing) + 0.01 * the load-balancing loss.
+4. router-only training on ordinary batches: InfoNCE + 0.01 * the load-balancing loss (the official smooths it
+   by 0.1 too; on ordinary batches cliplab does not smooth by default, ``router_label_smoothing``).
 
 Two baselines the reference names share the machinery: :func:`dense_baseline` (the base trained the
 same extra steps, FFNs only, on ordinary batches) and :func:`sparse_upcycling_baseline` (E identical
@@ -317,13 +318,13 @@ def upcycle(model: Model, data: PairData, config: UpcycleConfig, progress: Progr
 
 def train_router(moe: torch.nn.Module, data: PairData, config: UpcycleConfig, progress: Progress | None = None,
                  texts: torch.Tensor | None = None) -> list[float]:  # fmt: skip
-    """Router-only training (``--lock-except-gate``): smoothed InfoNCE + ``balance_weight`` * load balance.
+    """Router-only training (``--lock-except-gate``): InfoNCE (smoothed by ``router_label_smoothing``) + ``balance_weight`` * load balance.
     ``texts``: the caption features when the text tower has no MoE layers (it does not change)."""
     params = trainable_only(moe, lambda name: ".mlp.router." in name)
     rng = np.random.default_rng([config.seed, 99])
     batches = endless(lambda: random_batches(len(data), config.batch_size, rng))
     losses = fit(moe, data, batches, params, config.router_steps, config.router_lr, config.router_weight_decay, config.warmup,
-                 config.label_smoothing, config.seed + 99, balance=config.balance_weight, phase="router", progress=progress,
+                 config.router_label_smoothing, config.seed + 99, balance=config.balance_weight, phase="router", progress=progress,
                  texts=texts)  # fmt: skip
     for p in moe.parameters():
         p.requires_grad_(True)
@@ -354,20 +355,20 @@ def extra_steps(config: UpcycleConfig) -> int:
 
 
 def dense_baseline(model: Model, data: PairData, config: UpcycleConfig, progress: Progress | None = None) -> torch.nn.Module:
-    """The dense base trained :func:`extra_steps` more steps, FFNs only, ordinary batches, same loss."""
+    """The dense base trained :func:`extra_steps` more steps, FFNs only, ordinary batches (smoothed as the router's)."""
     dense = copy.deepcopy(model.torch_module).float().cpu()
     params = trainable_only(dense, ffn_names(moe_blocks(dense, config)))
     rng = np.random.default_rng([config.seed, 51])
     texts = None if "text" in config.towers else caption_features(dense, data)
     fit(dense, data, endless(lambda: random_batches(len(data), config.batch_size, rng)), params, extra_steps(config), config.lr,
-        config.weight_decay, config.warmup, config.label_smoothing, config.seed + 51, phase="dense baseline", progress=progress,
+        config.weight_decay, config.warmup, config.router_label_smoothing, config.seed + 51, phase="dense baseline", progress=progress,
         texts=texts)  # fmt: skip
     return dense.eval()
 
 
 def sparse_upcycling_baseline(model: Model, data: PairData, config: UpcycleConfig, progress: Progress | None = None) -> torch.nn.Module:
     """E identical copies of each FFN plus a router, experts and router trained :func:`extra_steps` steps
-    (ordinary batches, smoothed InfoNCE + load balance): sparse upcycling at the same top-k compute."""
+    (ordinary batches smoothed as the router's, InfoNCE + load balance): sparse upcycling at the same top-k compute."""
     moe = copy.deepcopy(model.torch_module).float().cpu()
     texts = None if "text" in config.towers else caption_features(moe, data)
     towers = moe_blocks(moe, config)
@@ -375,7 +376,7 @@ def sparse_upcycling_baseline(model: Model, data: PairData, config: UpcycleConfi
     params = trainable_only(moe, lambda name: ffn_names(towers)(name) or ".mlp.router." in name)
     rng = np.random.default_rng([config.seed, 52])
     fit(moe, data, endless(lambda: random_batches(len(data), config.batch_size, rng)), params, extra_steps(config), config.lr,
-        config.weight_decay, config.warmup, config.label_smoothing, config.seed + 52, balance=config.balance_weight,
+        config.weight_decay, config.warmup, config.router_label_smoothing, config.seed + 52, balance=config.balance_weight,
         phase="sparse upcycling baseline", progress=progress, texts=texts)  # fmt: skip
     for p in moe.parameters():
         p.requires_grad_(True)
