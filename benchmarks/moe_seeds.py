@@ -17,8 +17,7 @@ import statistics
 from pathlib import Path
 
 from _machine import add_json_option, write_json
-
-ATTRIBUTES = ("shape", "color", "size", "position", "background")
+from moe import ATTRIBUTES
 
 
 def main() -> None:
@@ -32,9 +31,9 @@ def main() -> None:
     for run in runs:
         seed = run["settings"]["seed"]
         figures["runs"][f"training seed {seed}"] = {f"{a} ({s})": run[key]["clip-moe"][a] for s, key in scene_sets.items() for a in ATTRIBUTES}
+    weakest = runs[0]["weakest_attribute"]
     for scenes, key in scene_sets.items():
         mean = {a: round(statistics.fmean(run[key]["clip-moe"][a] for run in runs), 2) for a in ATTRIBUTES}
-        weakest = runs[0]["weakest_attribute"]
         worst = min(ATTRIBUTES, key=lambda a: mean[a])
         figures["mean"][scenes] = mean
         figures["targets"][scenes] = {"weakest attribute": weakest, "gain": mean[weakest], "met (>= +3)": mean[weakest] >= 3,
